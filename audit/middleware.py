@@ -1,0 +1,36 @@
+"""Gives every request an id and records where it came from."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+
+from . import context
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContextMiddleware:
+    """Accept a sane client ``X-Request-ID`` (or make one) and echo it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        supplied = request.headers.get("X-Request-ID", "")
+        request_id = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+        source_ip = request.META.get("REMOTE_ADDR") or None
+        if source_ip:
+            try:
+                source_ip = str(ipaddress.ip_address(source_ip))
+            except ValueError:
+                source_ip = None
+        request.request_id = request_id
+        token = context.set_current(context.RequestContext(request_id, source_ip))
+        try:
+            response = self.get_response(request)
+        finally:
+            context.reset(token)
+        response["X-Request-ID"] = request_id
+        return response

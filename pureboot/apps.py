@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class PurebootConfig(AppConfig):
+    """Project-wide pieces: roles, bootstrap commands."""
+
+    name = "pureboot"
+    verbose_name = "PureBoot"

@@ -1,0 +1,29 @@
+"""Root URLs: admin, the REST API under /api/v1/, its schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
+
+admin.site.site_header = "PureBoot"
+admin.site.site_title = "PureBoot"
+admin.site.index_title = "Provisioning"
+
+api_v1 = [
+    re_path(r"^auth/token/?$", ThrottledTokenObtainPairView.as_view(), name="token_obtain_pair"),
+    re_path(
+        r"^auth/token/refresh/?$", ThrottledTokenRefreshView.as_view(), name="token_refresh"
+    ),
+    re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("nodes.api.urls")),
+    path("", include("audit.api.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+]

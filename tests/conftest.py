@@ -1,0 +1,58 @@
+"""Shared test set-up.
+
+Markers:
+- ``postgres``: needs DATABASE_URL on PostgreSQL (row locks, concurrent writers).
+- ``redis``: needs REDIS_URL and starts a real Celery worker.
+
+Such tests are deselected, with a printed line saying so, when their service
+is not configured (the plain SQLite run of ``make test``). Under CI=true a
+deselection is an error: CI's PostgreSQL/Redis leg must run them all.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _db_is_postgres() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgres: needs DATABASE_URL on PostgreSQL")
+    config.addinivalue_line("markers", "redis: needs REDIS_URL and a real Celery worker")
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = []
+    if not _db_is_postgres():
+        missing.append(("postgres", "DATABASE_URL is not PostgreSQL"))
+    if not os.environ.get("REDIS_URL"):
+        missing.append(("redis", "REDIS_URL is not set"))
+    if not missing:
+        return
+    keep, dropped = [], {}
+    for item in items:
+        for marker, why in missing:
+            if item.get_closest_marker(marker):
+                dropped.setdefault(why, []).append(item)
+                break
+        else:
+            keep.append(item)
+    if not dropped:
+        return
+    items[:] = keep
+    config.hook.pytest_deselected(items=[i for group in dropped.values() for i in group])
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for why, group in dropped.items():
+        line = f"deselected {len(group)} tests because {why}"
+        if reporter:
+            reporter.write_line(line)
+    if os.environ.get("PUREBOOT_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError(
+            "PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(dropped.keys())
+        )
