@@ -13,9 +13,7 @@ admin.site.index_title = "Provisioning"
 
 api_v1 = [
     re_path(r"^auth/token/?$", ThrottledTokenObtainPairView.as_view(), name="token_obtain_pair"),
-    re_path(
-        r"^auth/token/refresh/?$", ThrottledTokenRefreshView.as_view(), name="token_refresh"
-    ),
+    re_path(r"^auth/token/refresh/?$", ThrottledTokenRefreshView.as_view(), name="token_refresh"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("nodes.api.urls")),

@@ -1,0 +1,232 @@
+"""Node API: declared querysets, serializers and filters; services do the work."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from audit import services as audit
+from pureboot.api.exceptions import Conflict
+from pureboot.api.permissions import ModelPermissions
+
+from .. import services
+from ..filtersets import NodeEventFilterSet, NodeFilterSet
+from ..models import Node, Site, Tag
+from ..permissions import accessible_sites, scope_nodes
+from .serializers import (
+    NodeEventSerializer,
+    NodeSerializer,
+    SiteSerializer,
+    StateChangeSerializer,
+    TagSerializer,
+    TransitionSerializer,
+)
+
+
+class NodePermissions(ModelPermissions):
+    perms_map = {**ModelPermissions.perms_map, "DELETE": ["nodes.retire_node"]}
+
+
+class CanViewNodes(ModelPermissions):
+    """Lifecycle endpoints: reading the node is enough to ask; services check the action."""
+
+    perms_map = {method: ["nodes.view_node"] for method in ModelPermissions.perms_map}
+
+
+class NodeViewSet(viewsets.ModelViewSet):
+    """Nodes visible to the requesting user. DELETE retires (history is kept)."""
+
+    serializer_class = NodeSerializer
+    filterset_class = NodeFilterSet
+    permission_classes = (IsAuthenticated, NodePermissions)
+    ordering_fields = ("id", "hostname", "state", "state_changed_at", "last_seen_at", "created_at")
+    ordering = ("hostname", "id")
+    lookup_value_regex = r"\d{1,18}"
+    http_method_names = ("get", "post", "patch", "delete", "head", "options")
+
+    def get_queryset(self):
+        qs = Node.objects.select_related("site", "workflow").prefetch_related("interfaces", "tags")
+        return scope_nodes(self.request.user, qs)
+
+    def get_permissions(self):
+        if self.action in {"change_state", "transitions", "events"}:
+            return [IsAuthenticated(), CanViewNodes()]
+        return super().get_permissions()
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.IllegalTransition):
+            return Response(
+                {
+                    "detail": str(exc),
+                    "code": "illegal_transition",
+                    "current_state": exc.current,
+                    "requested_state": exc.requested,
+                    "allowed_states": exc.allowed,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        if isinstance(exc, services.TransitionForbidden):
+            exc = PermissionDenied(str(exc))
+        return super().handle_exception(exc)
+
+    def _actor(self) -> services.Actor:
+        return services.Actor.of(self.request.user)
+
+    def _fresh(self, pk: int) -> Node:
+        return self.get_queryset().get(pk=pk)
+
+    @staticmethod
+    def _split(data: dict) -> tuple[dict, list | None, list | None]:
+        data = dict(data)
+        return data, data.pop("interfaces", None), data.pop("tags", None)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields, interfaces, tags = self._split(serializer.validated_data)
+        node = services.create_node(self._actor(), fields, interfaces or [], tags)
+        return Response(self.get_serializer(self._fresh(node.pk)).data, status=201)
+
+    def partial_update(self, request, *args, **kwargs):
+        node = self.get_object()
+        serializer = self.get_serializer(node, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        fields, interfaces, tags = self._split(serializer.validated_data)
+        services.update_node(node.pk, self._actor(), fields, interfaces, tags)
+        return Response(self.get_serializer(self._fresh(node.pk)).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("reason", str, description="Why the node is retired")],
+        responses=NodeSerializer,
+    )
+    def destroy(self, request, *args, **kwargs):
+        node = self.get_object()
+        reason = request.query_params.get("reason", "")
+        services.perform(node.pk, "retire", self._actor(), reason=reason)
+        return Response(self.get_serializer(self._fresh(node.pk)).data)
+
+    @extend_schema(request=StateChangeSerializer, responses=NodeSerializer)
+    @action(detail=True, methods=["patch"], url_path="state")
+    def change_state(self, request, pk=None):
+        """Move the node through its lifecycle: ``{"state": "<target>", "reason": "…"}``."""
+        node = self.get_object()
+        serializer = StateChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        actor = self._actor()
+        if data.get("action"):
+            name = data["action"]
+            target = services.lc.ACTIONS[name].target
+            if data.get("state") and data["state"] != target:
+                return Response(
+                    {"state": f"{name} leads to {target}, not {data['state']}."}, status=400
+                )
+        else:
+            name = services.resolve_action(node, data["state"], actor).name
+        params = {"workflow": data["workflow"]} if "workflow" in data else {}
+        services.perform(node.pk, name, actor, reason=data.get("reason", ""), **params)
+        return Response(self.get_serializer(self._fresh(node.pk)).data)
+
+    @extend_schema(responses=TransitionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def transitions(self, request, pk=None):
+        """What the requesting user may do to this node now."""
+        node = self.get_object()
+        actions = services.available_actions(node, self._actor())
+        data = [
+            {
+                "action": a.name,
+                "target": a.target,
+                "label": a.label,
+                "destructive": a.destructive,
+                "params": list(a.params),
+            }
+            for a in actions
+        ]
+        return Response(TransitionSerializer(data, many=True).data)
+
+    @extend_schema(responses=NodeEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        """The node's history, newest first."""
+        node = get_object_or_404(self.get_queryset(), pk=pk)
+        qs = NodeEventFilterSet(request.query_params, queryset=node.events.all())
+        if not qs.is_valid():
+            return Response(qs.errors, status=400)
+        page = self.paginate_queryset(qs.qs)
+        return self.get_paginated_response(NodeEventSerializer(page, many=True).data)
+
+
+class SiteViewSet(viewsets.ModelViewSet):
+    """Sites; each user lists only the sites they may use."""
+
+    serializer_class = SiteSerializer
+    permission_classes = (IsAuthenticated, ModelPermissions)
+    lookup_field = "slug"
+    http_method_names = ("get", "post", "patch", "delete", "head", "options")
+    filterset_fields = ("slug",)
+    ordering_fields = ("name", "slug")
+
+    def get_queryset(self):
+        return accessible_sites(self.request.user).order_by("name")
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            site = serializer.save()
+            record_model_change(self.request.user, "site.create", site, None, serializer.data)
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            before = SiteSerializer(serializer.instance).data
+            site = serializer.save()
+            record_model_change(self.request.user, "site.update", site, before, serializer.data)
+
+    def perform_destroy(self, instance: Site):
+        count = instance.nodes.count()
+        if count:
+            raise Conflict(f"Site {instance.slug} still has {count} nodes; move them first.")
+        with transaction.atomic():
+            record_model_change(
+                self.request.user, "site.delete", instance, SiteSerializer(instance).data, None
+            )
+            instance.delete()
+
+
+class TagViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Tag.objects.all()
+    serializer_class = TagSerializer
+    permission_classes = (IsAuthenticated, ModelPermissions)
+    filterset_fields = ("name",)
+    ordering_fields = ("name",)
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            tag = serializer.save()
+            record_model_change(self.request.user, "tag.create", tag, None, serializer.data)
+
+
+def record_model_change(user, action: str, obj, before, after) -> None:
+    """Audit a plain registry object (site, tag) changed through the API."""
+    keys = set(before or {}) | set(after or {})
+    audit.record(
+        actor=services.Actor.of(user).label,
+        action=action,
+        object_type=obj._meta.label_lower,
+        object_id=obj.pk,
+        changes={
+            k: {"before": (before or {}).get(k), "after": (after or {}).get(k)}
+            for k in sorted(keys)
+            if (before or {}).get(k) != (after or {}).get(k)
+        },
+    )

@@ -1,0 +1,131 @@
+"""The node lifecycle, declared once.
+
+Each operator or system action is declared here with its source states,
+target state, the permission a person needs, and whether it destroys data.
+The Node model's django-fsm transitions, the API's ``/state`` and
+``/transitions`` endpoints and the admin's buttons are all driven from this
+table, so a rule changes in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .choices import NodeState as S
+
+ALL_STATES: tuple[str, ...] = tuple(S.values)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One lifecycle action.
+
+    ``permission`` is the model permission a person needs (on top of access to
+    the node's site); ``None`` means only the system (boot path, reports,
+    periodic tasks) performs it. ``destructive`` actions go through
+    ``nodes.services.destructive_transition`` so a second approval can be
+    put in front of them in one place.
+    """
+
+    name: str
+    sources: tuple[str, ...]
+    target: str
+    label: str
+    permission: str | None
+    destructive: bool = False
+    system_allowed: bool = True
+    params: tuple[str, ...] = ()
+
+    @property
+    def system_only(self) -> bool:
+        return self.permission is None
+
+
+ASSIGN = Action(
+    "assign",
+    (S.DISCOVERED, S.FAILED),
+    S.PENDING,
+    "Assign workflow",
+    "nodes.assign_node",
+    params=("workflow",),
+)
+UNASSIGN = Action("unassign", (S.PENDING,), S.DISCOVERED, "Unassign", "nodes.assign_node")
+START_INSTALL = Action(
+    "start_install", (S.PENDING, S.REPROVISION), S.INSTALLING, "Start install", None
+)
+COMPLETE_INSTALL = Action(
+    "complete_install", (S.INSTALLING,), S.INSTALLED, "Complete install", None
+)
+FAIL = Action("fail", (S.INSTALLING, S.DEPROVISIONING, S.MIGRATING), S.FAILED, "Fail", None)
+ACTIVATE = Action("activate", (S.INSTALLED,), S.ACTIVE, "Mark active", "nodes.activate_node")
+REPROVISION = Action(
+    "reprovision",
+    (S.INSTALLED, S.ACTIVE, S.FAILED),
+    S.REPROVISION,
+    "Reprovision",
+    "nodes.reprovision_node",
+    destructive=True,
+)
+DEPROVISION = Action(
+    "deprovision",
+    (S.DISCOVERED, S.INSTALLED, S.ACTIVE, S.FAILED),
+    S.DEPROVISIONING,
+    "Deprovision (secure erase)",
+    "nodes.deprovision_node",
+    destructive=True,
+)
+MIGRATE = Action(
+    "migrate",
+    (S.ACTIVE,),
+    S.MIGRATING,
+    "Migrate to new hardware",
+    "nodes.migrate_node",
+    destructive=True,
+)
+COMPLETE_MIGRATION = Action(
+    "complete_migration", (S.MIGRATING,), S.DEPROVISIONING, "Complete migration", None
+)
+CANCEL_MIGRATION = Action(
+    "cancel_migration", (S.MIGRATING,), S.ACTIVE, "Cancel migration", "nodes.migrate_node"
+)
+COMPLETE_WIPE = Action("complete_wipe", (S.DEPROVISIONING,), S.RETIRED, "Complete wipe", None)
+RETIRE = Action(
+    "retire",
+    tuple(s for s in ALL_STATES if s != S.RETIRED),
+    S.RETIRED,
+    "Retire",
+    "nodes.retire_node",
+    destructive=True,
+)
+REDISCOVER = Action("rediscover", (S.RETIRED,), S.DISCOVERED, "Rediscover", "nodes.rediscover_node")
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        ASSIGN,
+        UNASSIGN,
+        START_INSTALL,
+        COMPLETE_INSTALL,
+        FAIL,
+        ACTIVATE,
+        REPROVISION,
+        DEPROVISION,
+        MIGRATE,
+        COMPLETE_MIGRATION,
+        CANCEL_MIGRATION,
+        COMPLETE_WIPE,
+        RETIRE,
+        REDISCOVER,
+    )
+}
+
+# Custom permissions declared on Node.Meta, one per guarded action family.
+NODE_PERMISSIONS = (
+    ("assign_node", "Can assign and unassign a workflow"),
+    ("activate_node", "Can mark an installed node active"),
+    ("reprovision_node", "Can request a reinstall"),
+    ("deprovision_node", "Can request a secure erase"),
+    ("migrate_node", "Can request or cancel a hardware migration"),
+    ("retire_node", "Can retire a node"),
+    ("rediscover_node", "Can bring a retired node back as discovered"),
+)

@@ -1,0 +1,450 @@
+"""Operations on nodes that need a row lock, history and an audit entry.
+
+Everything that changes a node goes through here, whoever asks: the API, the
+admin, the boot path, installer reports, Celery tasks and commands. Each
+operation runs in one transaction that locks the node row, checks the
+actor's permission again inside it, changes the node, and writes a NodeEvent
+(for humans) and an AuditEvent (for auditors) before committing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_fsm import has_transition_perm
+
+from audit import services as audit
+
+from . import lifecycle as lc
+from .choices import EventKind, NodeState
+from .identifiers import normalize_mac
+from .models import NetworkInterface, Node, NodeEvent, Tag
+from .permissions import can_access_node, can_access_site
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_LENGTH = 1000
+EDITABLE_FIELDS = (
+    "hostname",
+    "site",
+    "serial",
+    "system_uuid",
+    "arch",
+    "firmware",
+    "vendor",
+    "model",
+    "metadata",
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an operation: a person, a node (its token) or the system."""
+
+    label: str
+    user: Any = None
+
+    @classmethod
+    def of(cls, user) -> Actor:
+        return cls(f"user:{user.get_username()}", user)
+
+    @classmethod
+    def for_node(cls, node_id: int) -> Actor:
+        return cls(f"node:{node_id}")
+
+    @property
+    def is_person(self) -> bool:
+        return self.user is not None
+
+
+SYSTEM = Actor("system")
+
+
+class TransitionError(Exception):
+    """Base for refused lifecycle changes."""
+
+
+@dataclass
+class IllegalTransition(TransitionError):
+    """The node's current state does not allow the requested change (HTTP 409)."""
+
+    node_id: int
+    current: str
+    requested: str
+    allowed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        allowed = ", ".join(self.allowed) or "none"
+        return (
+            f"Node {self.node_id} is {self.current}; it cannot go to {self.requested}. "
+            f"Allowed targets for you now: {allowed}."
+        )
+
+
+class TransitionForbidden(TransitionError):
+    """The actor may not perform this change (HTTP 403)."""
+
+
+# --- queries -----------------------------------------------------------------
+
+
+def available_actions(node: Node, actor: Actor) -> list[lc.Action]:
+    """The actions ``actor`` may perform on ``node`` in its current state."""
+    result = []
+    for action in lc.ACTIONS.values():
+        if node.state not in action.sources:
+            continue
+        if actor.is_person:
+            if not has_transition_perm(getattr(node, action.name), actor.user):
+                continue
+        elif not action.system_allowed:
+            continue
+        result.append(action)
+    return result
+
+
+def resolve_action(node: Node, target: str, actor: Actor) -> lc.Action:
+    """Pick the action that takes ``node`` from its state to ``target``."""
+    candidates = [a for a in lc.ACTIONS.values() if node.state in a.sources and a.target == target]
+    if actor.is_person:
+        for action in candidates:
+            if not action.system_only:
+                return action
+        if candidates:
+            raise TransitionForbidden(
+                f"{node.state} -> {target} happens only when the system reports it "
+                f"({', '.join(a.name for a in candidates)}); no person can request it."
+            )
+    elif candidates:
+        return candidates[0]
+    raise IllegalTransition(
+        node.pk, node.state, target, sorted({a.target for a in available_actions(node, actor)})
+    )
+
+
+# --- lifecycle -------------------------------------------------------------
+
+
+def perform(
+    node_id: int, action_name: str, actor: Actor, *, reason: str = "", **params: Any
+) -> Node:
+    """Run one lifecycle action on a node; the only entry point for state changes.
+
+    Raises IllegalTransition (wrong state), TransitionForbidden (no
+    permission, or a system-only action asked by a person) and
+    ValidationError (bad parameters).
+    """
+    action = lc.ACTIONS.get(action_name)
+    if action is None:
+        raise ValidationError(
+            {"action": f"Unknown action {action_name!r}; known: {', '.join(lc.ACTIONS)}."}
+        )
+    if action.destructive:
+        return destructive_transition(node_id, action, actor, reason=reason, params=params)
+    return _execute(node_id, action, actor, reason=reason, params=params)
+
+
+def destructive_transition(
+    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
+) -> Node:
+    """The single gate for reprovision, deprovision, migrate and retire.
+
+    Destroying data needs a second person's approval; the approvals work
+    routes this function through an approval request. Until that lands it
+    executes at once, with the same permission and state checks.
+    """
+    return _execute(node_id, action, actor, reason=reason, params=params)
+
+
+def _execute(
+    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
+) -> Node:
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValidationError({"reason": f"At most {MAX_REASON_LENGTH} characters."})
+    kwargs = _transition_kwargs(action, params)
+    with transaction.atomic():
+        node = Node.objects.select_for_update().select_related("workflow").get(pk=node_id)
+        if node.state not in action.sources:
+            raise IllegalTransition(
+                node.pk,
+                node.state,
+                action.target,
+                sorted({a.target for a in available_actions(node, actor)}),
+            )
+        if actor.is_person:
+            if action.system_only:
+                raise TransitionForbidden(
+                    f"{action.name} is performed by the system only, not by a person."
+                )
+            if not has_transition_perm(getattr(node, action.name), actor.user):
+                raise TransitionForbidden(
+                    f"You do not have permission to {action.name} node {node.pk}."
+                )
+        elif not action.system_allowed:
+            raise TransitionForbidden(f"{action.name} needs a person.")
+        before = snapshot(node)
+        getattr(node, action.name)(**kwargs)
+        node.state_changed_at = timezone.now()
+        node.save()
+        after = snapshot(node)
+        changes = diff(before, after)
+        NodeEvent.objects.create(
+            node=node,
+            kind=EventKind.TRANSITION,
+            actor=actor.label,
+            user=actor.user,
+            from_state=before["state"],
+            to_state=node.state,
+            message=reason or action.label,
+            details={"action": action.name, **_json_params(kwargs)},
+        )
+        audit.record(
+            actor=actor.label,
+            action=f"node.{action.name}",
+            object_type="nodes.node",
+            object_id=node.pk,
+            changes=changes,
+            message=reason,
+        )
+    log.info("node %s: %s -> %s by %s", node.pk, before["state"], node.state, actor.label)
+    return node
+
+
+def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, Any]:
+    unexpected = set(params) - set(action.params)
+    if unexpected:
+        raise ValidationError(
+            {name: f"{action.name} takes no parameter {name!r}." for name in sorted(unexpected)}
+        )
+    kwargs = {}
+    if "workflow" in action.params:
+        workflow = params.get("workflow")
+        if workflow is None:
+            raise ValidationError({"workflow": f"{action.name} needs a workflow."})
+        kwargs["workflow"] = workflow
+    return kwargs
+
+
+def _json_params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) for k, v in kwargs.items()}
+
+
+def fail_stuck_installs(timeout_minutes: int | None = None) -> list[int]:
+    """Fail every node that has been ``installing`` longer than the timeout.
+
+    Returns the ids of the nodes failed. A node that moved on meanwhile is
+    skipped, not failed.
+    """
+    minutes = timeout_minutes or settings.PUREBOOT_INSTALL_TIMEOUT_MINUTES
+    cutoff = timezone.now() - timedelta(minutes=minutes)
+    stuck = Node.objects.filter(
+        state=NodeState.INSTALLING, state_changed_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    failed = []
+    for node_id in list(stuck):
+        try:
+            perform(
+                node_id,
+                "fail",
+                SYSTEM,
+                reason=f"No install report for more than {minutes} minutes.",
+            )
+        except IllegalTransition:
+            continue
+        failed.append(node_id)
+    return failed
+
+
+# --- registry edits ----------------------------------------------------------
+
+
+def create_node(
+    actor: Actor,
+    fields: dict[str, Any],
+    interfaces: list[dict[str, Any]],
+    tags: list[str] | None = None,
+) -> Node:
+    """Register a node with its interfaces; validates everything or saves nothing."""
+    _check_fields(fields)
+    if not interfaces:
+        raise ValidationError({"interfaces": "A node needs at least one network interface."})
+    if actor.is_person and not can_access_site(actor.user, fields.get("site")):
+        raise TransitionForbidden("You may not register nodes at that site.")
+    try:
+        with transaction.atomic():
+            node = Node(**fields)
+            node.full_clean()
+            node.save()
+            _set_interfaces(node, interfaces)
+            if tags is not None:
+                node.tags.set(_tags(tags))
+            after = snapshot(node)
+            NodeEvent.objects.create(
+                node=node,
+                kind=EventKind.CREATED,
+                actor=actor.label,
+                user=actor.user,
+                to_state=node.state,
+                message="Registered",
+            )
+            audit.record(
+                actor=actor.label,
+                action="node.create",
+                object_type="nodes.node",
+                object_id=node.pk,
+                changes={k: {"before": None, "after": v} for k, v in after.items()},
+            )
+    except IntegrityError as exc:
+        raise ValidationError(
+            "Another change registered the same identifier at the same moment; retry."
+        ) from exc
+    return node
+
+
+def update_node(
+    node_id: int,
+    actor: Actor,
+    fields: dict[str, Any],
+    interfaces: list[dict[str, Any]] | None = None,
+    tags: list[str] | None = None,
+) -> Node:
+    """Edit a node's registry fields (never its state); one history entry per edit."""
+    _check_fields(fields)
+    try:
+        with transaction.atomic():
+            node = Node.objects.select_for_update().get(pk=node_id)
+            if actor.is_person:
+                if not can_access_node(actor.user, node):
+                    raise TransitionForbidden("You may not change this node.")
+                if "site" in fields and not can_access_site(actor.user, fields["site"]):
+                    raise TransitionForbidden("You may not move nodes to that site.")
+            before = snapshot(node)
+            for name, value in fields.items():
+                setattr(node, name, value)
+            node.full_clean()
+            node.save()
+            if interfaces is not None:
+                if not interfaces:
+                    raise ValidationError(
+                        {"interfaces": "A node needs at least one network interface."}
+                    )
+                _set_interfaces(node, interfaces)
+            if tags is not None:
+                node.tags.set(_tags(tags))
+            changes = diff(before, snapshot(node))
+            if changes:
+                NodeEvent.objects.create(
+                    node=node,
+                    kind=EventKind.EDITED,
+                    actor=actor.label,
+                    user=actor.user,
+                    message="Edited " + ", ".join(sorted(changes)),
+                    details={"changes": changes},
+                )
+                audit.record(
+                    actor=actor.label,
+                    action="node.update",
+                    object_type="nodes.node",
+                    object_id=node.pk,
+                    changes=changes,
+                )
+    except IntegrityError as exc:
+        raise ValidationError(
+            "Another change registered the same identifier at the same moment; retry."
+        ) from exc
+    return node
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            {name: "This field is not editable; use the lifecycle." for name in sorted(unknown)}
+        )
+
+
+def _tags(names: list[str]) -> list[Tag]:
+    tags = []
+    for name in names:
+        tag = Tag(name=name)
+        tag.full_clean(validate_unique=False)
+        tags.append(Tag.objects.get_or_create(name=name)[0])
+    return tags
+
+
+def _set_interfaces(node: Node, items: list[dict[str, Any]]) -> None:
+    """Replace a node's interfaces with ``items`` ({mac, name, is_primary})."""
+    errors: list[str] = []
+    wanted: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        try:
+            mac = normalize_mac(item.get("mac"))
+        except ValueError as exc:
+            errors.append(f"interfaces[{index}].mac: {exc}")
+            continue
+        if mac in wanted:
+            errors.append(f"interfaces[{index}].mac: {mac} is listed twice.")
+        wanted[mac] = item
+    if errors:
+        raise ValidationError({"interfaces": errors})
+    primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
+    if len(primaries) > 1:
+        raise ValidationError({"interfaces": "Only one interface can be primary."})
+    primary = primaries[0] if primaries else next(iter(wanted))
+    taken = NetworkInterface.objects.filter(mac__in=wanted).exclude(node=node)
+    conflicts = [f"MAC {i.mac} is already on node {i.node_id}." for i in taken]
+    if conflicts:
+        raise ValidationError({"interfaces": conflicts})
+    node.interfaces.exclude(mac__in=wanted).delete()
+    node.interfaces.update(is_primary=False)
+    for mac, item in wanted.items():
+        iface = NetworkInterface(
+            node=node, mac=mac, name=(item.get("name") or "").strip(), is_primary=mac == primary
+        )
+        iface.full_clean(exclude=["node", "mac"], validate_unique=False)
+        NetworkInterface.objects.update_or_create(
+            node=node, mac=mac, defaults={"name": iface.name, "is_primary": iface.is_primary}
+        )
+
+
+# --- audit snapshots ---------------------------------------------------------
+
+
+def snapshot(node: Node) -> dict[str, Any]:
+    """The node's audited fields as JSON values."""
+    data: dict[str, Any] = {
+        "hostname": node.hostname,
+        "site": node.site.slug if node.site_id else None,
+        "serial": node.serial,
+        "system_uuid": str(node.system_uuid) if node.system_uuid else None,
+        "arch": node.arch,
+        "firmware": node.firmware,
+        "vendor": node.vendor,
+        "model": node.model,
+        "metadata": node.metadata,
+        "state": node.state,
+        "workflow": node.workflow.name if node.workflow_id else None,
+        "install_attempts": node.install_attempts,
+    }
+    if node.pk:
+        data["interfaces"] = sorted(
+            f"{i.mac}{' (primary)' if i.is_primary else ''}" for i in node.interfaces.all()
+        )
+        data["tags"] = sorted(t.name for t in node.tags.all())
+    return data
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {"before": before.get(key), "after": after.get(key)}
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    }
