@@ -18,7 +18,7 @@ from .identifiers import normalize_mac, normalize_pi_serial, normalize_serial, n
 from .permissions import transition_permission
 from .validators import validate_metadata
 
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
 
 
 def validate_hostname(value: str) -> None:

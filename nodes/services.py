@@ -281,7 +281,7 @@ def create_node(
     try:
         with transaction.atomic():
             node = Node(**fields)
-            node.full_clean()
+            node.full_clean(exclude=["state"])
             node.save()
             _set_interfaces(node, interfaces)
             if tags is not None:
@@ -329,7 +329,7 @@ def update_node(
             before = snapshot(node)
             for name, value in fields.items():
                 setattr(node, name, value)
-            node.full_clean()
+            node.full_clean(exclude=["state"])
             node.save()
             if interfaces is not None:
                 if not interfaces:

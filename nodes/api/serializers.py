@@ -38,13 +38,20 @@ class InterfaceSerializer(serializers.ModelSerializer):
         fields = ("mac", "name", "is_primary")
 
 
+class TagListField(serializers.ListField):
+    """Tags by name; unknown names are created (tags are free labels)."""
+
+    child = serializers.SlugField(max_length=64)
+
+    def to_representation(self, data):
+        return [tag.name for tag in data.all()]
+
+
 class NodeSerializer(serializers.ModelSerializer):
     site = ScopedSiteField(slug_field="slug", required=False, allow_null=True)
     system_uuid = SystemUUIDField(required=False, allow_null=True)
     interfaces = InterfaceSerializer(many=True, required=False)
-    tags = serializers.ListField(
-        child=serializers.SlugField(max_length=64), required=False, max_length=100
-    )
+    tags = TagListField(required=False, max_length=100)
     workflow = serializers.SlugRelatedField(slug_field="name", read_only=True)
     metadata = serializers.JSONField(required=False)
 
@@ -85,11 +92,6 @@ class NodeSerializer(serializers.ModelSerializer):
             "hostname": {"validators": []},
             "serial": {"validators": []},
         }
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["tags"] = [t.name for t in instance.tags.all()]
-        return data
 
     def validate(self, attrs):
         if self.instance is None and not attrs.get("interfaces"):

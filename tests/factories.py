@@ -1,0 +1,59 @@
+"""Small helpers to build users, sites and nodes for tests."""
+
+from __future__ import annotations
+
+import itertools
+
+import factory
+from django.contrib.auth.models import Group, User
+from guardian.shortcuts import assign_perm
+
+from nodes.models import NetworkInterface, Node, Site
+from workflows.models import Workflow
+
+_mac = itertools.count(1)
+
+
+def next_mac() -> str:
+    n = next(_mac)
+    return "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+
+
+class SiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Site
+        django_get_or_create = ("slug",)
+
+    name = factory.Sequence(lambda n: f"Site {n}")
+    slug = factory.Sequence(lambda n: f"site-{n}")
+
+
+class WorkflowFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Workflow
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"ubuntu-2404-{n}")
+
+
+def make_user(role: str | None = None, *, sites=(), username: str | None = None) -> User:
+    """A user in ``role`` (a group made by the roles migration), granted ``sites``."""
+    user = User.objects.create_user(
+        username or f"{(role or 'nobody').lower()}-{User.objects.count() + 1}",
+        password="test-pass-1234",
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    for site in sites:
+        assign_perm("nodes.operate_site", user, site)
+    return User.objects.get(pk=user.pk)  # fresh: no cached permissions
+
+
+def make_node(state: str = "discovered", *, site=None, macs=None, **fields) -> Node:
+    """A node forced into ``state`` (test set-up only; code uses transitions)."""
+    node = Node.objects.create(site=site, **fields)
+    for i, mac in enumerate(macs or [next_mac()]):
+        NetworkInterface.objects.create(node=node, mac=mac, is_primary=i == 0)
+    if state != "discovered":
+        Node.objects.filter(pk=node.pk).update(state=state)
+    return Node.objects.get(pk=node.pk)
