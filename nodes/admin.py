@@ -144,6 +144,8 @@ class NodeAdmin(admin.ModelAdmin):
         }
         interfaces = None
         for formset in formsets:
+            # The admin's change message reads these; the service does the saving.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
             if formset.model is NetworkInterface and (not change or formset.has_changed()):
                 interfaces = [
                     {
