@@ -56,3 +56,27 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(dropped.keys())
         )
+
+
+# --- audit: let test-database flushes through the append-only triggers ------
+# Transactional tests end with a flush (DELETE/TRUNCATE of every table), which
+# the audit table's triggers refuse. Run that flush, and only that, unlocked.
+@pytest.fixture(scope="session", autouse=True)
+def _audit_unlocked_flush():
+    from contextlib import ExitStack
+
+    from django.test.testcases import TransactionTestCase
+
+    from audit.db import unlocked
+
+    original = TransactionTestCase._fixture_teardown
+
+    def _fixture_teardown(self):
+        with ExitStack() as stack:
+            for alias in self._databases_names(include_mirrors=False):
+                stack.enter_context(unlocked(alias))
+            original(self)
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown
+    yield
+    TransactionTestCase._fixture_teardown = original

@@ -1,0 +1,54 @@
+"""The append-only, hash-chained audit trail.
+
+Rows are written only by :func:`audit.services.record`; the database refuses
+UPDATE and DELETE on the table (see migration 0002). Nothing here is a
+foreign key, so the trail outlives the users and nodes it talks about.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One entry of the audit trail, linked to its predecessor by ``prev_hash``."""
+
+    seq = models.BigIntegerField(
+        editable=False, help_text="Position in the chain, contiguous from 1."
+    )
+    timestamp = models.DateTimeField(editable=False, help_text="Set by the writer, in UTC.")
+    actor = models.CharField(max_length=150, help_text="user:<username>, node:<id> or system.")
+    action = models.CharField(max_length=64, help_text="Verb such as node.assign.")
+    object_type = models.CharField(max_length=64, blank=True, help_text="e.g. nodes.node")
+    object_id = models.CharField(max_length=64, blank=True)
+    changes = models.JSONField(
+        default=dict, blank=True, help_text='{"field": {"before": x, "after": y}}'
+    )
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        ordering = ["seq"]
+        # The log cannot be added to, changed or deleted through Django's
+        # permission system; reading it is the only grantable right.
+        default_permissions = ("view",)
+        verbose_name = "audit event"
+        constraints = [
+            models.UniqueConstraint(fields=["seq"], name="audit_event_seq_unique"),
+            models.UniqueConstraint(fields=["hash"], name="audit_event_hash_unique"),
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="audit_event_seq_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_event_object_idx"),
+            models.Index(fields=["actor"], name="audit_event_actor_idx"),
+            models.Index(fields=["action"], name="audit_event_action_idx"),
+            models.Index(fields=["timestamp"], name="audit_event_timestamp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        target = f" {self.object_type}:{self.object_id}" if self.object_type else ""
+        return f"#{self.seq} {self.actor} {self.action}{target}"
