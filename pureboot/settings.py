@@ -56,7 +56,9 @@ def _load_secret_key() -> str:
     except FileExistsError:
         key = path.read_text().strip()
         if len(key) < 32:
-            raise ImproperlyConfigured(f"{path} is empty or too short; delete it to regenerate")
+            raise ImproperlyConfigured(
+                f"{path} is empty or too short; delete it to regenerate"
+            ) from None
         return key
     key = secrets.token_urlsafe(50)
     with os.fdopen(fd, "w") as fh:

@@ -16,7 +16,7 @@ _mac = itertools.count(1)
 
 def next_mac() -> str:
     n = next(_mac)
-    return "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
 class SiteFactory(factory.django.DjangoModelFactory):

@@ -73,8 +73,11 @@ def test_pi_serial_normalised(api, admin_user):
         ({"serial": "abc\u0007def"}, "serial", "control"),
         ({"interfaces": []}, "interfaces", "at least one"),
         ({"interfaces": [{"mac": "01:00:5e:00:00:01"}]}, "interfaces", "multicast"),
-        ({"interfaces": [{"mac": "52:54:00:00:00:09"}, {"mac": "525400000009"}]}, "interfaces",
-         "twice"),
+        (
+            {"interfaces": [{"mac": "52:54:00:00:00:09"}, {"mac": "525400000009"}]},
+            "interfaces",
+            "twice",
+        ),
     ],
 )
 def test_bad_input_is_400_naming_the_field(api, admin_user, body, field, words):
@@ -261,8 +264,9 @@ def test_delete_retires_and_keeps_history(api, admin_user):
     assert api(admin_user).delete(f"/api/v1/nodes/{node.pk}").status_code == 409
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nodes/abc", "/api/v1/nodes/99999999999999999999999",
-                                  "/api/v1/nodes/424242"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nodes/abc", "/api/v1/nodes/99999999999999999999999", "/api/v1/nodes/424242"]
+)
 def test_unknown_ids_are_404(api, admin_user, path):
     assert api(admin_user).get(path).status_code == 404
 
@@ -303,12 +307,14 @@ def test_jwt_login_and_refresh(api, admin_user, client):
     anon.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
     assert anon.get("/api/v1/nodes").status_code == 200
     resp = client.post(
-        "/api/v1/auth/token/refresh", {"refresh": tokens["refresh"]},
+        "/api/v1/auth/token/refresh",
+        {"refresh": tokens["refresh"]},
         content_type="application/json",
     )
     assert resp.status_code == 200 and resp.json()["access"]
     bad = client.post(
-        "/api/v1/auth/token", {"username": "alice-admin", "password": "wrong"},
+        "/api/v1/auth/token",
+        {"username": "alice-admin", "password": "wrong"},
         content_type="application/json",
     )
     assert bad.status_code == 401
@@ -318,8 +324,14 @@ def test_schema_and_docs(client, admin_user):
     schema = client.get("/api/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = json.loads(schema.content)["paths"]
-    for path in ("/api/v1/nodes", "/api/v1/nodes/{id}", "/api/v1/nodes/{id}/state",
-                 "/api/v1/nodes/{id}/transitions", "/api/v1/nodes/{id}/events", "/api/v1/audit"):
+    for path in (
+        "/api/v1/nodes",
+        "/api/v1/nodes/{id}",
+        "/api/v1/nodes/{id}/state",
+        "/api/v1/nodes/{id}/transitions",
+        "/api/v1/nodes/{id}/events",
+        "/api/v1/audit",
+    ):
         assert path in paths, sorted(paths)
     docs = client.get("/api/v1/docs")
     assert docs.status_code == 200

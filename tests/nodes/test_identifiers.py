@@ -57,8 +57,14 @@ def test_uuid_forms(value, braces, upper, hyphens):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "1234", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", str(uuid.UUID(int=0)),
-            "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"]
+    "bad",
+    [
+        "",
+        "1234",
+        "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+        str(uuid.UUID(int=0)),
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+    ],
 )
 def test_bad_uuids_refused(bad):
     with pytest.raises(ValueError):

@@ -73,12 +73,18 @@ def test_operator_of_site_a_neither_sees_nor_changes_site_b(api, operator_a, sit
     assert listed == ["mine"]
     for node in (theirs, orphan):
         assert client.get(f"/api/v1/nodes/{node.pk}").status_code == 404
-        assert client.patch(
-            f"/api/v1/nodes/{node.pk}", {"hostname": "hijacked"}, format="json"
-        ).status_code == 404
-        assert client.patch(
-            f"/api/v1/nodes/{node.pk}/state", {"state": "pending"}, format="json"
-        ).status_code == 404
+        assert (
+            client.patch(
+                f"/api/v1/nodes/{node.pk}", {"hostname": "hijacked"}, format="json"
+            ).status_code
+            == 404
+        )
+        assert (
+            client.patch(
+                f"/api/v1/nodes/{node.pk}/state", {"state": "pending"}, format="json"
+            ).status_code
+            == 404
+        )
         assert client.get(f"/api/v1/nodes/{node.pk}/events").status_code == 404
     assert Node.objects.get(pk=theirs.pk).hostname == "theirs"
     # cannot register or move a node into site B either
@@ -110,9 +116,10 @@ def test_auditor_sees_all_sites_but_changes_nothing(api, site_a, site_b):
     node = make_node(site=site_b)
     client = api(auditor)
     assert client.get(f"/api/v1/nodes/{node.pk}").status_code == 200
-    assert client.patch(
-        f"/api/v1/nodes/{node.pk}", {"hostname": "x"}, format="json"
-    ).status_code == 403
+    assert (
+        client.patch(f"/api/v1/nodes/{node.pk}", {"hostname": "x"}, format="json").status_code
+        == 403
+    )
     assert client.delete(f"/api/v1/nodes/{node.pk}").status_code == 403
 
 
