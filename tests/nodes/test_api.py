@@ -95,6 +95,7 @@ def test_mac_on_another_node_is_refused_with_its_id(api, admin_user):
     resp = _create(api(admin_user), interfaces=[{"mac": "52-54-00-12-34-56"}])
     assert resp.status_code == 400
     assert f"already on node {other.pk}" in json.dumps(resp.json())
+    assert Node.objects.count() == 1
 
 
 def test_duplicate_hostname_and_uuid_refused(api, admin_user):

@@ -152,3 +152,27 @@ def test_fail_stuck_installs_fails_only_old_installs():
     assert Node.objects.get(pk=other.pk).state == "pending"
     event = NodeEvent.objects.get(node=old, kind="transition")
     assert event.actor == "system" and "60 minutes" in event.message
+
+
+def test_docs_lifecycle_matches_code():
+    from pathlib import Path
+
+    from nodes.lifecycle_doc import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
+    assert doc.read_text() == render(), "run: python manage.py lifecycle_doc > docs/lifecycle.md"
+
+
+@pytest.mark.django_db
+def test_transition_is_atomic_with_its_audit_entry(monkeypatch):
+    node = make_node()
+
+    def broken(**kwargs):
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(services.audit, "record", broken)
+    with pytest.raises(RuntimeError):
+        services.perform(node.pk, "retire", services.SYSTEM)
+    node.refresh_from_db()
+    assert node.state == "discovered"
+    assert not NodeEvent.objects.filter(node=node, kind="transition").exists()
