@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 
+from pureboot.admin_audit import AuditedAdminMixin
 from workflows.models import Workflow
 
 from . import services
@@ -232,7 +233,7 @@ class NodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(GuardedModelAdmin):
+class SiteAdmin(AuditedAdminMixin, GuardedModelAdmin):
     list_display = ("name", "slug", "description")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -242,7 +243,7 @@ class SiteAdmin(GuardedModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "description")
     search_fields = ("name",)
 

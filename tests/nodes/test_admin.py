@@ -126,3 +126,38 @@ def test_nodes_cannot_be_deleted_in_admin(client):
     node = make_node()
     client.force_login(_staff("Admin"))
     assert client.get(f"/admin/nodes/node/{node.pk}/delete/").status_code == 403
+
+
+def test_admin_changes_to_users_groups_and_sites_are_audited(client):
+    from django.contrib.auth.models import Group, User
+
+    from audit.models import AuditEvent
+
+    client.force_login(_staff("Admin", sites=()))
+    admin = User.objects.get(groups__name="Admin")
+    admin.is_superuser = True
+    admin.save()
+    resp = client.post("/admin/nodes/site/add/", {"name": "Lab", "slug": "lab"})
+    assert resp.status_code == 302
+    event = AuditEvent.objects.get(action="site.create")
+    assert event.actor == f"user:{admin.username}"
+    assert event.changes["slug"]["after"] == "lab"
+
+    bob = User.objects.create_user("bob", password="pw-123456-long")
+    operator = Group.objects.get(name="Operator")
+    resp = client.post(
+        f"/admin/auth/user/{bob.pk}/change/",
+        {
+            "username": "bob",
+            "is_active": "on",
+            "groups": [operator.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2026-01-01",
+            "initial-date_joined_1": "00:00:00",
+        },
+    )
+    assert resp.status_code == 302, resp.content.decode()[:2000]
+    event = AuditEvent.objects.get(action="user.update", object_id=str(bob.pk))
+    assert event.details["values"]["groups"] == [operator.pk]
+    assert "password" not in event.details["values"]

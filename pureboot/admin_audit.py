@@ -1,0 +1,67 @@
+"""Audit every add, change and delete made in the Django admin.
+
+The admin already calls ``log_addition``/``log_change``/``log_deletions``
+for each save; hooking those sends the same facts to the tamper-evident
+trail, so user, group and site changes are on record too. Node edits do not
+use this: they go through ``nodes.services``, which audits before/after
+values itself.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.forms.models import model_to_dict
+
+from audit import services as audit
+
+_SKIP_FIELDS = {"password", "last_login"}
+
+
+def _actor(request) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+def _values(obj) -> dict:
+    out = {}
+    for name, value in model_to_dict(obj).items():
+        if name in _SKIP_FIELDS:
+            continue
+        if isinstance(value, list | tuple):
+            value = [getattr(item, "pk", item) for item in value]
+        out[name] = value
+    return out
+
+
+class AuditedAdminMixin:
+    """Mix into a ModelAdmin to record its changes in the audit trail."""
+
+    def _record(self, request, obj, verb: str, message) -> None:
+        with transaction.atomic():
+            audit.record(
+                actor=_actor(request),
+                action=f"{obj._meta.model_name}.{verb}",
+                object_type=obj._meta.label_lower,
+                object_id=obj.pk,
+                # The admin reports which fields changed, not their old values;
+                # the new values go in details.
+                changes=(
+                    {k: {"before": None, "after": v} for k, v in _values(obj).items()}
+                    if verb == "create"
+                    else {}
+                ),
+                message=str(message)[:2000] if message else "",
+                details={"via": "admin", "values": _values(obj) if verb != "delete" else {}},
+            )
+
+    def log_addition(self, request, obj, message):
+        self._record(request, obj, "create", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._record(request, obj, "update", message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._record(request, obj, "delete", f"Deleted {obj}")
+        return super().log_deletions(request, queryset)
