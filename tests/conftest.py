@@ -53,9 +53,7 @@ def pytest_collection_modifyitems(config, items):
         if reporter:
             reporter.write_line(line)
     if os.environ.get("PUREBOOT_REQUIRE_SERVICES") == "1":
-        raise pytest.UsageError(
-            "PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(dropped.keys())
-        )
+        raise pytest.UsageError("PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(dropped.keys()))
 
 
 # --- audit: let test-database flushes through the append-only triggers ------

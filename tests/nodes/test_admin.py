@@ -17,7 +17,9 @@ def _staff(role, sites=()):
 
 def test_changelist_badges_filters_search(client, site_a):
     make_node("active", site=site_a, hostname="web01", macs=["52:54:00:ab:cd:ef"])
-    make_node("failed", site=site_a, hostname="db01")
+    make_node(
+        "failed", site=site_a, hostname="db01", system_uuid="4c4c4544-0042-3510-8052-b7c04f4e3732"
+    )
     client.force_login(_staff("Admin"))
     resp = client.get("/admin/nodes/node/")
     assert resp.status_code == 200
@@ -25,6 +27,8 @@ def test_changelist_badges_filters_search(client, site_a):
     assert "pb-state-active" in html and "pb-state-failed" in html
     resp = client.get("/admin/nodes/node/?q=52:54:00:ab:cd:ef")
     assert "web01" in resp.content.decode() and "db01" not in resp.content.decode()
+    resp = client.get("/admin/nodes/node/?q=b7c04f4e3732")
+    assert "db01" in resp.content.decode() and "web01" not in resp.content.decode()
     resp = client.get("/admin/nodes/node/?state__exact=failed")
     assert "db01" in resp.content.decode() and "web01" not in resp.content.decode()
 
