@@ -171,7 +171,9 @@ def _execute(
         raise ValidationError({"reason": f"At most {MAX_REASON_LENGTH} characters."})
     kwargs = _transition_kwargs(action, params)
     with transaction.atomic():
-        node = Node.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=node_id)
+        node = (
+            Node.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=node_id)
+        )
         if node.state not in action.sources:
             raise IllegalTransition(
                 node.pk,
