@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
+from guardian.shortcuts import get_group_perms, get_user_perms
 
+from audit import services as audit
 from pureboot.admin_audit import AuditedAdminMixin
 from workflows.models import Workflow
 
@@ -240,6 +244,39 @@ class SiteAdmin(AuditedAdminMixin, GuardedModelAdmin):
 
     def get_queryset(self, request):
         return accessible_sites(request.user)
+
+    # Site grants decide who sees which machines: audit every change to them.
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        return self._audited_grant(
+            request, object_pk, User, user_id, super().obj_perms_manage_user_view
+        )
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        return self._audited_grant(
+            request, object_pk, Group, group_id, super().obj_perms_manage_group_view
+        )
+
+    def _audited_grant(self, request, object_pk, subject_model, subject_id, view):
+        site = Site.objects.filter(pk=object_pk).first() if str(object_pk).isdigit() else None
+        subject = subject_model.objects.filter(pk=subject_id).first()
+        if request.method != "POST" or site is None or subject is None:
+            return view(request, object_pk, subject_id)
+        perms_of = get_user_perms if subject_model is User else get_group_perms
+        label = f"{subject_model._meta.model_name}:{subject}"
+        with transaction.atomic():
+            before = sorted(perms_of(subject, site))
+            response = view(request, object_pk, subject_id)
+            after = sorted(perms_of(subject, site))
+            if before != after:
+                audit.record(
+                    actor=services.Actor.of(request.user).label,
+                    action="site.permissions",
+                    object_type="nodes.site",
+                    object_id=site.pk,
+                    changes={label: {"before": before, "after": after}},
+                    details={"via": "admin"},
+                )
+        return response
 
 
 @admin.register(Tag)

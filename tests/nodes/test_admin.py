@@ -165,3 +165,23 @@ def test_admin_changes_to_users_groups_and_sites_are_audited(client):
     event = AuditEvent.objects.get(action="user.update", object_id=str(bob.pk))
     assert event.details["values"]["groups"] == [operator.pk]
     assert "password" not in event.details["values"]
+
+
+def test_site_grants_in_admin_are_audited(client, site_a):
+    from django.contrib.auth.models import User
+
+    from audit.models import AuditEvent
+
+    admin = _staff("Admin")
+    admin.is_superuser = True  # guardian's grant pages need its own model permissions
+    admin.save()
+    client.force_login(admin)
+    bob = User.objects.create_user("bob")
+    resp = client.post(
+        f"/admin/nodes/site/{site_a.pk}/permissions/user-manage/{bob.pk}/",
+        {"permissions": ["operate_site"]},
+    )
+    assert resp.status_code == 302, resp.content.decode()[:1500]
+    assert bob.has_perm("nodes.operate_site", site_a)
+    event = AuditEvent.objects.get(action="site.permissions")
+    assert event.changes == {"user:bob": {"before": [], "after": ["operate_site"]}}
