@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import django_filters
 
+from pureboot.api.filters import SafeIsoDateTimeFilter
+
 from .models import AuditEvent
 
 
 class AuditEventFilterSet(django_filters.FilterSet):
     """Exact matches on who/what/which request, and a timestamp window."""
 
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
+    since = SafeIsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = SafeIsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
 
     class Meta:
         model = AuditEvent

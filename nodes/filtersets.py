@@ -2,6 +2,8 @@
 
 import django_filters
 
+from pureboot.api.filters import SafeIsoDateTimeFilter
+
 from .choices import Arch, Firmware, NodeState
 from .identifiers import normalize_mac
 from .models import Node, NodeEvent
@@ -37,8 +39,8 @@ class NodeFilterSet(django_filters.FilterSet):
 
 class NodeEventFilterSet(django_filters.FilterSet):
     kind = django_filters.CharFilter(max_length=16)
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
+    since = SafeIsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = SafeIsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
 
     class Meta:
         model = NodeEvent

@@ -16,9 +16,9 @@ from . import lifecycle as lc
 from .choices import Arch, EventKind, Firmware, NodeState
 from .identifiers import normalize_mac, normalize_pi_serial, normalize_serial, normalize_uuid
 from .permissions import transition_permission
-from .validators import validate_metadata
+from .validators import validate_metadata, validate_no_control_characters
 
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE | re.ASCII)
 
 
 def validate_hostname(value: str) -> None:
@@ -36,9 +36,11 @@ def validate_hostname(value: str) -> None:
 class Site(models.Model):
     """A location or boot network; operators can be limited to some sites."""
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(
+        max_length=100, unique=True, validators=[validate_no_control_characters]
+    )
     slug = models.SlugField(max_length=100, unique=True)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[validate_no_control_characters])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,7 +70,9 @@ class Tag(models.Model):
     """A free label for grouping nodes (rack, role, owner, ...)."""
 
     name = models.SlugField(max_length=64, unique=True)
-    description = models.CharField(max_length=200, blank=True)
+    description = models.CharField(
+        max_length=200, blank=True, validators=[validate_no_control_characters]
+    )
 
     class Meta:
         ordering = ("name",)
@@ -97,8 +101,12 @@ class Node(ConcurrentTransitionMixin, models.Model):
     system_uuid = models.UUIDField(null=True, blank=True, verbose_name="system UUID")
     arch = models.CharField(max_length=16, choices=Arch.choices, default=Arch.X86_64)
     firmware = models.CharField(max_length=16, choices=Firmware.choices, default=Firmware.UEFI)
-    vendor = models.CharField(max_length=100, blank=True)
-    model = models.CharField(max_length=100, blank=True)
+    vendor = models.CharField(
+        max_length=100, blank=True, validators=[validate_no_control_characters]
+    )
+    model = models.CharField(
+        max_length=100, blank=True, validators=[validate_no_control_characters]
+    )
     tags = models.ManyToManyField("nodes.Tag", blank=True, related_name="nodes")
     workflow = models.ForeignKey(
         "workflows.Workflow",

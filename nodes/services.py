@@ -167,6 +167,8 @@ def _execute(
     node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
 ) -> Node:
     reason = (reason or "").strip()
+    if "\x00" in reason:
+        raise ValidationError({"reason": "Must not contain NUL characters."})
     if len(reason) > MAX_REASON_LENGTH:
         raise ValidationError({"reason": f"At most {MAX_REASON_LENGTH} characters."})
     kwargs = _transition_kwargs(action, params)

@@ -43,3 +43,9 @@ def validate_metadata(value: object) -> None:
         raise ValidationError("Metadata numbers must be finite.") from exc
     if size > MAX_METADATA_BYTES:
         raise ValidationError(f"Metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}.")
+
+
+def validate_no_control_characters(value: str) -> None:
+    """Names and descriptions are text: no control characters but newline and tab."""
+    if any((ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127 for c in value or ""):
+        raise ValidationError("Must not contain control characters.")

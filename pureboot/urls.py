@@ -7,6 +7,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger page; it answers GET and HEAD only (OPTIONS has no page to render)."""
+
+    http_method_names = ["get", "head"]
+
+
 admin.site.site_header = "PureBoot"
 admin.site.site_title = "PureBoot"
 admin.site.index_title = "Provisioning"
@@ -15,7 +22,7 @@ api_v1 = [
     re_path(r"^auth/token/?$", ThrottledTokenObtainPairView.as_view(), name="token_obtain_pair"),
     re_path(r"^auth/token/refresh/?$", ThrottledTokenRefreshView.as_view(), name="token_refresh"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^docs/?$", DocsView.as_view(url_name="schema"), name="docs"),
     path("", include("nodes.api.urls")),
     path("", include("audit.api.urls")),
 ]
@@ -25,3 +32,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]
+
+handler404 = "pureboot.api.errors.not_found"
+handler500 = "pureboot.api.errors.server_error"

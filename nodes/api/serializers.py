@@ -52,7 +52,7 @@ class NodeSerializer(serializers.ModelSerializer):
     system_uuid = SystemUUIDField(required=False, allow_null=True)
     interfaces = InterfaceSerializer(many=True, required=False)
     tags = TagListField(required=False, max_length=100)
-    workflow = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    workflow = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     metadata = serializers.JSONField(required=False)
 
     class Meta:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from contextlib import contextmanager
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -53,6 +56,12 @@ class NodeViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         qs = Node.objects.select_related("site", "workflow").prefetch_related("interfaces", "tags")
         return scope_nodes(self.request.user, qs)
+
+    def filter_queryset(self, queryset):
+        # List filters apply to the list; a node's own endpoints ignore them.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
 
     def get_permissions(self):
         if self.action in {"change_state", "transitions", "events"}:
@@ -103,7 +112,8 @@ class NodeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("reason", str, description="Why the node is retired")],
-        responses=NodeSerializer,
+        responses={200: NodeSerializer},
+        filters=False,
     )
     def destroy(self, request, *args, **kwargs):
         node = self.get_object()
@@ -111,7 +121,7 @@ class NodeViewSet(viewsets.ModelViewSet):
         services.perform(node.pk, "retire", self._actor(), reason=reason)
         return Response(self.get_serializer(self._fresh(node.pk)).data)
 
-    @extend_schema(request=StateChangeSerializer, responses=NodeSerializer)
+    @extend_schema(request=StateChangeSerializer, responses=NodeSerializer, filters=False)
     @action(detail=True, methods=["patch"], url_path="state")
     def change_state(self, request, pk=None):
         """Move the node through its lifecycle: ``{"state": "<target>", "reason": "…"}``."""
@@ -133,8 +143,8 @@ class NodeViewSet(viewsets.ModelViewSet):
         services.perform(node.pk, name, actor, reason=data.get("reason", ""), **params)
         return Response(self.get_serializer(self._fresh(node.pk)).data)
 
-    @extend_schema(responses=TransitionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=TransitionSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"], pagination_class=None)
     def transitions(self, request, pk=None):
         """What the requesting user may do to this node now."""
         node = self.get_object()
@@ -151,7 +161,15 @@ class NodeViewSet(viewsets.ModelViewSet):
         ]
         return Response(TransitionSerializer(data, many=True).data)
 
-    @extend_schema(responses=NodeEventSerializer(many=True))
+    @extend_schema(
+        responses=NodeEventSerializer(many=True),
+        filters=False,
+        parameters=[
+            OpenApiParameter("kind", str),
+            OpenApiParameter("since", str, description="ISO 8601 date-time"),
+            OpenApiParameter("until", str, description="ISO 8601 date-time"),
+        ],
+    )
     @action(detail=True, methods=["get"])
     def events(self, request, pk=None):
         """The node's history, newest first."""
@@ -177,12 +195,12 @@ class SiteViewSet(viewsets.ModelViewSet):
         return accessible_sites(self.request.user).order_by("name")
 
     def perform_create(self, serializer):
-        with transaction.atomic():
+        with unique_race_as_400(), transaction.atomic():
             site = serializer.save()
             record_model_change(self.request.user, "site.create", site, None, serializer.data)
 
     def perform_update(self, serializer):
-        with transaction.atomic():
+        with unique_race_as_400(), transaction.atomic():
             before = SiteSerializer(serializer.instance).data
             site = serializer.save()
             record_model_change(self.request.user, "site.update", site, before, serializer.data)
@@ -191,11 +209,16 @@ class SiteViewSet(viewsets.ModelViewSet):
         count = instance.nodes.count()
         if count:
             raise Conflict(f"Site {instance.slug} still has {count} nodes; move them first.")
-        with transaction.atomic():
-            record_model_change(
-                self.request.user, "site.delete", instance, SiteSerializer(instance).data, None
-            )
-            instance.delete()
+        try:
+            with transaction.atomic():
+                record_model_change(
+                    self.request.user, "site.delete", instance, SiteSerializer(instance).data, None
+                )
+                instance.delete()
+        except ProtectedError:
+            raise Conflict(
+                f"Site {instance.slug} gained nodes meanwhile; move them first."
+            ) from None
 
 
 class TagViewSet(
@@ -211,9 +234,20 @@ class TagViewSet(
     ordering_fields = ("name",)
 
     def perform_create(self, serializer):
-        with transaction.atomic():
+        with unique_race_as_400(), transaction.atomic():
             tag = serializer.save()
             record_model_change(self.request.user, "tag.create", tag, None, serializer.data)
+
+
+@contextmanager
+def unique_race_as_400():
+    """Two clients creating the same name at once: the loser gets a 400, not a 500."""
+    try:
+        yield
+    except IntegrityError:
+        raise ValidationError(
+            {"non_field_errors": ["An object with this name was created at the same moment."]}
+        ) from None
 
 
 def record_model_change(user, action: str, obj, before, after) -> None:
