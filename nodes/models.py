@@ -115,6 +115,14 @@ class Node(ConcurrentTransitionMixin, models.Model):
         blank=True,
         related_name="nodes",
     )
+    workflow_version = models.ForeignKey(
+        "workflows.WorkflowVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="nodes",
+        help_text="The version pinned when the workflow was assigned.",
+    )
     metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
     state = FSMField(
         max_length=32, choices=NodeState.choices, default=NodeState.DISCOVERED, protected=True
@@ -185,12 +193,14 @@ class Node(ConcurrentTransitionMixin, models.Model):
         )
 
     @_fsm(lc.ASSIGN)
-    def assign(self, workflow) -> None:
+    def assign(self, workflow, version=None) -> None:
         self.workflow = workflow
+        self.workflow_version = version
 
     @_fsm(lc.UNASSIGN)
     def unassign(self) -> None:
         self.workflow = None
+        self.workflow_version = None
 
     @_fsm(lc.START_INSTALL)
     def start_install(self) -> None:
@@ -239,6 +249,7 @@ class Node(ConcurrentTransitionMixin, models.Model):
     @_fsm(lc.REDISCOVER)
     def rediscover(self) -> None:
         self.workflow = None
+        self.workflow_version = None
         self.install_attempts = 0
 
     del _fsm

@@ -174,7 +174,9 @@ def _execute(
     kwargs = _transition_kwargs(action, params)
     with transaction.atomic():
         node = (
-            Node.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=node_id)
+            Node.objects.select_for_update(of=("self",))
+            .select_related("workflow", "workflow_version")
+            .get(pk=node_id)
         )
         if node.state not in action.sources:
             raise IllegalTransition(
@@ -195,7 +197,7 @@ def _execute(
         elif not action.system_allowed:
             raise TransitionForbidden(f"{action.name} needs a person.")
         before = snapshot(node)
-        getattr(node, action.name)(**kwargs)
+        getattr(node, action.name)(**_pin_version(node, action, kwargs))
         node.state_changed_at = timezone.now()
         node.save()
         after = snapshot(node)
@@ -235,6 +237,14 @@ def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, A
             raise ValidationError({"workflow": f"{action.name} needs a workflow."})
         kwargs["workflow"] = workflow
     return kwargs
+
+
+def _pin_version(node: Node, action: lc.Action, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Assigning pins the workflow's current version: later edits never touch this node."""
+    if action.name != "assign":
+        return kwargs
+    version = kwargs["workflow"].check_assignable(node)
+    return {**kwargs, "version": version}
 
 
 def _json_params(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -436,6 +446,7 @@ def snapshot(node: Node) -> dict[str, Any]:
         "metadata": node.metadata,
         "state": node.state,
         "workflow": node.workflow.name if node.workflow_id else None,
+        "workflow_version": node.workflow_version.number if node.workflow_version_id else None,
         "install_attempts": node.install_attempts,
     }
     if node.pk:

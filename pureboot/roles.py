@@ -15,6 +15,9 @@ VIEW_REGISTRY = (
     "nodes.view_networkinterface",
     "nodes.view_nodeevent",
     "workflows.view_workflow",
+    "workflows.view_workflowversion",
+    "workflows.view_workflowrun",
+    "workflows.view_runlogline",
 )
 OPERATE = (
     "nodes.add_node",

@@ -225,6 +225,7 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("PUREBOOT_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("PUREBOOT_THROTTLE_USER", "6000/min"),
         "auth": os.environ.get("PUREBOOT_THROTTLE_AUTH", "20/min"),
+        "report": os.environ.get("PUREBOOT_THROTTLE_REPORT", "600/min"),
     },
     "EXCEPTION_HANDLER": "pureboot.api.exceptions.exception_handler",
     "NON_FIELD_ERRORS_KEY": "non_field_errors",
@@ -285,6 +286,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DIR / "beat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- PureBoot -------------------------------------------------------------
+# The URL nodes use to reach this controller (installer configs embed it);
+# empty: taken from the request's host.
+PUREBOOT_PUBLIC_URL = os.environ.get("PUREBOOT_PUBLIC_URL", "").strip()
 # A node stuck in `installing` this long is failed by the periodic task.
 PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 120, 1)
 # How often the periodic stuck-install check runs.

@@ -25,6 +25,7 @@ api_v1 = [
     re_path(r"^docs/?$", DocsView.as_view(url_name="schema"), name="docs"),
     path("", include("nodes.api.urls")),
     path("", include("audit.api.urls")),
+    path("", include("workflows.api.urls")),
 ]
 
 urlpatterns = [

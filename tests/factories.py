@@ -28,12 +28,26 @@ class SiteFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"site-{n}")
 
 
-class WorkflowFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Workflow
-        django_get_or_create = ("name",)
+_workflow_seq = itertools.count(1)
 
-    name = factory.Sequence(lambda n: f"ubuntu-2404-{n}")
+SIMPLE_WORKFLOW = """\
+name: {name}
+description: test workflow
+tasks:
+  - type: pxe_boot
+    kernel: /boot/ubuntu/vmlinuz
+    initrd: /boot/ubuntu/initrd
+  - type: reboot
+"""
+
+
+def make_workflow(name: str | None = None, content: str | None = None) -> Workflow:
+    """A workflow with one version, saved through the service (as the API does)."""
+    from nodes.services import SYSTEM
+    from workflows.services import save_workflow
+
+    name = name or f"wf-{next(_workflow_seq)}"
+    return save_workflow(content or SIMPLE_WORKFLOW.format(name=name), SYSTEM).workflow
 
 
 def make_user(role: str | None = None, *, sites=(), username: str | None = None) -> User:

@@ -1,11 +1,123 @@
-from django.contrib import admin
+"""Workflow admin: edit the YAML; each save that changes it is a new immutable version."""
 
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+
+from nodes.services import Actor
 from pureboot.admin_audit import AuditedAdminMixin
 
-from .models import Workflow
+from .definitions import DefinitionError, parse
+from .models import Workflow, WorkflowRun, WorkflowVersion
+from .services import WorkflowInUse, delete_workflow, save_workflow
+
+
+class WorkflowForm(forms.ModelForm):
+    content = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 30, "cols": 100, "style": "font-family:monospace"}),
+        strip=False,
+        help_text="The workflow in YAML. Saving changed content creates a new version.",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        latest = self.instance.latest_version if self.instance.pk else None
+        if latest is not None:
+            self.fields["content"].initial = latest.content
+
+    def clean_content(self):
+        content = self.cleaned_data["content"]
+        try:
+            self.definition = parse(content)
+        except DefinitionError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if self.instance.pk and self.definition.name != self.instance.name:
+            raise forms.ValidationError(
+                f"The document names {self.definition.name!r}; this workflow is "
+                f"{self.instance.name!r}. Renaming is not supported."
+            )
+        return content
+
+
+class VersionInline(admin.TabularInline):
+    model = WorkflowVersion
+    fields = ("number", "content_hash", "author_name", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-number",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "description", "created_at")
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowForm
+    list_display = ("name", "description", "latest", "updated_at", "archived_at")
+    list_filter = ("archived_at",)
     search_fields = ("name", "description")
+    readonly_fields = ("name", "description", "created_at", "updated_at")
+    inlines = (VersionInline,)
+
+    @admin.display(description="latest version")
+    def latest(self, obj: Workflow):
+        version = obj.latest_version
+        return f"v{version.number}" if version else "-"
+
+    def get_fields(self, request, obj=None):
+        return ("content",) if obj is None else ("name", "description", "content", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        result = save_workflow(
+            form.cleaned_data["content"], Actor.of(request.user), definition=form.definition
+        )
+        obj.pk = result.workflow.pk
+        obj.name = result.workflow.name
+        if not result.created:
+            messages.info(request, "Content unchanged: no new version was created.")
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def delete_model(self, request, obj):
+        try:
+            outcome = delete_workflow(obj.pk, Actor.of(request.user))
+        except WorkflowInUse as exc:
+            messages.error(request, str(exc))
+            return
+        if outcome == "archived":
+            messages.info(request, f"{obj.name} is kept as archived: retired nodes ran it.")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Bulk deletion would bypass the in-use check; delete one at a time.
+        return obj is not None and super().has_delete_permission(request, obj)
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "node", "version", "status", "progress", "started_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("node__hostname",)
+    readonly_fields = [f.name for f in WorkflowRun._meta.fields if f.name != "token_nonce"]
+    exclude = ("token_nonce",)
+
+    def get_queryset(self, request):
+        from nodes.permissions import scope_nodes
+
+        return super().get_queryset(request).filter(node__in=scope_nodes(request.user))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,21 +1,142 @@
-"""Workflow: what a node installs.
+"""Workflows, their immutable versions, and the runs that install nodes."""
 
-The workflows work (YAML definitions, immutable versions, task types) fills
-this model in; the node registry only needs something to point at.
-"""
+from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
+
+from .choices import RunStatus
 
 
 class Workflow(models.Model):
-    """A named provisioning workflow that a node can be assigned."""
+    """A named provisioning workflow; its content lives in immutable versions."""
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when a workflow still referenced by retired nodes is deleted.",
+    )
 
     class Meta:
         ordering = ("name",)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def latest_version(self) -> WorkflowVersion | None:
+        return self.versions.order_by("-number").first()
+
+    def check_assignable(self, node) -> WorkflowVersion:
+        """The version a node gets when assigned now; ValidationError if it does not fit."""
+        if self.archived_at:
+            raise ValidationError({"workflow": f"Workflow {self.name} is archived."})
+        version = self.latest_version
+        if version is None:
+            raise ValidationError({"workflow": f"Workflow {self.name} has no version yet."})
+        definition = version.definition
+        if node.arch not in definition.get("arch", []):
+            raise ValidationError(
+                {
+                    "workflow": f"Workflow {self.name} is for {', '.join(definition['arch'])}; "
+                    f"node {node.pk} is {node.arch}."
+                }
+            )
+        if node.firmware not in definition.get("firmware", []):
+            raise ValidationError(
+                {
+                    "workflow": f"Workflow {self.name} is for firmware "
+                    f"{', '.join(definition['firmware'])}; node {node.pk} has {node.firmware}."
+                }
+            )
+        return version
+
+
+class WorkflowVersion(models.Model):
+    """One immutable revision of a workflow: the YAML as saved, and its parsed form."""
+
+    workflow = models.ForeignKey(
+        "workflows.Workflow", on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    content = models.TextField(help_text="The YAML document as saved.")
+    definition = models.JSONField(help_text="The validated definition, defaults applied.")
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of content")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    author_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("workflow", "-number")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "number"], name="workflowversion_unique_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValidationError("Workflow versions are immutable; save a new version.")
+        super().save(*args, **kwargs)
+
+    @property
+    def tasks(self) -> list[dict]:
+        return self.definition.get("tasks", [])
+
+
+class WorkflowRun(models.Model):
+    """One install of one node with one pinned workflow version."""
+
+    node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(
+        "workflows.WorkflowVersion", on_delete=models.PROTECT, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    steps = models.JSONField(default=list, help_text="[{index, type, status}] per task")
+    error = models.TextField(blank=True)
+    token_nonce = models.CharField(max_length=32)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_report_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node"],
+                condition=models.Q(status="running"),
+                name="workflowrun_one_running_per_node",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="workflowrun_progress_max_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of node {self.node_id} ({self.status})"
+
+
+class RunLogLine(models.Model):
+    """A log line reported by the installer."""
+
+    run = models.ForeignKey("workflows.WorkflowRun", on_delete=models.CASCADE, related_name="logs")
+    timestamp = models.DateTimeField(default=timezone.now)
+    line = models.TextField()
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return self.line[:80]

@@ -53,6 +53,12 @@ class NodeSerializer(serializers.ModelSerializer):
     interfaces = InterfaceSerializer(many=True, required=False)
     tags = TagListField(required=False, max_length=100)
     workflow = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    workflow_version = serializers.SlugRelatedField(
+        slug_field="number",
+        read_only=True,
+        allow_null=True,
+        help_text="The workflow version pinned when it was assigned.",
+    )
     metadata = serializers.JSONField(required=False)
 
     class Meta:
@@ -70,6 +76,7 @@ class NodeSerializer(serializers.ModelSerializer):
             "tags",
             "interfaces",
             "workflow",
+            "workflow_version",
             "metadata",
             "state",
             "state_changed_at",

@@ -3,7 +3,7 @@
 import pytest
 
 from nodes.models import Node
-from tests.factories import WorkflowFactory, make_node, make_user
+from tests.factories import make_node, make_user, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_change_page_shows_only_permitted_transitions_and_history(client, site_a
 
 def test_admin_assign_with_workflow(client):
     node = make_node()
-    wf = WorkflowFactory(name="rocky-9")
+    wf = make_workflow(name="rocky-9")
     client.force_login(_staff("Admin"))
     client.post(f"/admin/nodes/node/{node.pk}/transition/", {"action": "assign"})
     assert Node.objects.get(pk=node.pk).state == "discovered"

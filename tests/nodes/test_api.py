@@ -6,7 +6,7 @@ import pytest
 
 from audit.models import AuditEvent
 from nodes.models import Node, NodeEvent
-from tests.factories import WorkflowFactory, make_node
+from tests.factories import make_node, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -174,7 +174,7 @@ def test_nul_byte_in_filter_is_400(api, admin_user):
 
 
 def test_state_change_success_conflict_and_forbidden(api, admin_user, operator_a, site_a):
-    wf = WorkflowFactory(name="ubuntu-2404-server")
+    wf = make_workflow(name="ubuntu-2404-server")
     node = make_node(site=site_a)
     op = api(operator_a)
     resp = op.patch(
@@ -219,7 +219,7 @@ def test_state_change_success_conflict_and_forbidden(api, admin_user, operator_a
     ],
 )
 def test_state_change_bad_input_is_400(api, admin_user, body):
-    WorkflowFactory(name="x")
+    make_workflow(name="x")
     node = make_node()
     client = api(admin_user)
     if isinstance(body, str):
@@ -243,7 +243,7 @@ def test_transitions_lists_what_this_user_may_do(api, admin_user, operator_a, si
 
 def test_events_endpoint(api, admin_user):
     node = make_node()
-    wf = WorkflowFactory()
+    wf = make_workflow()
     client = api(admin_user)
     client.patch(
         f"/api/v1/nodes/{node.pk}/state", {"state": "pending", "workflow": wf.name}, format="json"

@@ -10,7 +10,7 @@ from django_fsm import ConcurrentTransition
 
 from nodes import services
 from nodes.models import Node, NodeEvent
-from tests.factories import WorkflowFactory, make_node
+from tests.factories import make_node, make_workflow
 
 
 @pytest.mark.postgres
@@ -18,7 +18,7 @@ from tests.factories import WorkflowFactory, make_node
 @pytest.mark.parametrize("second", ["assign", "retire"])
 def test_concurrent_transitions_one_wins(second):
     node = make_node()
-    wf = WorkflowFactory()
+    wf = make_workflow()
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
 
@@ -49,7 +49,7 @@ def test_concurrent_transitions_one_wins(second):
 def test_stale_instance_cannot_overwrite_a_newer_state():
     node = make_node()
     stale = Node.objects.get(pk=node.pk)
-    services.perform(node.pk, "assign", services.SYSTEM, workflow=WorkflowFactory())
+    services.perform(node.pk, "assign", services.SYSTEM, workflow=make_workflow())
     stale.hostname = "late-edit"
     with pytest.raises(ConcurrentTransition), transaction.atomic():
         stale.save()

@@ -8,7 +8,7 @@ from nodes import lifecycle as lc
 from nodes import services
 from nodes.choices import NodeState
 from nodes.models import Node, NodeEvent
-from tests.factories import WorkflowFactory, make_node, make_user
+from tests.factories import make_node, make_user, make_workflow
 
 EXPECTED = {
     # action: (sources, target) exactly as the lifecycle table in the issue
@@ -46,7 +46,7 @@ def test_declarations_match_the_table():
 
 
 def _params(action):
-    return {"workflow": WorkflowFactory()} if action == "assign" else {}
+    return {"workflow": make_workflow()} if action == "assign" else {}
 
 
 @pytest.mark.django_db
@@ -103,7 +103,7 @@ def test_assign_needs_a_workflow_and_sets_it():
     with pytest.raises(ValidationError) as exc:
         services.perform(node.pk, "assign", services.SYSTEM)
     assert "workflow" in exc.value.message_dict
-    wf = WorkflowFactory(name="debian-12")
+    wf = make_workflow(name="debian-12")
     node = services.perform(node.pk, "assign", services.SYSTEM, workflow=wf)
     assert node.workflow == wf
     node = services.perform(node.pk, "unassign", services.SYSTEM)
@@ -112,7 +112,7 @@ def test_assign_needs_a_workflow_and_sets_it():
 
 @pytest.mark.django_db
 def test_install_attempts_counted_and_reset_by_reprovision():
-    wf = WorkflowFactory()
+    wf = make_workflow()
     node = make_node()
     services.perform(node.pk, "assign", services.SYSTEM, workflow=wf)
     node = services.perform(node.pk, "start_install", services.SYSTEM)
@@ -130,7 +130,7 @@ def test_unknown_action_and_stray_parameters_are_refused():
     with pytest.raises(ValidationError):
         services.perform(node.pk, "explode", services.SYSTEM)
     with pytest.raises(ValidationError) as exc:
-        services.perform(node.pk, "retire", services.SYSTEM, workflow=WorkflowFactory())
+        services.perform(node.pk, "retire", services.SYSTEM, workflow=make_workflow())
     assert "workflow" in exc.value.message_dict
 
 

@@ -5,7 +5,7 @@ from guardian.shortcuts import assign_perm
 
 from nodes.models import Node
 from pureboot.roles import ROLES
-from tests.factories import WorkflowFactory, make_node, make_user
+from tests.factories import make_node, make_user, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_roles_matrix(api, site_a, role, list_, create, assign, retire, audit):
     user = make_user(role, sites=[site_a])
     client = api(user)
     node = make_node(site=site_a)
-    WorkflowFactory(name="wf")
+    make_workflow(name="wf")
 
     assert (client.get("/api/v1/nodes").status_code == 200) is list_
     resp = client.post(

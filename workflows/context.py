@@ -1,0 +1,69 @@
+"""The per-node context installer templates render with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from nodes.models import Node
+
+from .models import WorkflowRun, WorkflowVersion
+from .registry import TASK_TYPES
+
+PREVIEW_TOKEN = "PREVIEW-TOKEN-ISSUED-AT-INSTALL"
+
+
+def public_base_url(request=None) -> str:
+    """Where nodes reach the controller: PUREBOOT_PUBLIC_URL, else the request's host."""
+    if settings.PUREBOOT_PUBLIC_URL:
+        return settings.PUREBOOT_PUBLIC_URL.rstrip("/")
+    if request is not None:
+        return request.build_absolute_uri("/").rstrip("/")
+    return "http://127.0.0.1:8000"
+
+
+def installer_task(version: WorkflowVersion) -> dict[str, Any] | None:
+    for task in version.tasks:
+        if TASK_TYPES[task["type"]].renders:
+            return task
+    return None
+
+
+def node_context(
+    node: Node, version: WorkflowVersion, *, token: str, base_url: str
+) -> dict[str, Any]:
+    """Everything a template may use about ``node`` for this workflow version."""
+    interfaces = [
+        {"mac": i.mac, "name": i.name, "is_primary": i.is_primary} for i in node.interfaces.all()
+    ]
+    primary = next((i["mac"] for i in interfaces if i["is_primary"]), "")
+    task = installer_task(version) or {}
+    hostname, _, domain = (node.hostname or f"node-{node.pk}").partition(".")
+    return {
+        "node": {
+            "id": node.pk,
+            "hostname": hostname,
+            "domain": domain,
+            "arch": node.arch,
+            "firmware": node.firmware,
+            "serial": node.serial,
+            "system_uuid": str(node.system_uuid) if node.system_uuid else None,
+            "vendor": node.vendor,
+            "model": node.model,
+            "site": node.site.slug if node.site_id else None,
+            "interfaces": interfaces,
+            "primary_mac": primary,
+            "metadata": node.metadata,
+        },
+        "params": {k: v for k, v in task.items() if k != "type"},
+        "install": {
+            "report_url": f"{base_url}/api/v1/report",
+            "token": token,
+            "config_url": f"{base_url}/api/v1/install/{token}/",
+        },
+    }
+
+
+def run_context(run: WorkflowRun, token: str, base_url: str) -> dict[str, Any]:
+    return node_context(run.node, run.version, token=token, base_url=base_url)

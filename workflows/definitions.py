@@ -1,0 +1,207 @@
+"""Parse and validate workflow YAML into a normalised definition.
+
+Errors say exactly where: YAML syntax errors with line and column, unknown
+task types with the list of known ones, parameters with their path
+(``tasks[2].image``). Oversized documents and alias bombs are refused
+before any expensive work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .registry import TASK_TYPES, ParamError
+
+MAX_DOCUMENT_BYTES = 256 * 1024
+MAX_NODES = 20_000  # YAML nodes after alias expansion
+MAX_DEPTH = 32
+MAX_TASKS = 200
+ARCHES = ("x86_64", "aarch64", "armhf")
+FIRMWARE = ("bios", "uefi", "pi")
+TOP_LEVEL = ("name", "description", "arch", "firmware", "tasks")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+class DefinitionError(ValueError):
+    """A workflow document is not acceptable; ``path``/``line``/``column`` say where."""
+
+    def __init__(
+        self, message: str, *, path: str = "", line: int | None = None, column: int | None = None
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.column = column
+        where = []
+        if line is not None:
+            where.append(f"line {line}, column {column}")
+        if path:
+            where.append(path)
+        super().__init__(f"{' '.join(where)}: {message}" if where else message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "path": self.path or None,
+            "line": self.line,
+            "column": self.column,
+        }
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated workflow: what gets stored in an immutable version."""
+
+    name: str
+    description: str
+    arch: tuple[str, ...]
+    firmware: tuple[str, ...]
+    tasks: tuple[dict[str, Any], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "arch": list(self.arch),
+            "firmware": list(self.firmware),
+            "tasks": [dict(t) for t in self.tasks],
+        }
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_graph(node: yaml.Node) -> None:
+    """Count nodes with aliases expanded, so an alias bomb is refused early."""
+    budget = [MAX_NODES]
+    stack: list[tuple[yaml.Node, int]] = [(node, 0)]
+    while stack:
+        current, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise DefinitionError(
+                f"document expands to more than {MAX_NODES} elements (too many aliases?)"
+            )
+        if depth > MAX_DEPTH:
+            mark = current.start_mark
+            raise DefinitionError(
+                f"nested deeper than {MAX_DEPTH} levels", line=mark.line + 1, column=mark.column + 1
+            )
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """Safely load one YAML document with size, alias and depth limits."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise DefinitionError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DefinitionError(f"document is not UTF-8 text (byte {exc.start})") from None
+    if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:
+        raise DefinitionError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    if "\x00" in text:
+        raise DefinitionError("document contains NUL characters")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise DefinitionError("document is empty")
+        _check_graph(node)
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if mark is not None:
+            raise DefinitionError(
+                f"YAML syntax error: {problem}", line=mark.line + 1, column=mark.column + 1
+            ) from None
+        raise DefinitionError(f"YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"YAML error: {exc}") from None
+    except RecursionError:
+        raise DefinitionError(f"nested deeper than {MAX_DEPTH} levels") from None
+
+
+def _choices(raw: Any, allowed: tuple[str, ...], path: str) -> tuple[str, ...]:
+    if raw is None:
+        return allowed
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise DefinitionError(f"must be a non-empty list of {', '.join(allowed)}", path=path)
+    for i, value in enumerate(raw):
+        if value not in allowed:
+            raise DefinitionError(
+                f"must be one of {', '.join(allowed)}; got {value!r}", path=f"{path}[{i}]"
+            )
+    return tuple(v for v in allowed if v in raw)
+
+
+def parse(text: str | bytes) -> Definition:
+    """Parse and validate a workflow document. Raises DefinitionError."""
+    data = load_yaml(text)
+    if not isinstance(data, dict):
+        raise DefinitionError("a workflow is a mapping with name, description and tasks")
+    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL)
+    if unknown:
+        raise DefinitionError(
+            f"unknown key; a workflow has: {', '.join(TOP_LEVEL)}", path=unknown[0]
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise DefinitionError(
+            "required: 1-100 lower-case letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit",
+            path="name",
+        )
+    description = data.get("description") or ""
+    if not isinstance(description, str) or len(description) > 2000:
+        raise DefinitionError("must be text of at most 2000 characters", path="description")
+    arch = _choices(data.get("arch"), ARCHES, "arch")
+    firmware = _choices(data.get("firmware"), FIRMWARE, "firmware")
+    raw_tasks = data.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise DefinitionError("required: a non-empty list of tasks", path="tasks")
+    if len(raw_tasks) > MAX_TASKS:
+        raise DefinitionError(f"at most {MAX_TASKS} tasks", path="tasks")
+    tasks = []
+    for index, raw in enumerate(raw_tasks):
+        path = f"tasks[{index}]"
+        if not isinstance(raw, dict):
+            raise DefinitionError("each task is a mapping with a type", path=path)
+        kind = raw.get("type")
+        if kind not in TASK_TYPES:
+            raise DefinitionError(
+                f"unknown task type {kind!r}; known types: {', '.join(sorted(TASK_TYPES))}",
+                path=f"{path}.type",
+            )
+        task_type = TASK_TYPES[kind]
+        params = {k: v for k, v in raw.items() if k != "type"}
+        try:
+            cleaned = task_type.clean(params, path)
+        except ParamError as exc:
+            raise DefinitionError(exc.message, path=exc.path) from None
+        if task_type.arches and not set(arch) & set(task_type.arches):
+            raise DefinitionError(
+                f"{kind} runs on {', '.join(task_type.arches)} only", path=f"{path}.type"
+            )
+        tasks.append({"type": kind, **cleaned})
+    installers = [t["type"] for t in tasks if TASK_TYPES[t["type"]].renders]
+    if len(installers) > 1:
+        raise DefinitionError(
+            f"a workflow has at most one installer task; found {', '.join(installers)}",
+            path="tasks",
+        )
+    return Definition(name, description, arch, firmware, tuple(tasks))

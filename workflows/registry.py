@@ -1,0 +1,379 @@
+"""The task-type registry: every step a workflow may contain, with its parameters.
+
+Each task type declares its parameters (type, required or optional, default,
+allowed values), where it runs (on the node, or on the controller as a
+Celery task) and how it renders (the installer template family that turns it
+into files a node is served, if any). Validation, defaults, the API's list
+of task types and the docs all come from this table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+NODE = "node"
+CONTROLLER = "controller"
+
+_SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*(B|K|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)$", re.IGNORECASE)
+
+
+class ParamError(ValueError):
+    """A parameter value is wrong; ``path`` says where (``tasks[2].image``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a task type."""
+
+    name: str
+    type: str  # str, int, bool, list, dict, size, choice, list[str], list[dict]
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = 4096
+    help: str = ""
+
+    def clean(self, value: Any, path: str) -> Any:
+        kind = self.type
+        if kind in {"str", "choice", "size"}:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ParamError(path, f"must be text, got {_type_name(value)}")
+            value = str(value)
+            if len(value) > self.max_length:
+                raise ParamError(path, f"is longer than {self.max_length} characters")
+            if "\x00" in value:
+                raise ParamError(path, "must not contain NUL characters")
+            if kind == "choice" and value not in self.choices:
+                raise ParamError(path, f"must be one of {', '.join(self.choices)}; got {value!r}")
+            if kind == "size" and not _SIZE_RE.match(value):
+                raise ParamError(path, f"must be a size such as 20GB or 512MiB; got {value!r}")
+            return value
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(path, f"must be a whole number, got {_type_name(value)}")
+            if self.minimum is not None and value < self.minimum:
+                raise ParamError(path, f"must be at least {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise ParamError(path, f"must be at most {self.maximum}")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ParamError(path, f"must be true or false, got {_type_name(value)}")
+            return value
+        if kind == "list[str]":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list):
+                raise ParamError(path, f"must be a list of text, got {_type_name(value)}")
+            out = []
+            for i, item in enumerate(value):
+                out.append(
+                    Param(self.name, "str", max_length=self.max_length).clean(item, f"{path}[{i}]")
+                )
+            return out
+        if kind == "list[dict]":
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ParamError(path, "must be a list of mappings")
+            return value
+        if kind == "dict":
+            if not isinstance(value, dict):
+                raise ParamError(path, f"must be a mapping, got {_type_name(value)}")
+            return value
+        raise AssertionError(f"unknown parameter type {kind}")  # a registry bug, not input
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A kind of workflow step."""
+
+    name: str
+    description: str
+    runs_on: str
+    params: tuple[Param, ...] = ()
+    renders: str | None = None  # installer family whose templates render this task
+    arches: tuple[str, ...] = ()  # empty: any
+    firmware: tuple[str, ...] = ()  # empty: any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def clean(self, raw: dict[str, Any], path: str) -> dict[str, Any]:
+        """Validate ``raw`` (without ``type``); return params with defaults applied."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            allowed = ", ".join(known) or "none"
+            raise ParamError(
+                f"{path}.{unknown[0]}",
+                f"unknown parameter for {self.name}; its parameters are: {allowed}",
+            )
+        out: dict[str, Any] = {}
+        for param in self.params:
+            here = f"{path}.{param.name}"
+            if param.name not in raw or raw[param.name] is None:
+                if param.required:
+                    raise ParamError(here, f"is required for {self.name}")
+                default = param.default
+                out[param.name] = list(default) if isinstance(default, list | tuple) else default
+                continue
+            out[param.name] = param.clean(raw[param.name], here)
+        return out
+
+
+def _installer_params(*extra: Param) -> tuple[Param, ...]:
+    return (
+        Param("disk", "str", default="", help="Target disk; empty: the installer's choice"),
+        Param("layout", "choice", default="lvm", choices=("lvm", "direct")),
+        Param("locale", "str", default="en_US.UTF-8", max_length=64),
+        Param("keyboard", "str", default="us", max_length=32),
+        Param("timezone", "str", default="UTC", max_length=64),
+        Param("username", "str", default="pureboot", max_length=32),
+        Param("password_hash", "str", default="", help="crypt(3) hash, e.g. $6$…"),
+        Param("root_password_hash", "str", default=""),
+        Param("ssh_keys", "list[str]", default=()),
+        Param("packages", "list[str]", default=(), max_length=200),
+        Param("post_install", "list[str]", default=()),
+        Param("mirror", "str", default="", help="Package mirror; empty: distribution default"),
+        *extra,
+    )
+
+
+TASK_TYPES: dict[str, TaskType] = {
+    t.name: t
+    for t in (
+        TaskType(
+            "pxe_boot",
+            "Boot a kernel and initrd over the network",
+            NODE,
+            (
+                Param(
+                    "bootloader",
+                    "choice",
+                    default="ipxe",
+                    choices=("ipxe", "grub", "pxelinux", "systemd-boot"),
+                ),
+                Param("kernel", "str", required=True),
+                Param("initrd", "str", required=True),
+                Param("cmdline", "str", default=""),
+            ),
+        ),
+        TaskType(
+            "image_deploy",
+            "Write an OS image to disk",
+            NODE,
+            (
+                Param("image", "str", required=True),
+                Param("target", "str", default=""),
+                Param(
+                    "format",
+                    "choice",
+                    default="auto",
+                    choices=("auto", "raw", "qcow2", "vhdx", "wim", "tar.gz", "squashfs"),
+                ),
+            ),
+        ),
+        TaskType(
+            "disk_wipe",
+            "Securely erase disks",
+            NODE,
+            (
+                Param(
+                    "method",
+                    "choice",
+                    default="auto",
+                    choices=("auto", "blkdiscard", "shred", "nvme-format", "ata-secure-erase"),
+                ),
+                Param("passes", "int", default=1, minimum=1, maximum=35),
+                Param("disks", "list[str]", default=()),
+            ),
+        ),
+        TaskType(
+            "partition",
+            "Partition a disk",
+            NODE,
+            (
+                Param("disk", "str", default=""),
+                Param("table", "choice", default="gpt", choices=("gpt", "msdos")),
+                Param("layout", "choice", default="direct", choices=("direct", "lvm", "custom")),
+                Param("partitions", "list[dict]", default=()),
+            ),
+        ),
+        TaskType(
+            "domain_join",
+            "Join an Active Directory domain",
+            NODE,
+            (
+                Param("domain", "str", required=True, max_length=255),
+                Param("mode", "choice", default="online", choices=("online", "offline")),
+                Param("ou", "str", default=""),
+                Param("credential", "str", default="", help="Name of a stored credential"),
+            ),
+        ),
+        TaskType(
+            "script_run",
+            "Run a script on the node",
+            NODE,
+            (
+                Param("script", "str", required=True, max_length=65536),
+                Param(
+                    "interpreter",
+                    "choice",
+                    default="bash",
+                    choices=("bash", "sh", "powershell", "python"),
+                ),
+                Param("args", "list[str]", default=()),
+            ),
+        ),
+        TaskType(
+            "package_install",
+            "Install packages",
+            NODE,
+            (
+                Param("packages", "list[str]", required=True, max_length=200),
+                Param(
+                    "manager",
+                    "choice",
+                    default="auto",
+                    choices=("auto", "apt", "dnf", "yum", "pacman", "choco", "winget"),
+                ),
+            ),
+        ),
+        TaskType(
+            "reboot",
+            "Restart the machine",
+            NODE,
+            (Param("delay", "int", default=0, minimum=0, maximum=3600),),
+        ),
+        TaskType(
+            "chain_boot",
+            "Hand over to another boot loader or the local disk",
+            NODE,
+            (
+                Param(
+                    "method",
+                    "choice",
+                    default="exit",
+                    choices=("exit", "sanboot", "localboot", "grub"),
+                ),
+                Param("target", "str", default=""),
+            ),
+        ),
+        TaskType(
+            "ubuntu_autoinstall",
+            "Ubuntu Server autoinstall (subiquity), served as NoCloud",
+            NODE,
+            _installer_params(),
+            renders="ubuntu_autoinstall",
+        ),
+        TaskType(
+            "debian_preseed",
+            "Debian installer preseed",
+            NODE,
+            _installer_params(Param("suite", "str", default="bookworm", max_length=32)),
+            renders="debian_preseed",
+        ),
+        TaskType(
+            "kickstart",
+            "Anaconda kickstart for Fedora, Rocky Linux and AlmaLinux",
+            NODE,
+            _installer_params(
+                Param("distro", "choice", required=True, choices=("fedora", "rocky", "alma")),
+                Param("version", "str", required=True, max_length=16),
+                Param("repo_url", "str", required=True, help="Install tree URL"),
+            ),
+            renders="kickstart",
+        ),
+        TaskType(
+            "arch_bootstrap",
+            "Arch Linux bootstrap script (pacstrap)",
+            NODE,
+            _installer_params(),
+            renders="arch_bootstrap",
+            arches=("x86_64", "aarch64"),
+        ),
+        TaskType(
+            "raspberrypi_os",
+            "Raspberry Pi OS first-boot configuration",
+            NODE,
+            _installer_params(),
+            renders="raspberrypi_os",
+            arches=("aarch64", "armhf"),
+            firmware=("pi",),
+        ),
+        TaskType(
+            "cloud_init",
+            "cloud-init configuration for VMs",
+            NODE,
+            _installer_params(Param("user_data", "dict", default={})),
+            renders="cloud_init",
+        ),
+        TaskType(
+            "ovirt_vm_create",
+            "Create a VM on oVirt/RHV from a template",
+            CONTROLLER,
+            (
+                Param("template", "str", required=True),
+                Param("cluster", "str", default="Default"),
+                Param("memory", "int", required=True, minimum=64, help="MiB"),
+                Param("cores", "int", default=1, minimum=1, maximum=512),
+                Param("disks", "list[dict]", default=()),
+                Param("networks", "list[dict]", default=()),
+            ),
+        ),
+        TaskType(
+            "ovirt_vm_start",
+            "Start an oVirt/RHV VM",
+            CONTROLLER,
+            (
+                Param("wait_for_ip", "bool", default=False),
+                Param("timeout", "int", default=600, minimum=1, maximum=86400),
+            ),
+        ),
+        TaskType(
+            "ovirt_vm_configure",
+            "Configure an oVirt/RHV VM (cloud-init)",
+            CONTROLLER,
+            (Param("cloud_init", "dict", default={}),),
+        ),
+        TaskType(
+            "template_sync",
+            "Synchronise image templates with a hypervisor",
+            CONTROLLER,
+            (
+                Param("hypervisor", "str", default=""),
+                Param("templates", "list[str]", default=()),
+            ),
+        ),
+        TaskType(
+            "live_migrate",
+            "Live-migrate a VM between hosts",
+            CONTROLLER,
+            (
+                Param("target_host", "str", default=""),
+                Param("hypervisor", "str", default=""),
+            ),
+        ),
+    )
+}
+
+INSTALLER_TYPES = tuple(name for name, t in TASK_TYPES.items() if t.renders)
