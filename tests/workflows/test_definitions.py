@@ -1,0 +1,140 @@
+"""Workflow YAML: the product description's examples parse; bad documents say exactly why."""
+
+import pytest
+
+from workflows.definitions import MAX_DOCUMENT_BYTES, DefinitionError, parse
+from workflows.registry import TASK_TYPES
+
+from .examples import OVIRT_VM, UBUNTU_AUTOINSTALL, UBUNTU_SERVER
+
+
+def test_product_examples_parse_with_defaults():
+    ubuntu = parse(UBUNTU_SERVER)
+    assert ubuntu.name == "ubuntu-2404-server"
+    assert [t["type"] for t in ubuntu.tasks] == [
+        "pxe_boot",
+        "image_deploy",
+        "script_run",
+        "reboot",
+        "chain_boot",
+    ]
+    assert ubuntu.tasks[1]["format"] == "auto"  # default applied
+    assert ubuntu.arch == ("x86_64", "aarch64", "armhf")
+    ovirt = parse(OVIRT_VM)
+    assert ovirt.tasks[0]["memory"] == 4096 and ovirt.tasks[0]["cores"] == 2
+    assert parse(UBUNTU_AUTOINSTALL).arch == ("x86_64",)
+
+
+def test_registry_has_the_required_task_types():
+    required = {
+        "pxe_boot", "image_deploy", "disk_wipe", "partition", "domain_join", "script_run",
+        "package_install", "reboot", "chain_boot", "ubuntu_autoinstall", "debian_preseed",
+        "kickstart", "arch_bootstrap", "raspberrypi_os", "cloud_init", "ovirt_vm_create",
+        "ovirt_vm_start", "ovirt_vm_configure", "template_sync", "live_migrate",
+    }  # fmt: skip
+    assert required <= set(TASK_TYPES)
+    assert TASK_TYPES["ovirt_vm_create"].runs_on == "controller"
+    assert TASK_TYPES["kickstart"].renders == "kickstart"
+
+
+def _error(text) -> DefinitionError:
+    with pytest.raises(DefinitionError) as exc:
+        parse(text)
+    return exc.value
+
+
+def test_yaml_syntax_error_has_line_and_column():
+    err = _error("name: x\ntasks:\n  - type: reboot\n   bad: [unclosed\n")
+    assert err.line is not None and err.line >= 3
+    assert err.column is not None
+    assert "YAML syntax error" in str(err) and f"line {err.line}" in str(err)
+
+
+def test_unknown_task_type_lists_known_ones():
+    err = _error("name: x\ntasks:\n  - type: reboot\n  - type: frobnicate\n")
+    assert err.path == "tasks[1].type"
+    assert "frobnicate" in err.message and "pxe_boot" in err.message and "kickstart" in err.message
+
+
+@pytest.mark.parametrize(
+    "tasks,path,words",
+    [
+        (
+            "  - type: reboot\n  - type: reboot\n  - type: image_deploy\n",
+            "tasks[2].image",
+            "required",
+        ),
+        ("  - type: reboot\n    delay: soon\n", "tasks[0].delay", "whole number"),
+        ("  - type: reboot\n    delay: 99999\n", "tasks[0].delay", "at most 3600"),
+        ("  - type: reboot\n    colour: red\n", "tasks[0].colour", "unknown parameter"),
+        ("  - type: disk_wipe\n    method: magnets\n", "tasks[0].method", "one of"),
+        ("  - type: package_install\n    packages: {a: 1}\n", "tasks[0].packages", "list"),
+        (
+            "  - type: ovirt_vm_start\n    wait_for_ip: yes please\n",
+            "tasks[0].wait_for_ip",
+            "true or false",
+        ),
+        ("  - type: ovirt_vm_create\n    template: t\n", "tasks[0].memory", "required"),
+        ("  - just a string\n", "tasks[0]", "mapping"),
+    ],
+)
+def test_parameter_errors_name_their_path(tasks, path, words):
+    err = _error("name: x\ntasks:\n" + tasks)
+    assert err.path == path, str(err)
+    assert words in err.message
+
+
+@pytest.mark.parametrize(
+    "doc,path",
+    [
+        ("tasks:\n  - type: reboot\n", "name"),
+        ("name: Bad Name\ntasks:\n  - type: reboot\n", "name"),
+        ("name: x\n", "tasks"),
+        ("name: x\ntasks: []\n", "tasks"),
+        ("name: x\ncolour: red\ntasks:\n  - type: reboot\n", "colour"),
+        ("name: x\narch: [sparc]\ntasks:\n  - type: reboot\n", "arch[0]"),
+        ("name: x\nfirmware: []\ntasks:\n  - type: reboot\n", "firmware"),
+    ],
+)
+def test_top_level_errors(doc, path):
+    assert _error(doc).path == path
+
+
+def test_two_installers_refused():
+    doc = (
+        "name: x\ntasks:\n  - type: cloud_init\n  - type: kickstart\n    distro: rocky\n"
+        "    version: '9'\n    repo_url: http://m/\n"
+    )
+    assert "at most one installer" in _error(doc).message
+
+
+def test_installer_arch_mismatch_refused():
+    doc = "name: x\narch: [x86_64]\ntasks:\n  - type: raspberrypi_os\n"
+    assert "aarch64" in _error(doc).message
+
+
+def test_alias_bomb_refused_quickly():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    doc = "\n".join(lines) + "\nname: x\ntasks:\n  - type: reboot\n"
+    assert "expands to more than" in _error(doc).message
+
+
+def test_oversized_document_refused():
+    doc = "name: x\ndescription: " + "a" * (MAX_DOCUMENT_BYTES + 1) + "\ntasks: []\n"
+    assert "larger than" in _error(doc).message
+
+
+@pytest.mark.parametrize(
+    "doc",
+    ["", "---\n", "[1, 2]", "just text", b"\xff\xfe", "name: x\x00\n", "[" * 200 + "]" * 200],
+)
+def test_junk_is_a_definition_error(doc):
+    with pytest.raises(DefinitionError):
+        parse(doc)
+
+
+def test_python_object_tags_are_refused():
+    assert "YAML" in str(_error("name: !!python/object/apply:os.system [echo hi]\ntasks: []\n"))
