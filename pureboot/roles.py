@@ -18,6 +18,8 @@ VIEW_REGISTRY = (
     "workflows.view_workflowversion",
     "workflows.view_workflowrun",
     "workflows.view_runlogline",
+    "workflows.view_imagetemplate",
+    "workflows.view_imagetemplateversion",
 )
 OPERATE = (
     "nodes.add_node",
@@ -44,6 +46,8 @@ ADMINISTER = (
     "workflows.add_workflow",
     "workflows.change_workflow",
     "workflows.delete_workflow",
+    "workflows.add_imagetemplate",
+    "workflows.delete_imagetemplate",
 )
 AUDIT = ("audit.view_auditevent", "nodes.access_all_sites")
 

@@ -289,6 +289,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The URL nodes use to reach this controller (installer configs embed it);
 # empty: taken from the request's host.
 PUREBOOT_PUBLIC_URL = os.environ.get("PUREBOOT_PUBLIC_URL", "").strip()
+# Image templates and extracted boot files live here (content-addressed).
+PUREBOOT_IMAGE_ROOT = Path(os.environ.get("PUREBOOT_IMAGE_ROOT", VAR_DIR / "images")).resolve()
+PUREBOOT_BOOT_ROOT = Path(os.environ.get("PUREBOOT_BOOT_ROOT", VAR_DIR / "boot")).resolve()
+PUREBOOT_MAX_IMAGE_BYTES = _env_int("PUREBOOT_MAX_IMAGE_BYTES", 64 * 1024**3, 1024)
+# Set to an nginx internal location (e.g. /protected-images/) to let nginx
+# send image files (X-Accel-Redirect) instead of Django.
+PUREBOOT_ACCEL_REDIRECT = os.environ.get("PUREBOOT_ACCEL_REDIRECT", "").strip()
 # A node stuck in `installing` this long is failed by the periodic task.
 PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 120, 1)
 # How often the periodic stuck-install check runs.

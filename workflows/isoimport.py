@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pycdlib
 
@@ -125,7 +125,7 @@ class IsoInfo:
     arch: str
     volume_id: str
     files: tuple[BootFile, ...]
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ class _IsoReader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _name(self, child: object) -> str | None:
+    def _name(self, child: Any) -> str | None:
         if child is None or child.is_dot() or child.is_dotdot() or child.is_symlink():
             return None
         if self.namespace == "rr":
@@ -480,7 +480,7 @@ def _debian(iso: _IsoReader) -> IsoInfo | None:
     return IsoInfo("debian", name, version, arch, iso.volume_id, (kernel, initrd), details)
 
 
-_TREEINFO_FAMILIES = (("fedora", "fedora"), ("rocky", "rocky"), ("alma", "alma"))
+_TREEINFO_FAMILIES = ("fedora", "rocky", "alma")  # matched inside e.g. "Rocky Linux"
 
 
 def _treeinfo(iso: _IsoReader) -> IsoInfo | None:
@@ -505,7 +505,7 @@ def _treeinfo(iso: _IsoReader) -> IsoInfo | None:
         return ""
 
     label = get("family", "general") or get("name", "release") or get("short", "release")
-    family = next((f for key, f in _TREEINFO_FAMILIES if key in label.lower()), None)
+    family = next((f for f in _TREEINFO_FAMILIES if f in label.lower()), None)
     if family is None:
         raise UnrecognisedIso(
             f"/.treeinfo names family {label!r}; supported: Fedora, Rocky Linux, AlmaLinux"
@@ -717,7 +717,7 @@ def _write_atomically(target: Path, limit: int, fill: Callable[[_CountingWriter]
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
             raise DownloadError(f"refusing redirect to non-http(s) URL {_redact(newurl)}")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -758,7 +758,8 @@ def download(
 
     def fill(out: _CountingWriter) -> None:
         try:
-            with opener.open(urllib.request.Request(url), timeout=timeout) as resp:
+            request = urllib.request.Request(url, headers={"User-Agent": "PureBoot-isoimport"})
+            with opener.open(request, timeout=timeout) as resp:
                 announced = resp.headers.get("Content-Length")
                 if announced and announced.isdigit() and int(announced) > max_bytes:
                     raise DownloadTooLarge(
@@ -773,6 +774,7 @@ def download(
                 if announced and announced.isdigit() and out.count != int(announced):
                     raise DownloadError(f"{shown}: got {out.count} of {announced} bytes")
         except urllib.error.HTTPError as exc:
+            exc.close()
             raise DownloadError(f"HTTP {exc.code} {exc.reason} for {shown}") from exc
         except urllib.error.URLError as exc:
             raise DownloadError(f"cannot fetch {shown}: {exc.reason}") from exc

@@ -140,3 +140,80 @@ class RunLogLine(models.Model):
 
     def __str__(self) -> str:
         return self.line[:80]
+
+
+class ImageTemplate(models.Model):
+    """A deployable OS image (block or file level) with immutable versions."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(
+        max_length=8, choices=(("block", "Block level"), ("file", "File level"))
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def latest_version(self) -> ImageTemplateVersion | None:
+        return self.versions.order_by("-number").first()
+
+
+class ImageTemplateVersion(models.Model):
+    """One uploaded image file; content never changes once stored."""
+
+    CONVERSION_FIELDS = frozenset({"raw_path", "raw_size", "raw_sha256", "conversion", "error"})
+
+    template = models.ForeignKey(
+        "workflows.ImageTemplate", on_delete=models.CASCADE, related_name="versions"
+    )
+    number = models.PositiveIntegerField()
+    format = models.CharField(max_length=16)
+    arch = models.CharField(max_length=16)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    path = models.CharField(max_length=255, help_text="Relative to PUREBOOT_IMAGE_ROOT")
+    virtual_size = models.PositiveBigIntegerField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    author_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    conversion = models.CharField(
+        max_length=12,
+        default="none",
+        choices=(
+            ("none", "Not needed"),
+            ("pending", "Pending"),
+            ("done", "Done"),
+            ("failed", "Failed"),
+        ),
+        help_text="qcow2 and VHDX get a raw copy a node can stream to disk.",
+    )
+    raw_path = models.CharField(max_length=255, blank=True)
+    raw_size = models.PositiveBigIntegerField(null=True, blank=True)
+    raw_sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("template", "-number")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "number"], name="imagetemplateversion_unique_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} v{self.number} ({self.format})"
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if not self._state.adding and not (
+            update_fields and set(update_fields) <= self.CONVERSION_FIELDS
+        ):
+            raise ValidationError("Template versions are immutable; upload a new version.")
+        super().save(*args, **kwargs)

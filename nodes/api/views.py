@@ -54,7 +54,9 @@ class NodeViewSet(viewsets.ModelViewSet):
     http_method_names = ("get", "post", "patch", "delete", "head", "options")
 
     def get_queryset(self):
-        qs = Node.objects.select_related("site", "workflow", "workflow_version").prefetch_related("interfaces", "tags")
+        qs = Node.objects.select_related("site", "workflow", "workflow_version").prefetch_related(
+            "interfaces", "tags"
+        )
         return scope_nodes(self.request.user, qs)
 
     def filter_queryset(self, queryset):

@@ -59,12 +59,13 @@ def build_iso(
     rock_ridge: bool = True,
     joliet: bool = True,
     udf: bool = False,
-    hide_iso9660: bool = False,
+    iso9660: bool = True,
 ) -> Path:
     """Write an ISO holding ``files`` (real path -> content) to ``dest``.
 
-    ``hide_iso9660`` hides the files from the ISO 9660 tree, as Windows media
-    do (their ISO 9660 side holds only a README); UDF then has the only names.
+    ``iso9660=False`` leaves the files out of the ISO 9660 tree, as Windows
+    media do (their ISO 9660 side holds only a README): UDF then has the only
+    names. That needs ``udf``.
     """
     iso = pycdlib.PyCdlib()
     iso.new(
@@ -82,8 +83,9 @@ def build_iso(
 
     def names(real: str, is_dir: bool) -> dict[str, str]:
         parent, base = posixpath.split(real)
-        iso_path = posixpath.join(made[parent], _iso9660_name(base, is_dir))
-        kw = {"iso_path": iso_path}
+        kw = {}
+        if iso9660:
+            kw["iso_path"] = posixpath.join(made[parent], _iso9660_name(base, is_dir))
         if rock_ridge:
             kw["rr_name"] = base
         if joliet:
@@ -98,15 +100,13 @@ def build_iso(
         ensure_dir(posixpath.dirname(real))
         kw = names(real, True)
         iso.add_directory(**kw)
-        made[real] = kw["iso_path"]
+        made[real] = kw.get("iso_path", "")
 
     for real, data in files.items():
         ensure_dir(posixpath.dirname(real))
         kw = names(real, False)
         iso.add_fp(io.BytesIO(data), len(data), **kw)
-        if hide_iso9660:
-            iso.set_hidden(iso_path=kw["iso_path"])
-    if hide_iso9660:
+    if not iso9660:
         readme = b'This disc contains a "UDF" file system and requires an operating system\n'
         iso.add_fp(io.BytesIO(readme), len(readme), "/README.TXT;1")
     iso.write(str(dest))
@@ -293,7 +293,7 @@ def windows(dest: Path, build: str = "26100", arch: str = "amd64", udf: bool = T
         rock_ridge=False,
         joliet=False,
         udf=udf,
-        hide_iso9660=udf,
+        iso9660=not udf,
     )
 
 

@@ -1,0 +1,14 @@
+"""Refresh the roles: image templates (everyone reads; Admin uploads and deletes)."""
+
+from django.db import migrations
+
+from pureboot.migrations import _roles
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("pureboot", "0002_roles_workflow_runs"),
+        ("workflows", "0003_image_templates"),
+    ]
+
+    operations = [migrations.RunPython(_roles.create_roles, migrations.RunPython.noop)]

@@ -1,0 +1,259 @@
+"""Image template files: streaming uploads, format checks, raw conversion, storage.
+
+An upload is streamed to a temporary file under the image root while its
+SHA-256 is computed; it becomes a template version only after its content
+proved to be the declared format (magic bytes, structure, and ``qemu-img``
+for block formats). A failed check deletes the temporary file: nothing
+partial is ever left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+BLOCK_FORMATS = ("raw", "qcow2", "vhdx")
+FILE_FORMATS = ("wim", "tar.gz", "squashfs")
+FORMATS = BLOCK_FORMATS + FILE_FORMATS
+SUFFIX = {
+    "raw": ".img",
+    "qcow2": ".qcow2",
+    "vhdx": ".vhdx",
+    "wim": ".wim",
+    "tar.gz": ".tar.gz",
+    "squashfs": ".squashfs",
+}
+CHUNK = 1024 * 1024
+
+
+class FormatMismatch(ValueError):
+    """The file is not what its declared format says, or is truncated."""
+
+
+class ToolMissing(RuntimeError):
+    """qemu-img is needed to check or convert block images and is not installed."""
+
+
+def image_root() -> Path:
+    root = Path(settings.PUREBOOT_IMAGE_ROOT)
+    (root / ".incoming").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def kind_of(fmt: str) -> str:
+    return "block" if fmt in BLOCK_FORMATS else "file"
+
+
+# --- streaming upload -------------------------------------------------------
+
+
+class HashedTemporaryFile(UploadedFile):
+    """An uploaded file on disk under the image root, with its SHA-256 and size."""
+
+    def __init__(self, name: str, content_type: str, charset):
+        fd, path = tempfile.mkstemp(dir=image_root() / ".incoming", prefix="upload-")
+        super().__init__(os.fdopen(fd, "w+b"), name, content_type, 0, charset)
+        self.temporary_path = path
+        self.hasher = hashlib.sha256()
+
+    def temporary_file_path(self) -> str:
+        return self.temporary_path
+
+    def discard(self) -> None:
+        self.file.close()
+        Path(self.temporary_path).unlink(missing_ok=True)
+
+
+class HashingUploadHandler(FileUploadHandler):
+    """Writes each uploaded file straight to disk, hashing it on the way.
+
+    Never holds a file in memory; stops the upload once it passes
+    PUREBOOT_MAX_IMAGE_BYTES.
+    """
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.file = HashedTemporaryFile(self.file_name, self.content_type, self.charset)
+
+    def receive_data_chunk(self, raw_data, start):
+        self.file.size += len(raw_data)
+        if self.file.size > settings.PUREBOOT_MAX_IMAGE_BYTES:
+            self.file.discard()
+            self.request.pureboot_upload_too_large = True
+            raise StopUpload(connection_reset=True)
+        self.file.hasher.update(raw_data)
+        self.file.write(raw_data)
+
+    def file_complete(self, file_size):
+        self.file.flush()
+        self.file.seek(0)
+        self.file.sha256 = self.file.hasher.hexdigest()
+        return self.file
+
+    def upload_interrupted(self):
+        if hasattr(self, "file"):
+            self.file.discard()
+
+
+# --- format checks ----------------------------------------------------------
+
+
+def _head(path: Path, n: int = 512) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(n)
+
+
+def qemu_img_info(path: Path, fmt: str) -> dict:
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
+    proc = subprocess.run(
+        [exe, "info", "--output=json", "-f", fmt, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise FormatMismatch(f"qemu-img cannot read it as {fmt}: {proc.stderr.strip()[:300]}")
+    return json.loads(proc.stdout)
+
+
+def _qemu_img_check(path: Path, fmt: str) -> None:
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
+    proc = subprocess.run(
+        [exe, "check", "-f", fmt, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    # 0: clean; 1: check not completed (error); 2: corruption; 3: leaked clusters only.
+    if proc.returncode in (1, 2):
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise FormatMismatch(
+            f"qemu-img check failed for {fmt}: {(detail[-1] if detail else 'corrupt')[:300]}"
+        )
+
+
+def _check_wim(path: Path, size: int) -> None:
+    header = _head(path, 208)
+    if len(header) < 208 or header[:8] != b"MSWIM\x00\x00\x00":
+        raise FormatMismatch("not a WIM file (no MSWIM header)")
+    # Resource headers: 7-byte size + 1 flag byte, 8-byte offset, 8-byte original size.
+    for name, at in (("lookup table", 0x30), ("XML data", 0x48)):
+        raw_size = int.from_bytes(header[at : at + 7], "little")
+        (offset,) = struct.unpack_from("<Q", header, at + 8)
+        if offset + raw_size > size:
+            raise FormatMismatch(f"WIM is truncated: its {name} ends past the end of the file")
+
+
+def _check_squashfs(path: Path, size: int) -> None:
+    header = _head(path, 96)
+    if len(header) < 96 or header[:4] != b"hsqs":
+        raise FormatMismatch("not a squashfs image (no hsqs superblock)")
+    (bytes_used,) = struct.unpack_from("<Q", header, 40)
+    if bytes_used > size:
+        raise FormatMismatch(f"squashfs is truncated: {bytes_used} bytes used, file has {size}")
+
+
+def _check_targz(path: Path) -> None:
+    if _head(path, 2) != b"\x1f\x8b":
+        raise FormatMismatch("not gzip data (tar.gz starts with 1f 8b)")
+    try:
+        with tarfile.open(path, mode="r:gz") as archive:
+            members = 0
+            for _member in archive:
+                members += 1
+            if members == 0:
+                raise FormatMismatch("the tar archive is empty")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise FormatMismatch(f"not a complete tar.gz archive: {exc}") from None
+
+
+def check_format(path: Path, fmt: str) -> dict:
+    """Prove ``path`` is a complete ``fmt`` file; returns facts (virtual size for blocks)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise FormatMismatch("the file is empty")
+    head = _head(path, 8)
+    if fmt == "qcow2":
+        if head[:4] != b"QFI\xfb":
+            raise FormatMismatch("not a qcow2 image (no QFI\\xfb magic)")
+        info = qemu_img_info(path, "qcow2")
+        _qemu_img_check(path, "qcow2")
+        return {"virtual_size": info.get("virtual-size")}
+    if fmt == "vhdx":
+        if head[:8] != b"vhdxfile":
+            raise FormatMismatch("not a VHDX image (no vhdxfile signature)")
+        info = qemu_img_info(path, "vhdx")
+        _qemu_img_check(path, "vhdx")
+        return {"virtual_size": info.get("virtual-size")}
+    if fmt == "raw":
+        for magic, name in ((b"QFI\xfb", "qcow2"), (b"vhdxfile", "VHDX"), (b"MSWIM", "WIM")):
+            if head.startswith(magic):
+                raise FormatMismatch(f"declared raw, but this is a {name} file")
+        if size % 512:
+            raise FormatMismatch(f"a raw disk image is whole 512-byte sectors; {size} is not")
+        info = qemu_img_info(path, "raw")
+        return {"virtual_size": info.get("virtual-size")}
+    if fmt == "wim":
+        _check_wim(path, size)
+        return {}
+    if fmt == "squashfs":
+        _check_squashfs(path, size)
+        return {}
+    if fmt == "tar.gz":
+        _check_targz(path)
+        return {}
+    raise FormatMismatch(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def store(temp_path: Path, sha256: str, fmt: str) -> str:
+    """Move a checked upload into content-addressed storage; returns its relative path."""
+    relative = f"{sha256[:2]}/{sha256}{SUFFIX[fmt]}"
+    final = image_root() / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp_path, final)
+    return relative
+
+
+def convert_to_raw(source: Path, fmt: str) -> tuple[str, int, str]:
+    """``qemu-img convert`` a block image to raw; returns (relative path, size, sha256)."""
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
+    fd, tmp = tempfile.mkstemp(dir=image_root() / ".incoming", prefix="convert-")
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [exe, "convert", "-f", fmt, "-O", "raw", str(source), tmp],
+            capture_output=True,
+            text=True,
+            timeout=6 * 3600,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise FormatMismatch(f"qemu-img convert failed: {proc.stderr.strip()[:300]}")
+        hasher = hashlib.sha256()
+        with open(tmp, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()
+        size = os.path.getsize(tmp)
+        return store(Path(tmp), digest, "raw"), size, digest
+    finally:
+        Path(tmp).unlink(missing_ok=True)
