@@ -9,7 +9,14 @@ from nodes.services import Actor
 from pureboot.admin_audit import AuditedAdminMixin
 
 from .definitions import DefinitionError, parse
-from .models import Workflow, WorkflowRun, WorkflowVersion
+from .models import (
+    BootImage,
+    ImageTemplate,
+    ImageTemplateVersion,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
 from .services import WorkflowInUse, delete_workflow, save_workflow
 
 
@@ -121,3 +128,42 @@ class WorkflowRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Created by uploads and commands only; the admin shows them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(BootImage)
+class BootImageAdmin(ReadOnlyAdmin):
+    list_display = ("name", "family", "version", "arch", "created_at")
+    list_filter = ("family", "arch")
+    search_fields = ("name", "version")
+
+
+class TemplateVersionInline(admin.TabularInline):
+    model = ImageTemplateVersion
+    fields = ("number", "format", "arch", "size", "sha256", "conversion", "author_name")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ImageTemplate)
+class ImageTemplateAdmin(ReadOnlyAdmin):
+    list_display = ("name", "kind", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name",)
+    inlines = (TemplateVersionInline,)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # through the API, which refuses while nodes use the template

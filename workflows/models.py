@@ -217,3 +217,25 @@ class ImageTemplateVersion(models.Model):
         ):
             raise ValidationError("Template versions are immutable; upload a new version.")
         super().save(*args, **kwargs)
+
+
+class BootImage(models.Model):
+    """Kernel/initrd (or WinPE files) extracted from an installer ISO, served to nodes."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    family = models.CharField(max_length=32)
+    version = models.CharField(max_length=64, blank=True)
+    arch = models.CharField(max_length=16)
+    volume_id = models.CharField(max_length=64, blank=True)
+    files = models.JSONField(
+        default=dict, help_text="{role: {name, sha256, size}}; files live under the boot root"
+    )
+    source = models.CharField(max_length=1000, help_text="The ISO's path or URL")
+    author_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.family} {self.version} {self.arch})"

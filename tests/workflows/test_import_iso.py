@@ -1,0 +1,80 @@
+"""manage.py import_iso: recognise, extract into the boot root, register a boot image."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditEvent
+from workflows.models import BootImage
+
+from . import isofactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def boot_root(settings, tmp_path):
+    settings.PUREBOOT_BOOT_ROOT = tmp_path / "boot"
+    return settings.PUREBOOT_BOOT_ROOT
+
+
+def _run(*args):
+    from io import StringIO
+
+    out = StringIO()
+    call_command("import_iso", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_import_ubuntu_iso(tmp_path, boot_root):
+    built = isofactory.ubuntu_live_server(tmp_path / "ubuntu.iso")
+    out = _run(str(built.path), "--name", "ubuntu-24.04")
+    assert "imported ubuntu 24.04" in out
+    image = BootImage.objects.get(name="ubuntu-24.04")
+    assert image.family == "ubuntu" and image.arch == "x86_64"
+    for role, meta in image.files.items():
+        stored = boot_root / "ubuntu-24.04" / meta["name"]
+        assert stored.read_bytes() == built.payloads[role]
+        assert meta["sha256"] == built.sha256(role)
+    assert AuditEvent.objects.filter(action="bootimage.import").exists()
+    assert [p.name for p in boot_root.iterdir()] == ["ubuntu-24.04"]  # no leftovers
+
+
+def test_import_windows_iso(tmp_path):
+    built = isofactory.windows(tmp_path / "win.iso")
+    _run(str(built.path), "--name", "winpe")
+    assert {"boot_wim", "bcd", "boot_sdi"} <= set(BootImage.objects.get(name="winpe").files)
+
+
+def test_existing_name_needs_replace(tmp_path, boot_root):
+    first = isofactory.debian_netinst(tmp_path / "a.iso")
+    _run(str(first.path), "--name", "debian")
+    with pytest.raises(CommandError, match="--replace"):
+        _run(str(first.path), "--name", "debian")
+    second = isofactory.debian_netinst(tmp_path / "b.iso", version="12.6.0")
+    _run(str(second.path), "--name", "debian", "--replace")
+    assert BootImage.objects.get(name="debian").version.startswith("12.6")
+    assert sorted(p.name for p in boot_root.iterdir()) == ["debian"]
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n" * 100])
+def test_not_an_iso_is_a_clear_error(tmp_path, boot_root, content):
+    path = tmp_path / "junk.iso"
+    path.write_bytes(content)
+    with pytest.raises(CommandError) as exc:
+        _run(str(path))
+    assert "junk.iso" in str(exc.value)
+    assert not BootImage.objects.exists()
+    assert not [p for p in boot_root.iterdir()]
+
+
+def test_unrecognised_iso(tmp_path):
+    built = isofactory.unrecognised(tmp_path / "other.iso")
+    with pytest.raises(CommandError, match="looked for|[Uu]nrecognis"):
+        _run(str(built.path))
+
+
+def test_url_needs_checksum_and_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="--sha256"):
+        _run("http://127.0.0.1:9/x.iso")
+    with pytest.raises(CommandError, match="no such file"):
+        _run(str(tmp_path / "absent.iso"))
