@@ -20,6 +20,7 @@ VIEW_REGISTRY = (
     "workflows.view_runlogline",
     "workflows.view_imagetemplate",
     "workflows.view_imagetemplateversion",
+    "workflows.view_bootimage",
 )
 OPERATE = (
     "nodes.add_node",

@@ -1,4 +1,4 @@
-"""Refresh the roles: image templates (everyone reads; Admin uploads and deletes)."""
+"""Refresh the roles: image templates and boot images (everyone reads; Admin uploads and deletes)."""
 
 from django.db import migrations
 
@@ -8,7 +8,7 @@ from pureboot.migrations import _roles
 class Migration(migrations.Migration):
     dependencies = [
         ("pureboot", "0002_roles_workflow_runs"),
-        ("workflows", "0003_image_templates"),
+        ("workflows", "0004_boot_images"),
     ]
 
     operations = [migrations.RunPython(_roles.create_roles, migrations.RunPython.noop)]
