@@ -78,3 +78,31 @@ def _audit_unlocked_flush():
     TransactionTestCase._fixture_teardown = _fixture_teardown
     yield
     TransactionTestCase._fixture_teardown = original
+
+
+@pytest.fixture
+def api():
+    """An API client factory: ``api(user)`` is authenticated as ``user``."""
+    from rest_framework.test import APIClient
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def site_a(db):
+    from tests.factories import SiteFactory
+
+    return SiteFactory(name="Site A", slug="site-a")
+
+
+@pytest.fixture
+def site_b(db):
+    from tests.factories import SiteFactory
+
+    return SiteFactory(name="Site B", slug="site-b")

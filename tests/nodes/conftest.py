@@ -1,30 +1,6 @@
 import pytest
-from rest_framework.test import APIClient
 
-from tests.factories import SiteFactory, make_user
-
-
-@pytest.fixture
-def site_a(db):
-    return SiteFactory(name="Site A", slug="site-a")
-
-
-@pytest.fixture
-def site_b(db):
-    return SiteFactory(name="Site B", slug="site-b")
-
-
-@pytest.fixture
-def api():
-    """An API client factory: ``api(user)`` is authenticated as ``user``."""
-
-    def make(user=None):
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return make
+from tests.factories import make_user
 
 
 @pytest.fixture
