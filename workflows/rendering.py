@@ -25,6 +25,10 @@ filter for the syntax it lands in instead:
     trailing backslash (debconf-set-selections would join the next line);
 ``oneline``
     refuses values with a line break, for line-oriented formats;
+``package``
+    refuses anything but a package name (letters, digits and ``@^_+.:*=/~<>-``,
+    not starting with ``-`` unless ``allow_exclude=True``, kickstart's exclusion):
+    a name is also an argument of apt-get, pacman or a kickstart section line;
 ``b64``
     base64 of the UTF-8 text, to carry operator scripts through formats that
     cannot quote them (a ``%end`` line would close a kickstart ``%post``);
@@ -94,14 +98,11 @@ CLOUD_INIT_OWN_KEYS = frozenset(
     {
         "hostname",
         "fqdn",
-        "prefer_fqdn_over_hostname",
-        "manage_etc_hosts",
         "locale",
         "keyboard",
         "timezone",
         "users",
         "ssh_pwauth",
-        "disable_root",
         "chpasswd",
         "package_update",
         "apt",
@@ -118,6 +119,10 @@ _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _YAML_UNSAFE = re.compile(
     "[^\x09\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029\ufeff]"
 )
+
+_PACKAGE = re.compile(r"[A-Za-z0-9@^_+.:*=/~<>-]{1,200}")
+# Login names as useradd and Debian's adduser accept them by default.
+_USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 class _OneLineDumper(yaml.SafeDumper):
@@ -161,14 +166,16 @@ def yaml_quote(value: Any) -> str:
 
 def to_yaml(value: Any) -> str:
     """Any JSON-like value as YAML flow style on one line, every string double-quoted."""
-    return yaml.dump(
+    dumped = yaml.dump(
         value,
         Dumper=_OneLineDumper,
         default_flow_style=True,
         width=float("inf"),
         allow_unicode=False,
         sort_keys=False,
-    ).strip()
+    )
+    # A bare scalar is dumped as a document with an end marker ("null\n...\n").
+    return dumped.removesuffix("\n...\n").strip()
 
 
 def shell_quote(value: Any) -> str:
@@ -193,6 +200,13 @@ def preseed_value(value: Any) -> str:
     return text
 
 
+def package(value: Any, allow_exclude: bool = False) -> str:
+    text = _text(value, "package")
+    if not _PACKAGE.fullmatch(text) or (text.startswith("-") and not allow_exclude):
+        raise _ValueRefused(f"not a package name: {text[:60]!r}")
+    return text
+
+
 def b64(value: Any) -> str:
     return base64.b64encode(_text(value, "b64").encode()).decode("ascii")
 
@@ -214,6 +228,9 @@ def report(
 ) -> str:
     """The shell command that reports progress to the controller; it never fails."""
     install = ctx["install"]
+    # Reports sit inside kickstart sections and debconf lines: one line, always.
+    oneline(install["token"])
+    oneline(install["report_url"])
     body = to_json({"status": status, "progress": progress, "logs": [message]})
     auth = shell_quote(f"Authorization: Node {install['token']}")
     url = shell_quote(install["report_url"])
@@ -249,10 +266,6 @@ def kickstart_syntax(distro: str, version: Any) -> str:
     )
 
 
-def _fail(message: str) -> None:
-    raise _ValueRefused(message)
-
-
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
@@ -270,6 +283,7 @@ def environment() -> SandboxedEnvironment:
         ks_quote=ks_quote,
         preseed_value=preseed_value,
         oneline=oneline,
+        package=package,
         b64=b64,
         json=to_json,
         fqdn=fqdn,
@@ -278,8 +292,6 @@ def environment() -> SandboxedEnvironment:
     env.globals.update(
         report=report,
         kickstart_syntax=kickstart_syntax,
-        fail=_fail,
-        cloud_init_own_keys=sorted(CLOUD_INIT_OWN_KEYS),
         cloud_init_merged_keys=sorted(CLOUD_INIT_MERGED_KEYS),
     )
     return env
@@ -291,6 +303,9 @@ def environment() -> SandboxedEnvironment:
 def _check_context(task_type: str, context: dict[str, Any]) -> None:
     params = context["params"]
     node = context["node"]
+    username = params["username"]
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+        raise _ValueRefused(f"params.username is not a login name: {str(username)[:40]!r}")
     if task_type == "kickstart":
         kickstart_syntax(params["distro"], params["version"])
     elif task_type == "arch_bootstrap":

@@ -92,8 +92,10 @@ class TemplateViewSet(
         if getattr(request._request, "pureboot_upload_too_large", False):
             limit = settings.PUREBOOT_MAX_IMAGE_BYTES
             return Response(
-                {"detail": f"The image is larger than PUREBOOT_MAX_IMAGE_BYTES ({limit}).",
-                 "code": "too_large"},
+                {
+                    "detail": f"The image is larger than PUREBOOT_MAX_IMAGE_BYTES ({limit}).",
+                    "code": "too_large",
+                },
                 status=413,
             )
         try:
