@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from nodes.services import Actor
 from pureboot.admin_audit import AuditedAdminMixin
 
+from .checks import check_definition
 from .definitions import DefinitionError, parse
 from .models import (
     BootImage,
@@ -41,6 +42,7 @@ class WorkflowForm(forms.ModelForm):
         content = self.cleaned_data["content"]
         try:
             self.definition = parse(content)
+            self.warnings = check_definition(self.definition).warnings
         except DefinitionError as exc:
             raise forms.ValidationError(str(exc)) from None
         if self.instance.pk and self.definition.name != self.instance.name:
@@ -91,6 +93,8 @@ class WorkflowAdmin(admin.ModelAdmin):
         obj.name = result.workflow.name
         if not result.created:
             messages.info(request, "Content unchanged: no new version was created.")
+        for warning in result.warnings:
+            messages.warning(request, warning)
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:

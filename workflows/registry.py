@@ -10,7 +10,8 @@ of task types and the docs all come from this table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 NODE = "node"
@@ -115,7 +116,8 @@ class TaskType:
     renders: str | None = None  # installer family whose templates render this task
     arches: tuple[str, ...] = ()  # empty: any
     firmware: tuple[str, ...] = ()  # empty: any
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Rules across parameters: takes the cleaned params and the task's path.
+    validate: Callable[[dict[str, Any], str], None] | None = None
 
     def clean(self, raw: dict[str, Any], path: str) -> dict[str, Any]:
         """Validate ``raw`` (without ``type``); return params with defaults applied."""
@@ -137,7 +139,18 @@ class TaskType:
                 out[param.name] = list(default) if isinstance(default, list | tuple) else default
                 continue
             out[param.name] = param.clean(raw[param.name], here)
+        if self.validate:
+            self.validate(out, path)
         return out
+
+
+def _boot_files(params: dict[str, Any], path: str) -> None:
+    """pxe_boot names a boot image (from import_iso), or a kernel and an initrd."""
+    if params["boot_image"]:
+        return
+    for name in ("kernel", "initrd"):
+        if not params[name]:
+            raise ParamError(f"{path}.{name}", "is required unless boot_image is given")
 
 
 def _installer_params(*extra: Param) -> tuple[Param, ...]:
@@ -172,10 +185,18 @@ TASK_TYPES: dict[str, TaskType] = {
                     default="ipxe",
                     choices=("ipxe", "grub", "pxelinux", "systemd-boot"),
                 ),
-                Param("kernel", "str", required=True),
-                Param("initrd", "str", required=True),
+                Param("kernel", "str", default=""),
+                Param("initrd", "str", default=""),
                 Param("cmdline", "str", default=""),
+                Param(
+                    "boot_image",
+                    "str",
+                    default="",
+                    max_length=100,
+                    help="A boot image registered by import_iso (its kernel and initrd)",
+                ),
             ),
+            validate=_boot_files,
         ),
         TaskType(
             "image_deploy",

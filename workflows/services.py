@@ -16,6 +16,7 @@ from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.models import Node, NodeEvent
 
+from .checks import check_definition
 from .choices import ReportStatus, RunStatus, StepStatus
 from .definitions import Definition, content_hash, parse
 from .models import RunLogLine, Workflow, WorkflowRun, WorkflowVersion
@@ -35,6 +36,7 @@ class SaveResult:
     workflow: Workflow
     version: WorkflowVersion
     created: bool  # False: the content was unchanged, no new version
+    warnings: tuple[str, ...] = ()  # e.g. a checker missing on this machine
 
 
 class WorkflowInUse(Exception):
@@ -73,6 +75,7 @@ def save_workflow(
     """
     definition = definition or parse(content)
     text = content.decode("utf-8") if isinstance(content, bytes) else content
+    warnings = tuple(check_definition(definition).warnings)
     if expected_name is not None and definition.name != expected_name:
         raise ValueError(
             f"The document names workflow {definition.name!r}, not {expected_name!r}; "
@@ -85,7 +88,7 @@ def save_workflow(
         )
         latest = workflow.latest_version
         if latest is not None and latest.content_hash == digest and not workflow.archived_at:
-            return SaveResult(workflow, latest, False)
+            return SaveResult(workflow, latest, False, warnings)
         number = (latest.number if latest else 0) + 1
         user = actor.user
         version = WorkflowVersion.objects.create(
@@ -114,7 +117,7 @@ def save_workflow(
             },
             details={"name": workflow.name},
         )
-    return SaveResult(workflow, version, True)
+    return SaveResult(workflow, version, True, warnings)
 
 
 def delete_workflow(workflow_id: int, actor: node_services.Actor) -> str:

@@ -138,3 +138,9 @@ def test_junk_is_a_definition_error(doc):
 
 def test_python_object_tags_are_refused():
     assert "YAML" in str(_error("name: !!python/object/apply:os.system [echo hi]\ntasks: []\n"))
+
+
+def test_pxe_boot_takes_a_boot_image_or_kernel_and_initrd():
+    assert parse("name: x\ntasks:\n  - type: pxe_boot\n    boot_image: ubuntu-24.04\n")
+    err = _error("name: x\ntasks:\n  - type: pxe_boot\n    kernel: /k\n")
+    assert err.path == "tasks[0].initrd" and "boot_image" in err.message

@@ -82,7 +82,9 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         except DefinitionError as exc:
             return _definition_error(exc)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-        return Response(self.get_serializer(result.workflow).data, status=code)
+        data = self.get_serializer(result.workflow).data
+        data["warnings"] = list(result.warnings)
+        return Response(data, status=code)
 
     def partial_update(self, request, *args, **kwargs):
         workflow = self.get_object()
@@ -91,14 +93,16 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         if "content" not in serializer.validated_data:
             raise exceptions.ValidationError({"content": "Send the workflow's new YAML."})
         try:
-            services.save_workflow(
+            result = services.save_workflow(
                 serializer.validated_data["content"], self._actor(), expected_name=workflow.name
             )
         except DefinitionError as exc:
             return _definition_error(exc)
         except ValueError as exc:
             raise exceptions.ValidationError({"content": [str(exc)]}) from None
-        return Response(self.get_serializer(Workflow.objects.get(pk=workflow.pk)).data)
+        data = self.get_serializer(Workflow.objects.get(pk=workflow.pk)).data
+        data["warnings"] = list(result.warnings)
+        return Response(data)
 
     @extend_schema(responses={204: None, 409: OpenApiResponse(description="pinned by nodes")})
     def destroy(self, request, *args, **kwargs):

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from nodes.services import SYSTEM, Actor
+from workflows.checks import check_definition
 from workflows.definitions import MAX_DOCUMENT_BYTES, DefinitionError, content_hash, parse
 from workflows.models import Workflow
 from workflows.services import save_workflow
@@ -63,6 +64,8 @@ class Command(BaseCommand):
                 if len(raw) > MAX_DOCUMENT_BYTES:
                     raise DefinitionError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
                 definition = parse(raw)
+                for warning in check_definition(definition).warnings:
+                    self.stderr.write(f"{path}: {warning}")
                 parsed.append((path, raw.decode("utf-8"), definition))
             except (DefinitionError, OSError) as exc:
                 errors.append(f"{path}: {exc}")

@@ -1,0 +1,92 @@
+"""Check a workflow's installer config at save time, with the distribution's own tool.
+
+The installer task is rendered for a sample node of the hardware the workflow
+applies to and handed to the same checker the preview uses. A workflow whose
+kickstart pykickstart rejects is refused when it is saved, not twenty
+minutes into an install.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .definitions import Definition, DefinitionError
+from .registry import TASK_TYPES
+
+SAMPLE_MAC = "52:54:00:00:00:01"
+
+
+@dataclass
+class CheckResult:
+    warnings: list[str] = field(default_factory=list)
+
+
+def _sample_context(definition: Definition, params: dict) -> dict:
+    arch = definition.arch[0]
+    firmware = (
+        "pi"
+        if "pi" in definition.firmware and arch != "x86_64"
+        else next((f for f in definition.firmware if f != "pi"), definition.firmware[0])
+    )
+    return {
+        "node": {
+            "id": 0,
+            "hostname": "sample-node",
+            "domain": "",
+            "arch": arch,
+            "firmware": firmware,
+            "serial": "",
+            "system_uuid": None,
+            "vendor": "",
+            "model": "",
+            "site": None,
+            "interfaces": [{"mac": SAMPLE_MAC, "name": "eth0", "is_primary": True}],
+            "primary_mac": SAMPLE_MAC,
+            "metadata": {},
+        },
+        "params": params,
+        "install": {
+            "report_url": "http://pureboot.invalid/api/v1/report",
+            "token": "SAMPLE-TOKEN",
+            "config_url": "http://pureboot.invalid/api/v1/install/SAMPLE-TOKEN/",
+        },
+    }
+
+
+def check_definition(definition: Definition) -> CheckResult:
+    """Raise DefinitionError when the installer config fails its checker.
+
+    A checker that is not installed on this machine is not a pass: it comes
+    back as a warning naming the missing tool.
+    """
+    from .installer_checks import ToolMissing, check_installer
+    from .models import BootImage
+    from .rendering import RenderError, render_installer
+
+    result = CheckResult()
+    for index, task in enumerate(definition.tasks):
+        image = task.get("boot_image") if task["type"] == "pxe_boot" else None
+        if image and not BootImage.objects.filter(name=image).exists():
+            result.warnings.append(
+                f"tasks[{index}].boot_image: no boot image {image!r} yet (import it with "
+                "manage.py import_iso)"
+            )
+        if not TASK_TYPES[task["type"]].renders:
+            continue
+        path = f"tasks[{index}]"
+        params = {k: v for k, v in task.items() if k != "type"}
+        try:
+            files = render_installer(task["type"], _sample_context(definition, params))
+        except RenderError as exc:
+            raise DefinitionError(f"cannot render the installer config: {exc}", path=path) from None
+        try:
+            problems = check_installer(task["type"], files)
+        except ToolMissing as exc:
+            result.warnings.append(f"{path}: not checked: {exc}")
+            continue
+        if problems:
+            raise DefinitionError(
+                f"{task['type']} config refused by its checker: " + "; ".join(problems[:5]),
+                path=path,
+            )
+    return result
