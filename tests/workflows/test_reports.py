@@ -148,3 +148,19 @@ def test_progress_never_goes_backwards(api, installing):
     _report(api(), token, status="installing", progress=70)
     _report(api(), token, status="installing", progress=30)
     assert WorkflowRun.objects.get(pk=run.pk).progress == 70
+
+
+def test_runs_and_logs_are_listed_for_operators(api, installing, site_a):
+    from tests.factories import make_user
+
+    node, run, token = installing
+    _report(api(), token, status="installing", progress=10, logs=["one", "two"])
+    admin = api(make_user("Admin"))
+    runs = admin.get(f"/api/v1/nodes/{node.pk}/runs").json()["results"]
+    assert runs[0]["id"] == run.pk and runs[0]["progress"] == 10
+    assert runs[0]["workflow"] == run.version.workflow.name
+    logs = admin.get(f"/api/v1/nodes/{node.pk}/runs/{run.pk}/logs").json()["results"]
+    assert [line["line"] for line in logs] == ["one", "two"]
+    other_site = api(make_user("Operator", sites=[site_a]))  # the node has no site
+    assert other_site.get(f"/api/v1/nodes/{node.pk}/runs").status_code == 404
+    assert admin.get(f"/api/v1/nodes/{node.pk}/runs/999/logs").status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ..choices import ReportStatus
-from ..models import Workflow, WorkflowRun, WorkflowVersion
+from ..models import RunLogLine, Workflow, WorkflowRun, WorkflowVersion
 from ..registry import TASK_TYPES
 
 MAX_CONTENT_CHARS = 256 * 1024
@@ -142,3 +142,9 @@ class RunSerializer(serializers.ModelSerializer):
             "finished_at",
             "last_report_at",
         )
+
+
+class RunLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunLogLine
+        fields = ("timestamp", "line")

@@ -3,7 +3,14 @@ from django.urls import path, re_path
 from pureboot.api.routers import OptionalSlashRouter
 
 from .images import TemplateViewSet
-from .views import InstallFileView, NodePreviewView, ReportView, WorkflowViewSet
+from .views import (
+    InstallFileView,
+    NodePreviewView,
+    NodeRunsView,
+    ReportView,
+    RunLogView,
+    WorkflowViewSet,
+)
 
 router = OptionalSlashRouter()
 router.register("workflows", WorkflowViewSet, basename="workflow")
@@ -12,6 +19,12 @@ router.register("templates", TemplateViewSet, basename="template")
 urlpatterns = [
     re_path(r"^report/?$", ReportView.as_view(), name="report"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
+    re_path(r"^nodes/(?P<pk>\d{1,18})/runs/?$", NodeRunsView.as_view(), name="node-runs"),
+    re_path(
+        r"^nodes/(?P<pk>\d{1,18})/runs/(?P<run>\d{1,18})/logs/?$",
+        RunLogView.as_view(),
+        name="run-logs",
+    ),
     path("install/<str:token>/<str:name>", InstallFileView.as_view(), name="install-file"),
     *router.urls,
 ]

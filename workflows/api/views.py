@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from nodes import services as node_services
@@ -25,6 +26,7 @@ from ..definitions import MAX_DOCUMENT_BYTES, DefinitionError
 from ..models import Workflow
 from .serializers import (
     ReportSerializer,
+    RunLogSerializer,
     RunSerializer,
     TaskTypeSerializer,
     VersionSerializer,
@@ -238,3 +240,35 @@ class InstallFileView(APIView):
             raise Http404(f"No installer file {name!r}; this install serves {sorted(files)}.")
         Node.objects.filter(pk=run.node_id).update(last_seen_at=timezone.now())
         return HttpResponse(files[name], content_type="text/plain; charset=utf-8")
+
+
+class NodeRunsView(APIView):
+    """``GET /api/v1/nodes/{id}/runs``: the node's installs, newest first."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=RunSerializer(many=True))
+    def get(self, request, pk: str):
+        if not request.user.has_perm("workflows.view_workflowrun"):
+            raise exceptions.PermissionDenied()
+        node = get_object_or_404(scope_nodes(request.user), pk=int(pk))
+        runs = node.runs.select_related("version__workflow")
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+
+class RunLogView(APIView):
+    """``GET /api/v1/nodes/{id}/runs/{run}/logs``: what the installer reported, oldest first."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=RunLogSerializer(many=True))
+    def get(self, request, pk: str, run: str):
+        if not request.user.has_perm("workflows.view_runlogline"):
+            raise exceptions.PermissionDenied()
+        node = get_object_or_404(scope_nodes(request.user), pk=int(pk))
+        run_obj = get_object_or_404(node.runs, pk=int(run))
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        page = paginator.paginate_queryset(run_obj.logs.all(), request, view=self)
+        return paginator.get_paginated_response(RunLogSerializer(page, many=True).data)
