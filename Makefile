@@ -76,6 +76,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(MANAGE) check
 	$(MANAGE) makemigrations --check --dry-run
+	$(MANAGE) spectacular --validate --fail-on-warn --file /dev/null
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
