@@ -24,6 +24,14 @@ def image_root(settings, tmp_path):
     return settings.PUREBOOT_IMAGE_ROOT
 
 
+@pytest.fixture(autouse=True)
+def eager_tasks(monkeypatch):
+    """Run queued tasks in-process here; tests/integration covers the real worker."""
+    from pureboot.celery import app
+
+    monkeypatch.setattr(app.conf, "task_always_eager", True)
+
+
 @pytest.fixture
 def admin_client(api):
     return api(make_user("Admin", username="ivy"))
