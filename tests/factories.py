@@ -57,6 +57,13 @@ def make_user(role: str | None = None, *, sites=(), username: str | None = None)
         password="test-pass-1234",
     )
     if role:
+        if not Group.objects.filter(name=role).exists():
+            # Transactional tests flush the database, roles included.
+            from django.contrib.auth.models import Permission
+
+            from pureboot.roles import sync_roles
+
+            sync_roles(Group, Permission)
         user.groups.add(Group.objects.get(name=role))
     for site in sites:
         assign_perm("nodes.operate_site", user, site)

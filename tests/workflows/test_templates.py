@@ -25,11 +25,14 @@ def image_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def eager_tasks(monkeypatch):
+def eager_tasks():
     """Run queued tasks in-process here; tests/integration covers the real worker."""
     from pureboot.celery import app
 
-    monkeypatch.setattr(app.conf, "task_always_eager", True)
+    old = app.conf.get("task_always_eager", False)
+    app.conf.update(task_always_eager=True)
+    yield
+    app.conf.update(task_always_eager=old)
 
 
 @pytest.fixture
