@@ -21,3 +21,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("nodes.fail_stuck_installs"),
         name="fail stuck installs",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=settings.PUREBOOT_INSTALL_CHECK_SECONDS),
+        sender.signature("workflows.close_stale_runs"),
+        name="close stale install runs",
+    )

@@ -259,6 +259,7 @@ CACHES = {
 # --- Celery ---------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 CELERY_DIR = VAR_DIR / "celery"
+CELERY_DIR.mkdir(exist_ok=True)  # beat's schedule file lives here in every mode
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL

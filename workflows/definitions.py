@@ -9,6 +9,7 @@ before any expensive work.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,38 @@ class Definition:
         }
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose values are all JSON: dates stay text, no sets or binary."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _check_json(value: Any, path: str) -> None:
+    """Everything stored must be plain JSON (text keys; text, numbers, booleans, lists)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DefinitionError(
+                    f"mapping keys must be text, got {key!r}", path=path or "(top level)"
+                )
+            _check_json(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise DefinitionError("numbers must be finite", path=path)
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise DefinitionError(
+            f"only text, numbers, true/false, lists and mappings are allowed; got "
+            f"{type(value).__name__}",
+            path=path,
+        )
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -115,11 +148,13 @@ def load_yaml(text: str | bytes) -> Any:
     if "\x00" in text:
         raise DefinitionError("document contains NUL characters")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
         if node is None:
             raise DefinitionError("document is empty")
         _check_graph(node)
-        return yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        _check_json(data, "")
+        return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -154,7 +189,7 @@ def parse(text: str | bytes) -> Definition:
     data = load_yaml(text)
     if not isinstance(data, dict):
         raise DefinitionError("a workflow is a mapping with name, description and tasks")
-    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL)
+    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL)  # keys are text (_check_json)
     if unknown:
         raise DefinitionError(
             f"unknown key; a workflow has: {', '.join(TOP_LEVEL)}", path=unknown[0]
@@ -182,7 +217,7 @@ def parse(text: str | bytes) -> Definition:
         if not isinstance(raw, dict):
             raise DefinitionError("each task is a mapping with a type", path=path)
         kind = raw.get("type")
-        if kind not in TASK_TYPES:
+        if not isinstance(kind, str) or kind not in TASK_TYPES:
             raise DefinitionError(
                 f"unknown task type {kind!r}; known types: {', '.join(sorted(TASK_TYPES))}",
                 path=f"{path}.type",
@@ -193,9 +228,17 @@ def parse(text: str | bytes) -> Definition:
             cleaned = task_type.clean(params, path)
         except ParamError as exc:
             raise DefinitionError(exc.message, path=exc.path) from None
-        if task_type.arches and not set(arch) & set(task_type.arches):
+        if task_type.arches and not set(arch) <= set(task_type.arches):
             raise DefinitionError(
-                f"{kind} runs on {', '.join(task_type.arches)} only", path=f"{path}.type"
+                f"{kind} runs on {', '.join(task_type.arches)} only; limit the workflow's "
+                f"arch to those",
+                path=f"{path}.type",
+            )
+        if task_type.firmware and not set(firmware) <= set(task_type.firmware):
+            raise DefinitionError(
+                f"{kind} runs on firmware {', '.join(task_type.firmware)} only; limit the "
+                f"workflow's firmware to that",
+                path=f"{path}.type",
             )
         tasks.append({"type": kind, **cleaned})
     installers = [t["type"] for t in tasks if TASK_TYPES[t["type"]].renders]

@@ -114,33 +114,36 @@ def _head(path: Path, n: int = 512) -> bytes:
         return fh.read(n)
 
 
+def _run(argv: list[str], timeout: int) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise FormatMismatch(f"{argv[0]} {argv[1]} took longer than {timeout} s") from None
+
+
 def qemu_img_info(path: Path, fmt: str) -> dict:
     exe = shutil.which("qemu-img")
     if exe is None:
         raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
-    proc = subprocess.run(
-        [exe, "info", "--output=json", "-f", fmt, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _run([exe, "info", "--output=json", "-f", fmt, str(path)], timeout=120)
     if proc.returncode != 0:
         raise FormatMismatch(f"qemu-img cannot read it as {fmt}: {proc.stderr.strip()[:300]}")
-    return json.loads(proc.stdout)
+    info = json.loads(proc.stdout)
+    # An image that refers to another file (a backing file or an external data
+    # file) would make qemu-img read that host file when converting: refuse.
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise FormatMismatch("images with a backing file are refused; upload a standalone image")
+    if specific.get("data-file"):
+        raise FormatMismatch("images with an external data file are refused")
+    return info
 
 
 def _qemu_img_check(path: Path, fmt: str) -> None:
     exe = shutil.which("qemu-img")
     if exe is None:
         raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
-    proc = subprocess.run(
-        [exe, "check", "-f", fmt, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = _run([exe, "check", "-f", fmt, str(path)], timeout=600)
     # 0: clean; 1: check not completed (error); 2: corruption; 3: leaked clusters only.
     if proc.returncode in (1, 2):
         detail = (proc.stderr or proc.stdout).strip().splitlines()
@@ -239,13 +242,9 @@ def convert_to_raw(source: Path, fmt: str) -> tuple[str, int, str]:
     fd, tmp = tempfile.mkstemp(dir=image_root() / ".incoming", prefix="convert-")
     os.close(fd)
     try:
-        proc = subprocess.run(
-            [exe, "convert", "-f", fmt, "-O", "raw", str(source), tmp],
-            capture_output=True,
-            text=True,
-            timeout=6 * 3600,
-            check=False,
-        )
+        # Re-check right before converting: the stored file must still be standalone.
+        qemu_img_info(source, fmt)
+        proc = _run([exe, "convert", "-f", fmt, "-O", "raw", str(source), tmp], timeout=6 * 3600)
         if proc.returncode != 0:
             raise FormatMismatch(f"qemu-img convert failed: {proc.stderr.strip()[:300]}")
         hasher = hashlib.sha256()

@@ -109,15 +109,20 @@ def _as_file(content: str, name: str) -> Iterator[Path]:
 
 
 def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=TOOL_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        **kwargs,
-    )
+    try:
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            **kwargs,
+        )
+    except subprocess.TimeoutExpired:
+        # A checker that hangs is a failed check, reported as such, not a crash.
+        message = f"error: {Path(argv[0]).name} did not finish within {TOOL_TIMEOUT} s"
+        return subprocess.CompletedProcess(argv, 124, "", message)
 
 
 def _missing(files: dict[str, str], *names: str) -> list[str]:

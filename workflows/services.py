@@ -218,7 +218,12 @@ def resolve_token(token: str, *, for_first_boot: bool = False) -> WorkflowRun:
     if run is None:
         raise TokenInvalid("unknown run")
     if run.status == RunStatus.RUNNING:
-        return run
+        if run.node.state == NodeState.INSTALLING:
+            return run
+        # The node left `installing` some other way (timeout, retire, a new
+        # request): the install is over, and so is its token.
+        close_run(run, f"node is {run.node.state}; the install ended without a report")
+        raise TokenInvalid("the install this token belonged to has ended")
     if (
         for_first_boot
         and run.status == RunStatus.SUCCEEDED
@@ -228,6 +233,25 @@ def resolve_token(token: str, *, for_first_boot: bool = False) -> WorkflowRun:
     ):
         return run
     raise TokenInvalid("the install this token belonged to has ended")
+
+
+def close_run(run: WorkflowRun, reason: str) -> None:
+    """Mark a still-running run as failed: its node is no longer installing."""
+    WorkflowRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error=reason[:2000]
+    )
+
+
+def close_stale_runs() -> int:
+    """Close every running run whose node left `installing`; returns how many."""
+    stale = WorkflowRun.objects.filter(status=RunStatus.RUNNING).exclude(
+        node__state=NodeState.INSTALLING
+    )
+    count = 0
+    for run in stale.select_related("node"):
+        close_run(run, f"node is {run.node.state}; the install ended without a report")
+        count += 1
+    return count
 
 
 def handle_report(run_id: int, report: dict[str, Any]) -> WorkflowRun:
@@ -273,15 +297,14 @@ def handle_report(run_id: int, report: dict[str, Any]) -> WorkflowRun:
             node_services.perform(node.pk, "activate", actor, reason="First boot reported")
         else:
             run.save()
-            if lines:
-                NodeEvent.objects.create(
-                    node=node,
-                    kind=EventKind.REPORT,
-                    actor=actor.label,
-                    to_state=node.state,
-                    message=f"{run.progress}%: {lines[-1][:200]}",
-                    details={"run": run.pk, "progress": run.progress},
-                )
+            NodeEvent.objects.create(
+                node=node,
+                kind=EventKind.REPORT,
+                actor=actor.label,
+                to_state=node.state,
+                message=f"{run.progress}%" + (f": {lines[-1][:200]}" if lines else ""),
+                details={"run": run.pk, "progress": run.progress, "lines": len(lines)},
+            )
     return run
 
 

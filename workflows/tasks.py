@@ -2,10 +2,16 @@
 
 from celery import shared_task
 
-from . import images
+from . import images, services
 
 
 @shared_task(name="workflows.convert_template_version", ignore_result=True)
 def convert_template_version(version_id: int) -> None:
     """qemu-img convert a qcow2/VHDX template version to raw."""
     images.convert_version(version_id)
+
+
+@shared_task(name="workflows.close_stale_runs", ignore_result=True)
+def close_stale_runs() -> int:
+    """Close runs whose node left `installing` without a report (their tokens die too)."""
+    return services.close_stale_runs()

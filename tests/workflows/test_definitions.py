@@ -144,3 +144,27 @@ def test_pxe_boot_takes_a_boot_image_or_kernel_and_initrd():
     assert parse("name: x\ntasks:\n  - type: pxe_boot\n    boot_image: ubuntu-24.04\n")
     err = _error("name: x\ntasks:\n  - type: pxe_boot\n    kernel: /k\n")
     assert err.path == "tasks[0].initrd" and "boot_image" in err.message
+
+
+@pytest.mark.parametrize(
+    "doc,path",
+    [
+        ("name: x\ntasks:\n  - type: reboot\n    1: a\n    b: c\n", "tasks[0]"),
+        ("name: x\ntasks:\n  - type: [1]\n", "tasks[0].type"),
+        ("name: x\ntasks:\n  - type: reboot\n    delay: !!binary aGk=\n", "tasks[0].delay"),
+        ("name: x\ntasks:\n  - type: reboot\n    delay: .inf\n", "tasks[0].delay"),
+    ],
+)
+def test_odd_yaml_values_are_definition_errors(doc, path):
+    assert _error(doc).path == path
+
+
+def test_dates_stay_text():
+    doc = "name: x\ntasks:\n  - type: ovirt_vm_configure\n    cloud_init: {built: 2024-01-01}\n"
+    assert parse(doc).tasks[0]["cloud_init"] == {"built": "2024-01-01"}
+
+
+def test_firmware_specific_installer_needs_matching_workflow_firmware():
+    doc = "name: x\narch: [aarch64]\ntasks:\n  - type: raspberrypi_os\n"
+    err = _error(doc)
+    assert err.path == "tasks[0].type" and "firmware" in err.message

@@ -134,12 +134,37 @@ def test_bad_report_bodies_are_400_and_change_nothing(api, installing, body):
     assert Node.objects.get(pk=node.pk).state == "installing"
 
 
-def test_report_refused_when_node_moved_on(api, installing):
+@pytest.mark.parametrize("how", ["retire", "timeout"])
+def test_token_dies_when_the_node_leaves_installing(api, installing, how):
     node, run, token = installing
+    if how == "retire":
+        node_services.perform(node.pk, "retire", node_services.SYSTEM)
+    else:
+        Node.objects.filter(pk=node.pk).update(state_changed_at=timezone.now() - timedelta(days=1))
+        assert node_services.fail_stuck_installs(timeout_minutes=60) == [node.pk]
+    assert api().get(f"/api/v1/install/{token}/user-data").status_code == 404
+    assert _report(api(), token, status="installed", logs=["done"]).status_code == 401
+    run.refresh_from_db()
+    assert run.status == "failed" and "ended without a report" in run.error
+    assert not RunLogLine.objects.filter(run=run).exists()  # nothing half-written
+
+
+def test_close_stale_runs_task(installing):
+    from workflows.tasks import close_stale_runs
+
+    node, run, token = installing
+    assert close_stale_runs() == 0
     node_services.perform(node.pk, "retire", node_services.SYSTEM)
-    resp = _report(api(), token, status="installed", logs=["done"])
+    assert close_stale_runs() == 1
+    assert WorkflowRun.objects.get(pk=run.pk).status == "failed"
+
+
+def test_report_refused_when_the_move_is_not_allowed(api, installing):
+    node, run, token = installing
+    # the token is valid (node installing) but `active` is not a move from installing
+    resp = _report(api(), token, status="active", logs=["too early"])
     assert resp.status_code == 409
-    assert WorkflowRun.objects.get(pk=run.pk).status == "running"
+    assert Node.objects.get(pk=node.pk).state == "installing"
     assert not RunLogLine.objects.filter(run=run).exists()  # nothing half-written
 
 

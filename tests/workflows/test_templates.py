@@ -263,3 +263,17 @@ def test_bad_upload_fields_are_400(admin_client, image_root, fields):
     resp = admin_client.post("/api/v1/templates", data, format="multipart")
     assert resp.status_code == 400, resp.content
     assert not [p for p in image_root.rglob("*") if p.is_file()]
+
+
+def test_qcow2_with_a_backing_file_is_refused(admin_client, tmp_path, image_root):
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"host secret data\n" * 64)
+    path = tmp_path / "evil.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(secret), str(path)],
+        check=True,
+    )
+    resp = _upload(admin_client, path.read_bytes())
+    assert resp.status_code == 400 and "backing file" in str(resp.json())
+    assert not ImageTemplate.objects.exists()
+    assert not [p for p in image_root.rglob("*") if p.is_file()]

@@ -13,6 +13,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from nodes import services as node_services
@@ -24,6 +25,7 @@ from pureboot.api.permissions import ModelPermissions
 from .. import preview, services
 from ..definitions import MAX_DOCUMENT_BYTES, DefinitionError
 from ..models import Workflow
+from ..rendering import RenderError
 from .serializers import (
     ReportSerializer,
     RunLogSerializer,
@@ -175,6 +177,7 @@ class ReportView(APIView):
 
     authentication_classes = (NodeTokenAuthentication,)
     permission_classes = (HasNodeToken,)
+    throttle_classes = (ScopedRateThrottle,)
     throttle_scope = "report"
 
     @extend_schema(request=ReportSerializer, responses=RunSerializer)
@@ -224,6 +227,7 @@ class InstallFileView(APIView):
 
     authentication_classes = ()
     permission_classes = ()
+    throttle_classes = (ScopedRateThrottle,)
     throttle_scope = "report"
 
     @extend_schema(exclude=True)
@@ -236,6 +240,12 @@ class InstallFileView(APIView):
             files = preview.render_for_run(run, token, request=request)
         except preview.NothingToPreview:
             raise Http404("This workflow has no installer files.") from None
+        except RenderError as exc:
+            return HttpResponse(
+                f"Cannot render this node's installer config: {exc}\n",
+                status=409,
+                content_type="text/plain; charset=utf-8",
+            )
         if name not in files:
             raise Http404(f"No installer file {name!r}; this install serves {sorted(files)}.")
         Node.objects.filter(pk=run.node_id).update(last_seen_at=timezone.now())
