@@ -42,6 +42,7 @@ class Param:
     maximum: int | None = None
     max_length: int = 4096
     help: str = ""
+    secret: bool = False  # shown only to those who may change workflows
 
     def clean(self, value: Any, path: str) -> Any:
         kind = self.type
@@ -161,8 +162,8 @@ def _installer_params(*extra: Param) -> tuple[Param, ...]:
         Param("keyboard", "str", default="us", max_length=32),
         Param("timezone", "str", default="UTC", max_length=64),
         Param("username", "str", default="pureboot", max_length=32),
-        Param("password_hash", "str", default="", help="crypt(3) hash, e.g. $6$…"),
-        Param("root_password_hash", "str", default=""),
+        Param("password_hash", "str", default="", help="crypt(3) hash, e.g. $6$…", secret=True),
+        Param("root_password_hash", "str", default="", secret=True),
         Param("ssh_keys", "list[str]", default=()),
         Param("packages", "list[str]", default=(), max_length=200),
         Param("post_install", "list[str]", default=()),
@@ -398,3 +399,33 @@ TASK_TYPES: dict[str, TaskType] = {
 }
 
 INSTALLER_TYPES = tuple(name for name, t in TASK_TYPES.items() if t.renders)
+
+
+REDACTED = "[redacted]"
+
+
+def secret_values(tasks: list[dict[str, Any]]) -> list[str]:
+    """The non-empty values of secret parameters in ``tasks``."""
+    values = []
+    for task in tasks:
+        task_type = TASK_TYPES.get(task.get("type"))
+        for param in task_type.params if task_type else ():
+            if param.secret and task.get(param.name):
+                values.append(str(task[param.name]))
+    return values
+
+
+def redact_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``tasks`` with secret parameter values replaced by a marker."""
+    out = []
+    for task in tasks:
+        task_type = TASK_TYPES.get(task.get("type"))
+        secret = {p.name for p in (task_type.params if task_type else ()) if p.secret}
+        out.append({k: (REDACTED if k in secret and v else v) for k, v in task.items()})
+    return out
+
+
+def redact_text(text: str, values: list[str]) -> str:
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text

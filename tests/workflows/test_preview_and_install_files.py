@@ -81,3 +81,21 @@ def test_node_fetches_its_files_with_its_token(api, assigned):
         HTTP_AUTHORIZATION=f"Node {token}",
     )
     assert client.get(f"/api/v1/install/{token}/user-data").status_code == 404
+
+
+def test_password_hashes_are_hidden_from_roles_that_cannot_change_workflows(api, assigned, site_a):
+    from .examples import UBUNTU_AUTOINSTALL as doc
+
+    secret = doc.split('password_hash: "')[1].split('"')[0]
+    operator = api(make_user("Operator", sites=[site_a]))
+    auditor = api(make_user("Auditor"))
+    admin = api(make_user("Admin"))
+    wid = assigned.workflow_id
+    for client in (operator, auditor):
+        assert secret not in client.get(f"/api/v1/workflows/{wid}").content.decode()
+        assert secret not in client.get(f"/api/v1/workflows/{wid}/versions/1").content.decode()
+        assert secret not in client.get("/api/v1/workflows").content.decode()
+    preview = operator.get(f"/api/v1/nodes/{assigned.pk}/preview").json()
+    assert secret not in str(preview) and "[redacted]" in preview["files"]["user-data"]
+    assert preview["checks"]["ok"] is True  # checked on the real file
+    assert secret in admin.get(f"/api/v1/workflows/{wid}/versions/1").content.decode()

@@ -6,15 +6,32 @@ from rest_framework import serializers
 
 from ..choices import ReportStatus
 from ..models import RunLogLine, Workflow, WorkflowRun, WorkflowVersion
-from ..registry import TASK_TYPES
+from ..registry import TASK_TYPES, redact_tasks, redact_text, secret_values
 
 MAX_CONTENT_CHARS = 256 * 1024
+
+
+def may_see_secrets(context) -> bool:
+    """Secret parameters (password hashes) are shown to those who may change workflows."""
+    request = context.get("request")
+    return bool(request and request.user.has_perm("workflows.change_workflow"))
 
 
 class VersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkflowVersion
         fields = ("number", "content_hash", "author_name", "created_at", "content", "definition")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not may_see_secrets(self.context):
+            values = secret_values(instance.tasks)
+            data["content"] = redact_text(instance.content, values)
+            data["definition"] = {
+                **instance.definition,
+                "tasks": redact_tasks(instance.tasks),
+            }
+        return data
 
 
 class VersionSummarySerializer(serializers.ModelSerializer):
@@ -62,6 +79,8 @@ class WorkflowSerializer(serializers.ModelSerializer):
             return None
         data = VersionSummarySerializer(latest).data
         data["content"] = latest.content
+        if not may_see_secrets(self.context):
+            data["content"] = redact_text(latest.content, secret_values(latest.tasks))
         return data
 
     def get_arch(self, obj) -> list[str]:
@@ -74,7 +93,9 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
     def get_tasks(self, obj) -> list[dict]:
         latest = self._latest(obj)
-        return latest.definition["tasks"] if latest else []
+        if latest is None:
+            return []
+        return latest.tasks if may_see_secrets(self.context) else redact_tasks(latest.tasks)
 
 
 class TaskTypeSerializer(serializers.Serializer):

@@ -25,6 +25,7 @@ from pureboot.api.permissions import ModelPermissions
 from .. import preview, services
 from ..definitions import MAX_DOCUMENT_BYTES, DefinitionError
 from ..models import Workflow
+from ..registry import redact_tasks, redact_text, secret_values
 from ..rendering import RenderError
 from .serializers import (
     ReportSerializer,
@@ -134,7 +135,7 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         """One version: its YAML as saved and its validated definition."""
         workflow = self.get_object()
         version = get_object_or_404(workflow.versions, number=int(number))
-        return Response(VersionSerializer(version).data)
+        return Response(VersionSerializer(version, context={"request": request}).data)
 
     @extend_schema(responses=TaskTypeSerializer(many=True), filters=False)
     @action(detail=False, methods=["get"], url_path="task-types", pagination_class=None)
@@ -215,6 +216,11 @@ class NodePreviewView(APIView):
             data = preview.preview_node(node, request=request)
         except preview.NothingToPreview as exc:
             return Response({"detail": str(exc), "code": "no_workflow"}, status=409)
+        if not request.user.has_perm("workflows.change_workflow"):
+            # Checked on the real files above; shown without password hashes.
+            values = secret_values(node.workflow_version.tasks)
+            data["files"] = {k: redact_text(v, values) for k, v in data["files"].items()}
+            data["tasks"] = redact_tasks(data["tasks"])
         return Response(data)
 
 
