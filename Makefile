@@ -17,7 +17,7 @@ LOG_DIR := $(VAR_DIR)/log
 MANAGE := $(BIN)/python manage.py
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format
+.PHONY: help run test lint format tools
 
 help:
 	@echo "make run     migrate, bootstrap, start worker+beat and the web server on $(PUREBOOT_LISTEN)"
@@ -66,7 +66,28 @@ run: $(VENV)/.installed
 # pytest's exit code 5 means it collected no tests: that is a failure too,
 # said in words so that nobody mistakes it for a green run.
 
-test: $(VENV)/.installed-dev
+# The distributions' own checkers and image tools (Debian packages). As root
+# with apt-get they are installed when missing; otherwise they are named, and
+# the tests that need one fail naming it.
+TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
+	shellcheck:shellcheck curl:curl wget:wget
+
+tools:
+	@missing=""; for pair in $(TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian packages:$$missing"; \
+			(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing \
+			|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing)) >/dev/null; \
+		else \
+			echo "make test: missing tools (Debian packages):$$missing; the tests that need them will fail" >&2; \
+		fi; \
+	fi
+
+test: $(VENV)/.installed-dev tools
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc

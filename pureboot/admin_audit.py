@@ -35,20 +35,31 @@ def _values(obj) -> dict:
 class AuditedAdminMixin:
     """Mix into a ModelAdmin to record its changes in the audit trail."""
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Remember the stored values (many-to-many included) before saving.
+            stored = type(obj)._default_manager.filter(pk=obj.pk).first()
+            request._pureboot_before = _values(stored) if stored else {}
+        super().save_model(request, obj, form, change)
+
     def _record(self, request, obj, verb: str, message) -> None:
+        before = getattr(request, "_pureboot_before", {}) if verb == "update" else {}
+        after = _values(obj) if verb != "delete" else {}
+        if verb == "delete":
+            changes = {}
+        else:
+            changes = {
+                k: {"before": before.get(k), "after": after.get(k)}
+                for k in sorted(set(before) | set(after))
+                if before.get(k) != after.get(k)
+            }
         with transaction.atomic():
             audit.record(
                 actor=_actor(request),
                 action=f"{obj._meta.model_name}.{verb}",
                 object_type=obj._meta.label_lower,
                 object_id=obj.pk,
-                # The admin reports which fields changed, not their old values;
-                # the new values go in details.
-                changes=(
-                    {k: {"before": None, "after": v} for k, v in _values(obj).items()}
-                    if verb == "create"
-                    else {}
-                ),
+                changes=changes,
                 message=str(message)[:2000] if message else "",
                 details={"via": "admin", "values": _values(obj) if verb != "delete" else {}},
             )

@@ -5,8 +5,9 @@ Markers:
 - ``redis``: needs REDIS_URL and starts a real Celery worker.
 
 Such tests are deselected, with a printed line saying so, when their service
-is not configured (the plain SQLite run of ``make test``). Under CI=true a
-deselection is an error: CI's PostgreSQL/Redis leg must run them all.
+is not configured (the plain SQLite run of ``make test``). With
+PUREBOOT_REQUIRE_SERVICES=1 a deselection is an error: CI's PostgreSQL/Redis
+leg must run them all.
 """
 
 from __future__ import annotations

@@ -50,8 +50,12 @@ from typing import Any
 
 import yaml
 
-AUTOINSTALL_SCHEMA = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "schemas" / "autoinstall-schema.json"
+AUTOINSTALL_SCHEMA = Path(
+    os.environ.get("PUREBOOT_AUTOINSTALL_SCHEMA")
+    or Path(__file__).resolve().parent.parent.parent
+    / "shared"
+    / "schemas"
+    / "autoinstall-schema.json"
 )
 TOOL_TIMEOUT = 60  # seconds; each tool answers in well under one here
 

@@ -164,6 +164,7 @@ def test_admin_changes_to_users_groups_and_sites_are_audited(client):
     assert resp.status_code == 302, resp.content.decode()[:2000]
     event = AuditEvent.objects.get(action="user.update", object_id=str(bob.pk))
     assert event.details["values"]["groups"] == [operator.pk]
+    assert event.changes["groups"] == {"before": [], "after": [operator.pk]}
     assert "password" not in event.details["values"]
 
 

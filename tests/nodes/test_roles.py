@@ -130,3 +130,40 @@ def test_sites_managed_by_admin_only(api, admin_user, operator_a):
     assert resp.status_code == 201
     make_node(site=Node._meta.get_field("site").related_model.objects.get(slug="c"))
     assert api(admin_user).delete("/api/v1/sites/c").status_code == 409
+
+
+ACTIONS_BY_ROLE = {
+    "Admin": {
+        "activate",
+        "reprovision",
+        "deprovision",
+        "migrate",
+        "cancel_migration",
+        "rediscover",
+    },
+    "Operator": {"activate"},
+    "Auditor": set(),
+    "User": set(),
+}
+# (action, the state it starts from)
+GUARDED = [
+    ("activate", "installed"),
+    ("reprovision", "installed"),
+    ("deprovision", "installed"),
+    ("migrate", "active"),
+    ("cancel_migration", "migrating"),
+    ("rediscover", "retired"),
+]
+
+
+@pytest.mark.parametrize("role", sorted(ACTIONS_BY_ROLE))
+@pytest.mark.parametrize("action,state", GUARDED)
+def test_lifecycle_actions_by_role(api, site_a, role, action, state):
+    client = api(make_user(role, sites=[site_a]))
+    node = make_node(state, site=site_a)
+    allowed = action in ACTIONS_BY_ROLE[role]
+    listed = {t["action"] for t in client.get(f"/api/v1/nodes/{node.pk}/transitions").json()}
+    assert (action in listed) is allowed
+    resp = client.patch(f"/api/v1/nodes/{node.pk}/state", {"action": action}, format="json")
+    assert resp.status_code == (200 if allowed else 403), resp.content
+    assert (Node.objects.get(pk=node.pk).state != state) is allowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from nodes.services import SYSTEM, Actor
 from workflows.checks import check_definition
@@ -75,6 +76,12 @@ class Command(BaseCommand):
             errors.append(f"workflow names defined in more than one file: {', '.join(dupes)}")
         if errors:
             raise CommandError("nothing imported:\n  " + "\n  ".join(errors))
+        with transaction.atomic():  # all files or none
+            created, unchanged = self._save(parsed, actor, dry_run)
+        prefix = "dry run: " if dry_run else ""
+        self.stdout.write(self.style.SUCCESS(f"{prefix}{created} changed, {unchanged} unchanged"))
+
+    def _save(self, parsed, actor, dry_run) -> tuple[int, int]:
         created = unchanged = 0
         for path, text, definition in parsed:
             workflow = Workflow.objects.filter(name=definition.name).first()
@@ -93,5 +100,4 @@ class Command(BaseCommand):
                     f"{verb:10} {definition.name} -> v{result.version.number}  {path}"
                 )
             created += 1
-        prefix = "dry run: " if dry_run else ""
-        self.stdout.write(self.style.SUCCESS(f"{prefix}{created} changed, {unchanged} unchanged"))
+        return created, unchanged
