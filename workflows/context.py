@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from django.conf import settings
@@ -39,6 +40,9 @@ def node_context(
     ]
     primary = next((i["mac"] for i in interfaces if i["is_primary"]), "")
     task = installer_task(version) or {}
+    params = {k: v for k, v in task.items() if k != "type"}
+    if task:
+        params = _fold_steps(version.tasks, params, base_url)
     hostname, _, domain = (node.hostname or f"node-{node.pk}").partition(".")
     return {
         "node": {
@@ -56,13 +60,53 @@ def node_context(
             "primary_mac": primary,
             "metadata": node.metadata,
         },
-        "params": {k: v for k, v in task.items() if k != "type"},
+        "params": params,
         "install": {
             "report_url": f"{base_url}/api/v1/report",
             "token": token,
             "config_url": f"{base_url}/api/v1/install/{token}/",
         },
     }
+
+
+def _fold_steps(tasks: list[dict], params: dict, base_url: str) -> dict:
+    """Render the Linux steps that follow an installer into its config.
+
+    ``package_install`` adds its packages and ``script_run`` its script to the
+    installer's ``packages``/``post_install``, so they run inside the install.
+    A script that is a URL or an absolute path (served by this controller) is
+    downloaded and run; anything else is the script's own text.
+    """
+    packages = list(params.get("packages", []))
+    post = list(params.get("post_install", []))
+    seen_installer = False
+    for task in tasks:
+        if TASK_TYPES[task["type"]].renders:
+            seen_installer = True
+            continue
+        if not seen_installer:
+            continue
+        if task["type"] == "package_install" and task["manager"] in (
+            "auto",
+            "apt",
+            "dnf",
+            "yum",
+            "pacman",
+        ):
+            packages += [p for p in task["packages"] if p not in packages]
+        elif task["type"] == "script_run" and task["interpreter"] in ("bash", "sh", "python"):
+            post.append(_script_command(task, base_url))
+    return {**params, "packages": packages, "post_install": post}
+
+
+def _script_command(task: dict, base_url: str) -> str:
+    script, interpreter = task["script"], task["interpreter"]
+    runner = {"bash": "bash", "sh": "sh", "python": "python3"}[interpreter]
+    args = " ".join(shlex.quote(a) for a in task.get("args", []))
+    if script.startswith(("http://", "https://", "/")):
+        url = script if "://" in script else f"{base_url}{script}"
+        return f"curl -fsSL {shlex.quote(url)} | {runner} -s -- {args}".rstrip()
+    return f"{runner} -c {shlex.quote(script)} {runner} {args}".rstrip()
 
 
 def run_context(run: WorkflowRun, token: str, base_url: str) -> dict[str, Any]:

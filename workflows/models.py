@@ -34,8 +34,15 @@ class Workflow(models.Model):
         return self.versions.order_by("-number").first()
 
     def check_assignable(self, node) -> WorkflowVersion:
-        """The version a node gets when assigned now; ValidationError if it does not fit."""
-        if self.archived_at:
+        """The version a node gets when assigned now; ValidationError if it does not fit.
+
+        Locks the workflow row (call inside the assigning transaction), so a
+        concurrent delete either sees this node or happens before it.
+        """
+        current = type(self).objects.select_for_update().filter(pk=self.pk).first()
+        if current is None:
+            raise ValidationError({"workflow": f"Workflow {self.name} no longer exists."})
+        if current.archived_at:
             raise ValidationError({"workflow": f"Workflow {self.name} is archived."})
         version = self.latest_version
         if version is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core import signing
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from audit import services as audit
@@ -145,7 +146,11 @@ def delete_workflow(workflow_id: int, actor: node_services.Actor) -> str:
             workflow.save(update_fields=["archived_at", "updated_at"])
             outcome = "archived"
         else:
-            workflow.delete()
+            try:
+                with transaction.atomic():
+                    workflow.delete()
+            except ProtectedError as exc:
+                raise WorkflowInUse(workflow, sorted(o.pk for o in exc.protected_objects)) from None
             outcome = "deleted"
         audit.record(
             actor=actor.label,

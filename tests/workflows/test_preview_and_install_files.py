@@ -99,3 +99,20 @@ def test_password_hashes_are_hidden_from_roles_that_cannot_change_workflows(api,
     assert secret not in str(preview) and "[redacted]" in preview["files"]["user-data"]
     assert preview["checks"]["ok"] is True  # checked on the real file
     assert secret in admin.get(f"/api/v1/workflows/{wid}/versions/1").content.decode()
+
+
+def test_steps_after_the_installer_are_rendered_into_it(api, site_a):
+    doc = UBUNTU_AUTOINSTALL.replace("name: ubuntu-autoinstall", "name: with-steps") + (
+        "  - type: package_install\n    packages: [htop]\n"
+        "  - type: script_run\n    script: /scripts/post-install.sh\n"
+        "  - type: script_run\n    script: echo configured > /etc/motd\n"
+    )
+    node = make_node(site=site_a)
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("with-steps", doc)
+    )
+    body = api(make_user("Admin")).get(f"/api/v1/nodes/{node.pk}/preview").json()
+    user_data = body["files"]["user-data"]
+    assert "htop" in user_data and "/scripts/post-install.sh" in user_data
+    assert "echo configured" in user_data
+    assert body["checks"]["ok"] is True, body["checks"]
