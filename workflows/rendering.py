@@ -39,10 +39,27 @@ filter for the syntax it lands in instead:
 ``urlsplit``
     ``urllib.parse.urlsplit`` (mirror host and path for debconf).
 
-``report(status, progress, message, tool="curl")`` is a template global that
-returns the shell command by which the node reports its progress to
-``install.report_url`` with its ``install.token``; it always ends in
-``|| true`` so that a controller outage never fails an installation.
+``report(status, progress, message, tool="curl", attempts=1, delay=10)`` is a
+template global that returns the shell command by which the node reports its
+progress to ``install.report_url`` with its ``install.token``; it always ends
+in ``|| true`` so that a controller outage never fails an installation. With
+``attempts`` above 1 it is a loop (``for attempt in 1 2 ...; do <request> &&
+break; ...; sleep <delay>; done || true``) that repeats the request after any
+failure, for a network that may not be up yet; each request then has no
+retries of its own.
+
+The first boot (``installed -> active``)
+    The controller accepts ``{"status": "active"}`` with the install's token for
+    24 hours after the ``installed`` report. Installers after which the
+    installed system boots from its disk (ubuntu_autoinstall, kickstart,
+    debian_preseed, arch_bootstrap) write, through the macros of
+    ``_shared/first_boot.j2``, a one-shot unit ``pureboot-first-boot.service``
+    (after ``network-online.target``, wanted by ``multi-user.target``) into the
+    installed system and enable it; it runs ``/usr/local/sbin/pureboot-first-boot``
+    (mode 700: it holds the token), which sends the report with a few attempts,
+    then the unit disables itself and removes both files. cloud_init and
+    raspberrypi_os already finish on the installed system's first boot, after
+    the network is up: they send ``active`` right after ``installed``.
 """
 
 from __future__ import annotations
@@ -224,28 +241,52 @@ def fqdn(node: Any) -> str:
 
 @jinja2.pass_context
 def report(
-    ctx: jinja2.runtime.Context, status: str, progress: int, message: str, tool: str = "curl"
+    ctx: jinja2.runtime.Context,
+    status: str,
+    progress: int,
+    message: str,
+    tool: str = "curl",
+    attempts: int = 1,
+    delay: int = 10,
 ) -> str:
-    """The shell command that reports progress to the controller; it never fails."""
+    """The shell command that reports progress to the controller; it never fails.
+
+    ``attempts`` above 1: a POSIX sh loop that repeats the request after any
+    failure (no network yet, a name that does not resolve yet, an error from the
+    controller), pausing ``delay`` seconds between attempts.
+    """
     install = ctx["install"]
     # Reports sit inside kickstart sections and debconf lines: one line, always.
     oneline(install["token"])
     oneline(install["report_url"])
+    if not (isinstance(attempts, int) and 1 <= attempts <= 20):
+        raise _ValueRefused(f"report: attempts must be 1 to 20, got {attempts!r}")
+    if not (isinstance(delay, int) and 0 <= delay <= 300):
+        raise _ValueRefused(f"report: delay must be 0 to 300 seconds, got {delay!r}")
     body = to_json({"status": status, "progress": progress, "logs": [message]})
     auth = shell_quote(f"Authorization: Node {install['token']}")
     url = shell_quote(install["report_url"])
     if tool == "curl":
-        return (
-            f"curl -fsS --max-time 20 --retry 3 -o /dev/null -X POST -H {auth} "
-            f"-H 'Content-Type: application/json' --data {shell_quote(body)} {url} || true"
+        # A loop does the retrying itself; one request must not multiply the wait.
+        retry = "--retry 3 " if attempts == 1 else ""
+        command = (
+            f"curl -fsS --max-time 20 {retry}-o /dev/null -X POST -H {auth} "
+            f"-H 'Content-Type: application/json' --data {shell_quote(body)} {url}"
         )
-    if tool == "wget":  # busybox wget in the Debian installer
-        return (
+    elif tool == "wget":  # busybox wget in the Debian installer
+        command = (
             f"wget -q -T 20 -O /dev/null --header {auth} "
             f"--header 'Content-Type: application/json' --post-data {shell_quote(body)} {url}"
-            " || true"
         )
-    raise _ValueRefused(f"report: unknown tool {tool!r}")
+    else:
+        raise _ValueRefused(f"report: unknown tool {tool!r}")
+    if attempts == 1:
+        return f"{command} || true"
+    numbers = " ".join(str(n) for n in range(1, attempts + 1))
+    return (
+        f"for attempt in {numbers}; do {command} && break; "
+        f'[ "$attempt" = {attempts} ] || sleep {delay}; done || true'
+    )
 
 
 def kickstart_syntax(distro: str, version: Any) -> str:
