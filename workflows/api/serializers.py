@@ -68,6 +68,9 @@ class WorkflowSerializer(serializers.ModelSerializer):
         read_only_fields = ("name", "description", "created_at", "updated_at")
 
     def _latest(self, obj):
+        newest = getattr(obj, "newest_versions", None)  # prefetched by the viewset
+        if newest is not None:
+            return newest[0] if newest else None
         cache = getattr(obj, "_latest_cache", None)
         if cache is None:
             cache = obj._latest_cache = obj.latest_version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef, Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -24,7 +25,7 @@ from pureboot.api.permissions import ModelPermissions
 
 from .. import preview, services
 from ..definitions import MAX_DOCUMENT_BYTES, DefinitionError
-from ..models import Workflow
+from ..models import Workflow, WorkflowVersion
 from ..registry import redact_tasks, redact_text, secret_values
 from ..rendering import RenderError
 from .serializers import (
@@ -74,7 +75,16 @@ class WorkflowViewSet(viewsets.ModelViewSet):
     ordering = ("name",)
 
     def get_queryset(self):
-        return Workflow.objects.filter(archived_at__isnull=True)
+        newest = WorkflowVersion.objects.filter(
+            ~Exists(
+                WorkflowVersion.objects.filter(
+                    workflow=OuterRef("workflow"), number__gt=OuterRef("number")
+                )
+            )
+        )
+        return Workflow.objects.filter(archived_at__isnull=True).prefetch_related(
+            Prefetch("versions", queryset=newest, to_attr="newest_versions")
+        )
 
     def _actor(self):
         return node_services.Actor.of(self.request.user)
