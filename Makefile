@@ -70,7 +70,7 @@ run: $(VENV)/.installed
 # with apt-get they are installed when missing; otherwise they are named, and
 # the tests that need one fail naming it.
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
-	shellcheck:shellcheck curl:curl wget:wget
+	shellcheck:shellcheck curl:curl wget:wget chromium:chromium
 
 tools:
 	@missing=""; for pair in $(TOOLS); do \

@@ -26,6 +26,7 @@ def _db_is_postgres() -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgres: needs DATABASE_URL on PostgreSQL")
     config.addinivalue_line("markers", "redis: needs REDIS_URL and a real Celery worker")
+    config.addinivalue_line("markers", "browser: drives the Debian chromium with Playwright")
 
 
 def pytest_collection_modifyitems(config, items):
