@@ -115,7 +115,7 @@ class Command(BaseCommand):
                     arch=info.arch,
                     volume_id=info.volume_id,
                     files=files,
-                    source=isoimport._redact(source) if "://" in source else source,
+                    source=isoimport.redact_url(source) if "://" in source else source,
                     author_name="system",
                 )
                 audit.record(
