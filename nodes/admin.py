@@ -14,7 +14,7 @@ from guardian.admin import GuardedModelAdmin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
 from audit import services as audit
-from pureboot.admin_audit import AuditedAdminMixin
+from pureboot.admin_audit import AuditedAdminMixin, ReadOnlyAdmin
 from workflows.models import Workflow
 
 from . import services
@@ -286,7 +286,7 @@ class TagAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NodeEvent)
-class NodeEventAdmin(admin.ModelAdmin):
+class NodeEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("timestamp", "node", "kind", "actor", "from_state", "to_state", "message")
     list_filter = ("kind", "to_state")
     search_fields = ("node__hostname", "actor", "message")
@@ -294,12 +294,3 @@ class NodeEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(node__in=scope_nodes(request.user))
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

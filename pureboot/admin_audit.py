@@ -76,3 +76,16 @@ class AuditedAdminMixin:
         for obj in queryset:
             self._record(request, obj, "delete", f"Deleted {obj}")
         return super().log_deletions(request, queryset)
+
+
+class ReadOnlyAdmin:
+    """Mix into a ModelAdmin for records written only by services: view, never edit."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

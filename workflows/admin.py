@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from nodes.services import Actor
-from pureboot.admin_audit import AuditedAdminMixin
+from pureboot.admin_audit import ReadOnlyAdmin
 
 from .checks import check_definition
 from .definitions import DefinitionError, parse
@@ -115,7 +115,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class WorkflowRunAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("id", "node", "version", "status", "progress", "started_at", "finished_at")
     list_filter = ("status",)
     search_fields = ("node__hostname",)
@@ -127,25 +127,9 @@ class WorkflowRunAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
         return super().get_queryset(request).filter(node__in=scope_nodes(request.user))
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Created by uploads and commands only; the admin shows them."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(BootImage)
-class BootImageAdmin(ReadOnlyAdmin):
+class BootImageAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("name", "family", "version", "arch", "created_at")
     list_filter = ("family", "arch")
     search_fields = ("name", "version")
@@ -163,11 +147,8 @@ class TemplateVersionInline(admin.TabularInline):
 
 
 @admin.register(ImageTemplate)
-class ImageTemplateAdmin(ReadOnlyAdmin):
+class ImageTemplateAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("name", "kind", "created_at")
     list_filter = ("kind",)
     search_fields = ("name",)
-    inlines = (TemplateVersionInline,)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # through the API, which refuses while nodes use the template
+    inlines = (TemplateVersionInline,)  # deletion goes through the API (in-use check)

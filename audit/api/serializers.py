@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from ..hashing import HASHED_FIELDS
 from ..models import AuditEvent
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = (
-            "id",
-            "seq",
-            "timestamp",
-            "actor",
-            "action",
-            "object_type",
-            "object_id",
-            "changes",
-            "message",
-            "details",
-            "source_ip",
-            "request_id",
-            "prev_hash",
-            "hash",
-        )
+        # Everything the hash covers, plus the chain links.
+        fields = ("id", *HASHED_FIELDS, "prev_hash", "hash")
         read_only_fields = fields
