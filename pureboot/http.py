@@ -24,7 +24,9 @@ def _stream(path: Path, start: int, length: int):
             yield chunk
 
 
-def serve_file(request, path: Path, *, relative: str, etag: str, filename: str) -> HttpResponse:
+def serve_file(
+    request, path: Path, *, relative: str, etag: str, filename: str, accel: bool = True
+) -> HttpResponse:
     """Answer GET/HEAD for a file with Range, ETag and optional X-Accel-Redirect.
 
     ``relative`` is the path below the served root, used for X-Accel-Redirect
@@ -41,7 +43,7 @@ def serve_file(request, path: Path, *, relative: str, etag: str, filename: str) 
         response = HttpResponse(status=304)
         response["ETag"] = quoted
         return response
-    if settings.PUREBOOT_ACCEL_REDIRECT:
+    if accel and settings.PUREBOOT_ACCEL_REDIRECT:
         response = HttpResponse(content_type="application/octet-stream")
         response["X-Accel-Redirect"] = settings.PUREBOOT_ACCEL_REDIRECT.rstrip("/") + "/" + relative
         for key, value in common.items():

@@ -299,6 +299,12 @@ PUREBOOT_MAX_IMAGE_BYTES = _env_int("PUREBOOT_MAX_IMAGE_BYTES", 64 * 1024**3, 10
 PUREBOOT_ACCEL_REDIRECT = os.environ.get("PUREBOOT_ACCEL_REDIRECT", "").strip()
 # A node stuck in `installing` this long is failed by the periodic task.
 PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 120, 1)
+# Boot path: register unknown machines as discovered; how a waiting machine
+# polls; how many install boots a node gets before it is failed.
+PUREBOOT_DISCOVERY = _env_bool("PUREBOOT_DISCOVERY", True)
+PUREBOOT_BOOT_POLL_SECONDS = _env_int("PUREBOOT_BOOT_POLL_SECONDS", 10, 1)
+PUREBOOT_BOOT_WAIT_SECONDS = _env_int("PUREBOOT_BOOT_WAIT_SECONDS", 600, 1)
+PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

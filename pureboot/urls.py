@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from bootserve.views import next_instructions
 from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
 
@@ -26,12 +27,14 @@ api_v1 = [
     path("", include("nodes.api.urls")),
     path("", include("audit.api.urls")),
     path("", include("workflows.api.urls")),
+    re_path(r"^next/?$", next_instructions, name="next"),
 ]
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("boot/", include("bootserve.urls")),
 ]
 
 handler404 = "pureboot.api.errors.not_found"

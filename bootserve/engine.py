@@ -1,0 +1,129 @@
+"""The boot decision engine: one pure function from what a machine presents to what it boots.
+
+``decide(node, client, policy)`` looks at nothing but its arguments: the
+node's facts (or None for an unknown machine), what the client presented and
+asked for, and the policy. It returns a Decision; the caller
+(``bootserve.services``) performs the transition the decision names and a
+renderer turns it into an iPXE script, a PXELINUX or GRUB config, a TFTP
+answer or a DHCP host entry. No protocol re-implements a rule.
+
+| state                       | decision                                         |
+|-----------------------------|--------------------------------------------------|
+| unknown machine             | register as discovered and wait (discovery on)   |
+| discovered, failed          | wait: show the node, poll, then boot the disk    |
+| pending, reprovision        | install (performs start_install)                 |
+| installing                  | install again while attempts < limit, else fail  |
+|                             | and boot the disk                                |
+| installed, active           | boot the local disk (Rule B)                     |
+| deprovisioning, migrating   | agent (placeholder until the agent exists)       |
+| retired                     | no answer                                        |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nodes.choices import NodeState as S
+
+
+class Kind(StrEnum):
+    WAIT = "wait"
+    INSTALL = "install"
+    LOCAL = "local"
+    AGENT = "agent"
+    IGNORE = "ignore"
+
+
+class Step(StrEnum):
+    """What the caller must do to the node before answering."""
+
+    NONE = "none"
+    REGISTER = "register"  # create the node as discovered
+    START_INSTALL = "start_install"  # pending/reprovision -> installing
+    RETRY_INSTALL = "retry_install"  # installing: count one more attempt
+    FAIL = "fail"  # installing -> failed (attempt limit reached)
+
+
+@dataclass(frozen=True)
+class Client:
+    """What a booting machine presented, normalised by the caller."""
+
+    macs: tuple[str, ...] = ()
+    uuid: str | None = None
+    serial: str | None = None
+    arch: str | None = None  # x86_64, aarch64, armhf
+    firmware: str | None = None  # bios, uefi, pi
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """The node facts the rules need; built from one query by the caller."""
+
+    id: int
+    name: str
+    state: str
+    arch: str
+    firmware: str
+    install_attempts: int
+    can_install: bool  # its pinned workflow has a boot to install from
+
+
+@dataclass(frozen=True)
+class Policy:
+    discovery: bool = True
+    poll_seconds: int = 10
+    wait_seconds: int = 600
+    max_install_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    step: Step
+    reason: str
+    firmware: str  # for the local-boot commands: bios, uefi or pi
+
+
+def _firmware(node: NodeFacts | None, client: Client) -> str:
+    return client.firmware or (node.firmware if node else None) or "bios"
+
+
+def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
+    """The boot decision for one request. Pure: no database, no clock, no I/O."""
+    fw = _firmware(node, client)
+    if node is None:
+        if policy.discovery:
+            return Decision(Kind.WAIT, Step.REGISTER, "unknown machine: discovered", fw)
+        return Decision(Kind.IGNORE, Step.NONE, "unknown machine and discovery is off", fw)
+    state = node.state
+    if state in (S.DISCOVERED, S.FAILED):
+        return Decision(Kind.WAIT, Step.NONE, f"{state}: waiting for an operator", fw)
+    if state in (S.PENDING, S.REPROVISION):
+        if not node.can_install:
+            return Decision(
+                Kind.WAIT, Step.NONE, f"{state}: its workflow has no network install boot", fw
+            )
+        return Decision(Kind.INSTALL, Step.START_INSTALL, f"{state}: starting the install", fw)
+    if state == S.INSTALLING:
+        if node.install_attempts >= policy.max_install_attempts:
+            return Decision(
+                Kind.LOCAL,
+                Step.FAIL,
+                f"installing: {node.install_attempts} attempts reached the limit of "
+                f"{policy.max_install_attempts}; booting the local disk",
+                fw,
+            )
+        if not node.can_install:
+            return Decision(Kind.LOCAL, Step.NONE, "installing without a network boot", fw)
+        return Decision(
+            Kind.INSTALL,
+            Step.RETRY_INSTALL,
+            f"installing: attempt {node.install_attempts + 1} of {policy.max_install_attempts}",
+            fw,
+        )
+    if state in (S.INSTALLED, S.ACTIVE):
+        return Decision(Kind.LOCAL, Step.NONE, f"{state}: boot from the local disk", fw)
+    if state in (S.DEPROVISIONING, S.MIGRATING):
+        return Decision(Kind.AGENT, Step.NONE, f"{state}: the PureBoot agent's job", fw)
+    return Decision(Kind.IGNORE, Step.NONE, f"{state}: no answer", fw)

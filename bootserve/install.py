@@ -1,0 +1,77 @@
+"""What an install boot is: kernel, initrd and command line from the pinned workflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workflows.models import BootImage, WorkflowVersion
+from workflows.registry import TASK_TYPES
+
+
+@dataclass(frozen=True)
+class InstallBoot:
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return next((t for t in version.tasks if t["type"] == "pxe_boot"), None)
+
+
+def _file_url(base_url: str, path: str) -> str:
+    if path.startswith(("http://", "https://")):
+        return path
+    return f"{base_url}/boot/files/{path.lstrip('/')}"
+
+
+def _installer_args(version: WorkflowVersion, hostname: str, config_url: str) -> list[str]:
+    task = next((t for t in version.tasks if TASK_TYPES[t["type"]].renders), None)
+    if task is None:
+        return []
+    name, _, domain = hostname.partition(".")
+    kind = task["type"]
+    if kind in ("ubuntu_autoinstall", "cloud_init"):
+        args = [f"ds=nocloud-net;s={config_url}"]
+        return (["autoinstall"] if kind == "ubuntu_autoinstall" else []) + args
+    if kind == "debian_preseed":
+        return [
+            "auto=true",
+            "priority=critical",
+            f"url={config_url}preseed.cfg",
+            f"hostname={name}",
+            f"domain={domain}",
+            "interface=auto",
+        ]
+    if kind == "kickstart":
+        return [f"inst.ks={config_url}ks.cfg", f"inst.repo={task['repo_url']}", "ip=dhcp"]
+    if kind == "arch_bootstrap":
+        return [f"script={config_url}bootstrap.sh"]
+    return []
+
+
+def install_boot(
+    version: WorkflowVersion, *, hostname: str, token: str, base_url: str
+) -> InstallBoot | None:
+    """The install boot for a node with this pinned version, or None if it has none."""
+    task = boot_task(version)
+    if task is None:
+        return None
+    kernel, initrd = task.get("kernel", ""), task.get("initrd", "")
+    if task.get("boot_image"):
+        image = BootImage.objects.filter(name=task["boot_image"]).first()
+        if image is None:
+            return None
+        files = image.files
+        kernel = f"{image.name}/{files.get('kernel', {}).get('name', 'vmlinuz')}"
+        initrd = f"{image.name}/{files.get('initrd', {}).get('name', 'initrd')}"
+    config_url = f"{base_url}/api/v1/install/{token}/"
+    args = [task.get("cmdline", "")] + _installer_args(version, hostname, config_url)
+    return InstallBoot(
+        kernel=_file_url(base_url, kernel),
+        initrd=_file_url(base_url, initrd),
+        cmdline=" ".join(a for a in args if a),
+    )

@@ -1,0 +1,74 @@
+"""iPXE scripts for each boot decision.
+
+Every script falls through to the next boot device when something fails
+(Rule D): a failed fetch or a failed boot ends in the local-disk commands,
+and a controller that is down never leaves a machine stuck.
+"""
+
+from __future__ import annotations
+
+from .engine import Decision, Kind
+from .install import InstallBoot
+
+HEADER = "#!ipxe\n"
+
+
+def local_boot(firmware: str) -> str:
+    """Rule B: hand over to the local disk. BIOS: sanboot the first disk; UEFI: exit 1.
+
+    On UEFI, ``exit 1`` returns to the firmware, which boots the next entry
+    (the disk); ``sanboot`` does not work there and ``exit 0`` lands in setup.
+    """
+    if firmware == "uefi":
+        return "exit 1\n"
+    return "sanboot --no-describe --drive 0x80 || exit 1\n"
+
+
+def _quote(text: str) -> str:
+    # iPXE expands ${...}; nothing we print may be read as a setting.
+    return text.replace("$", "").replace("\n", " ")
+
+
+def render(
+    decision: Decision,
+    *,
+    node_name: str,
+    state: str,
+    poll_url: str,
+    poll_seconds: int,
+    wait_seconds: int,
+    install: InstallBoot | None = None,
+) -> str:
+    """The iPXE script for ``decision``. IGNORE has no script (the caller sends 404)."""
+    local = local_boot(decision.firmware)
+    name = _quote(node_name)
+    if decision.kind == Kind.LOCAL:
+        return f"{HEADER}echo PureBoot: {name} is {state}; booting the local disk\n{local}"
+    if decision.kind == Kind.AGENT:
+        return (
+            f"{HEADER}echo PureBoot: {name} is {state}; the PureBoot agent is not available "
+            f"yet, booting the local disk\n{local}"
+        )
+    if decision.kind == Kind.INSTALL and install is not None:
+        return (
+            f"{HEADER}echo PureBoot: installing {name}\n"
+            f"kernel {install.kernel} initrd=initrd {_quote(install.cmdline)} || goto local\n"
+            f"initrd --name initrd {install.initrd} || goto local\n"
+            "boot || goto local\n"
+            ":local\n"
+            "echo PureBoot: the install boot failed; booting the local disk\n"
+            f"{local}"
+        )
+    rounds = max(wait_seconds // max(poll_seconds, 1), 1)
+    return (
+        f"{HEADER}echo PureBoot: {name} is {state}; waiting for an assignment\n"
+        "set pb_round:int32 0\n"
+        ":poll\n"
+        f"sleep {poll_seconds}\n"
+        "inc pb_round\n"
+        f"iseq ${{pb_round}} {rounds} && goto local ||\n"
+        f"chain --replace --autofree {poll_url} || goto poll\n"
+        ":local\n"
+        "echo PureBoot: no assignment; booting the local disk\n"
+        f"{local}"
+    )

@@ -1,0 +1,140 @@
+"""Answering a boot request: find the node, decide, perform the step, keep it cheap.
+
+The boot path is the hottest path in PureBoot: a machine that waits polls
+every few seconds. A request costs one query to find the node (with its pinned
+workflow version), one UPDATE of ``last_seen_at``, and nothing else unless
+the node's state changes. History (NodeEvent) is written only on changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from nodes import services as node_services
+from nodes.choices import Arch, Firmware
+from nodes.models import Node
+from workflows import services as workflow_services
+from workflows.models import WorkflowRun
+
+from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
+from .install import InstallBoot, boot_task, install_boot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BootAnswer:
+    decision: Decision
+    node: Node | None
+    install: InstallBoot | None = None
+
+
+def policy() -> Policy:
+    return Policy(
+        discovery=settings.PUREBOOT_DISCOVERY,
+        poll_seconds=settings.PUREBOOT_BOOT_POLL_SECONDS,
+        wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
+        max_install_attempts=settings.PUREBOOT_MAX_INSTALL_ATTEMPTS,
+    )
+
+
+def find_node(client: Client) -> Node | None:
+    """The node matching any presented identifier (MAC, SMBIOS UUID, Pi serial)."""
+    match = Q()
+    if client.macs:
+        match |= Q(interfaces__mac__in=client.macs)
+    if client.uuid:
+        match |= Q(system_uuid=client.uuid)
+    if client.serial:
+        match |= Q(serial=client.serial, firmware=Firmware.PI)
+    if not match:
+        return None
+    return (
+        Node.objects.filter(match)
+        .select_related("workflow_version__workflow")
+        .order_by("pk")
+        .first()
+    )
+
+
+def facts(node: Node) -> NodeFacts:
+    return NodeFacts(
+        id=node.pk,
+        name=str(node),
+        state=node.state,
+        arch=node.arch,
+        firmware=node.firmware,
+        install_attempts=node.install_attempts,
+        can_install=boot_task(node.workflow_version) is not None,
+    )
+
+
+def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
+    """Decide what ``client`` boots and perform the lifecycle step that implies."""
+    node = find_node(client)
+    decision = decide(facts(node) if node else None, client, policy())
+    now = timezone.now()
+    if decision.step == Step.REGISTER:
+        node = _register(client)
+        return BootAnswer(decision, node)
+    if node is None:
+        return BootAnswer(decision, None)
+    Node.objects.filter(pk=node.pk).update(last_seen_at=now)
+    if decision.step == Step.START_INSTALL:
+        node, run, token = workflow_services.start_install(node.pk)
+        return _install_answer(decision, node, token, base_url)
+    if decision.step == Step.RETRY_INSTALL:
+        Node.objects.filter(pk=node.pk).update(install_attempts=node.install_attempts + 1)
+        run = WorkflowRun.objects.filter(node=node, status="running").first()
+        if run is None:  # installing without a run (e.g. set by hand): nothing to serve
+            return BootAnswer(decision, node)
+        return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
+    if decision.step == Step.FAIL:
+        try:
+            node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=decision.reason)
+        except node_services.IllegalTransition:
+            pass  # moved on meanwhile; the local-disk answer is right anyway
+    return BootAnswer(decision, node)
+
+
+def _install_answer(decision: Decision, node: Node, token: str, base_url: str) -> BootAnswer:
+    boot = install_boot(
+        node.workflow_version,
+        hostname=node.hostname or f"node-{node.pk}",
+        token=token,
+        base_url=base_url,
+    )
+    if boot is None:
+        return BootAnswer(
+            Decision(Kind.WAIT, Step.NONE, "no install boot", decision.firmware), node
+        )
+    return BootAnswer(decision, node, boot)
+
+
+def _register(client: Client) -> Node | None:
+    """Record an unknown machine as discovered, with everything it presented."""
+    fields = {
+        "arch": client.arch or Arch.X86_64,
+        "firmware": client.firmware or Firmware.BIOS,
+        "system_uuid": client.uuid,
+        "serial": client.serial or "",
+    }
+    if fields["firmware"] == Firmware.PI and fields["arch"] == Arch.X86_64:
+        fields["arch"] = Arch.AARCH64
+    interfaces = [{"mac": mac} for mac in client.macs]
+    if not interfaces:
+        return None  # nothing to recognise it by next time
+    try:
+        with transaction.atomic():
+            return node_services.create_node(node_services.SYSTEM, fields, interfaces)
+    except (IntegrityError, ValidationError) as exc:
+        # Two requests of one machine at once: the other registered it.
+        log.info("boot: not registering %s: %s", client.macs, exc)
+        return find_node(client)

@@ -1,0 +1,147 @@
+"""Node-facing boot endpoints. No user credentials; nothing here needs one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.views.decorators.http import require_safe
+
+from nodes.identifiers import normalize_mac, normalize_pi_serial, normalize_uuid
+from pureboot.http import serve_file
+from workflows.context import public_base_url
+
+from . import ipxe
+from .engine import Client, Kind, decide
+from .services import facts, find_node, handle_boot, policy
+
+# iPXE's ${buildarch} and ${platform} values, mapped to PureBoot's names.
+BUILDARCH = {"i386": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "arm32": "armhf"}
+PLATFORM = {"pcbios": "bios", "efi": "uefi"}
+_PATH_RE = re.compile(r"^[A-Za-z0-9._+/-]{1,512}$")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def client_from(query) -> Client:
+    """Normalise the identifiers in a boot request; ValueError names what is wrong."""
+    macs = []
+    for raw in query.getlist("mac")[:8]:
+        if raw:
+            macs.append(normalize_mac(raw))
+    uuid = query.get("uuid") or None
+    if uuid:
+        try:
+            uuid = normalize_uuid(uuid)
+        except ValueError:
+            uuid = None  # firmware placeholders and junk are not identities
+    serial = query.get("serial") or None
+    if serial:
+        try:
+            serial = normalize_pi_serial(serial)
+        except ValueError:
+            serial = None  # SMBIOS serials do not identify machines here
+    arch = query.get("arch")
+    platform = query.get("platform")
+    return Client(
+        macs=tuple(macs),
+        uuid=uuid,
+        serial=serial,
+        arch=BUILDARCH.get(arch, arch if arch in BUILDARCH.values() else None),
+        firmware=PLATFORM.get(platform, platform if platform in PLATFORM.values() else None),
+    )
+
+
+def _poll_url(base_url: str) -> str:
+    return (
+        f"{base_url}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}&serial=${{serial}}"
+        "&arch=${buildarch}&platform=${platform}"
+    )
+
+
+@require_safe
+def boot_ipxe(request):
+    """``GET/HEAD /boot/ipxe?mac=…&uuid=…&serial=…&arch=…&platform=…``: an iPXE script."""
+    try:
+        client = client_from(request.GET)
+    except ValueError as exc:
+        return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain; charset=utf-8")
+    if not (client.macs or client.uuid or client.serial):
+        return HttpResponseBadRequest(
+            "Send at least one of mac, uuid, serial.\n", content_type="text/plain; charset=utf-8"
+        )
+    base_url = public_base_url(request)
+    answer = handle_boot(client, base_url=base_url)
+    if answer.decision.kind == Kind.IGNORE:
+        raise Http404("No boot answer for this machine.")
+    node = answer.node
+    body = ipxe.render(
+        answer.decision,
+        node_name=str(node) if node else "unknown machine",
+        state=node.state if node else "unknown",
+        poll_url=_poll_url(base_url),
+        poll_seconds=settings.PUREBOOT_BOOT_POLL_SECONDS,
+        wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
+        install=answer.install,
+    )
+    response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+def next_instructions(request):
+    """``GET /api/v1/next?mac=…``: what the machine would be told now, as JSON. Read-only."""
+    try:
+        client = client_from(request.GET)
+    except ValueError as exc:
+        return JsonResponse({"detail": str(exc), "code": "invalid"}, status=400)
+    node = find_node(client) if (client.macs or client.uuid or client.serial) else None
+    if node is None:
+        return JsonResponse(
+            {"detail": "No node has these identifiers.", "code": "not_found"}, status=404
+        )
+    decision = decide(facts(node), client, policy())
+    version = node.workflow_version
+    tasks = version.tasks if version else []
+    boot = next((t for t in tasks if t["type"] == "pxe_boot"), {})
+    return JsonResponse(
+        {
+            "node": node.pk,
+            "state": node.state,
+            "action": decision.kind.value,
+            "reason": decision.reason,
+            "workflow": version.workflow.name if version else None,
+            "version": version.number if version else None,
+            "kernel": boot.get("kernel") or None,
+            "initrd": boot.get("initrd") or None,
+            "boot_image": boot.get("boot_image") or None,
+            "tasks": [t["type"] for t in tasks],
+            "post_install": [t["script"] for t in tasks if t["type"] == "script_run"],
+        }
+    )
+
+
+@require_safe
+def boot_file(request, path: str):
+    """``GET/HEAD /boot/files/<path>``: bootloaders, kernels, initrds from the boot root."""
+    if not _PATH_RE.match(path) or ".." in path.split("/"):
+        raise Http404("No such boot file.")
+    root = Path(settings.PUREBOOT_BOOT_ROOT).resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise Http404("No such boot file.")
+    stat = target.stat()
+    etag = f"{int(stat.st_mtime)}-{stat.st_size}"
+    return serve_file(
+        request,
+        target,
+        relative=str(target.relative_to(root)),
+        etag=etag,
+        filename=target.name,
+        accel=False,
+    )

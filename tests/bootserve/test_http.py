@@ -1,0 +1,153 @@
+"""The boot endpoints as firmware and iPXE use them."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from nodes import services as node_services
+from nodes.models import Node, NodeEvent
+from tests.factories import make_node, make_workflow
+from workflows.models import WorkflowRun
+
+pytestmark = pytest.mark.django_db
+
+MAC = "52:54:00:12:34:56"
+NETBOOT = """\
+name: netboot
+tasks:
+  - type: pxe_boot
+    kernel: /ubuntu/vmlinuz
+    initrd: /ubuntu/initrd
+    cmdline: ip=dhcp
+  - type: ubuntu_autoinstall
+"""
+
+
+def ipxe(client, **query):
+    query.setdefault("mac", MAC)
+    return client.get("/boot/ipxe", query)
+
+
+def test_unknown_machine_is_discovered_and_waits(client):
+    resp = ipxe(client, uuid="4C4C4544-0042-3510-8052-B7C04F4E3732", arch="x86_64", platform="efi")
+    assert resp.status_code == 200 and resp["Content-Type"].startswith("text/plain")
+    script = resp.content.decode()
+    assert script.startswith("#!ipxe") and "waiting for an assignment" in script
+    assert "chain --replace --autofree" in script and "${net0/mac}" in script
+    assert script.rstrip().endswith("exit 1")  # UEFI local boot at the end of the wait
+    node = Node.objects.get()
+    assert node.state == "discovered" and node.firmware == "uefi"
+    assert str(node.system_uuid) == "4c4c4544-0042-3510-8052-b7c04f4e3732"
+    assert node.interfaces.get().mac == MAC
+
+
+def test_polling_writes_no_history_and_costs_few_queries(client):
+    ipxe(client)
+    node = Node.objects.get()
+    events = NodeEvent.objects.filter(node=node).count()
+    with CaptureQueriesContext(connection) as ctx:
+        for _ in range(5):
+            assert ipxe(client).status_code == 200
+    assert len(ctx.captured_queries) == 5 * 2  # find the node, update last_seen_at
+    assert NodeEvent.objects.filter(node=node).count() == events
+    assert Node.objects.get(pk=node.pk).last_seen_at is not None
+
+
+def test_pending_node_gets_its_install_and_starts_it(client):
+    node = make_node(macs=[MAC], hostname="web01")
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
+    )
+    script = ipxe(client, platform="pcbios").content.decode()
+    assert "kernel http://testserver/boot/files/ubuntu/vmlinuz initrd=initrd" in script
+    assert "initrd --name initrd http://testserver/boot/files/ubuntu/initrd" in script
+    assert "autoinstall ds=nocloud-net;s=http://testserver/api/v1/install/" in script
+    assert "sanboot --no-describe --drive 0x80" in script  # Rule D: a failed boot falls through
+    node.refresh_from_db()
+    assert node.state == "installing" and node.install_attempts == 1
+    run = WorkflowRun.objects.get(node=node)
+    token = script.split("/api/v1/install/")[1].split("/")[0]
+    assert client.get(f"/api/v1/install/{token}/user-data").status_code == 200
+    assert run.status == "running"
+
+
+def test_installing_retries_then_fails_and_boots_locally(client, settings):
+    settings.PUREBOOT_MAX_INSTALL_ATTEMPTS = 2
+    node = make_node(macs=[MAC])
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
+    )
+    first = ipxe(client).content.decode()
+    second = ipxe(client).content.decode()
+    assert "kernel " in first and "kernel " in second
+    assert first.split("/api/v1/install/")[1][:40] == second.split("/api/v1/install/")[1][:40]
+    assert Node.objects.get(pk=node.pk).install_attempts == 2
+    third = ipxe(client).content.decode()
+    assert "kernel " not in third and "booting the local disk" in third
+    assert Node.objects.get(pk=node.pk).state == "failed"
+
+
+@pytest.mark.parametrize(
+    "platform,command",
+    [("pcbios", "sanboot --no-describe --drive 0x80"), ("efi", "exit 1")],
+)
+@pytest.mark.parametrize("state", ["installed", "active"])
+def test_installed_machines_boot_their_disk(client, state, platform, command):
+    make_node(state, macs=[MAC])
+    script = ipxe(client, platform=platform).content.decode()
+    assert command in script and "kernel" not in script
+    assert Node.objects.get().state == state  # no reinstall loop
+
+
+def test_retired_machines_get_nothing(client):
+    make_node("retired", macs=[MAC])
+    assert ipxe(client).status_code == 404
+
+
+def test_discovery_off(client, settings):
+    settings.PUREBOOT_DISCOVERY = False
+    assert ipxe(client).status_code == 404
+    assert not Node.objects.exists()
+
+
+@pytest.mark.parametrize("query", [{"mac": "zz"}, {"mac": ""}, {}])
+def test_bad_boot_requests_are_400(client, query):
+    resp = client.get("/boot/ipxe", query)
+    assert resp.status_code == 400
+    assert not Node.objects.exists()
+
+
+def test_head_is_answered(client):
+    make_node("installed", macs=[MAC])
+    assert client.head("/boot/ipxe", {"mac": MAC}).status_code == 200
+
+
+def test_next_is_read_only_json(client):
+    node = make_node(macs=[MAC])
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
+    )
+    resp = client.get("/api/v1/next", {"mac": "52-54-00-12-34-56"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["workflow"] == "netboot" and body["action"] == "install"
+    assert body["kernel"] == "/ubuntu/vmlinuz"
+    assert "install/" not in str(body)  # no token, nothing secret
+    assert Node.objects.get(pk=node.pk).state == "pending"  # read-only
+    assert client.get("/api/v1/next", {"mac": "52:54:00:99:99:99"}).status_code == 404
+    assert client.get("/api/v1/next", {"mac": "bad"}).status_code == 400
+
+
+def test_boot_files_with_range_and_no_escape(client, settings, tmp_path):
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    (tmp_path / "ubuntu").mkdir()
+    (tmp_path / "ubuntu" / "vmlinuz").write_bytes(b"K" * 1000)
+    (tmp_path.parent / "secret.txt").write_text("no")
+    resp = client.get("/boot/files/ubuntu/vmlinuz")
+    assert resp.status_code == 200 and b"".join(resp.streaming_content) == b"K" * 1000
+    part = client.get("/boot/files/ubuntu/vmlinuz", HTTP_RANGE="bytes=0-9")
+    assert part.status_code == 206 and b"".join(part.streaming_content) == b"K" * 10
+    for bad in ("../secret.txt", "ubuntu/../../secret.txt", "ubuntu/%00", "nope"):
+        assert client.get(f"/boot/files/{bad}").status_code == 404
+    (tmp_path / "link").symlink_to(tmp_path.parent / "secret.txt")
+    assert client.get("/boot/files/link").status_code == 404
