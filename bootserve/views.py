@@ -56,7 +56,7 @@ def client_from(query) -> Client:
     )
 
 
-def _poll_url(base_url: str) -> str:
+def poll_url(base_url: str) -> str:
     return (
         f"{base_url}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}&serial=${{serial}}"
         "&arch=${buildarch}&platform=${platform}"
@@ -83,7 +83,7 @@ def boot_ipxe(request):
         answer.decision,
         node_name=str(node) if node else "unknown machine",
         state=node.state if node else "unknown",
-        poll_url=_poll_url(base_url),
+        poll_url=poll_url(base_url),
         poll_seconds=settings.PUREBOOT_BOOT_POLL_SECONDS,
         wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
         install=answer.install,

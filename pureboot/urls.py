@@ -5,6 +5,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from bootserve.api import NodePreviewView
 from bootserve.views import next_instructions
 from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
@@ -28,6 +29,7 @@ api_v1 = [
     path("", include("audit.api.urls")),
     path("", include("workflows.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
+    re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
 ]
 
 urlpatterns = [

@@ -151,3 +151,22 @@ def test_boot_files_with_range_and_no_escape(client, settings, tmp_path):
         assert client.get(f"/boot/files/{bad}").status_code == 404
     (tmp_path / "link").symlink_to(tmp_path.parent / "secret.txt")
     assert client.get("/boot/files/link").status_code == 404
+
+
+def test_preview_shows_each_firmware_path_without_changing_anything(api, site_a):
+    from tests.factories import make_user
+
+    node = make_node(site=site_a, macs=[MAC], hostname="web01")
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
+    )
+    body = api(make_user("Admin")).get(f"/api/v1/nodes/{node.pk}/preview").json()
+    assert "kernel http://testserver/boot/files/ubuntu/vmlinuz" in body["boot"]["ipxe-bios"]
+    assert "PREVIEW-TOKEN" in body["boot"]["ipxe-uefi"]
+    assert body["boot"]["ipxe-uefi"].rstrip().endswith("exit 1")
+    assert Node.objects.get(pk=node.pk).state == "pending" and not WorkflowRun.objects.exists()
+    retired = make_node("retired", site=site_a)
+    assert api(make_user("Admin")).get(f"/api/v1/nodes/{retired.pk}/preview").json()["boot"] == {
+        "ipxe-bios": None,
+        "ipxe-uefi": None,
+    }

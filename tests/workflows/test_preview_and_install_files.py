@@ -41,7 +41,9 @@ def test_preview_renders_and_checks_without_changing_anything(api, assigned, sit
 def test_preview_without_installer_or_workflow(api, site_a):
     admin = api(make_user("Admin"))
     bare = make_node(site=site_a)
-    assert admin.get(f"/api/v1/nodes/{bare.pk}/preview").status_code == 409
+    body = admin.get(f"/api/v1/nodes/{bare.pk}/preview").json()
+    assert body["files"] == {} and "no workflow" in body["installer_note"]
+    assert "waiting for an assignment" in body["boot"]["ipxe-bios"]
     node = make_node(site=site_a)
     node_services.perform(
         node.pk,

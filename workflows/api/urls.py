@@ -5,7 +5,6 @@ from pureboot.api.routers import OptionalSlashRouter
 from .images import TemplateViewSet
 from .views import (
     InstallFileView,
-    NodePreviewView,
     NodeRunsView,
     ReportView,
     RunLogView,
@@ -18,7 +17,6 @@ router.register("templates", TemplateViewSet, basename="template")
 
 urlpatterns = [
     re_path(r"^report/?$", ReportView.as_view(), name="report"),
-    re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/runs/?$", NodeRunsView.as_view(), name="node-runs"),
     re_path(
         r"^nodes/(?P<pk>\d{1,18})/runs/(?P<run>\d{1,18})/logs/?$",

@@ -26,7 +26,6 @@ from pureboot.api.permissions import ModelPermissions
 from .. import preview, services
 from ..definitions import MAX_DOCUMENT_BYTES, DefinitionError
 from ..models import Workflow, WorkflowVersion
-from ..registry import redact_tasks, redact_text, secret_values
 from ..rendering import RenderError
 from .serializers import (
     ReportSerializer,
@@ -210,28 +209,6 @@ class ReportView(APIView):
                 {"detail": str(exc), "code": "illegal_transition"}, status=status.HTTP_409_CONFLICT
             )
         return Response(RunSerializer(run).data)
-
-
-class NodePreviewView(APIView):
-    """``GET /api/v1/nodes/{id}/preview``: what the node would be served now. Changes nothing."""
-
-    permission_classes = (IsAuthenticated,)
-
-    @extend_schema(responses=OpenApiResponse(description="files per installer, with checks"))
-    def get(self, request, pk: str):
-        if not request.user.has_perm("nodes.view_node"):
-            raise exceptions.PermissionDenied()
-        node = get_object_or_404(scope_nodes(request.user), pk=int(pk))
-        try:
-            data = preview.preview_node(node, request=request)
-        except preview.NothingToPreview as exc:
-            return Response({"detail": str(exc), "code": "no_workflow"}, status=409)
-        if not request.user.has_perm("workflows.change_workflow"):
-            # Checked on the real files above; shown without password hashes.
-            values = secret_values(node.workflow_version.tasks)
-            data["files"] = {k: redact_text(v, values) for k, v in data["files"].items()}
-            data["tasks"] = redact_tasks(data["tasks"])
-        return Response(data)
 
 
 class InstallFileView(APIView):

@@ -1,0 +1,42 @@
+"""The boot scripts each firmware path would get now, without changing anything."""
+
+from __future__ import annotations
+
+from nodes.models import Node
+from workflows.context import PREVIEW_TOKEN
+
+from . import ipxe
+from .engine import Client, Kind, decide
+from .install import install_boot
+from .services import facts, policy
+
+FIRMWARE_PATHS = {"ipxe-bios": "bios", "ipxe-uefi": "uefi"}
+
+
+def boot_scripts(node: Node, base_url: str, poll_url: str) -> dict[str, str | None]:
+    """iPXE script per firmware path; None where the machine would get no answer."""
+    out: dict[str, str | None] = {}
+    settings = policy()
+    for label, firmware in FIRMWARE_PATHS.items():
+        decision = decide(facts(node), Client(firmware=firmware), settings)
+        if decision.kind == Kind.IGNORE:
+            out[label] = None
+            continue
+        install = None
+        if decision.kind == Kind.INSTALL and node.workflow_version is not None:
+            install = install_boot(
+                node.workflow_version,
+                hostname=node.hostname or f"node-{node.pk}",
+                token=PREVIEW_TOKEN,
+                base_url=base_url,
+            )
+        out[label] = ipxe.render(
+            decision,
+            node_name=str(node),
+            state=node.state,
+            poll_url=poll_url,
+            poll_seconds=settings.poll_seconds,
+            wait_seconds=settings.wait_seconds,
+            install=install,
+        )
+    return out
