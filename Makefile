@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PUREBOOT_LISTEN ?= 127.0.0.1:8000
+# Port 69 needs root; make run serves TFTP on a high port unless told otherwise.
+PUREBOOT_TFTP_PORT ?= 6969
 PYTEST_ARGS ?=
 # Logs go under the same var/ directory settings.py uses.
 VAR_DIR := $(or $(PUREBOOT_VAR_DIR),var)
@@ -56,9 +58,11 @@ run: $(VENV)/.installed
 	$(BIN)/celery -A pureboot worker -B --concurrency=1 --loglevel=INFO \
 		>>$(LOG_DIR)/worker.log 2>&1 & \
 	worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null; echo "worker stopped"' EXIT; \
+	$(MANAGE) bootserve --port $(PUREBOOT_TFTP_PORT) >>$(LOG_DIR)/tftp.log 2>&1 & \
+	tftp=$$!; \
+	trap 'kill $$worker $$tftp 2>/dev/null; wait $$worker $$tftp 2>/dev/null; echo "worker and TFTP stopped"' EXIT; \
 	trap 'exit 130' INT TERM; \
-	echo "worker (pid $$worker) logs to $(LOG_DIR)/worker.log"; \
+	echo "worker (pid $$worker) logs to $(LOG_DIR)/worker.log; TFTP on port $(PUREBOOT_TFTP_PORT) logs to $(LOG_DIR)/tftp.log"; \
 	echo "PureBoot on http://$(PUREBOOT_LISTEN)/ (admin at /admin/, API docs at /api/v1/docs)"; \
 	$(MANAGE) runserver $(PUREBOOT_LISTEN) --noreload
 

@@ -1,0 +1,44 @@
+"""Run the TFTP boot server."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from bootserve.tftp import BootServer
+from bootserve.tftp_files import resolve
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve boot files over TFTP (read-only) from PUREBOOT_BOOT_ROOT, with per-node "
+        "configs rendered by the decision engine. Port 69 needs root; make run uses 6969."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--address", default=settings.PUREBOOT_TFTP_ADDRESS)
+        parser.add_argument("--port", type=int, default=settings.PUREBOOT_TFTP_PORT)
+        parser.add_argument("--retries", type=int, default=5)
+        parser.add_argument("--timeout", type=int, default=5)
+
+    def handle(self, *args, address, port, retries, timeout, **options):
+        if not 1 <= port <= 65535:
+            raise CommandError(f"--port {port}: use 1-65535")
+        if port < 1024 and os.geteuid() != 0:
+            raise CommandError(f"port {port} needs root; use --port 6969 (or run as root)")
+        logging.getLogger("pureboot.tftp").setLevel(logging.INFO)
+        try:
+            server = BootServer(address, port, resolve, retries=retries, timeout=timeout)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot listen on {address}:{port}: {exc}") from None
+        self.stdout.write(
+            f"TFTP on {address}:{port}, boot root {settings.PUREBOOT_BOOT_ROOT}", ending="\n"
+        )
+        self.stdout.flush()
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
