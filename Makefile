@@ -74,11 +74,19 @@ run: $(VENV)/.installed
 # with apt-get they are installed when missing; otherwise they are named, and
 # the tests that need one fail naming it.
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
-	shellcheck:shellcheck curl:curl wget:wget chromium:chromium
+	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
+	grub-script-check:grub-common grub-mknetdir:grub-common
+
+TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
+	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
+	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin
 
 tools:
 	@missing=""; for pair in $(TOOLS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	for pair in $(TOOL_FILES); do \
+		[ -e $${pair%%:*} ] || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nodes.models import Node
 from workflows.context import PREVIEW_TOKEN
 
-from . import ipxe
+from . import grub, ipxe, pxelinux
 from .engine import Client, Kind, decide
 from .install import install_boot
 from .services import facts, policy
@@ -38,5 +38,9 @@ def boot_scripts(node: Node, base_url: str, poll_url: str) -> dict[str, str | No
             poll_seconds=settings.poll_seconds,
             wait_seconds=settings.wait_seconds,
             install=install,
+        )
+        other = {"bios": ("pxelinux-bios", pxelinux), "uefi": ("grub-uefi", grub)}[firmware]
+        out[other[0]] = other[1].render(
+            decision, node_name=str(node), state=node.state, install=install
         )
     return out

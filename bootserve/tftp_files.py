@@ -1,7 +1,10 @@
 """What the TFTP daemon serves for a path: a boot-root file or a rendered config.
 
-This is the daemon's one read-only window on the database (through the
-decision engine), so the boundary could later become an RPC call.
+This is the daemon's one window on the database (through the decision
+engine and the boot service), so the boundary could later become an RPC call.
+PXELINUX and GRUB fetch their per-node config by MAC (or UUID); that fetch is
+a boot request like an iPXE one: it may register a machine or start its
+install, exactly as ``/boot/ipxe`` would.
 """
 
 from __future__ import annotations
@@ -10,17 +13,39 @@ from pathlib import Path
 
 from django.conf import settings
 
+from . import grub, pxelinux
+from .engine import Client, Kind
+from .services import handle_boot
 from .tftp import static_file
 
 
 def resolve(path: str, peer: tuple) -> bytes | Path | None:
     """Bytes of a rendered config, a Path of a static file, or None (not found)."""
-    dynamic = _dynamic(path)
-    if dynamic is not None:
-        return dynamic
+    for module, firmware in ((pxelinux, "bios"), (grub, "uefi")):
+        parsed = module.parse_config_name(path)
+        if parsed is not None:
+            return _config(module, firmware, parsed)
     return static_file(Path(settings.PUREBOOT_BOOT_ROOT), path)
 
 
-def _dynamic(path: str) -> bytes | None:
-    """Per-node configs rendered from the decision engine (PXELINUX, GRUB)."""
-    return None
+def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | None:
+    kind, value = parsed
+    if kind == "default":
+        return module.render_default().encode("ascii", "replace")
+    client = Client(
+        macs=(value,) if kind == "mac" else (),
+        uuid=value if kind == "uuid" else None,
+        firmware=firmware,
+    )
+    base_url = (settings.PUREBOOT_PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
+    answer = handle_boot(client, base_url=base_url)
+    if answer.decision.kind == Kind.IGNORE:
+        return None
+    node = answer.node
+    text = module.render(
+        answer.decision,
+        node_name=str(node) if node else "unknown machine",
+        state=node.state if node else "unknown",
+        install=answer.install,
+    )
+    return text.encode("ascii", "replace") if text is not None else None

@@ -120,3 +120,33 @@ def test_option_and_path_cleaning():
     assert normalise_path("\\boot\\bcd") == "boot/bcd"
     for bad in ("", "a/../b", "x\x00", "a" * 300, "/", "a\x01b"):
         assert normalise_path(bad) is None
+
+
+@pytest.mark.django_db
+def test_pxelinux_and_grub_configs_come_from_the_decision_engine(settings, tmp_path):
+    from bootserve.tftp_files import resolve
+    from nodes import services as node_services
+    from nodes.models import Node
+    from tests.factories import make_node, make_workflow
+
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    settings.PUREBOOT_PUBLIC_URL = "http://10.99.0.1:8000"
+    installed = make_node("installed", macs=["52:54:00:00:00:0a"])
+    cfg = resolve("pxelinux.cfg/01-52-54-00-00-00-0a", ("10.99.0.50", 2000)).decode()
+    assert "LOCALBOOT 0" in cfg
+    grub_cfg = resolve("grub/grub.cfg-01-52-54-00-00-00-0a", ("10.99.0.50", 2000)).decode()
+    assert "exit" in grub_cfg
+    assert Node.objects.get(pk=installed.pk).state == "installed"
+    pending = make_node(macs=["52:54:00:00:00:0b"])
+    workflow = make_workflow(
+        "pxe",
+        "name: pxe\ntasks:\n  - type: pxe_boot\n    kernel: /k/vmlinuz\n    initrd: /k/initrd\n",
+    )
+    node_services.perform(pending.pk, "assign", node_services.SYSTEM, workflow=workflow)
+    cfg = resolve("pxelinux.cfg/01-52-54-00-00-00-0b", ("10.99.0.51", 2000)).decode()
+    assert "KERNEL http://10.99.0.1:8000/boot/files/k/vmlinuz" in cfg
+    assert Node.objects.get(pk=pending.pk).state == "installing"
+    assert b"LOCALBOOT" in resolve("pxelinux.cfg/default", ("10.99.0.52", 1))
+    unknown = resolve("pxelinux.cfg/01-52-54-00-00-00-0c", ("10.99.0.53", 1)).decode()
+    assert "LOCALBOOT 0" in unknown  # a discovered machine waits briefly, then its disk
+    assert Node.objects.filter(interfaces__mac="52:54:00:00:00:0c", state="discovered").exists()
