@@ -75,11 +75,11 @@ run: $(VENV)/.installed
 # the tests that need one fail naming it.
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
-	grub-script-check:grub-common grub-mknetdir:grub-common
+	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
-	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin
+	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base
 
 tools:
 	@missing=""; for pair in $(TOOLS); do \

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -220,8 +221,21 @@ def _execute(
             changes=changes,
             message=reason,
         )
+        _queue_dhcp_sync(node.pk)
     log.info("node %s: %s -> %s by %s", node.pk, before["state"], node.state, actor.label)
     return node
+
+
+def _queue_dhcp_sync(node_id: int) -> None:
+    """DHCP answers follow the lifecycle (Rule E): rewrite the node's dnsmasq host entry.
+
+    Queued by name on commit (the boot server app owns the task); a queueing
+    failure is logged, never undoing a committed change. Off while
+    PUREBOOT_DHCP_HOSTSDIR is empty.
+    """
+    if settings.PUREBOOT_DHCP_HOSTSDIR:
+        sync = current_app.signature("bootserve.sync_dhcp_host", args=[node_id])
+        transaction.on_commit(sync.delay, robust=True)
 
 
 def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, Any]:
@@ -316,6 +330,7 @@ def create_node(
                 object_id=node.pk,
                 changes={k: {"before": None, "after": v} for k, v in after.items()},
             )
+            _queue_dhcp_sync(node.pk)
     except IntegrityError as exc:
         raise ValidationError(
             "Another change registered the same identifier at the same moment; retry."
@@ -370,6 +385,8 @@ def update_node(
                     object_id=node.pk,
                     changes=changes,
                 )
+                if "interfaces" in changes:
+                    _queue_dhcp_sync(node.pk)
     except IntegrityError as exc:
         raise ValidationError(
             "Another change registered the same identifier at the same moment; retry."

@@ -308,6 +308,23 @@ PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
 # The TFTP daemon (manage.py bootserve): where it listens.
 PUREBOOT_TFTP_ADDRESS = os.environ.get("PUREBOOT_TFTP_ADDRESS", "0.0.0.0").strip()
 PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)
+# Provisioning-only DHCP (dnsmasq, Rule E). Empty hosts dir: no sync.
+PUREBOOT_DHCP_HOSTSDIR = os.environ.get("PUREBOOT_DHCP_HOSTSDIR", "").strip()
+if PUREBOOT_DHCP_HOSTSDIR and not os.path.isabs(PUREBOOT_DHCP_HOSTSDIR):
+    raise ImproperlyConfigured("PUREBOOT_DHCP_HOSTSDIR must be an absolute path")
+PUREBOOT_DHCP_MODE = os.environ.get("PUREBOOT_DHCP_MODE", "proxy").strip() or "proxy"
+if PUREBOOT_DHCP_MODE not in {"full", "proxy"}:
+    raise ImproperlyConfigured("PUREBOOT_DHCP_MODE must be full or proxy")
+PUREBOOT_DHCP_INTERFACE = os.environ.get("PUREBOOT_DHCP_INTERFACE", "").strip()
+PUREBOOT_DHCP_RANGE = os.environ.get("PUREBOOT_DHCP_RANGE", "").strip()
+PUREBOOT_DHCP_NETMASK = os.environ.get("PUREBOOT_DHCP_NETMASK", "").strip()
+PUREBOOT_DHCP_ROUTER = os.environ.get("PUREBOOT_DHCP_ROUTER", "").strip()
+PUREBOOT_DHCP_DNS = os.environ.get("PUREBOOT_DHCP_DNS", "").strip()
+PUREBOOT_DHCP_LEASE_TIME = os.environ.get("PUREBOOT_DHCP_LEASE_TIME", "1h").strip()
+PUREBOOT_DHCP_PROXY_SUBNET = os.environ.get("PUREBOOT_DHCP_PROXY_SUBNET", "").strip()
+PUREBOOT_DHCP_TFTP_SERVER = os.environ.get("PUREBOOT_DHCP_TFTP_SERVER", "").strip()
+PUREBOOT_DHCP_HTTP_BASE = os.environ.get("PUREBOOT_DHCP_HTTP_BASE", "").strip()
+PUREBOOT_DHCP_IPV6_RA = _env_bool("PUREBOOT_DHCP_IPV6_RA", False)
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

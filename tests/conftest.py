@@ -27,6 +27,11 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "postgres: needs DATABASE_URL on PostgreSQL")
     config.addinivalue_line("markers", "redis: needs REDIS_URL and a real Celery worker")
     config.addinivalue_line("markers", "browser: drives the Debian chromium with Playwright")
+    config.addinivalue_line(
+        "markers",
+        "lab: real daemons (dnsmasq) in a private network namespace; fails, never skips, "
+        "without its tools",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

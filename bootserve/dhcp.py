@@ -1,0 +1,598 @@
+"""Provisioning-only DHCP with dnsmasq (Rule E): its configuration and its host entries.
+
+PureBoot answers no DHCP itself. It writes, for one boot network:
+
+- a dnsmasq configuration (``render_config``, written by ``manage.py
+  dhcp_config``): full DHCP (range, router, DNS) or proxy DHCP beside an
+  existing server; DNS off (``port=0``), dnsmasq's own TFTP off (boot files
+  come from the PureBoot TFTP daemon and the controller's HTTP); the first
+  stage each client type needs;
+- a ``dhcp-hostsdir`` with one file per node, naming each of its MACs and
+  whether dnsmasq answers it (``sync_host``, queued on every lifecycle
+  transition; ``rebuild_hostsdir``, run by ``manage.py dhcp_sync``).
+
+Who is answered:
+
+| machine                                                   | DHCP               |
+|-----------------------------------------------------------|--------------------|
+| discovered, failed, pending, installing, reprovision,     | answered           |
+| deprovisioning, migrating (they need the network to boot: |                    |
+| the wait script, the installer, the agent)                |                    |
+| installed, active, retired                                | ignored            |
+| unknown MAC, discovery on                                 | answered only when |
+|                                                           | it network-boots   |
+| unknown MAC, discovery off                                | ignored            |
+
+"Network-boots" means a PXE or HTTP Boot vendor class or iPXE's option 175:
+an unknown laptop asking for an address is never answered, an unknown
+machine that PXE-boots reaches ``/boot/ipxe`` and is registered as
+discovered.
+
+How dnsmasq 2.90 (Debian bookworm) behaves, measured with the real daemon by
+tests/bootserve/test_dhcp.py:
+
+- A file written in the hosts dir is read at once (inotify). The newest
+  record for a MAC replaces the older one, whichever file held it; a deleted
+  file or a removed line is not noticed until SIGHUP. So no entry is ever
+  deleted: it becomes an ``ignore`` line, and MACs that left every node keep
+  one in the file ``removed``.
+- Files whose name starts with a dot are skipped: temporary files do.
+- Proxy DHCP never looks at the ``ignore`` keyword (only ``dhcp-ignore``
+  tags), so in proxy mode an ignored MAC also carries the tag
+  ``pureboot-ignore``.
+- dnsmasq aborts on SIGHUP once it has answered a host whose dynamic entry
+  carries a ``set:`` tag. Full-mode entries carry none, so a reload is safe
+  there; in proxy mode restart dnsmasq instead of reloading it (proxy DHCP
+  keeps no leases, a restart loses nothing). PureBoot never signals it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from nodes.choices import NodeState as S
+from nodes.models import NetworkInterface, Node
+
+MODES = ("full", "proxy")
+# States whose machines need the network to boot: the wait script
+# (discovered, failed), the installer and its own DHCP (pending, reprovision,
+# installing), the agent (deprovisioning, migrating).
+ANSWERED_STATES = frozenset(
+    {
+        S.DISCOVERED,
+        S.FAILED,
+        S.PENDING,
+        S.INSTALLING,
+        S.REPROVISION,
+        S.DEPROVISIONING,
+        S.MIGRATING,
+    }
+)
+IGNORED_STATES = frozenset({S.INSTALLED, S.ACTIVE, S.RETIRED})
+IGNORE_TAG = "pureboot-ignore"
+REMOVED_FILE = "removed"  # MACs that belong to no node any more
+LOCK_FILE = ".lock"  # dot: dnsmasq skips it
+# Raspberry Pi OUIs; the Pi 4 bootloader sends the same vendor class as an x86
+# BIOS PXE ROM (PXEClient:Arch:00000:UNDI:002001), so the MAC tells them apart.
+DEFAULT_PI_OUIS = ("b8:27:eb", "dc:a6:32", "e4:5f:01", "28:cd:c1", "d8:3a:dd", "2c:cf:67")
+BOOT_FILE_FIELD = 127  # BOOTP's file field; dnsmasq silently truncates longer names
+DNSMASQ_PACKAGE = "dnsmasq-base"
+
+_IFNAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,15}$")
+_LEASE = re.compile(r"^(infinite|[1-9][0-9]{0,8}[smhdw]?)$")
+_BOOT_FILE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._+/-]{0,100}$")
+_OUI = re.compile(r"^[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$")
+_URL_FORBIDDEN = re.compile(r"[\s,\"'#\\\x00-\x1f\x7f]")
+_PATH = re.compile(r"^/[^\s,\"'#\\\x00-\x1f\x7f]*$")
+
+
+class DhcpConfigError(ValueError):
+    """A boot network setting dnsmasq would reject or misread; the message names it."""
+
+
+class DnsmasqMissing(RuntimeError):
+    """dnsmasq is not installed here, so a configuration cannot be checked."""
+
+
+@dataclass(frozen=True)
+class BootNetwork:
+    """One boot network served by one dnsmasq (and one PureBoot TFTP daemon).
+
+    ``mode`` "full": dnsmasq leases addresses from ``range_start``-``range_end``
+    and hands out ``router`` and ``dns``. ``mode`` "proxy": another server
+    leases addresses on ``proxy_subnet`` ("10.0.0.0/24" or "10.0.0.0") and
+    dnsmasq adds only the boot information.
+    """
+
+    interface: str
+    tftp_server: str  # IPv4 address of the PureBoot TFTP daemon (next-server)
+    http_base: str  # the controller as machines reach it, e.g. http://10.99.0.1:8000
+    mode: str = "proxy"
+    range_start: str = ""
+    range_end: str = ""
+    netmask: str = ""
+    router: str = ""
+    dns: tuple[str, ...] = ()
+    lease_time: str = "1h"
+    proxy_subnet: str = ""
+    discovery: bool = True
+    ipv6_ra: bool = False
+    log_dhcp: bool = False
+    leasefile: str = ""
+    bios_file: str = "undionly.kpxe"
+    uefi_file: str = "snponly.efi"
+    http_boot_file: str = "snponly.efi"
+    pi_ouis: tuple[str, ...] = field(default=DEFAULT_PI_OUIS)
+
+    @classmethod
+    def from_settings(cls, **overrides) -> BootNetwork:
+        """The boot network described by the PUREBOOT_DHCP_* settings, then ``overrides``."""
+        start, _, end = _setting("PUREBOOT_DHCP_RANGE", "").partition(",")
+        values = {
+            "interface": _setting("PUREBOOT_DHCP_INTERFACE", ""),
+            "tftp_server": _setting("PUREBOOT_DHCP_TFTP_SERVER", ""),
+            "http_base": _setting("PUREBOOT_DHCP_HTTP_BASE", "")
+            or getattr(settings, "PUREBOOT_PUBLIC_URL", ""),
+            "mode": configured_mode(),
+            "range_start": start.strip(),
+            "range_end": end.strip(),
+            "netmask": _setting("PUREBOOT_DHCP_NETMASK", ""),
+            "router": _setting("PUREBOOT_DHCP_ROUTER", ""),
+            "dns": split_list(_setting("PUREBOOT_DHCP_DNS", "")),
+            "lease_time": _setting("PUREBOOT_DHCP_LEASE_TIME", "1h"),
+            "proxy_subnet": _setting("PUREBOOT_DHCP_PROXY_SUBNET", ""),
+            "discovery": bool(getattr(settings, "PUREBOOT_DISCOVERY", True)),
+            "ipv6_ra": bool(getattr(settings, "PUREBOOT_DHCP_IPV6_RA", False)),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def base(self) -> str:
+        return self.http_base.rstrip("/")
+
+    def ipxe_url(self) -> str:
+        """What an iPXE client is told to fetch first.
+
+        It carries what identifies an x86 machine (MAC, SMBIOS UUID) and its
+        platform; the scripts PureBoot serves then re-ask with the full poll
+        URL. Kept short: it must fit the 127-byte BOOTP file field.
+        """
+        return (
+            f"{self.base}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}"
+            "&arch=${buildarch}&platform=${platform}"
+        )
+
+    def http_boot_url(self) -> str:
+        return f"{self.base}/boot/files/{self.http_boot_file}"
+
+    def validate(self) -> None:
+        """Raise DhcpConfigError naming every setting that is wrong."""
+        problems: list[str] = []
+        if not _IFNAME.match(self.interface or ""):
+            problems.append(
+                f"interface {self.interface!r}: a Linux interface name is 1-15 letters, "
+                "digits, '.', '_' or '-' (no spaces)"
+            )
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r}: use full or proxy")
+        _ipv4(self.tftp_server, "TFTP server", problems, required=True)
+        self._check_urls(problems)
+        if self.mode == "full":
+            self._check_full(problems)
+        elif self.mode == "proxy":
+            self._check_proxy(problems)
+        for name in ("bios_file", "uefi_file", "http_boot_file"):
+            value = getattr(self, name)
+            if not _BOOT_FILE.match(value or "") or ".." in value.split("/"):
+                problems.append(f"{name} {value!r}: a relative path in the boot root")
+        for oui in self.pi_ouis:
+            if not _OUI.match(oui):
+                problems.append(f"Raspberry Pi OUI {oui!r}: three lower-case hex bytes, aa:bb:cc")
+        if self.leasefile and not _abs_path(self.leasefile):
+            problems.append(
+                f"leasefile {self.leasefile!r}: an absolute path without spaces, commas or quotes"
+            )
+        if problems:
+            raise DhcpConfigError("; ".join(problems))
+
+    def _check_urls(self, problems: list[str]) -> None:
+        parts = urlsplit(self.http_base or "")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or _URL_FORBIDDEN.search(self.http_base)
+        ):
+            problems.append(
+                f"HTTP base {self.http_base!r}: an http:// or https:// URL of the controller "
+                "as machines reach it, e.g. http://10.99.0.1:8000 (no spaces, commas, quotes)"
+            )
+            return
+        for what, url in (("iPXE URL", self.ipxe_url()), ("HTTP Boot URL", self.http_boot_url())):
+            if len(url) > BOOT_FILE_FIELD:
+                problems.append(
+                    f"the {what} {url} is {len(url)} characters; DHCP's boot file field holds "
+                    f"{BOOT_FILE_FIELD}: use a shorter HTTP base (an IP address and port)"
+                )
+
+    def _check_full(self, problems: list[str]) -> None:
+        start = _ipv4(self.range_start, "range start", problems, required=True)
+        end = _ipv4(self.range_end, "range end", problems, required=True)
+        if start and end and int(start) > int(end):
+            problems.append(
+                f"range {self.range_start},{self.range_end}: the start is after the end"
+            )
+        if self.netmask:
+            try:
+                net = ipaddress.IPv4Network(f"{start or '0.0.0.0'}/{self.netmask}", strict=False)
+            except ValueError:
+                problems.append(f"netmask {self.netmask!r}: a netmask such as 255.255.255.0")
+            else:
+                if start and end and end not in net:
+                    problems.append(
+                        f"range {self.range_start},{self.range_end} is not inside one "
+                        f"/{net.prefixlen} network"
+                    )
+        _ipv4(self.router, "router", problems)
+        for server in self.dns:
+            _ipv4(server, "DNS server", problems, required=True)
+        if not _LEASE.match(self.lease_time or ""):
+            problems.append(
+                f"lease time {self.lease_time!r}: seconds, or a number with s, m, h, d or w "
+                "(e.g. 1h), or infinite"
+            )
+
+    def _check_proxy(self, problems: list[str]) -> None:
+        raw = (self.proxy_subnet or "").strip()
+        if not raw:
+            problems.append(
+                "proxy mode needs the subnet of the existing DHCP server, e.g. 10.0.0.0/24"
+            )
+            return
+        try:
+            ipaddress.IPv4Network(raw, strict=True)
+        except ValueError as exc:
+            problems.append(f"proxy subnet {raw!r}: {exc} (e.g. 10.0.0.0/24)")
+
+
+def _setting(name: str, default: str) -> str:
+    return str(getattr(settings, name, default) or default).strip()
+
+
+def split_list(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _abs_path(value: str) -> bool:
+    """An absolute path dnsmasq reads as written (no spaces, commas, quotes or '#')."""
+    return bool(_PATH.match(value))
+
+
+def _ipv4(
+    value: str, what: str, problems: list[str], *, required: bool = False
+) -> ipaddress.IPv4Address | None:
+    if not value:
+        if required:
+            problems.append(f"{what}: required (an IPv4 address)")
+        return None
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        problems.append(f"{what} {value!r}: an IPv4 address such as 10.0.0.1")
+        return None
+
+
+# --- the configuration -------------------------------------------------------
+
+
+def render_config(net: BootNetwork, hostsdir: str | Path) -> str:
+    """The dnsmasq configuration for ``net``; raises DhcpConfigError for bad settings."""
+    net.validate()
+    hostsdir = str(hostsdir)
+    if not _abs_path(hostsdir):
+        raise DhcpConfigError(
+            f"hosts dir {hostsdir!r}: an absolute path without spaces, commas or quotes"
+        )
+    tftp = net.tftp_server
+    lines = [
+        f"# PureBoot: provisioning-only DHCP on {net.interface} ({net.mode} DHCP).",
+        "# Written by `manage.py dhcp_config`: regenerate it rather than editing it.",
+        "# DNS is off (port=0) and dnsmasq's own TFTP stays off: boot files come",
+        f"# from the PureBoot TFTP daemon at {tftp} and from {net.base}.",
+        f"# Host entries in {hostsdir} follow each node's lifecycle.",
+    ]
+    if net.mode == "proxy":
+        lines.append("# Proxy mode: restart this dnsmasq, never reload it (SIGHUP), see")
+        lines.append("# bootserve/dhcp.py.")
+    lines += ["", f"interface={net.interface}", "bind-interfaces", "port=0"]
+    if net.log_dhcp:
+        lines.append("log-dhcp")
+    if net.leasefile:
+        lines.append(f"dhcp-leasefile={net.leasefile}")
+    lines += ["", "# Addresses"]
+    if net.mode == "full":
+        mask = f",{net.netmask}" if net.netmask else ""
+        lines.append(f"dhcp-range={net.range_start},{net.range_end}{mask},{net.lease_time}")
+        if net.router:
+            lines.append(f"dhcp-option=option:router,{net.router}")
+        if net.dns:
+            lines.append(f"dhcp-option=option:dns-server,{','.join(net.dns)}")
+    else:
+        raw = net.proxy_subnet.strip()
+        subnet = ipaddress.IPv4Network(raw)
+        # A bare address: dnsmasq takes the netmask from the interface.
+        mask = f",{subnet.netmask}" if "/" in raw else ""
+        lines.append(f"dhcp-range={subnet.network_address},proxy{mask}")
+        # HTTP Boot clients are answered by the proxy too (UEFI allows proxy offers).
+        lines.append("dhcp-pxe-vendor=PXEClient,HTTPClient")
+    if net.ipv6_ra:
+        # Without router advertisements iPXE waits ~15 s for IPv6 at each step.
+        lines += ["enable-ra", f"dhcp-range=::,constructor:{net.interface},ra-only"]
+    lines += [
+        "",
+        "# Who is answered (Rule E): host entries say which known MACs are ignored.",
+        f"dhcp-hostsdir={hostsdir}",
+        "dhcp-vendorclass=set:netboot,PXEClient",
+        "dhcp-vendorclass=set:netboot,HTTPClient",
+        "dhcp-match=set:netboot,175",
+        f"dhcp-ignore=tag:{IGNORE_TAG}",
+    ]
+    if net.discovery:
+        lines.append("# Discovery on: unknown machines are answered when they network-boot.")
+        lines.append("dhcp-ignore=tag:!known,tag:!netboot")
+    else:
+        lines.append("# Discovery off: only machines PureBoot knows are answered.")
+        lines.append("dhcp-ignore=tag:!known")
+    lines += [
+        "",
+        "# First stage by client type. The tags exclude one another, so the order",
+        "# of the dhcp-boot lines does not matter.",
+        "dhcp-match=set:ipxe,175",
+        "dhcp-match=set:bios,option:client-arch,0",
+        "dhcp-match=set:efi64,option:client-arch,7",
+        "dhcp-match=set:efi64,option:client-arch,9",
+        "dhcp-match=set:efihttp,option:client-arch,16",
+        "dhcp-vendorclass=set:efihttp,HTTPClient:Arch:00016",
+    ]
+    lines += [f"dhcp-mac=set:rpi,{oui}:*:*:*" for oui in net.pi_ouis]
+    lines += [
+        f"dhcp-boot=tag:ipxe,{net.ipxe_url()}",
+        f"dhcp-boot=tag:!ipxe,tag:efihttp,{net.http_boot_url()}",
+        "dhcp-option-force=tag:efihttp,60,HTTPClient",
+        f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,{net.uefi_file},,{tftp}",
+        f"dhcp-boot=tag:!ipxe,tag:bios,tag:!rpi,{net.bios_file},,{tftp}",
+        "# Raspberry Pi: its bootloader needs option 43 to say 'Raspberry Pi Boot';",
+        "# it then fetches <serial>/... from the TFTP server (next-server).",
+        f"dhcp-boot=tag:!ipxe,tag:bios,tag:rpi,bootcode.bin,,{tftp}",
+        'pxe-service=tag:rpi,0,"Raspberry Pi Boot"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def dnsmasq_binary() -> str:
+    """The dnsmasq executable; raises DnsmasqMissing naming the Debian package."""
+    found = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
+    if not found:
+        raise DnsmasqMissing(
+            f"dnsmasq is not installed: apt-get install {DNSMASQ_PACKAGE} "
+            "(it provides /usr/sbin/dnsmasq)"
+        )
+    return found
+
+
+def check_config(text: str) -> None:
+    """Have dnsmasq itself parse ``text`` (``dnsmasq --test``).
+
+    Raises DnsmasqMissing, or DhcpConfigError with dnsmasq's own message.
+    """
+    binary = dnsmasq_binary()
+    with tempfile.NamedTemporaryFile("w", prefix="pureboot-dnsmasq-", suffix=".conf") as fh:
+        fh.write(text)
+        fh.flush()
+        result = subprocess.run(
+            [binary, "--test", f"--conf-file={fh.name}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip()
+        raise DhcpConfigError(f"dnsmasq rejected the configuration: {message}")
+
+
+# --- host entries ------------------------------------------------------------
+
+
+def answered(state: str) -> bool:
+    """Whether dnsmasq answers a machine in ``state``."""
+    return state in ANSWERED_STATES
+
+
+def configured_mode() -> str:
+    """PUREBOOT_DHCP_MODE: the mode the host entries are written for."""
+    return _setting("PUREBOOT_DHCP_MODE", "proxy")
+
+
+def host_line(mac: str, answer: bool, mode: str | None = None) -> str:
+    """One dhcp-host line: a known MAC that is answered, or one that is ignored."""
+    if answer:
+        return mac
+    if (mode or configured_mode()) == "proxy":
+        return f"{mac},set:{IGNORE_TAG},ignore"
+    return f"{mac},ignore"
+
+
+def host_entry(node: Node, mode: str | None = None) -> str | None:
+    """The hosts-dir file for ``node``: one line per MAC, or None without MACs."""
+    macs = sorted(i.mac for i in node.interfaces.all())
+    if not macs:
+        return None
+    answer = answered(node.state)
+    return "".join(host_line(mac, answer, mode) + "\n" for mac in macs)
+
+
+def configured_hostsdir() -> Path | None:
+    """PUREBOOT_DHCP_HOSTSDIR, or None when DHCP sync is off."""
+    raw = _setting("PUREBOOT_DHCP_HOSTSDIR", "")
+    return Path(raw) if raw else None
+
+
+def sync_host(node_id: int, hostsdir: str | Path | None = None) -> Path | None:
+    """Write ``<hostsdir>/<node_id>`` from the database; returns the path, or None if off.
+
+    MACs the file named before that belong to no node any more are moved to
+    the ``removed`` file as ignore lines (dnsmasq would otherwise go on
+    answering them until a SIGHUP).
+    """
+    directory = Path(hostsdir) if hostsdir else configured_hostsdir()
+    if directory is None:
+        return None
+    with _locked(directory):
+        path = directory / str(node_id)
+        previous = _read_macs(path)
+        node = Node.objects.filter(pk=node_id).prefetch_related("interfaces").first()
+        content = host_entry(node) if node else None
+        current = set(_macs_of(content))
+        gone = previous - current
+        owned = set(NetworkInterface.objects.filter(mac__in=gone).values_list("mac", flat=True))
+        # The node's own file first: a MAC that comes back from `removed` is
+        # answered by this newer record; then `removed`, whose ignore records
+        # are newer than this file's old lines.
+        if content:
+            _write_if_changed(path, content)
+        _update_removed(directory, add=gone - owned, drop=current)
+        if not content and path.exists():
+            path.unlink()  # its MACs are ignored by newer records in `removed`
+    return path
+
+
+def rebuild_hostsdir(hostsdir: str | Path | None = None) -> dict[str, int]:
+    """Rewrite every node's file from the database; returns counts for the operator.
+
+    Files of nodes that no longer exist, and MACs a node no longer has, end as
+    ignore lines in ``removed``. Unchanged files are not rewritten.
+    """
+    directory = Path(hostsdir) if hostsdir else configured_hostsdir()
+    if directory is None:
+        raise DhcpConfigError("PUREBOOT_DHCP_HOSTSDIR is not set and no hosts dir was given")
+    counts = {"answered": 0, "ignored": 0, "written": 0, "removed": 0}
+    mode = configured_mode()
+    with _locked(directory):
+        by_node: dict[int, list[str]] = {}
+        states: dict[int, str] = {}
+        for mac, node_id, state in NetworkInterface.objects.values_list(
+            "mac", "node_id", "node__state"
+        ):
+            by_node.setdefault(node_id, []).append(mac)
+            states[node_id] = state
+        owned = {mac for macs in by_node.values() for mac in macs}
+        stale: set[str] = set()
+        for path in _node_files(directory):
+            node_id = int(path.name)
+            stale |= _read_macs(path) - set(by_node.get(node_id, ()))
+        # A MAC that moved to another node may still be named by its old
+        # node's file; its new owner's record must be the newest one.
+        contested = stale & owned
+        for node_id, macs in by_node.items():
+            answer = answered(states[node_id])
+            counts["answered" if answer else "ignored"] += len(macs)
+            content = "".join(host_line(m, answer, mode) + "\n" for m in sorted(macs))
+            path = directory / str(node_id)
+            if contested.intersection(macs):
+                _write_atomic(path, content)
+                counts["written"] += 1
+            elif _write_if_changed(path, content):
+                counts["written"] += 1
+        removed = _update_removed(directory, add=stale - owned, drop=owned, mode=mode)
+        counts["removed"] = len(removed)
+        for path in _node_files(directory):
+            if int(path.name) not in by_node:
+                path.unlink()
+    return counts
+
+
+def _macs_of(content: str | None) -> Iterator[str]:
+    for line in (content or "").splitlines():
+        mac = line.split(",", 1)[0].strip().lower()
+        if mac and not mac.startswith("#"):
+            yield mac
+
+
+def _read_macs(path: Path) -> set[str]:
+    try:
+        return set(_macs_of(path.read_text()))
+    except FileNotFoundError:
+        return set()
+
+
+def _node_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name.isdigit() and p.is_file()]
+
+
+def _update_removed(
+    directory: Path, *, add: Iterable[str], drop: Iterable[str], mode: str | None = None
+) -> set[str]:
+    path = directory / REMOVED_FILE
+    before = _read_macs(path)
+    after = (before | set(add)) - set(drop)
+    content = "".join(host_line(mac, False, mode) + "\n" for mac in sorted(after))
+    if after or path.exists():
+        _write_if_changed(path, content)
+    return after
+
+
+def _write_if_changed(path: Path, content: str) -> bool:
+    try:
+        if path.read_text() == content:
+            return False
+    except FileNotFoundError:
+        pass
+    _write_atomic(path, content)
+    return True
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    """Replace ``path`` in one step: dnsmasq reads the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # dnsmasq drops root after starting: its user must read the entries.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One writer at a time (web process, workers, the command): read and write as one step.
+
+    Without it a worker holding an older state could write after a newer one.
+    """
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
