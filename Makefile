@@ -3,6 +3,7 @@
 #   make run    set up .venv, migrate, bootstrap, start a Celery worker (+beat)
 #               in the background and the web server in the foreground
 #   make test   set up .venv with the dev extras and run pytest
+#   make lab    the boot lab (QEMU, dnsmasq, the daemons; needs root)
 #   make lint   ruff, `manage.py check`, missing-migration check
 
 PYTHON ?= python3
@@ -19,11 +20,12 @@ LOG_DIR := $(VAR_DIR)/log
 MANAGE := $(BIN)/python manage.py
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format tools
+.PHONY: help run test lab lint format tools lab-tools
 
 help:
 	@echo "make run     migrate, bootstrap, start worker+beat and the web server on $(PUREBOOT_LISTEN)"
 	@echo "make test    run the test suite (PYTEST_ARGS='...' is passed to pytest)"
+	@echo "make lab     the boot lab: QEMU machines boot through PureBoot (root, a few minutes)"
 	@echo "make lint    ruff check, ruff format --check, manage.py check, makemigrations --check"
 	@echo "make format  apply ruff's fixes and formatting"
 
@@ -81,11 +83,20 @@ TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxe
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
 	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base
 
-tools:
-	@missing=""; for pair in $(TOOLS); do \
+# The boot lab (tests/e2e/bootlab) also needs QEMU, its firmware and the
+# tools that build the lab's disk image.
+LAB_TOOLS := qemu-system-x86_64:qemu-system-x86 syslinux:syslinux mcopy:mtools \
+	mkfs.fat:dosfstools sfdisk:fdisk
+LAB_TOOL_FILES := /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf \
+	/usr/lib/syslinux/mbr/mbr.bin:syslinux-common /usr/lib/PXELINUX/pxelinux.0:pxelinux
+
+# $(call install-missing,COMMANDS,FILES): install the Debian packages behind
+# missing commands or files (as root), or name them.
+define install-missing
+	@missing=""; for pair in $(1); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
-	for pair in $(TOOL_FILES); do \
+	for pair in $(2); do \
 		[ -e $${pair%%:*} ] || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -95,13 +106,28 @@ tools:
 			|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $$missing)) >/dev/null; \
 		else \
-			echo "make test: missing tools (Debian packages):$$missing; the tests that need them will fail" >&2; \
+			echo "make: missing tools (Debian packages):$$missing; the tests that need them will fail" >&2; \
 		fi; \
 	fi
+endef
+
+tools:
+	$(call install-missing,$(TOOLS),$(TOOL_FILES))
+
+lab-tools: tools
+	$(call install-missing,$(LAB_TOOLS),$(LAB_TOOL_FILES))
 
 test: $(VENV)/.installed-dev tools
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+
+# The boot lab: real firmware under QEMU boots through the whole controller in
+# a private network namespace (root needed). A few minutes; CI runs it as its
+# own leg. Artifacts (consoles, daemon logs) land in test-artifacts/bootlab/.
+lab: $(VENV)/.installed-dev lab-tools
+	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make lab: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
 lint: $(VENV)/.installed-dev

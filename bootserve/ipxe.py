@@ -11,6 +11,7 @@ from .engine import Decision, Kind
 from .install import InstallBoot
 
 HEADER = "#!ipxe\n"
+NO_ASSIGNMENT = "no assignment, booting the local disk"
 
 
 def local_boot(firmware: str) -> str:
@@ -38,8 +39,14 @@ def render(
     poll_seconds: int,
     wait_seconds: int,
     install: InstallBoot | None = None,
+    waited_rounds: int = 0,
 ) -> str:
-    """The iPXE script for ``decision``. IGNORE has no script (the caller sends 404)."""
+    """The iPXE script for ``decision``. IGNORE has no script (the caller sends 404).
+
+    A waiting machine re-fetches its script every ``poll_seconds``; the poll
+    URL carries the rounds it has waited (``round=``), so the total wait
+    survives the re-fetch and ends in the local disk after ``wait_seconds``.
+    """
     local = local_boot(decision.firmware)
     name = _quote(node_name)
     if decision.kind == Kind.LOCAL:
@@ -60,15 +67,22 @@ def render(
             f"{local}"
         )
     rounds = max(wait_seconds // max(poll_seconds, 1), 1)
-    return (
+    if waited_rounds >= rounds:
+        return f"{HEADER}echo PureBoot: {name} is {state}; {NO_ASSIGNMENT}\n{local}"
+    header = (
         f"{HEADER}echo PureBoot: {name} is {state}; waiting for an assignment\n"
-        "set pb_round:int32 0\n"
+        if waited_rounds == 0
+        else HEADER
+    )
+    return (
+        f"{header}"
+        f"set pb_round:int32 {max(waited_rounds, 0)}\n"
         ":poll\n"
         f"sleep {poll_seconds}\n"
         "inc pb_round\n"
         f"iseq ${{pb_round}} {rounds} && goto local ||\n"
         f"chain --replace --autofree {poll_url} || goto poll\n"
         ":local\n"
-        "echo PureBoot: no assignment; booting the local disk\n"
+        f"echo PureBoot: {name} is {state}; {NO_ASSIGNMENT}\n"
         f"{local}"
     )

@@ -98,7 +98,9 @@ def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
         return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
     if decision.step == Step.FAIL:
         try:
-            node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=decision.reason)
+            node = node_services.perform(
+                node.pk, "fail", node_services.SYSTEM, reason=decision.reason
+            )
         except node_services.IllegalTransition:
             pass  # moved on meanwhile; the local-disk answer is right anyway
     return BootAnswer(decision, node)

@@ -59,8 +59,14 @@ def client_from(query) -> Client:
 def poll_url(base_url: str) -> str:
     return (
         f"{base_url}/boot/ipxe?mac=${{net0/mac}}&uuid=${{uuid}}&serial=${{serial}}"
-        "&arch=${buildarch}&platform=${platform}"
+        "&arch=${buildarch}&platform=${platform}&round=${pb_round}"
     )
+
+
+def waited_rounds(query) -> int:
+    """How many poll rounds a waiting machine has already waited (junk: none)."""
+    raw = query.get("round", "")
+    return min(int(raw), 1_000_000) if raw.isascii() and raw.isdigit() and len(raw) < 8 else 0
 
 
 @require_safe
@@ -87,6 +93,7 @@ def boot_ipxe(request):
         poll_seconds=settings.PUREBOOT_BOOT_POLL_SECONDS,
         wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
         install=answer.install,
+        waited_rounds=waited_rounds(request.GET),
     )
     response = HttpResponse(body, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "no-store"

@@ -170,3 +170,20 @@ def test_preview_shows_each_firmware_path_without_changing_anything(api, site_a)
         "ipxe-bios": None,
         "ipxe-uefi": None,
     }
+
+
+@pytest.mark.parametrize("junk", ["", "-1", "abc", "9" * 20, "٣"])
+def test_the_total_wait_survives_each_poll_and_ends_on_the_disk(client, settings, junk):
+    settings.PUREBOOT_BOOT_POLL_SECONDS = 5
+    settings.PUREBOOT_BOOT_WAIT_SECONDS = 20  # four rounds
+    first = ipxe(client).content.decode()
+    assert "set pb_round:int32 0" in first and "&round=${pb_round}" in first
+    assert "waiting for an assignment" in first
+    # Each re-fetch carries the rounds waited so far; the script picks up there.
+    third = ipxe(client, round="3").content.decode()
+    assert "set pb_round:int32 3" in third and "iseq ${pb_round} 4 && goto local" in third
+    done = ipxe(client, round="4").content.decode()
+    assert "no assignment, booting the local disk" in done
+    assert "chain" not in done and "sanboot --no-describe --drive 0x80" in done
+    # Junk is round 0, never an error.
+    assert "set pb_round:int32 0" in ipxe(client, round=junk).content.decode()

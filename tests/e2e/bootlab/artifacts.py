@@ -97,7 +97,12 @@ def cache_dir() -> Path:
 
 def kernel() -> tuple[Path, Path]:
     """(vmlinuz, modules dir) of Debian's current amd64 kernel, cached."""
-    depends = run(tool("apt-cache"), "depends", "linux-image-amd64")
+    depends = subprocess.run(
+        [tool("apt-cache"), "depends", "linux-image-amd64"], capture_output=True, text=True
+    ).stdout
+    if "Depends: linux-image-" not in depends:  # no package lists yet
+        run(tool("apt-get"), "update", "-qq", timeout=600)
+        depends = run(tool("apt-cache"), "depends", "linux-image-amd64")
     package = next(
         (
             line.split(":", 1)[1].strip()

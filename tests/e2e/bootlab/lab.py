@@ -70,7 +70,7 @@ class Lab:
                 "PUREBOOT_DHCP_HOSTSDIR": str(self.hosts),
                 "PUREBOOT_DHCP_MODE": "full",
                 "PUREBOOT_BOOT_POLL_SECONDS": "2",
-                "PUREBOOT_BOOT_WAIT_SECONDS": "600",
+                "PUREBOOT_BOOT_WAIT_SECONDS": "20",
                 "PUREBOOT_MAX_INSTALL_ATTEMPTS": "2",
                 "PUREBOOT_THROTTLE_REPORT": "10000/min",
                 "PUREBOOT_THROTTLE_ANON": "10000/min",
@@ -281,6 +281,17 @@ class Lab:
 
     def change_state(self, node_id: int, state: str, **extra) -> dict:
         return self.api("PATCH", f"/api/v1/nodes/{node_id}/state", {"state": state, **extra})
+
+    def tftp(self, path: str) -> int:
+        """curl's exit code fetching ``path`` from the TFTP daemon: 0 ok, 68 not found."""
+        done = subprocess.run(
+            self.in_ns(
+                tool("curl"), "-s", "-m", "20", "-o", "/dev/null", f"tftp://{ADDRESS}/{path}"
+            ),
+            capture_output=True,
+            timeout=30,
+        )
+        return done.returncode
 
     def dhcp_log(self) -> str:
         return self.log("dnsmasq")
