@@ -156,6 +156,7 @@ class BootNetwork:
             "proxy_subnet": _setting("PUREBOOT_DHCP_PROXY_SUBNET", ""),
             "discovery": bool(getattr(settings, "PUREBOOT_DISCOVERY", True)),
             "ipv6_ra": bool(getattr(settings, "PUREBOOT_DHCP_IPV6_RA", False)),
+            "leasefile": _setting("PUREBOOT_DHCP_LEASEFILE", ""),
         }
         values.update(overrides)
         return cls(**values)

@@ -325,6 +325,11 @@ PUREBOOT_DHCP_PROXY_SUBNET = os.environ.get("PUREBOOT_DHCP_PROXY_SUBNET", "").st
 PUREBOOT_DHCP_TFTP_SERVER = os.environ.get("PUREBOOT_DHCP_TFTP_SERVER", "").strip()
 PUREBOOT_DHCP_HTTP_BASE = os.environ.get("PUREBOOT_DHCP_HTTP_BASE", "").strip()
 PUREBOOT_DHCP_IPV6_RA = _env_bool("PUREBOOT_DHCP_IPV6_RA", False)
+# dnsmasq's lease file: written into its config by dhcp_config, read by
+# /boot/http to recognise UEFI HTTP Boot clients by their address.
+PUREBOOT_DHCP_LEASEFILE = os.environ.get("PUREBOOT_DHCP_LEASEFILE", "").strip()
+if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
+    raise ImproperlyConfigured("PUREBOOT_DHCP_LEASEFILE must be an absolute path")
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from bootserve import dhcp
+from bootserve import dhcp, leases
 from bootserve.engine import Client, Kind, NodeFacts, Policy, decide
 from bootserve.tasks import sync_dhcp_host
 from nodes.choices import NodeState
@@ -137,11 +137,14 @@ def test_from_settings_then_overrides(settings):
     settings.PUREBOOT_DHCP_HTTP_BASE = ""
     settings.PUREBOOT_PUBLIC_URL = "http://10.7.0.1:8000/"
     settings.PUREBOOT_DISCOVERY = False
+    settings.PUREBOOT_DHCP_LEASEFILE = "/var/lib/pureboot/dnsmasq.leases"
     net = dhcp.BootNetwork.from_settings(router="10.7.0.254")
     assert (net.interface, net.range_start, net.range_end) == ("br7", "10.7.0.10", "10.7.0.20")
     assert net.dns == ("10.7.0.1", "10.7.0.2") and net.router == "10.7.0.254"
     assert net.base == "http://10.7.0.1:8000" and net.discovery is False
-    net.validate()
+    # The lease file /boot/http reads is the one dnsmasq is told to write.
+    config = lines(dhcp.render_config(net, "/srv/hosts"))
+    assert "dhcp-leasefile=/var/lib/pureboot/dnsmasq.leases" in config
 
 
 def test_dnsmasq_rejects_what_it_cannot_parse():
@@ -755,6 +758,13 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
     assert http is not None and http["boot_file"] == "http://10.99.0.1:8000/boot/files/snponly.efi"
     # udhcpc does not export option 60; dnsmasq's log shows it sent "HTTPClient".
     assert lab.logged("option: 60 vendor-class  " + b"HTTPClient".hex(":"))
+    # The lease file dnsmasq wrote tells /boot/http who holds that address.
+    deadline = time.monotonic() + 5
+    while leases.mac_for(http["ip"], lab.dir / "leases") is None:
+        assert time.monotonic() < deadline, (lab.dir / "leases").read_text()
+        time.sleep(0.1)
+    assert leases.mac_for(http["ip"], lab.dir / "leases") == "52:54:00:5a:00:04"
+    assert leases.mac_for(offer["ip"], lab.dir / "leases") == "52:54:00:5a:00:01"
     pi = lab.dhcp("dc:a6:32:5a:00:05", *PXE_BIOS, *GUID, "-O", "43")
     assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"])
     assert pi.get("boot_file") == "bootcode.bin"
