@@ -178,7 +178,7 @@ class BootNetwork:
         )
 
     def http_boot_url(self) -> str:
-        return f"{self.base}/boot/files/{self.http_boot_file}"
+        return f"{self.base}/boot/http/{self.http_boot_file}"  # a fast 404 for local boots
 
     def validate(self) -> None:
         """Raise DhcpConfigError naming every setting that is wrong."""

@@ -87,7 +87,7 @@ def test_full_mode_config_passes_dnsmasq_test():
         "dhcp-option-force=tag:efihttp,60,HTTPClient",
         "dhcp-boot=tag:!ipxe,tag:bios,tag:!rpi,undionly.kpxe,,10.99.0.1",
         "dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,snponly.efi,,10.99.0.1",
-        "dhcp-boot=tag:!ipxe,tag:efihttp,http://10.99.0.1:8000/boot/files/snponly.efi",
+        "dhcp-boot=tag:!ipxe,tag:efihttp,http://10.99.0.1:8000/boot/http/snponly.efi",
         'pxe-service=tag:rpi,0,"Raspberry Pi Boot"',
         "enable-ra",
         "dhcp-range=::,constructor:br0,ra-only",
@@ -535,6 +535,17 @@ def test_dhcp_config_notes_a_hosts_dir_pureboot_does_not_keep(hostsdir, tmp_path
     assert "dhcp_sync --hostsdir" in err
 
 
+def test_dhcp_config_notes_a_lease_file_boot_http_does_not_read(hostsdir, settings, tmp_path):
+    settings.PUREBOOT_DHCP_LEASEFILE = ""
+    _, err = run(*FULL_ARGS, "--leasefile", str(tmp_path / "leases"))
+    assert f"PUREBOOT_DHCP_LEASEFILE (not set), not in {tmp_path / 'leases'}" in err
+    settings.PUREBOOT_DHCP_LEASEFILE = str(tmp_path / "leases")
+    out, err = run(*FULL_ARGS)
+    assert f"dhcp-leasefile={tmp_path / 'leases'}" in out and err == ""
+    _, err = run(*FULL_ARGS, "--leasefile", str(tmp_path / "other"))
+    assert f"PUREBOOT_DHCP_LEASEFILE ({tmp_path / 'leases'}), not in" in err
+
+
 def test_dhcp_config_names_the_missing_package(hostsdir, monkeypatch):
     monkeypatch.setattr(dhcp.shutil, "which", lambda *a, **k: None)
     with pytest.raises(CommandError, match="apt-get install dnsmasq-base"):
@@ -720,7 +731,7 @@ def lab_network(lab: Lab, **kw) -> str:
 
 @pytest.mark.lab
 @pytest.mark.django_db
-def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
+def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings, client):
     settings.PUREBOOT_DHCP_MODE = "full"
     pending = make_node("pending", macs=["52:54:00:5a:00:01"])
     active = make_node("active", macs=["52:54:00:5a:00:02"])
@@ -755,7 +766,7 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
     uefi = lab.dhcp("52:54:00:5a:00:03", *PXE_UEFI, *GUID)
     assert uefi is not None and uefi["boot_file"] == "snponly.efi"
     http = lab.dhcp("52:54:00:5a:00:04", *HTTP_BOOT)
-    assert http is not None and http["boot_file"] == "http://10.99.0.1:8000/boot/files/snponly.efi"
+    assert http is not None and http["boot_file"] == "http://10.99.0.1:8000/boot/http/snponly.efi"
     # udhcpc does not export option 60; dnsmasq's log shows it sent "HTTPClient".
     assert lab.logged("option: 60 vendor-class  " + b"HTTPClient".hex(":"))
     # The lease file dnsmasq wrote tells /boot/http who holds that address.
@@ -765,6 +776,10 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
         time.sleep(0.1)
     assert leases.mac_for(http["ip"], lab.dir / "leases") == "52:54:00:5a:00:04"
     assert leases.mac_for(offer["ip"], lab.dir / "leases") == "52:54:00:5a:00:01"
+    # So its HTTP Boot request is answered for that machine: installed, a fast 404.
+    settings.PUREBOOT_DHCP_LEASEFILE = str(lab.dir / "leases")
+    make_node("installed", macs=["52:54:00:5a:00:04"])
+    assert client.head("/boot/http/snponly.efi", REMOTE_ADDR=http["ip"]).status_code == 404
     pi = lab.dhcp("dc:a6:32:5a:00:05", *PXE_BIOS, *GUID, "-O", "43")
     assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"])
     assert pi.get("boot_file") == "bootcode.bin"
