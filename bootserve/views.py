@@ -193,13 +193,13 @@ def _boot_target(path: str) -> tuple[Path, str]:
 
 
 def _serve(request, target: Path, relative: str):
+    """The file itself, or (PUREBOOT_ACCEL_REDIRECT set) nginx told to send it."""
     stat = target.stat()
-    etag = f"{int(stat.st_mtime)}-{stat.st_size}"
     return serve_file(
         request,
         target,
         relative=relative,
-        etag=etag,
+        etag=f"{int(stat.st_mtime)}-{stat.st_size}",
         filename=target.name,
-        accel=False,
+        accel_location=settings.PUREBOOT_ACCEL_BOOT_PREFIX,
     )

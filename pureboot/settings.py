@@ -295,8 +295,16 @@ PUREBOOT_IMAGE_ROOT = Path(os.environ.get("PUREBOOT_IMAGE_ROOT", VAR_DIR / "imag
 PUREBOOT_BOOT_ROOT = Path(os.environ.get("PUREBOOT_BOOT_ROOT", VAR_DIR / "boot")).resolve()
 PUREBOOT_MAX_IMAGE_BYTES = _env_int("PUREBOOT_MAX_IMAGE_BYTES", 64 * 1024**3, 1024)
 # Set to an nginx internal location (e.g. /protected-images/) to let nginx
-# send image files (X-Accel-Redirect) instead of Django.
+# send image files (X-Accel-Redirect) instead of Django; boot files then go
+# the same way.
 PUREBOOT_ACCEL_REDIRECT = os.environ.get("PUREBOOT_ACCEL_REDIRECT", "").strip()
+# The nginx internal location aliased to PUREBOOT_BOOT_ROOT: boot files go
+# through it whenever PUREBOOT_ACCEL_REDIRECT is set.
+PUREBOOT_ACCEL_BOOT_PREFIX = (
+    os.environ.get("PUREBOOT_ACCEL_BOOT_PREFIX", "").strip() or "/protected-boot/"
+)
+if not PUREBOOT_ACCEL_BOOT_PREFIX.startswith("/"):
+    raise ImproperlyConfigured("PUREBOOT_ACCEL_BOOT_PREFIX must start with /")
 # A node stuck in `installing` this long is failed by the periodic task.
 PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 120, 1)
 # Boot path: register unknown machines as discovered; how a waiting machine

@@ -195,3 +195,16 @@ def test_query_count(client, django_assert_num_queries):
         assert fetch(client, ip=OTHER_IP).status_code == 200
     with django_assert_num_queries(0):  # nobody to look up
         assert fetch(client, ip="10.99.0.9").status_code == 200
+
+
+def test_the_file_goes_through_nginx_the_404_does_not(client, settings):
+    settings.PUREBOOT_ACCEL_REDIRECT = "/protected-images/"
+    make_node("installed", macs=[MAC])
+    make_node("pending", macs=[OTHER_MAC])
+    refused = fetch(client)
+    assert refused.status_code == 404 and "X-Accel-Redirect" not in refused
+    for method in ("head", "get"):
+        resp = fetch(client, method, ip=OTHER_IP)
+        assert resp.status_code == 200 and resp.content == b""
+        assert resp["X-Accel-Redirect"] == "/protected-boot/snponly.efi"
+        assert resp["Cache-Control"] == "no-store"
