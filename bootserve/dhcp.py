@@ -156,6 +156,7 @@ class BootNetwork:
             "proxy_subnet": _setting("PUREBOOT_DHCP_PROXY_SUBNET", ""),
             "discovery": bool(getattr(settings, "PUREBOOT_DISCOVERY", True)),
             "ipv6_ra": bool(getattr(settings, "PUREBOOT_DHCP_IPV6_RA", False)),
+            "leasefile": _setting("PUREBOOT_DHCP_LEASEFILE", ""),
         }
         values.update(overrides)
         return cls(**values)
@@ -177,7 +178,7 @@ class BootNetwork:
         )
 
     def http_boot_url(self) -> str:
-        return f"{self.base}/boot/files/{self.http_boot_file}"
+        return f"{self.base}/boot/http/{self.http_boot_file}"  # a fast 404 for local boots
 
     def validate(self) -> None:
         """Raise DhcpConfigError naming every setting that is wrong."""

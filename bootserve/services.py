@@ -76,6 +76,16 @@ def facts(node: Node) -> NodeFacts:
     )
 
 
+def peek(client: Client) -> Decision:
+    """What ``client`` would be told now, acting on nothing: one query, no step, no write.
+
+    For first stages that only need to know whether to boot at all (UEFI HTTP
+    Boot): the iPXE request that follows registers, installs and records.
+    """
+    node = find_node(client)
+    return decide(facts(node) if node else None, client, policy())
+
+
 def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
     """Decide what ``client`` boots and perform the lifecycle step that implies."""
     node = find_node(client)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import (
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotFound,
+    JsonResponse,
+)
 from django.views.decorators.http import require_safe
 
+from nodes.choices import Firmware
 from nodes.identifiers import normalize_mac, normalize_pi_serial, normalize_uuid
 from pureboot.http import serve_file
 from workflows.context import public_base_url
 
-from . import ipxe
+from . import ipxe, leases
 from .engine import Client, Kind, decide
-from .services import facts, find_node, handle_boot, policy
+from .services import facts, find_node, handle_boot, peek, policy
 
 # iPXE's ${buildarch} and ${platform} values, mapped to PureBoot's names.
 BUILDARCH = {"i386": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "arm32": "armhf"}
@@ -136,19 +144,69 @@ def next_instructions(request):
 @require_safe
 def boot_file(request, path: str):
     """``GET/HEAD /boot/files/<path>``: bootloaders, kernels, initrds from the boot root."""
+    return _serve(request, *_boot_target(path))
+
+
+# What makes UEFI HTTP Boot give up at once and try the next boot option.
+FALL_THROUGH = frozenset({Kind.LOCAL, Kind.IGNORE})
+
+
+@require_safe
+def http_boot_file(request, path: str):
+    """``GET/HEAD /boot/http/<path>``: the UEFI HTTP Boot first stage, or a fast 404.
+
+    The firmware's URL carries no MAC, so the client is ``?mac=`` when given,
+    else whoever dnsmasq leased the request's source address to. A machine
+    that should boot its disk (or get no answer) is refused at once, so the
+    firmware moves on to its disk instead of timing out; every other machine,
+    and one that cannot be recognised, gets the file. Read-only: the iPXE
+    request that follows registers, installs and records.
+    """
+    target, relative = _boot_target(path)
+    try:
+        client = _http_boot_client(request)
+    except ValueError as exc:
+        return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain; charset=utf-8")
+    if client is not None and peek(client).kind in FALL_THROUGH:
+        response = HttpResponseNotFound(
+            "No network boot for this machine.\n", content_type="text/plain; charset=utf-8"
+        )
+    else:
+        response = _serve(request, target, relative)
+    # The answer depends on the machine, not only on the URL.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _http_boot_client(request) -> Client | None:
+    client = client_from(request.GET)
+    if client.macs or client.uuid or client.serial:
+        return replace(client, firmware=client.firmware or Firmware.UEFI)
+    mac = leases.mac_for(request.META.get("REMOTE_ADDR", ""))
+    if mac is None:
+        return None
+    return Client(macs=(mac,), firmware=Firmware.UEFI)
+
+
+def _boot_target(path: str) -> tuple[Path, str]:
+    """The file ``path`` names under the boot root and its path there; Http404 if none."""
     if not _PATH_RE.match(path) or ".." in path.split("/"):
         raise Http404("No such boot file.")
     root = Path(settings.PUREBOOT_BOOT_ROOT).resolve()
     target = (root / path).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         raise Http404("No such boot file.")
+    return target, str(target.relative_to(root))
+
+
+def _serve(request, target: Path, relative: str):
+    """The file itself, or (PUREBOOT_ACCEL_REDIRECT set) nginx told to send it."""
     stat = target.stat()
-    etag = f"{int(stat.st_mtime)}-{stat.st_size}"
     return serve_file(
         request,
         target,
-        relative=str(target.relative_to(root)),
-        etag=etag,
+        relative=relative,
+        etag=f"{int(stat.st_mtime)}-{stat.st_size}",
         filename=target.name,
-        accel=False,
+        accel_location=settings.PUREBOOT_ACCEL_BOOT_PREFIX,
     )

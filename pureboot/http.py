@@ -25,12 +25,21 @@ def _stream(path: Path, start: int, length: int):
 
 
 def serve_file(
-    request, path: Path, *, relative: str, etag: str, filename: str, accel: bool = True
+    request,
+    path: Path,
+    *,
+    relative: str,
+    etag: str,
+    filename: str,
+    accel: bool = True,
+    accel_location: str | None = None,
 ) -> HttpResponse:
     """Answer GET/HEAD for a file with Range, ETag and optional X-Accel-Redirect.
 
-    ``relative`` is the path below the served root, used for X-Accel-Redirect
-    when PUREBOOT_ACCEL_REDIRECT names an nginx internal location.
+    When ``accel`` and PUREBOOT_ACCEL_REDIRECT is set, nginx is told to send
+    ``<accel_location>/<relative>``: ``relative`` is the path below the served
+    root, ``accel_location`` the nginx internal location aliased to that root
+    (default PUREBOOT_ACCEL_REDIRECT itself, the image root's).
     """
     quoted = f'"{etag}"'
     size = path.stat().st_size
@@ -44,8 +53,9 @@ def serve_file(
         response["ETag"] = quoted
         return response
     if accel and settings.PUREBOOT_ACCEL_REDIRECT:
+        location = accel_location or settings.PUREBOOT_ACCEL_REDIRECT
         response = HttpResponse(content_type="application/octet-stream")
-        response["X-Accel-Redirect"] = settings.PUREBOOT_ACCEL_REDIRECT.rstrip("/") + "/" + relative
+        response["X-Accel-Redirect"] = location.rstrip("/") + "/" + relative
         for key, value in common.items():
             response[key] = value
         return response

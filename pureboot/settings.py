@@ -295,8 +295,16 @@ PUREBOOT_IMAGE_ROOT = Path(os.environ.get("PUREBOOT_IMAGE_ROOT", VAR_DIR / "imag
 PUREBOOT_BOOT_ROOT = Path(os.environ.get("PUREBOOT_BOOT_ROOT", VAR_DIR / "boot")).resolve()
 PUREBOOT_MAX_IMAGE_BYTES = _env_int("PUREBOOT_MAX_IMAGE_BYTES", 64 * 1024**3, 1024)
 # Set to an nginx internal location (e.g. /protected-images/) to let nginx
-# send image files (X-Accel-Redirect) instead of Django.
+# send image files (X-Accel-Redirect) instead of Django; boot files then go
+# the same way.
 PUREBOOT_ACCEL_REDIRECT = os.environ.get("PUREBOOT_ACCEL_REDIRECT", "").strip()
+# The nginx internal location aliased to PUREBOOT_BOOT_ROOT: boot files go
+# through it whenever PUREBOOT_ACCEL_REDIRECT is set.
+PUREBOOT_ACCEL_BOOT_PREFIX = (
+    os.environ.get("PUREBOOT_ACCEL_BOOT_PREFIX", "").strip() or "/protected-boot/"
+)
+if not PUREBOOT_ACCEL_BOOT_PREFIX.startswith("/"):
+    raise ImproperlyConfigured("PUREBOOT_ACCEL_BOOT_PREFIX must start with /")
 # A node stuck in `installing` this long is failed by the periodic task.
 PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 120, 1)
 # Boot path: register unknown machines as discovered; how a waiting machine
@@ -325,6 +333,11 @@ PUREBOOT_DHCP_PROXY_SUBNET = os.environ.get("PUREBOOT_DHCP_PROXY_SUBNET", "").st
 PUREBOOT_DHCP_TFTP_SERVER = os.environ.get("PUREBOOT_DHCP_TFTP_SERVER", "").strip()
 PUREBOOT_DHCP_HTTP_BASE = os.environ.get("PUREBOOT_DHCP_HTTP_BASE", "").strip()
 PUREBOOT_DHCP_IPV6_RA = _env_bool("PUREBOOT_DHCP_IPV6_RA", False)
+# dnsmasq's lease file: written into its config by dhcp_config, read by
+# /boot/http to recognise UEFI HTTP Boot clients by their address.
+PUREBOOT_DHCP_LEASEFILE = os.environ.get("PUREBOOT_DHCP_LEASEFILE", "").strip()
+if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
+    raise ImproperlyConfigured("PUREBOOT_DHCP_LEASEFILE must be an absolute path")
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from bootserve import dhcp
+from bootserve import dhcp, leases
 from bootserve.engine import Client, Kind, NodeFacts, Policy, decide
 from bootserve.tasks import sync_dhcp_host
 from nodes.choices import NodeState
@@ -87,7 +87,7 @@ def test_full_mode_config_passes_dnsmasq_test():
         "dhcp-option-force=tag:efihttp,60,HTTPClient",
         "dhcp-boot=tag:!ipxe,tag:bios,tag:!rpi,undionly.kpxe,,10.99.0.1",
         "dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,snponly.efi,,10.99.0.1",
-        "dhcp-boot=tag:!ipxe,tag:efihttp,http://10.99.0.1:8000/boot/files/snponly.efi",
+        "dhcp-boot=tag:!ipxe,tag:efihttp,http://10.99.0.1:8000/boot/http/snponly.efi",
         'pxe-service=tag:rpi,0,"Raspberry Pi Boot"',
         "enable-ra",
         "dhcp-range=::,constructor:br0,ra-only",
@@ -137,11 +137,14 @@ def test_from_settings_then_overrides(settings):
     settings.PUREBOOT_DHCP_HTTP_BASE = ""
     settings.PUREBOOT_PUBLIC_URL = "http://10.7.0.1:8000/"
     settings.PUREBOOT_DISCOVERY = False
+    settings.PUREBOOT_DHCP_LEASEFILE = "/var/lib/pureboot/dnsmasq.leases"
     net = dhcp.BootNetwork.from_settings(router="10.7.0.254")
     assert (net.interface, net.range_start, net.range_end) == ("br7", "10.7.0.10", "10.7.0.20")
     assert net.dns == ("10.7.0.1", "10.7.0.2") and net.router == "10.7.0.254"
     assert net.base == "http://10.7.0.1:8000" and net.discovery is False
-    net.validate()
+    # The lease file /boot/http reads is the one dnsmasq is told to write.
+    config = lines(dhcp.render_config(net, "/srv/hosts"))
+    assert "dhcp-leasefile=/var/lib/pureboot/dnsmasq.leases" in config
 
 
 def test_dnsmasq_rejects_what_it_cannot_parse():
@@ -532,6 +535,17 @@ def test_dhcp_config_notes_a_hosts_dir_pureboot_does_not_keep(hostsdir, tmp_path
     assert "dhcp_sync --hostsdir" in err
 
 
+def test_dhcp_config_notes_a_lease_file_boot_http_does_not_read(hostsdir, settings, tmp_path):
+    settings.PUREBOOT_DHCP_LEASEFILE = ""
+    _, err = run(*FULL_ARGS, "--leasefile", str(tmp_path / "leases"))
+    assert f"PUREBOOT_DHCP_LEASEFILE (not set), not in {tmp_path / 'leases'}" in err
+    settings.PUREBOOT_DHCP_LEASEFILE = str(tmp_path / "leases")
+    out, err = run(*FULL_ARGS)
+    assert f"dhcp-leasefile={tmp_path / 'leases'}" in out and err == ""
+    _, err = run(*FULL_ARGS, "--leasefile", str(tmp_path / "other"))
+    assert f"PUREBOOT_DHCP_LEASEFILE ({tmp_path / 'leases'}), not in" in err
+
+
 def test_dhcp_config_names_the_missing_package(hostsdir, monkeypatch):
     monkeypatch.setattr(dhcp.shutil, "which", lambda *a, **k: None)
     with pytest.raises(CommandError, match="apt-get install dnsmasq-base"):
@@ -717,7 +731,7 @@ def lab_network(lab: Lab, **kw) -> str:
 
 @pytest.mark.lab
 @pytest.mark.django_db
-def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
+def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings, client):
     settings.PUREBOOT_DHCP_MODE = "full"
     pending = make_node("pending", macs=["52:54:00:5a:00:01"])
     active = make_node("active", macs=["52:54:00:5a:00:02"])
@@ -752,9 +766,20 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings):
     uefi = lab.dhcp("52:54:00:5a:00:03", *PXE_UEFI, *GUID)
     assert uefi is not None and uefi["boot_file"] == "snponly.efi"
     http = lab.dhcp("52:54:00:5a:00:04", *HTTP_BOOT)
-    assert http is not None and http["boot_file"] == "http://10.99.0.1:8000/boot/files/snponly.efi"
+    assert http is not None and http["boot_file"] == "http://10.99.0.1:8000/boot/http/snponly.efi"
     # udhcpc does not export option 60; dnsmasq's log shows it sent "HTTPClient".
     assert lab.logged("option: 60 vendor-class  " + b"HTTPClient".hex(":"))
+    # The lease file dnsmasq wrote tells /boot/http who holds that address.
+    deadline = time.monotonic() + 5
+    while leases.mac_for(http["ip"], lab.dir / "leases") is None:
+        assert time.monotonic() < deadline, (lab.dir / "leases").read_text()
+        time.sleep(0.1)
+    assert leases.mac_for(http["ip"], lab.dir / "leases") == "52:54:00:5a:00:04"
+    assert leases.mac_for(offer["ip"], lab.dir / "leases") == "52:54:00:5a:00:01"
+    # So its HTTP Boot request is answered for that machine: installed, a fast 404.
+    settings.PUREBOOT_DHCP_LEASEFILE = str(lab.dir / "leases")
+    make_node("installed", macs=["52:54:00:5a:00:04"])
+    assert client.head("/boot/http/snponly.efi", REMOTE_ADDR=http["ip"]).status_code == 404
     pi = lab.dhcp("dc:a6:32:5a:00:05", *PXE_BIOS, *GUID, "-O", "43")
     assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"])
     assert pi.get("boot_file") == "bootcode.bin"

@@ -153,6 +153,25 @@ def test_boot_files_with_range_and_no_escape(client, settings, tmp_path):
     assert client.get("/boot/files/link").status_code == 404
 
 
+def test_boot_files_go_through_nginx_when_accel_redirect_is_set(client, settings, tmp_path):
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    (tmp_path / "ubuntu").mkdir()
+    (tmp_path / "ubuntu" / "vmlinuz").write_bytes(b"K" * 1000)
+    assert "X-Accel-Redirect" not in client.get("/boot/files/ubuntu/vmlinuz")
+    settings.PUREBOOT_ACCEL_REDIRECT = "/protected-images/"
+    for method in (client.get, client.head):
+        resp = method("/boot/files/ubuntu/vmlinuz", HTTP_RANGE="bytes=0-9")
+        assert resp.status_code == 200 and resp.content == b""  # nginx sends the bytes
+        assert resp["X-Accel-Redirect"] == "/protected-boot/ubuntu/vmlinuz"
+        assert resp["ETag"] and resp["Accept-Ranges"] == "bytes"
+    settings.PUREBOOT_ACCEL_BOOT_PREFIX = "/internal/boot"
+    resp = client.get("/boot/files/ubuntu/vmlinuz")
+    assert resp["X-Accel-Redirect"] == "/internal/boot/ubuntu/vmlinuz"
+    # Refusals stay Django's: nothing outside the boot root reaches nginx.
+    assert client.get("/boot/files/../etc/passwd").status_code == 404
+    assert "X-Accel-Redirect" not in client.get("/boot/files/nope")
+
+
 def test_preview_shows_each_firmware_path_without_changing_anything(api, site_a):
     from tests.factories import make_user
 

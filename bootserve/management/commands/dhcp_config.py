@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bootserve import dhcp
@@ -62,7 +63,10 @@ class Command(BaseCommand):
             "--ipv6-ra", action="store_true", default=None, help="send IPv6 router adverts"
         )
         parser.add_argument("--log-dhcp", action="store_true", help="log every DHCP exchange")
-        parser.add_argument("--leasefile", help="dnsmasq's lease file (full mode)")
+        parser.add_argument(
+            "--leasefile",
+            help="dnsmasq's lease file, read by /boot/http (default: PUREBOOT_DHCP_LEASEFILE)",
+        )
         parser.add_argument("--output", "-o", help="write here instead of standard output")
         parser.add_argument(
             "--no-check",
@@ -82,6 +86,7 @@ class Command(BaseCommand):
         except (dhcp.DhcpConfigError, dhcp.DnsmasqMissing) as exc:
             raise CommandError(str(exc)) from None
         self._check_mode(net, Path(hostsdir))
+        self._check_leasefile(net)
         if options["output"]:
             _write(Path(options["output"]), text)
             self.stderr.write(f"wrote {options['output']}")
@@ -144,6 +149,17 @@ class Command(BaseCommand):
                 f"PUREBOOT_DHCP_MODE is {setting}, so the host entries in {hostsdir} are "
                 f"written for {setting} mode; set PUREBOOT_DHCP_MODE={net.mode} (then run "
                 "dhcp_sync) or use --mode " + setting
+            )
+
+    def _check_leasefile(self, net: dhcp.BootNetwork) -> None:
+        """/boot/http recognises UEFI HTTP Boot clients by the lease file it is configured with."""
+        setting = settings.PUREBOOT_DHCP_LEASEFILE
+        if net.mode == "full" and net.leasefile != setting:
+            written = net.leasefile or "dnsmasq's default lease file"
+            self.stderr.write(
+                "note: UEFI HTTP Boot clients are recognised by their lease in "
+                f"PUREBOOT_DHCP_LEASEFILE ({setting or 'not set'}), not in {written}: "
+                "set it to the same path"
             )
 
 
