@@ -21,7 +21,8 @@ from .views import poll_url
 class NodePreviewView(APIView):
     """``GET /api/v1/nodes/{id}/preview``: what the node would be served now. Changes nothing.
 
-    ``boot``: the iPXE script per firmware path; ``files``: the installer
+    ``boot``: the iPXE script per firmware path (a Raspberry Pi's ``config.txt``
+    and ``cmdline.txt``); ``files``: the installer
     files of its pinned workflow, with what the distribution's checker says.
     """
 

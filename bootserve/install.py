@@ -11,9 +11,18 @@ from workflows.registry import TASK_TYPES
 
 @dataclass(frozen=True)
 class InstallBoot:
+    """Kernel and initrd as URLs (iPXE, PXELINUX, GRUB) and the kernel command line.
+
+    ``kernel_file``/``initrd_file`` are the same files as paths under the boot
+    root, for clients that fetch over TFTP only (a Raspberry Pi's firmware);
+    None when the workflow names an external URL.
+    """
+
     kernel: str
     initrd: str
     cmdline: str
+    kernel_file: str | None = None
+    initrd_file: str | None = None
 
 
 def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
@@ -22,10 +31,19 @@ def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
     return next((t for t in version.tasks if t["type"] == "pxe_boot"), None)
 
 
+def _is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
 def _file_url(base_url: str, path: str) -> str:
-    if path.startswith(("http://", "https://")):
+    if _is_url(path):
         return path
     return f"{base_url}/boot/files/{path.lstrip('/')}"
+
+
+def _boot_root_path(path: str) -> str | None:
+    """``path`` relative to the boot root, or None for an external URL."""
+    return None if _is_url(path) or not path.strip("/") else path.lstrip("/")
 
 
 def _installer_args(version: WorkflowVersion, hostname: str, config_url: str) -> list[str]:
@@ -74,4 +92,6 @@ def install_boot(
         kernel=_file_url(base_url, kernel),
         initrd=_file_url(base_url, initrd),
         cmdline=" ".join(a for a in args if a),
+        kernel_file=_boot_root_path(kernel),
+        initrd_file=_boot_root_path(initrd),
     )

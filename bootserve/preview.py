@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from nodes.choices import Firmware
 from nodes.models import Node
 from workflows.context import PREVIEW_TOKEN
 
-from . import grub, ipxe, pxelinux
+from . import grub, ipxe, pxelinux, raspberrypi
 from .engine import Client, Kind, decide
 from .install import install_boot
 from .services import facts, policy
@@ -14,7 +15,15 @@ FIRMWARE_PATHS = {"ipxe-bios": "bios", "ipxe-uefi": "uefi"}
 
 
 def boot_scripts(node: Node, base_url: str, poll_url: str) -> dict[str, str | None]:
-    """iPXE script per firmware path; None where the machine would get no answer."""
+    """The boot files per firmware path; None where the machine would get no answer.
+
+    A PC gets its iPXE script per firmware path with the PXELINUX (BIOS) and
+    GRUB (UEFI) configs; a Raspberry Pi, whose bootloader runs none of those,
+    gets its ``config.txt`` and ``cmdline.txt`` (None: "file not found", so it
+    boots its next boot mode).
+    """
+    if node.firmware == Firmware.PI:
+        return raspberrypi.preview(node, base_url, PREVIEW_TOKEN)
     out: dict[str, str | None] = {}
     settings = policy()
     for label, firmware in FIRMWARE_PATHS.items():

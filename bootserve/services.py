@@ -18,9 +18,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from nodes import services as node_services
-from nodes.choices import Arch, Firmware
-from nodes.models import Node
+from nodes.choices import Arch, Firmware, NodeState
+from nodes.models import Node, is_pi_with_serial
 from workflows import services as workflow_services
+from workflows.choices import RunStatus
 from workflows.models import WorkflowRun
 
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
@@ -102,7 +103,7 @@ def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
         return _install_answer(decision, node, token, base_url)
     if decision.step == Step.RETRY_INSTALL:
         Node.objects.filter(pk=node.pk).update(install_attempts=node.install_attempts + 1)
-        run = WorkflowRun.objects.filter(node=node, status="running").first()
+        run = WorkflowRun.objects.filter(node=node, status=RunStatus.RUNNING).first()
         if run is None:  # installing without a run (e.g. set by hand): nothing to serve
             return BootAnswer(decision, node)
         return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
@@ -114,6 +115,26 @@ def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
         except node_services.IllegalTransition:
             pass  # moved on meanwhile; the local-disk answer is right anyway
     return BootAnswer(decision, node)
+
+
+def running_install(node: Node, *, base_url: str) -> InstallBoot | None:
+    """The install boot of the install ``node`` has under way, or None. Changes nothing.
+
+    For clients that fetch one boot in several requests (a Raspberry Pi): the
+    boot request started or retried the install; the later requests of the
+    same boot are answered with it, token included.
+    """
+    if node.state != NodeState.INSTALLING or node.workflow_version is None:
+        return None
+    run = WorkflowRun.objects.filter(node=node, status=RunStatus.RUNNING).first()
+    if run is None:
+        return None
+    return install_boot(
+        node.workflow_version,
+        hostname=node.hostname or f"node-{node.pk}",
+        token=workflow_services.issue_token(run),
+        base_url=base_url,
+    )
 
 
 def _install_answer(decision: Decision, node: Node, token: str, base_url: str) -> BootAnswer:
@@ -141,12 +162,12 @@ def _register(client: Client) -> Node | None:
     if fields["firmware"] == Firmware.PI and fields["arch"] == Arch.X86_64:
         fields["arch"] = Arch.AARCH64
     interfaces = [{"mac": mac} for mac in client.macs]
-    if not interfaces:
-        return None  # nothing to recognise it by next time
+    if not interfaces and not is_pi_with_serial(fields["firmware"], fields["serial"]):
+        return None  # nothing to recognise it by next time (a Pi has its serial)
     try:
         with transaction.atomic():
             return node_services.create_node(node_services.SYSTEM, fields, interfaces)
     except (IntegrityError, ValidationError) as exc:
         # Two requests of one machine at once: the other registered it.
-        log.info("boot: not registering %s: %s", client.macs, exc)
+        log.info("boot: not registering %s: %s", client.macs or client.serial, exc)
         return find_node(client)

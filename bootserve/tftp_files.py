@@ -4,7 +4,9 @@ This is the daemon's one window on the database (through the decision
 engine and the boot service), so the boundary could later become an RPC call.
 PXELINUX and GRUB fetch their per-node config by MAC (or UUID); that fetch is
 a boot request like an iPXE one: it may register a machine or start its
-install, exactly as ``/boot/ipxe`` would.
+install, exactly as ``/boot/ipxe`` would. A Raspberry Pi fetches
+``<serial>/...``; the first of those files in a boot is its boot request (see
+``bootserve.raspberrypi``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,27 @@ from pathlib import Path
 
 from django.conf import settings
 
-from . import grub, pxelinux
+from . import grub, pxelinux, raspberrypi
 from .engine import Client, Kind
 from .services import handle_boot
 from .tftp import static_file
 
 
+def _base_url() -> str:
+    return (settings.PUREBOOT_PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
+
+
 def resolve(path: str, peer: tuple) -> bytes | Path | None:
     """Bytes of a rendered config, a Path of a static file, or None (not found)."""
+    root = Path(settings.PUREBOOT_BOOT_ROOT)
     for module, firmware in ((pxelinux, "bios"), (grub, "uefi")):
         parsed = module.parse_config_name(path)
         if parsed is not None:
             return _config(module, firmware, parsed)
-    return static_file(Path(settings.PUREBOOT_BOOT_ROOT), path)
+    pi = raspberrypi.parse_path(path)
+    if pi is not None:
+        return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root)
+    return static_file(root, path)
 
 
 def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | None:
@@ -37,8 +47,7 @@ def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | No
         uuid=value if kind == "uuid" else None,
         firmware=firmware,
     )
-    base_url = (settings.PUREBOOT_PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
-    answer = handle_boot(client, base_url=base_url)
+    answer = handle_boot(client, base_url=_base_url())
     if answer.decision.kind == Kind.IGNORE:
         return None
     node = answer.node

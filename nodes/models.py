@@ -81,6 +81,11 @@ class Tag(models.Model):
         return self.name
 
 
+def is_pi_with_serial(firmware: str | None, serial: str | None) -> bool:
+    """A Raspberry Pi that presents its serial: recognised without a MAC."""
+    return firmware == Firmware.PI and bool((serial or "").strip())
+
+
 class Node(ConcurrentTransitionMixin, models.Model):
     """One machine that PureBoot provisions.
 
@@ -162,6 +167,15 @@ class Node(ConcurrentTransitionMixin, models.Model):
 
     def __str__(self) -> str:
         return self.hostname or f"node-{self.pk}"
+
+    @property
+    def needs_interface(self) -> bool:
+        """Whether a MAC is what recognises this node when it boots.
+
+        Every node but a Raspberry Pi with its board serial: the Pi's
+        bootloader asks for its TFTP files under its serial, which is enough.
+        """
+        return not is_pi_with_serial(self.firmware, self.serial)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -26,12 +26,15 @@ from audit import services as audit
 from . import lifecycle as lc
 from .choices import EventKind, NodeState
 from .identifiers import normalize_mac
-from .models import NetworkInterface, Node, NodeEvent, Tag
+from .models import NetworkInterface, Node, NodeEvent, Tag, is_pi_with_serial
 from .permissions import can_access_node, can_access_site
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 1000
+NEEDS_INTERFACE = (
+    "A node needs at least one network interface (a Raspberry Pi may give its serial instead)."
+)
 EDITABLE_FIELDS = (
     "hostname",
     "site",
@@ -302,8 +305,8 @@ def create_node(
 ) -> Node:
     """Register a node with its interfaces; validates everything or saves nothing."""
     _check_fields(fields)
-    if not interfaces:
-        raise ValidationError({"interfaces": "A node needs at least one network interface."})
+    if not interfaces and not is_pi_with_serial(fields.get("firmware"), fields.get("serial")):
+        raise ValidationError({"interfaces": NEEDS_INTERFACE})
     if actor.is_person and not can_access_site(actor.user, fields.get("site")):
         raise TransitionForbidden("You may not register nodes at that site.")
     try:
@@ -311,7 +314,8 @@ def create_node(
             node = Node(**fields)
             node.full_clean(exclude=["state"])
             node.save()
-            _set_interfaces(node, interfaces)
+            if interfaces:
+                _set_interfaces(node, interfaces)
             if tags is not None:
                 node.tags.set(_tags(tags))
             after = snapshot(node)
@@ -361,11 +365,10 @@ def update_node(
             node.full_clean(exclude=["state"])
             node.save()
             if interfaces is not None:
-                if not interfaces:
-                    raise ValidationError(
-                        {"interfaces": "A node needs at least one network interface."}
-                    )
                 _set_interfaces(node, interfaces)
+            if node.needs_interface and not node.interfaces.exists():
+                # Also when an edit turns a Pi known by its serial into another machine.
+                raise ValidationError({"interfaces": NEEDS_INTERFACE})
             if tags is not None:
                 node.tags.set(_tags(tags))
             changes = diff(before, snapshot(node))
@@ -429,7 +432,7 @@ def _set_interfaces(node: Node, items: list[dict[str, Any]]) -> None:
     primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
     if len(primaries) > 1:
         raise ValidationError({"interfaces": "Only one interface can be primary."})
-    primary = primaries[0] if primaries else next(iter(wanted))
+    primary = primaries[0] if primaries else next(iter(wanted), None)
     taken = NetworkInterface.objects.filter(mac__in=wanted).exclude(node=node)
     conflicts = [f"MAC {i.mac} is already on node {i.node_id}." for i in taken]
     if conflicts:

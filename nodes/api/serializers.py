@@ -8,9 +8,9 @@ from workflows.models import Workflow
 
 from .. import lifecycle as lc
 from ..choices import NodeState
-from ..models import NetworkInterface, Node, NodeEvent, Site, Tag
+from ..models import NetworkInterface, Node, NodeEvent, Site, Tag, is_pi_with_serial
 from ..permissions import accessible_sites
-from ..services import MAX_REASON_LENGTH
+from ..services import MAX_REASON_LENGTH, NEEDS_INTERFACE
 from .fields import MacAddressField, SystemUUIDField
 
 
@@ -101,10 +101,12 @@ class NodeSerializer(serializers.ModelSerializer):
         }
 
     def validate(self, attrs):
-        if self.instance is None and not attrs.get("interfaces"):
-            raise serializers.ValidationError(
-                {"interfaces": "A node needs at least one network interface."}
-            )
+        if (
+            self.instance is None
+            and not attrs.get("interfaces")
+            and not is_pi_with_serial(attrs.get("firmware"), attrs.get("serial"))
+        ):
+            raise serializers.ValidationError({"interfaces": NEEDS_INTERFACE})
         return attrs
 
 

@@ -22,6 +22,8 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from bootserve.raspberrypi import FIRMWARE_DIR
+
 # Where Debian bookworm's packages install the files (module constants so that
 # tests can point them elsewhere).
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -33,7 +35,7 @@ GRUB_MKNETDIR = "grub-mknetdir"
 
 MANIFEST = "bootloaders.json"
 GRUB_SUBDIR = "grub"  # grubnetx64.efi's prefix is /grub
-PI_DIR = "rpi"
+PI_DIR = FIRMWARE_DIR  # where the TFTP daemon looks for Pi firmware
 PI_REQUIRED = ("start4.elf", "fixup4.dat")
 PI_ORIGIN = "Raspberry Pi firmware"
 
