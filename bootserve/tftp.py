@@ -11,12 +11,19 @@ malformed datagrams are dropped and counted; write requests get an "access
 violation" error; a repeated read request from the same client port never
 starts a second transfer; blksize is clamped to 8-65464 and a non-numeric
 option is ignored rather than crashing the transfer.
+
+Each finished transfer is counted and logged by the parent, from the report
+its child sends back (see ``bootserve.tftp_metrics``); the parent's own
+refusals are counted where they happen. Statistics add a counter increment
+per datagram to the parent's loop, and one ``recv``, a few increments and a
+log line per finished transfer.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import selectors
 import socket
 import struct
 import time
@@ -27,6 +34,8 @@ from pathlib import Path
 from django.db import close_old_connections, connections
 from fbtftp.base_handler import BaseHandler, ResponseData, StringResponseData
 from fbtftp.base_server import BaseServer
+
+from .tftp_metrics import ReportChannel, TftpMetrics, TransferReport
 
 log = logging.getLogger("pureboot.tftp")
 
@@ -57,11 +66,19 @@ class FileResponse(ResponseData):
 
 
 class PrecomputedHandler(BaseHandler):
-    """Serves what the parent resolved; never touches the database."""
+    """Serves what the parent resolved; never touches the database.
 
-    def __init__(self, server_addr, peer, path, options, stats_callback, response):
+    Constructed in the parent, run in the forked child, which first closes the
+    parent's listening sockets (so a restarted daemon can bind them while
+    transfers still run) and at the end sends its report to the parent.
+    """
+
+    def __init__(self, server_addr, peer, path, options, response, *, kind, reports, inherited=()):
         self._precomputed = response
-        super().__init__(server_addr, peer, path, options, stats_callback)
+        self._kind = kind
+        self._reports = reports
+        self._inherited = inherited
+        super().__init__(server_addr, peer, path, options, self._session_done)
 
     def get_response_data(self) -> ResponseData:
         if self._precomputed is None:
@@ -69,6 +86,15 @@ class PrecomputedHandler(BaseHandler):
         if isinstance(self._precomputed, Path):
             return FileResponse(self._precomputed)
         return StringResponseData(self._precomputed.decode("latin-1"))
+
+    def run(self) -> None:
+        for sock in self._inherited:
+            sock.close()
+        self._reports.close_receiver()
+        super().run()
+
+    def _session_done(self, stats) -> None:
+        self._reports.send(TransferReport.from_session(stats, self._kind))
 
 
 def clean_options(options: OrderedDict) -> OrderedDict:
@@ -116,12 +142,51 @@ def static_file(root: Path, relative: str) -> Path | None:
 class BootServer(BaseServer):
     """fbtftp server whose parent validates and decides, and whose children only send."""
 
-    def __init__(self, address: str, port: int, resolver: Resolver, *, retries=5, timeout=5):
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        resolver: Resolver,
+        *,
+        retries=5,
+        timeout=5,
+        metrics: TftpMetrics | None = None,
+    ):
         super().__init__(address, port, retries, timeout, server_stats_callback=None)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         self._resolver = resolver
         self._recent: dict[tuple, float] = {}
-        self.counters = {"requests": 0, "dropped": 0, "refused": 0, "duplicates": 0}
+        self.metrics = metrics or TftpMetrics()
+        self._reports = ReportChannel()
+        self._selector.register(self._reports, selectors.EVENT_READ)
+        self._metrics_http = None
+
+    def serve_metrics(self, address: str, port: int) -> tuple[str, int]:
+        """Serve ``/metrics`` over HTTP until ``run`` ends; the bound (address, port).
+
+        Raises OSError when the address cannot be bound.
+        """
+        self._metrics_http = self.metrics.serve(address, port)
+        return self._metrics_http.server_address[:2]
+
+    def run(self, run_once: bool = False) -> None:
+        try:
+            super().run(run_once)
+        finally:
+            self._reports.close()
+            if self._metrics_http is not None:
+                self._metrics_http.shutdown()
+                self._metrics_http.server_close()
+
+    def run_once(self) -> None:
+        for key, mask in self._selector.select():
+            if not mask & selectors.EVENT_READ:
+                continue
+            if key.fileobj is self._reports:
+                for report in self._reports.receive():
+                    self._transfer_done(report)
+            else:
+                self.on_new_data()
 
     def on_new_data(self) -> None:
         try:
@@ -133,7 +198,7 @@ class BootServer(BaseServer):
             return
         (opcode,) = struct.unpack("!H", data[:2])
         if opcode == OPCODE_WRQ:
-            self.counters["refused"] += 1
+            self.metrics.write_refused.inc()
             self._send_error(peer, ERR_ACCESS, "This server is read-only")
             return
         if opcode != OPCODE_RRQ:
@@ -152,16 +217,16 @@ class BootServer(BaseServer):
             return
         raw_path, mode = words[0], words[1].lower()
         if mode not in ("octet", "netascii"):
+            self.metrics.malformed.inc()
             self._send_error(peer, 0, f"Unknown mode {mode!r}")
             return
         key = (peer, raw_path)
         now = time.monotonic()
         self._recent = {k: t for k, t in self._recent.items() if now - t < DUPLICATE_WINDOW}
         if key in self._recent:
-            self.counters["duplicates"] += 1  # a retransmitted RRQ: the transfer runs already
+            self.metrics.duplicates.inc()  # a retransmitted RRQ: the transfer runs already
             return
         self._recent[key] = now
-        self.counters["requests"] += 1
         options = OrderedDict(
             [("mode", mode), ("default_timeout", self._timeout), ("retries", self._retries)]
         )
@@ -169,24 +234,35 @@ class BootServer(BaseServer):
             options[words[i].lower()] = words[i + 1]
         path = normalise_path(raw_path)
         if path is None:
-            self.counters["refused"] += 1
+            self.metrics.paths_refused.inc()
             log.warning("tftp: refused path %r from %s", raw_path[:80], peer[0])
             self._send_error(peer, ERR_ACCESS, "Path refused")
             return
         response = self._resolve(path, peer)
+        if response is None:
+            kind = "missing"
+        else:
+            kind = "static" if isinstance(response, Path) else "rendered"
+        inherited = [self._listener]
+        if self._metrics_http is not None:
+            inherited.append(self._metrics_http.socket)
         try:
             handler = PrecomputedHandler(
                 (self._address, self._port),
                 peer,
                 path,
                 clean_options(options),
-                self._session_done,
                 response,
+                kind=kind,
+                reports=self._reports,
+                inherited=inherited,
             )
             handler.daemon = True
             handler.start()
         except Exception:  # never let one request take the server down
             log.exception("tftp: could not start a transfer of %s for %s", path, peer[0])
+            return
+        self.metrics.started.labels(kind).inc()
 
     def _resolve(self, path: str, peer: tuple) -> bytes | Path | None:
         close_old_connections()
@@ -200,7 +276,7 @@ class BootServer(BaseServer):
             connections.close_all()
 
     def _drop(self, peer: tuple, why: str) -> None:
-        self.counters["dropped"] += 1
+        self.metrics.malformed.inc()
         log.info("tftp: dropped datagram from %s (%s)", peer[0], why)
 
     def _send_error(self, peer: tuple, code: int, message: str) -> None:
@@ -210,15 +286,23 @@ class BootServer(BaseServer):
         except OSError:
             pass
 
-    @staticmethod
-    def _session_done(stats) -> None:
+    def _transfer_done(self, report: TransferReport) -> None:
+        """Count and log one finished transfer: one line per transfer."""
+        self.metrics.record(report)
+        if report.failed:
+            outcome = f"failed error={report.error_code} message={report.error!r}"
+        else:
+            outcome = "ok"
         log.info(
-            "tftp: %s %s bytes=%s packets=%s retransmits=%s error=%s duration=%.3fs",
-            stats.peer[0] if stats.peer else "?",
-            stats.file_path,
-            stats.bytes_sent,
-            stats.packets_sent,
-            stats.retransmits,
-            stats.error or "-",
-            stats.duration(),
+            "tftp: transfer peer=%s:%s path=%s kind=%s bytes=%d seconds=%.3f retransmits=%d "
+            "blksize=%d outcome=%s",
+            report.peer,
+            report.port,
+            report.path,
+            report.kind,
+            report.bytes_sent,
+            report.seconds,
+            report.retransmits,
+            report.blksize,
+            outcome,
         )

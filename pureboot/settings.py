@@ -316,6 +316,13 @@ PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
 # The TFTP daemon (manage.py bootserve): where it listens.
 PUREBOOT_TFTP_ADDRESS = os.environ.get("PUREBOOT_TFTP_ADDRESS", "0.0.0.0").strip()
 PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)
+# Its Prometheus endpoint: off (0) unless a port is given; loopback by default.
+PUREBOOT_TFTP_METRICS_PORT = _env_int("PUREBOOT_TFTP_METRICS_PORT", 0, 0)
+if PUREBOOT_TFTP_METRICS_PORT > 65535:
+    raise ImproperlyConfigured("PUREBOOT_TFTP_METRICS_PORT must be 0 (off) or 1-65535")
+PUREBOOT_TFTP_METRICS_ADDRESS = (
+    os.environ.get("PUREBOOT_TFTP_METRICS_ADDRESS", "127.0.0.1").strip() or "127.0.0.1"
+)
 # Provisioning-only DHCP (dnsmasq, Rule E). Empty hosts dir: no sync.
 PUREBOOT_DHCP_HOSTSDIR = os.environ.get("PUREBOOT_DHCP_HOSTSDIR", "").strip()
 if PUREBOOT_DHCP_HOSTSDIR and not os.path.isabs(PUREBOOT_DHCP_HOSTSDIR):

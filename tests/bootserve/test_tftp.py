@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import struct
 import threading
+import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bootserve.tftp import BootServer, clean_options, normalise_path, static_file
+from bootserve.tftp_metrics import KINDS
 
 from . import tftpclient
 
 CONTENT = os.urandom(300_000)
+DEFAULT_CFG = b"DEFAULT local\nLABEL local\n  LOCALBOOT 0\n"
 
 
 @pytest.fixture
@@ -25,7 +32,7 @@ def server(tmp_path):
 
     def resolver(path, peer):
         if path == "pxelinux.cfg/default":
-            return b"DEFAULT local\nLABEL local\n  LOCALBOOT 0\n"
+            return DEFAULT_CFG
         return static_file(root, path)
 
     srv = BootServer("127.0.0.1", 0, resolver, retries=3, timeout=2)
@@ -36,6 +43,10 @@ def server(tmp_path):
     srv._should_stop = True
     tftpclient.send_raw("127.0.0.1", port, b"\x00", timeout=0.2)  # wake the loop
     thread.join(5)
+
+
+def sample(srv, name, **labels):
+    return srv.metrics.registry.get_sample_value(name, labels)
 
 
 def test_static_file_with_and_without_options(server):
@@ -91,23 +102,17 @@ def test_write_requests_are_refused(server):
 def test_malformed_datagrams_are_dropped_and_the_server_lives(server, datagram):
     srv, port = server
     assert tftpclient.send_raw("127.0.0.1", port, datagram, timeout=0.3) is None
-    assert srv.counters["dropped"] >= 1
+    assert sample(srv, "pureboot_tftp_malformed_datagrams_total") == 1
     data, _ = tftpclient.read("127.0.0.1", port, "ipxe/undionly.kpxe")
     assert data == CONTENT
 
 
 def test_a_repeated_request_does_not_start_a_second_transfer(server):
-    import socket
-
     srv, port = server
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2)
-        request = tftpclient._request(1, "ipxe/undionly.kpxe", {})
-        sock.sendto(request, ("127.0.0.1", port))
-        sock.sendto(request, ("127.0.0.1", port))
-        first, sender = sock.recvfrom(70000)
-        assert first[:4] == struct.pack("!HH", 3, 1)
-    assert srv.counters["duplicates"] == 1
+    data, _ = tftpclient.read("127.0.0.1", port, "ipxe/undionly.kpxe", repeat_request=1)
+    assert data == CONTENT
+    assert sample(srv, "pureboot_tftp_duplicate_requests_total") == 1
+    assert sample(srv, "pureboot_tftp_transfers_started_total", kind="static") == 1
 
 
 def test_option_and_path_cleaning():
@@ -150,3 +155,100 @@ def test_pxelinux_and_grub_configs_come_from_the_decision_engine(settings, tmp_p
     unknown = resolve("pxelinux.cfg/01-52-54-00-00-00-0c", ("10.99.0.53", 1)).decode()
     assert "LOCALBOOT 0" in unknown  # a discovered machine waits briefly, then its disk
     assert Node.objects.filter(interfaces__mac="52:54:00:00:00:0c", state="discovered").exists()
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(values, name, **labels) -> float:
+    return values[(name, frozenset(labels.items()))]
+
+
+def test_transfers_and_refusals_are_counted_on_the_metrics_endpoint_and_logged(server, caplog):
+    caplog.set_level(logging.INFO, logger="pureboot.tftp")
+    srv, port = server
+    host, metrics_port = srv.serve_metrics("127.0.0.1", 0)
+    url = f"http://{host}:{metrics_port}/metrics"
+    before = scrape(url)
+    assert all(
+        value(before, f"pureboot_tftp_transfers_{what}_total", kind=kind) == 0
+        for what in ("started", "completed", "failed")
+        for kind in KINDS
+    )
+
+    data, acked = tftpclient.read("127.0.0.1", port, "ipxe/undionly.kpxe", {"blksize": "1468"})
+    assert data == CONTENT and acked == {"blksize": "1468"}
+    assert tftpclient.read("127.0.0.1", port, "ipxe/undionly.kpxe", repeat_request=1)[0] == CONTENT
+    assert tftpclient.read("127.0.0.1", port, "pxelinux.cfg/default")[0] == DEFAULT_CFG
+    # The client ignores block 1 once; the server sends it again after its 2 s timeout.
+    data, _ = tftpclient.read("127.0.0.1", port, "pxelinux.cfg/default", lose=frozenset({1}))
+    assert data == DEFAULT_CFG
+    with pytest.raises(tftpclient.TftpError):
+        tftpclient.read("127.0.0.1", port, "missing.bin")
+    with pytest.raises(tftpclient.TftpError):
+        tftpclient.read("127.0.0.1", port, "../outside.txt")
+    assert tftpclient.send_raw("127.0.0.1", port, tftpclient._request(2, "x.bin", {}))
+    assert tftpclient.send_raw("127.0.0.1", port, b"\x00\x01abc", timeout=0.3) is None
+
+    # A child reports after the client's last ACK: wait for all five reports.
+    deadline = time.monotonic() + 15
+    while True:
+        values = scrape(url)
+        finished = sum(
+            value(values, f"pureboot_tftp_transfers_{what}_total", kind=kind)
+            for what in ("completed", "failed")
+            for kind in KINDS
+        )
+        if finished >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+    expected = {
+        "pureboot_tftp_transfers_started_total": {"static": 2, "rendered": 2, "missing": 1},
+        "pureboot_tftp_transfers_completed_total": {"static": 2, "rendered": 2, "missing": 0},
+        "pureboot_tftp_transfers_failed_total": {"static": 0, "rendered": 0, "missing": 1},
+        "pureboot_tftp_sent_bytes_total": {
+            "static": 2 * len(CONTENT),
+            "rendered": 3 * len(DEFAULT_CFG),  # the retransmitted block is sent twice
+            "missing": 0,
+        },
+        "pureboot_tftp_retransmits_total": {"static": 0, "rendered": 1, "missing": 0},
+        "pureboot_tftp_transfer_duration_seconds_count": {"static": 2, "rendered": 2, "missing": 1},
+    }
+    actual = {name: {kind: value(values, name, kind=kind) for kind in KINDS} for name in expected}
+    assert actual == expected
+    assert value(values, "pureboot_tftp_transfer_duration_seconds_sum", kind="rendered") >= 2
+    for name, count in {
+        "pureboot_tftp_malformed_datagrams_total": 1,
+        "pureboot_tftp_write_requests_refused_total": 1,
+        "pureboot_tftp_duplicate_requests_total": 1,
+        "pureboot_tftp_paths_refused_total": 1,
+    }.items():
+        assert value(values, name) == count, name
+
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tftp: transfer ")]
+    assert len(lines) == 5
+    peer = r"peer=127\.0\.0\.1:\d+"
+    seconds = r"seconds=\d+\.\d{3}"
+    patterns = [
+        rf"{peer} path=ipxe/undionly\.kpxe kind=static bytes=300000 {seconds} retransmits=0 "
+        r"blksize=1468 outcome=ok$",
+        rf"{peer} path=ipxe/undionly\.kpxe kind=static bytes=300000 {seconds} retransmits=0 "
+        r"blksize=512 outcome=ok$",
+        rf"{peer} path=pxelinux\.cfg/default kind=rendered bytes={len(DEFAULT_CFG)} {seconds} "
+        r"retransmits=0 blksize=512 outcome=ok$",
+        rf"{peer} path=pxelinux\.cfg/default kind=rendered bytes={2 * len(DEFAULT_CFG)} "
+        rf"{seconds} retransmits=1 blksize=512 outcome=ok$",
+        rf"{peer} path=missing\.bin kind=missing bytes=0 {seconds} retransmits=0 blksize=512 "
+        r"outcome=failed error=1 message='missing\.bin: not found'$",
+    ]
+    for pattern in patterns:
+        assert any(re.search(pattern, line) for line in lines), (pattern, lines)

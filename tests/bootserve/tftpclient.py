@@ -20,15 +20,29 @@ def _request(opcode: int, path: str, options: dict[str, str]) -> bytes:
 
 
 def read(
-    host: str, port: int, path: str, options: dict[str, str] | None = None, timeout: float = 5.0
+    host: str,
+    port: int,
+    path: str,
+    options: dict[str, str] | None = None,
+    timeout: float = 5.0,
+    *,
+    repeat_request: int = 0,
+    lose: frozenset[int] = frozenset(),
 ) -> tuple[bytes, dict[str, str]]:
-    """Fetch ``path``; returns (content, acknowledged options)."""
+    """Fetch ``path``; returns (content, acknowledged options).
+
+    ``repeat_request``: send the read request that many extra times, as a client
+    whose first request seemed lost would. ``lose``: block numbers whose first
+    copy is ignored (not acknowledged), so the server has to send them again.
+    """
     options = options or {}
     blksize = 512
     acked: dict[str, str] = {}
+    to_lose = set(lose)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.sendto(_request(1, path, options), (host, port))
+        for _ in range(1 + repeat_request):
+            sock.sendto(_request(1, path, options), (host, port))
         data = b""
         expected = 1
         while True:
@@ -46,6 +60,9 @@ def read(
             if opcode != 3:
                 raise AssertionError(f"unexpected opcode {opcode}")
             (block,) = struct.unpack("!H", packet[2:4])
+            if block in to_lose:
+                to_lose.discard(block)
+                continue
             if block == expected:
                 data += packet[4:]
                 expected = (expected + 1) % 65536

@@ -15,7 +15,8 @@ from bootserve.tftp_files import resolve
 class Command(BaseCommand):
     help = (
         "Serve boot files over TFTP (read-only) from PUREBOOT_BOOT_ROOT, with per-node "
-        "configs rendered by the decision engine. Port 69 needs root; make run uses 6969."
+        "configs rendered by the decision engine. Port 69 needs root; make run uses 6969. "
+        "With --metrics-port, Prometheus metrics are served at http://ADDRESS:PORT/metrics."
     )
 
     def add_arguments(self, parser):
@@ -23,12 +24,27 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PUREBOOT_TFTP_PORT)
         parser.add_argument("--retries", type=int, default=5)
         parser.add_argument("--timeout", type=int, default=5)
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.PUREBOOT_TFTP_METRICS_PORT,
+            help="serve Prometheus metrics on this TCP port (0: off, the default)",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default=settings.PUREBOOT_TFTP_METRICS_ADDRESS,
+            help="address of the metrics endpoint (default 127.0.0.1)",
+        )
 
-    def handle(self, *args, address, port, retries, timeout, **options):
+    def handle(
+        self, *args, address, port, retries, timeout, metrics_port, metrics_address, **options
+    ):
         if not 1 <= port <= 65535:
             raise CommandError(f"--port {port}: use 1-65535")
         if port < 1024 and os.geteuid() != 0:
             raise CommandError(f"port {port} needs root; use --port 6969 (or run as root)")
+        if not 0 <= metrics_port <= 65535:
+            raise CommandError(f"--metrics-port {metrics_port}: use 1-65535, or 0 for off")
         logging.getLogger("pureboot.tftp").setLevel(logging.INFO)
         try:
             server = BootServer(address, port, resolve, retries=retries, timeout=timeout)
@@ -37,6 +53,15 @@ class Command(BaseCommand):
         self.stdout.write(
             f"TFTP on {address}:{port}, boot root {settings.PUREBOOT_BOOT_ROOT}", ending="\n"
         )
+        if metrics_port:
+            try:
+                host, bound = server.serve_metrics(metrics_address, metrics_port)
+            except (OSError, ValueError) as exc:
+                raise CommandError(
+                    f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc}"
+                ) from None
+            shown = f"[{host}]" if ":" in host else host
+            self.stdout.write(f"metrics on http://{shown}:{bound}/metrics", ending="\n")
         self.stdout.flush()
         try:
             server.run()
