@@ -340,6 +340,7 @@ PUREBOOT_DHCP_PROXY_SUBNET = os.environ.get("PUREBOOT_DHCP_PROXY_SUBNET", "").st
 PUREBOOT_DHCP_TFTP_SERVER = os.environ.get("PUREBOOT_DHCP_TFTP_SERVER", "").strip()
 PUREBOOT_DHCP_HTTP_BASE = os.environ.get("PUREBOOT_DHCP_HTTP_BASE", "").strip()
 PUREBOOT_DHCP_IPV6_RA = _env_bool("PUREBOOT_DHCP_IPV6_RA", False)
+PUREBOOT_DHCP_BIOS_LOADER = os.environ.get("PUREBOOT_DHCP_BIOS_LOADER", "ipxe").strip()
 # dnsmasq's lease file: written into its config by dhcp_config, read by
 # /boot/http to recognise UEFI HTTP Boot clients by their address.
 PUREBOOT_DHCP_LEASEFILE = os.environ.get("PUREBOOT_DHCP_LEASEFILE", "").strip()

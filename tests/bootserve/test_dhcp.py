@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from bootserve import dhcp, leases
+from bootserve import dhcp, dhcp_hosts, leases
 from bootserve.engine import Client, Kind, NodeFacts, Policy, decide
 from bootserve.tasks import sync_dhcp_host
 from nodes.choices import NodeState
@@ -181,7 +181,7 @@ def test_missing_dnsmasq_is_named_with_its_package(monkeypatch):
         ({"http_base": "http://10.99.0.1:8000/a,b"}, "no spaces, commas"),
         ({"http_base": "http://10.99.0.1/?x=1"}, "HTTP base"),
         ({"http_base": "http://" + "a" * 60 + ".example:8000"}, "boot file field holds 127"),
-        ({"bios_file": "../undionly.kpxe"}, "bios_file '../undionly.kpxe'"),
+        ({"bios_loader": "grub"}, "BIOS loader 'grub': use ipxe or pxelinux"),
         ({"pi_ouis": ("DC:A6:32",)}, "Raspberry Pi OUI 'DC:A6:32'"),
         ({"leasefile": "leases"}, "leasefile 'leases'"),
     ],
@@ -288,7 +288,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(hostsdir, monkeypat
         renamed.append(Path(src).name)
         raise OSError("disk full")
 
-    monkeypatch.setattr(dhcp.os, "replace", broken_replace)
+    monkeypatch.setattr(dhcp_hosts.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         dhcp.sync_host(node.pk)
     assert renamed and renamed[0].startswith(".")  # dnsmasq never reads a temporary
@@ -846,3 +846,13 @@ def test_a_transition_rewrites_the_nodes_dhcp_entry(
         assert "ignore" in (hostsdir / str(node.pk)).read_text()
     finally:
         app.conf.update(task_always_eager=old)
+
+
+def test_pxelinux_as_the_bios_loader_also_takes_bios_ipxe_roms():
+    text = dhcp.render_config(network(bios_loader="pxelinux"), "/var/lib/pureboot/dhcp-hosts")
+    dhcp.check_config(text)
+    assert "dhcp-boot=tag:bios,tag:!rpi,lpxelinux.0,,10.99.0.1" in lines(text)
+    # iPXE clients that are not BIOS ones still get the iPXE URL.
+    assert any(line.startswith("dhcp-boot=tag:ipxe,tag:!bios,http://") for line in lines(text))
+    default = dhcp.render_config(network(), "/var/lib/pureboot/dhcp-hosts")
+    assert "dhcp-boot=tag:!ipxe,tag:bios,tag:!rpi,undionly.kpxe,,10.99.0.1" in lines(default)

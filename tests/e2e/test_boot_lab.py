@@ -13,14 +13,16 @@ lab fails naming the package, it never skips.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from .bootlab import workflows
-from .bootlab.lab import BASE, Lab
+from .bootlab.lab import ADDRESS, BASE, Lab
 
 pytestmark = pytest.mark.bootlab
 
@@ -46,7 +48,7 @@ def lab():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def install_to_active(lab: Lab, vm, firmware: str) -> dict:
+def install_to_active(lab: Lab, vm, firmware: str, local_timeout: float = 180) -> dict:
     """Discovery, assignment without a reboot, install, local boot, first boot."""
     vm.power_on()
     vm.wait_for("waiting for an assignment" if firmware == "bios" else "PureBoot", 90)
@@ -66,7 +68,7 @@ def install_to_active(lab: Lab, vm, firmware: str) -> dict:
     assert node["install_attempts"] == 1
 
     # Next power-on: told to boot the local disk, which reports the first boot.
-    console = vm.boot(180)
+    console = vm.boot(local_timeout)
     assert "PBLAB: installer started" not in console
     assert "PBLAB: booted from the local disk" in console
     assert "PBLAB: reported active" in console
@@ -81,9 +83,9 @@ def active_bios(lab):
     return vm, node
 
 
-def boots_disk_without_pureboot(lab: Lab, vm) -> str:
+def boots_disk_without_pureboot(lab: Lab, vm, timeout: float = 120) -> str:
     """Power on; PureBoot's DHCP must not answer; the machine boots its disk."""
-    console = vm.boot(120)
+    console = vm.boot(timeout)
     assert "PBLAB: booted from the local disk" in console
     assert "PBLAB: installer started" not in console
     assert "net0: 10.99.0." not in console  # iPXE got no IPv4 address from PureBoot
@@ -178,3 +180,152 @@ def test_7_an_install_that_keeps_failing_ends_failed_and_boots_the_disk(lab):
     assert "PBLAB: booted from the local disk" in console
     assert "PBLAB: installer started" not in console
     assert lab.node(vm.mac)["install_attempts"] == 2
+
+
+def test_2_uefi_pxe_discover_install_local_boot(lab):
+    """OVMF's own PXE fetches snponly.efi over TFTP; iPXE then takes the HTTP path."""
+    vm = lab.vm("uefi1", "52:54:00:e0:00:02", "uefi")
+    # Installed: PureBoot's DHCP no longer answers it, so OVMF tries its
+    # network entries in turn (PXEv4, HTTPv4, HTTPv6: each waits for a DHCP
+    # answer that never comes) and then boots the disk. Slow, but what real
+    # UEFI firmware does with the network first in its boot order.
+    started = time.monotonic()
+    install_to_active(lab, vm, "uefi", local_timeout=400)
+    print(f"UEFI install + local boot: {time.monotonic() - started:.0f} s")
+    assert "snponly.efi" in lab.log("tftp")
+    assert "PXE-E18: Server response timeout" in vm.output()  # no DHCP answer (Rule E)
+    assert f"{vm.mac} ignored" in lab.dhcp_log()
+    assert lab.node(vm.mac)["install_attempts"] == 1
+
+
+def pending_node(lab: Lab, mac: str, firmware: str, hostname: str, workflow: str) -> dict:
+    node = lab.api(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "hostname": hostname,
+            "arch": "x86_64",
+            "firmware": firmware,
+            "interfaces": [{"mac": mac, "primary": True}],
+        },
+    )
+    return lab.change_state(node["id"], "pending", workflow=workflow)
+
+
+def test_3_uefi_http_boot_without_tftp(lab):
+    """OVMF's HTTP Boot (PXE switched off): DHCP hands out an HTTP URL, no TFTP at all."""
+    vm = lab.vm("uefi-http", "52:54:00:e0:00:03", "uefi", pxe=False)
+    node = pending_node(lab, vm.mac, "uefi", "httpboot", "lab-install")
+    tftp_before = lab.log("tftp")
+    console = vm.boot(240)
+    assert "Start HTTP Boot over IPv4" in console
+    assert "PXE over IPv4" not in console
+    assert "PBLAB: reported installed" in console
+    assert lab.wait_node(vm.mac, state="installed", timeout=10)["id"] == node["id"]
+    web = lab.log("web")
+    assert '"HEAD /boot/http/snponly.efi HTTP/1.1" 200' in web  # OVMF asks the size first
+    assert '"GET /boot/http/snponly.efi HTTP/1.1" 200' in web
+    assert lab.log("tftp") == tftp_before  # not one TFTP transfer
+    assert "HTTPClient" in lab.dhcp_log()
+    # Now installed: an HTTP Boot request for it gets a fast 404 (the firmware
+    # moves on to its disk), from its DHCP lease or by MAC.
+    status = lab.curl(
+        "-I",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{time_total}",
+        f"{BASE}/boot/http/snponly.efi?mac={vm.mac}",
+    )
+    code, seconds = status.split()
+    assert code == "404" and float(seconds) < 1.0, status
+
+
+def test_4_bios_through_pxelinux(lab):
+    """PXELINUX as the BIOS loader: its per-MAC config comes from the TFTP daemon."""
+    lab.restart_dhcp(bios_loader="pxelinux")
+    try:
+        vm = lab.vm("bios-pxelinux", "52:54:00:b0:00:04", "bios")
+        pending_node(lab, vm.mac, "bios", "pxe", "lab-install")
+        console = vm.boot(240)
+        assert "PXELINUX" in console
+        assert "PureBoot: installing pxe" in console
+        assert "PBLAB: reported installed" in console
+        tftp = lab.log("tftp")
+        assert "lpxelinux.0" in tftp
+        assert "pxelinux.cfg/01-52-54-00-b0-00-04" in tftp
+        lab.wait_node(vm.mac, state="installed", timeout=10)
+        console = vm.boot(120)
+        assert "PBLAB: booted from the local disk" in console
+        assert "PBLAB: reported active" in console
+        lab.wait_node(vm.mac, state="active", timeout=10)
+    finally:
+        lab.restart_dhcp()
+
+
+PI_SERIAL = "a1b2c3d4"
+PI_MAC = "dc:a6:32:5a:00:08"
+PI4_DHCP = [  # what a Raspberry Pi 4 bootloader sends
+    "-V",
+    "PXEClient:Arch:00000:UNDI:002001",
+    "-x",
+    "0x5d:0000",
+    "-x",
+    "0x61:00" + "a1b2c3d4" * 4,
+    "-O",
+    "43",
+]
+
+
+def test_8_raspberry_pi_network_boot_at_the_protocol_level(lab):
+    firmware = lab.dir / "pi-firmware"
+    (firmware / "overlays").mkdir(parents=True, exist_ok=True)
+    files = {
+        "start4.elf": os.urandom(30_000),
+        "fixup4.dat": os.urandom(5_000),
+        "bootcode.bin": os.urandom(2_000),
+        "bcm2711-rpi-4-b.dtb": os.urandom(4_000),
+        "overlays/disable-bt.dtbo": os.urandom(1_000),
+    }
+    for name, data in files.items():
+        (firmware / name).write_bytes(data)
+    lab.manage("import_bootloaders", "--pi-firmware", str(firmware))
+    node = lab.api(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "hostname": "pi4",
+            "arch": "aarch64",
+            "firmware": "pi",
+            "serial": PI_SERIAL,
+            "interfaces": [{"mac": PI_MAC, "primary": True}],
+        },
+    )
+    lab.change_state(node["id"], "pending", workflow="lab-pi")
+
+    offer = lab.dhcp(PI_MAC, *PI4_DHCP)
+    assert offer is not None, lab.dhcp_log()[-3000:]
+    assert b"Raspberry Pi Boot" in bytes.fromhex(offer["opt43"])
+    assert offer["siaddr"] == ADDRESS  # the PureBoot TFTP daemon
+
+    # The Pi 4 network-boot sequence, under its serial.
+    assert lab.tftp_get(f"{PI_SERIAL}/start4.elf") == files["start4.elf"]
+    config = lab.tftp_get(f"{PI_SERIAL}/config.txt").decode()
+    assert "kernel=kernel8.img" in config and "initramfs initramfs8 followkernel" in config
+    assert lab.tftp_get(f"{PI_SERIAL}/fixup4.dat") == files["fixup4.dat"]
+    cmdline = lab.tftp_get(f"{PI_SERIAL}/cmdline.txt").decode()
+    assert "ds=nocloud-net;s=http://10.99.0.1:8080/api/v1/install/" in cmdline
+    assert lab.tftp_get(f"{PI_SERIAL}/bcm2711-rpi-4-b.dtb") == files["bcm2711-rpi-4-b.dtb"]
+    assert (
+        lab.tftp_get(f"{PI_SERIAL}/overlays/disable-bt.dtbo") == files["overlays/disable-bt.dtbo"]
+    )
+    kernel = lab.tftp_get(f"{PI_SERIAL}/kernel8.img")
+    assert kernel == (lab.boot_root / "lab" / "vmlinuz").read_bytes()
+    assert (
+        lab.tftp_get(f"{PI_SERIAL}/initramfs8")
+        == (lab.boot_root / "lab" / "initrd.gz").read_bytes()
+    )
+    pi = lab.wait_node(PI_MAC, state="installing", timeout=5)
+    assert pi["install_attempts"] == 1  # one boot, one attempt
+    # Files that would rewrite the Pi's bootloader are never served.
+    assert lab.tftp(f"{PI_SERIAL}/recovery.elf") == 68

@@ -34,6 +34,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--interface", help="the boot network's interface, e.g. br0")
         parser.add_argument("--mode", choices=dhcp.MODES)
+        parser.add_argument(
+            "--bios-loader",
+            choices=tuple(dhcp.BIOS_LOADERS),
+            help="BIOS first stage: ipxe (undionly.kpxe, default) or pxelinux (lpxelinux.0)",
+        )
         parser.add_argument("--range", dest="dhcp_range", metavar="START,END")
         parser.add_argument("--netmask")
         parser.add_argument("--router", metavar="IP")
@@ -122,6 +127,7 @@ class Command(BaseCommand):
             "discovery",
             "ipv6_ra",
             "leasefile",
+            "bios_loader",
         ):
             if options[name] is not None:
                 overrides[name] = options[name]

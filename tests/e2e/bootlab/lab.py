@@ -69,6 +69,7 @@ class Lab:
                 "PUREBOOT_ALLOWED_HOSTS": f"{ADDRESS},127.0.0.1,localhost",
                 "PUREBOOT_DHCP_HOSTSDIR": str(self.hosts),
                 "PUREBOOT_DHCP_MODE": "full",
+                "PUREBOOT_DHCP_LEASEFILE": str(self.leases),
                 "PUREBOOT_BOOT_POLL_SECONDS": "2",
                 "PUREBOOT_BOOT_WAIT_SECONDS": "20",
                 "PUREBOOT_MAX_INSTALL_ATTEMPTS": "2",
@@ -140,6 +141,11 @@ class Lab:
         self.ip("addr", "add", f"{ADDRESS}/24", "dev", BRIDGE)
         self.ip("addr", "add", "fd00:99::1/64", "dev", BRIDGE)
         self.ip("link", "set", BRIDGE, "up")
+        # A plain interface on the bridge for protocol-level clients (udhcpc, curl).
+        self.ip("link", "add", "pbv0", "type", "veth", "peer", "name", "pbc0")
+        self.ip("link", "set", "pbv0", "master", BRIDGE)
+        self.ip("link", "set", "pbv0", "up")
+        self.ip("link", "set", "pbc0", "up")
         self.sercon = self.dir / "sercon-port"
         self.sercon.write_bytes((0x3F8).to_bytes(2, "little"))
         self.manage("migrate", "--noinput", "-v", "0")
@@ -186,6 +192,11 @@ class Lab:
     def stop_controller(self) -> None:
         self.stop("web")
         self.stop("tftp")
+
+    def restart_dhcp(self, **options: str) -> None:
+        self.stop("dnsmasq")
+        (self.logs / "dnsmasq.log").rename(self.logs / f"dnsmasq-{time.time_ns()}.log")
+        self.start_dhcp(**options)
 
     def start_dhcp(self, **options: str) -> None:
         conf = self.dir / "dnsmasq.conf"
@@ -292,6 +303,51 @@ class Lab:
             timeout=30,
         )
         return done.returncode
+
+    def tftp_get(self, path: str) -> bytes:
+        out = self.dir / "tftp-download"
+        done = subprocess.run(
+            self.in_ns(tool("curl"), "-s", "-m", "30", "-o", str(out), f"tftp://{ADDRESS}/{path}"),
+            capture_output=True,
+            timeout=40,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"boot lab: TFTP {path}: curl exit {done.returncode}")
+        return out.read_bytes()
+
+    def dhcp(self, mac: str, *options: str) -> dict[str, str] | None:
+        """One DHCP exchange from the lab's client interface with ``mac``: the lease, or None."""
+        self.ip("link", "set", "pbc0", "down")
+        self.ip("link", "set", "pbc0", "address", mac)
+        self.ip("link", "set", "pbc0", "up")
+        script = self.dir / "udhcpc-env.sh"
+        lease = self.dir / "udhcpc-lease"
+        script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && env > {lease}\nexit 0\n')
+        script.chmod(0o755)
+        lease.unlink(missing_ok=True)
+        subprocess.run(
+            self.in_ns(
+                tool("busybox"),
+                "udhcpc",
+                "-n",
+                "-q",
+                "-f",
+                "-i",
+                "pbc0",
+                "-t",
+                "4",
+                "-T",
+                "2",
+                "-s",
+                str(script),
+                *options,
+            ),
+            capture_output=True,
+            timeout=40,
+        )
+        if not lease.exists():
+            return None
+        return dict(line.split("=", 1) for line in lease.read_text().splitlines() if "=" in line)
 
     def dhcp_log(self) -> str:
         return self.log("dnsmasq")

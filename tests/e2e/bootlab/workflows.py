@@ -24,9 +24,24 @@ CRASH = INSTALL.replace("name: lab-install", "name: lab-crash").replace(
     "pb.mode=install", "pb.mode=install pb.crash=1"
 )
 
+PI = """\
+name: lab-pi
+description: "Boot lab - a Raspberry Pi 4 install, served over TFTP under its serial"
+arch: [aarch64]
+firmware: [pi]
+tasks:
+  - type: pxe_boot
+    kernel: lab/vmlinuz
+    initrd: lab/initrd.gz
+    cmdline: console=serial0,115200 pb.mode=install
+  - type: cloud_init
+    username: lab
+"""
+
 
 def write(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "lab-install.yaml").write_text(INSTALL)
     (folder / "lab-crash.yaml").write_text(CRASH)
+    (folder / "lab-pi.yaml").write_text(PI)
     return folder
