@@ -157,6 +157,21 @@ def test_pxelinux_and_grub_configs_come_from_the_decision_engine(settings, tmp_p
     assert Node.objects.filter(interfaces__mac="52:54:00:00:00:0c", state="discovered").exists()
 
 
+@pytest.mark.django_db
+def test_an_unknown_uuid_name_is_not_found_so_pxelinux_goes_on_to_its_mac(settings, tmp_path):
+    from bootserve.tftp_files import resolve
+    from nodes.models import Node
+    from tests.factories import make_node
+
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    uuid = "4c4c4544-0042-3510-8052-b7c04f4e3732"
+    for name in (f"pxelinux.cfg/{uuid}", f"grub/grub.cfg-{uuid}"):
+        assert resolve(name, ("10.99.0.60", 1)) is None
+    assert not Node.objects.exists()
+    make_node("installed", macs=["52:54:00:00:00:0d"], system_uuid=uuid)
+    assert b"LOCALBOOT 0" in resolve(f"pxelinux.cfg/{uuid}", ("10.99.0.60", 1))
+
+
 def scrape(url: str) -> dict[tuple[str, frozenset], float]:
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200

@@ -370,17 +370,27 @@ class Lab:
         *,
         disk: str = "blank",
         system_uuid: str | None = None,
+        pxe: bool = True,
     ) -> VM:
-        return VM(self, name, mac, firmware, disk=disk, system_uuid=system_uuid)
+        return VM(self, name, mac, firmware, disk=disk, system_uuid=system_uuid, pxe=pxe)
 
 
 class VM:
     """One QEMU machine on the lab bridge; its disk and UEFI variables survive power cycles."""
 
     def __init__(
-        self, lab: Lab, name: str, mac: str, firmware: str, *, disk: str, system_uuid: str | None
+        self,
+        lab: Lab,
+        name: str,
+        mac: str,
+        firmware: str,
+        *,
+        disk: str,
+        system_uuid: str | None,
+        pxe: bool = True,
     ) -> None:
         self.lab, self.name, self.mac, self.firmware = lab, name, mac, firmware
+        self.pxe = pxe  # UEFI: False switches OVMF's PXE off, leaving HTTP Boot
         self.uuid = system_uuid or str(uuid.uuid4())
         self.dir = lab.dir / "vms" / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -428,6 +438,8 @@ class VM:
                 f"if=pflash,format=raw,file={self.dir / 'vars.fd'}",
                 "-fw_cfg",
                 "name=opt/org.tianocore/IPv6PXESupport,string=n",
+                "-fw_cfg",
+                f"name=opt/org.tianocore/IPv4PXESupport,string={'y' if self.pxe else 'n'}",
                 # OVMF's own virtio-net driver and PXE, as on a real UEFI machine.
                 "-device",
                 f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex=1,romfile=",
