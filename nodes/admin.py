@@ -224,10 +224,18 @@ class NodeAdmin(admin.ModelAdmin):
                 reason=request.POST.get("reason", "")[: services.MAX_REASON_LENGTH],
                 **params,
             )
+        except services.ApprovalRequired as exc:
+            messages.warning(
+                request,
+                f"{node}: {name} needs a second person. Approval request #{exc.request.pk} "
+                f"waits for approval until {exc.request.expires_at:%Y-%m-%d %H:%M %Z}.",
+            )
         except services.IllegalTransition as exc:
             messages.error(request, str(exc))
         except (services.TransitionForbidden, PermissionDenied) as exc:
             messages.error(request, str(exc) or "Permission denied.")
+        except services.TransitionError as exc:
+            messages.error(request, str(exc))
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:

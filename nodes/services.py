@@ -10,6 +10,7 @@ actor's permission again inside it, changes the node, and writes a NodeEvent
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -155,15 +156,52 @@ def perform(
     return _execute(node_id, action, actor, reason=reason, params=params)
 
 
+class ApprovalRequired(TransitionError):
+    """A destructive action became an approval request; nothing happened to the node yet."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__(f"Approval request #{request.pk} created; a second person must approve.")
+        self.request = request
+
+
+# The approvals app installs its request function here when it starts
+# (approvals.apps). Without it, destructive actions are refused: nothing
+# reaches them without a second person.
+_approval_gate: Callable[..., Any] | None = None
+_needs_approval: Callable[[lc.Action, str], bool] | None = None
+
+
+def install_approval_gate(
+    gate: Callable[..., Any], needs_approval: Callable[[lc.Action, str], bool]
+) -> None:
+    global _approval_gate, _needs_approval
+    _approval_gate, _needs_approval = gate, needs_approval
+
+
 def destructive_transition(
     node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
 ) -> Node:
     """The single gate for reprovision, deprovision, migrate and retire.
 
-    Destroying data needs a second person's approval; the approvals work
-    routes this function through an approval request. Until that lands it
-    executes at once, with the same permission and state checks.
+    Destroying data needs a second person's approval: when the node's state
+    makes the action destructive, an approval request is recorded and
+    ApprovalRequired raised (the API answers 202 with the request). Retiring a
+    machine that holds no installed system goes through at once.
     """
+    if _approval_gate is None or _needs_approval is None:
+        raise TransitionForbidden("Destructive actions need the approvals app; it is not loaded.")
+    state = Node.objects.filter(pk=node_id).values_list("state", flat=True).first()
+    if state is None:
+        raise Node.DoesNotExist(f"No node {node_id}.")
+    if not _needs_approval(action, state):
+        return _execute(node_id, action, actor, reason=reason, params=params)
+    raise ApprovalRequired(_approval_gate(node_id, action, actor, reason=reason, params=params))
+
+
+def execute_approved(
+    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
+) -> Node:
+    """Run an approved destructive action (called by approvals only, under its lock)."""
     return _execute(node_id, action, actor, reason=reason, params=params)
 
 

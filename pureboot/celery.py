@@ -26,3 +26,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("workflows.close_stale_runs"),
         name="close stale install runs",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
+        sender.signature("approvals.expire_requests"),
+        name="expire approval requests",
+    )

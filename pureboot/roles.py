@@ -21,6 +21,7 @@ VIEW_REGISTRY = (
     "workflows.view_imagetemplate",
     "workflows.view_imagetemplateversion",
     "workflows.view_bootimage",
+    "approvals.view_approvalrequest",
 )
 OPERATE = (
     "nodes.add_node",

@@ -5,6 +5,7 @@ Every variable read here is documented in README.md ("Configuration").
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import timedelta
@@ -357,3 +358,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("PUREBOOT_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- four-eye approvals -----------------------------------------------------
+# How long a request waits for its approvals (hours), per action name where
+# PUREBOOT_APPROVAL_WINDOWS says so (JSON, e.g. {"retire": 24}), and how many
+# people besides the requester must approve.
+PUREBOOT_APPROVAL_HOURS = _env_int("PUREBOOT_APPROVAL_HOURS", 4, 1)
+PUREBOOT_APPROVALS_REQUIRED = _env_int("PUREBOOT_APPROVALS_REQUIRED", 1, 1)
+try:
+    PUREBOOT_APPROVAL_WINDOWS = {
+        str(k): int(v)
+        for k, v in json.loads(os.environ.get("PUREBOOT_APPROVAL_WINDOWS", "") or "{}").items()
+        if int(v) >= 1
+    }
+except (ValueError, AttributeError, TypeError) as exc:
+    raise ImproperlyConfigured(
+        'PUREBOOT_APPROVAL_WINDOWS: a JSON object of action -> hours, e.g. {"retire": 24}'
+    ) from exc

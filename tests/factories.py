@@ -78,3 +78,22 @@ def make_node(state: str = "discovered", *, site=None, macs=None, **fields) -> N
     if state != "discovered":
         Node.objects.filter(pk=node.pk).update(state=state)
     return Node.objects.get(pk=node.pk)
+
+
+def perform_approved(
+    node_pk: int, action: str, requester: User, approver: User, reason: str = "t", **params
+) -> Node:
+    """A destructive action the four-eye way: one person requests, another approves."""
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+    from nodes import services
+
+    try:
+        services.perform(node_pk, action, services.Actor.of(requester), reason=reason, **params)
+    except services.ApprovalRequired as exc:
+        request = approvals.approve(exc.request.pk, approver)
+    else:
+        raise AssertionError(f"{action} of node {node_pk} did not ask for an approval")
+    request = ApprovalRequest.objects.get(pk=request.pk)
+    assert request.status == "executed", request.result
+    return Node.objects.get(pk=node_pk)

@@ -71,6 +71,24 @@ class NodeViewSet(viewsets.ModelViewSet):
         return super().get_permissions()
 
     def handle_exception(self, exc):
+        if isinstance(exc, services.ApprovalRequired):
+            # 202: accepted as a request; a second person must approve it.
+            req = exc.request
+            return Response(
+                {
+                    "detail": str(exc),
+                    "code": "approval_required",
+                    "approval_request": {
+                        "id": req.pk,
+                        "action": req.action,
+                        "node": req.node_id,
+                        "status": req.status,
+                        "expires_at": req.expires_at,
+                        "url": f"/api/v1/approvals/{req.pk}",
+                    },
+                },
+                status=status.HTTP_202_ACCEPTED,
+            )
         if isinstance(exc, services.IllegalTransition):
             return Response(
                 {
@@ -84,6 +102,10 @@ class NodeViewSet(viewsets.ModelViewSet):
             )
         if isinstance(exc, services.TransitionForbidden):
             exc = PermissionDenied(str(exc))
+        elif isinstance(exc, services.TransitionError):  # e.g. a request already pending
+            return Response(
+                {"detail": str(exc), "code": "conflict"}, status=status.HTTP_409_CONFLICT
+            )
         return super().handle_exception(exc)
 
     def _actor(self) -> services.Actor:

@@ -827,7 +827,7 @@ def test_a_transition_rewrites_the_nodes_dhcp_entry(
 ):
     from nodes import services as node_services
     from pureboot.celery import app
-    from tests.factories import make_node
+    from tests.factories import make_node, make_user, perform_approved
 
     hostsdir = tmp_path / "hosts"
     hostsdir.mkdir()
@@ -837,12 +837,14 @@ def test_a_transition_rewrites_the_nodes_dhcp_entry(
     app.conf.update(task_always_eager=True)
     try:
         node = make_node("installed", macs=["52:54:00:00:77:01"])
+        alice, bob = make_user("Admin"), make_user("Admin")
         with django_capture_on_commit_callbacks(execute=True):
-            node_services.perform(node.pk, "reprovision", node_services.SYSTEM)
+            perform_approved(node.pk, "reprovision", alice, bob)
         assert "52:54:00:00:77:01" in (hostsdir / str(node.pk)).read_text()
         assert "ignore" not in (hostsdir / str(node.pk)).read_text()
         with django_capture_on_commit_callbacks(execute=True):
-            node_services.perform(node.pk, "retire", node_services.SYSTEM)
+            # reprovision -> retire holds no installed system: one person may.
+            node_services.perform(node.pk, "retire", node_services.Actor.of(alice))
         assert "ignore" in (hostsdir / str(node.pk)).read_text()
     finally:
         app.conf.update(task_always_eager=old)

@@ -135,8 +135,15 @@ def test_5_controller_down_machines_boot_their_disks(lab, active_bios):
 def test_6_active_and_retired_machines_get_no_dhcp_answer(lab, active_bios):
     vm, node = active_bios
     boots_disk_without_pureboot(lab, vm)
-    retired = lab.api("DELETE", f"/api/v1/nodes/{node['id']}?reason=boot+lab")
-    assert retired["state"] == "retired"
+    # Retiring an installed machine takes two people (four-eye approval).
+    asked = lab.api("DELETE", f"/api/v1/nodes/{node['id']}?reason=boot+lab")
+    assert asked["approval_request"]["status"] == "pending"
+    assert lab.node(vm.mac)["state"] == "active"
+    approved = lab.api(
+        "POST", f"/api/v1/nodes/{node['id']}/approve", {}, token=lab.second_admin_token()
+    )
+    assert approved["status"] == "executed"
+    assert lab.node(vm.mac)["state"] == "retired"
     log_before = lab.dhcp_log().count(f"{vm.mac} ignored")
     boots_disk_without_pureboot(lab, vm)
     assert lab.dhcp_log().count(f"{vm.mac} ignored") > log_before

@@ -6,7 +6,7 @@ import pytest
 
 from audit.models import AuditEvent
 from nodes.models import Node, NodeEvent
-from tests.factories import make_node, make_workflow
+from tests.factories import make_node, make_user, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -267,7 +267,13 @@ def test_events_endpoint(api, admin_user):
 def test_delete_retires_and_keeps_history(api, admin_user):
     node = make_node("active")
     resp = api(admin_user).delete(f"/api/v1/nodes/{node.pk}?reason=decommissioned")
-    assert resp.status_code == 200
+    assert resp.status_code == 202  # an installed system is destroyed: four eyes
+    request = resp.json()["approval_request"]
+    assert request["action"] == "retire" and request["node"] == node.pk
+    node.refresh_from_db()
+    assert node.state == "active"
+    second = make_user("Admin", username="bob-admin")
+    assert api(second).post(f"/api/v1/approvals/{request['id']}/approve").status_code == 200
     node.refresh_from_db()
     assert node.state == "retired"
     assert NodeEvent.objects.filter(node=node, to_state="retired").exists()

@@ -3,12 +3,13 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from approvals.services import needs_approval
 from audit.models import AuditEvent
 from nodes import lifecycle as lc
 from nodes import services
 from nodes.choices import NodeState
 from nodes.models import Node, NodeEvent
-from tests.factories import make_node, make_user, make_workflow
+from tests.factories import make_node, make_user, make_workflow, perform_approved
 
 EXPECTED = {
     # action: (sources, target) exactly as the lifecycle table in the issue
@@ -54,7 +55,14 @@ def _params(action):
 def test_transition_table_as_system(action, state):
     node = make_node(state)
     sources, target = EXPECTED[action]
-    if state in sources:
+    if state in sources and needs_approval(lc.ACTIONS[action], state):
+        # Destructive: a person requests, another approves; never the system alone.
+        with pytest.raises(services.TransitionForbidden, match="needs a person"):
+            services.perform(node.pk, action, services.SYSTEM, reason="t")
+        node.refresh_from_db()
+        assert node.state == state
+        assert not NodeEvent.objects.filter(node=node, kind="transition").exists()
+    elif state in sources:
         result = services.perform(node.pk, action, services.SYSTEM, reason="t", **_params(action))
         assert result.state == target
         node.refresh_from_db()
@@ -118,7 +126,7 @@ def test_install_attempts_counted_and_reset_by_reprovision():
     node = services.perform(node.pk, "start_install", services.SYSTEM)
     assert node.install_attempts == 1
     services.perform(node.pk, "complete_install", services.SYSTEM)
-    node = services.perform(node.pk, "reprovision", services.SYSTEM)
+    node = perform_approved(node.pk, "reprovision", make_user("Admin"), make_user("Admin"))
     assert node.install_attempts == 0
     node = services.perform(node.pk, "start_install", services.SYSTEM)
     assert node.install_attempts == 1

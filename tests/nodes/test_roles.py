@@ -3,6 +3,7 @@
 import pytest
 from guardian.shortcuts import assign_perm
 
+from nodes import lifecycle as lc
 from nodes.models import Node
 from pureboot.roles import ROLES
 from tests.factories import make_node, make_user, make_workflow
@@ -165,5 +166,11 @@ def test_lifecycle_actions_by_role(api, site_a, role, action, state):
     listed = {t["action"] for t in client.get(f"/api/v1/nodes/{node.pk}/transitions").json()}
     assert (action in listed) is allowed
     resp = client.patch(f"/api/v1/nodes/{node.pk}/state", {"action": action}, format="json")
+    if allowed and lc.ACTIONS[action].destructive:
+        # Accepted as a request: a second person must approve; the node waits.
+        assert resp.status_code == 202, resp.content
+        assert resp.json()["approval_request"]["status"] == "pending"
+        assert Node.objects.get(pk=node.pk).state == state
+        return
     assert resp.status_code == (200 if allowed else 403), resp.content
     assert (Node.objects.get(pk=node.pk).state != state) is allowed

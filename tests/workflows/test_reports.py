@@ -9,7 +9,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from nodes import services as node_services
 from nodes.models import Node, NodeEvent
-from tests.factories import make_node, make_workflow
+from tests.factories import make_node, make_user, make_workflow, perform_approved
 from workflows import services
 from workflows.models import RunLogLine, WorkflowRun
 
@@ -108,7 +108,7 @@ def test_token_of_another_node_claims(api, installing):
 def test_reinstall_invalidates_the_old_token(api, installing):
     node, run, token = installing
     _report(api(), token, status="installed")
-    node_services.perform(node.pk, "reprovision", node_services.SYSTEM)
+    perform_approved(node.pk, "reprovision", make_user("Admin"), make_user("Admin"))
     _, new_run, new_token = services.start_install(node.pk)
     assert _report(api(), token, status="installing").status_code == 401
     assert _report(api(), new_token, status="installing", progress=10).status_code == 200

@@ -261,10 +261,31 @@ class Lab:
         )
         return done.stdout
 
-    def api(self, method: str, path: str, data: dict | None = None) -> dict:
+    def second_admin_token(self) -> str:
+        """A JWT for a second administrator (four-eye approvals need two people)."""
+        password = uuid.uuid4().hex
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import Group, User; "
+            f"u = User.objects.create_user('approver', password='{password}'); "
+            "u.groups.add(Group.objects.get(name='Admin'))",
+        )
+        token = self.token
+        self.token = ""
+        try:
+            data = {"username": "approver", "password": password}
+            return self.api("POST", "/api/v1/auth/token", data)["access"]
+        finally:
+            self.token = token
+
+    def api(
+        self, method: str, path: str, data: dict | None = None, token: str | None = None
+    ) -> dict:
         args = ["-X", method, "-H", "Accept: application/json", "-w", "\n%{http_code}"]
-        if self.token:
-            args += ["-H", f"Authorization: Bearer {self.token}"]
+        token = self.token if token is None else token
+        if token:
+            args += ["-H", f"Authorization: Bearer {token}"]
         if data is not None:
             args += ["-H", "Content-Type: application/json", "--data", json.dumps(data)]
         out = self.curl(*args, BASE + path)
