@@ -1,0 +1,33 @@
+"""Approval requests in the admin: read-only; decisions go through the API and its rules."""
+
+from django.contrib import admin
+
+from .models import ApprovalRequest, Decision
+
+
+class DecisionInline(admin.TabularInline):
+    model = Decision
+    extra = 0
+    can_delete = False
+    readonly_fields = ("user", "approve", "comment", "at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(admin.ModelAdmin):
+    list_display = ("id", "action", "node", "node_state", "requested_by", "status", "expires_at")
+    list_filter = ("status", "action")
+    search_fields = ("node__hostname", "requested_by__username", "reason")
+    inlines = (DecisionInline,)
+    readonly_fields = [f.name for f in ApprovalRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
