@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError
+from django.http import Http404
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -77,6 +78,8 @@ class CredentialViewSet(viewsets.ModelViewSet):
             raise ValidationError(
                 {"name": ["A credential with this name already exists."]}
             ) from None
+        except Credential.DoesNotExist:
+            raise Http404 from None  # deleted by someone else meanwhile
         return Response(self.get_serializer(credential).data)
 
     def perform_destroy(self, instance: Credential) -> None:
