@@ -52,26 +52,43 @@ ADMINISTER = (
     "workflows.delete_imagetemplate",
 )
 AUDIT = ("audit.view_auditevent", "nodes.access_all_sites")
+# Secrets are never readable through a permission: these cover metadata only.
+CREDENTIALS_MANAGE = (
+    "pureboot.view_credential",
+    "pureboot.add_credential",
+    "pureboot.change_credential",
+    "pureboot.delete_credential",
+)
+CREDENTIAL_NAMES = ("pureboot.view_credential_names",)
+CREDENTIAL_METADATA = ("pureboot.view_credential",)
 
 ROLES: dict[str, tuple[str, ...]] = {
-    "Admin": VIEW_REGISTRY + OPERATE + ADMINISTER + ("audit.view_auditevent",),
-    "Operator": VIEW_REGISTRY + OPERATE,
-    "Auditor": VIEW_REGISTRY + AUDIT,
+    "Admin": VIEW_REGISTRY + OPERATE + ADMINISTER + ("audit.view_auditevent",) + CREDENTIALS_MANAGE,
+    "Operator": VIEW_REGISTRY + OPERATE + CREDENTIAL_NAMES,
+    "Auditor": VIEW_REGISTRY + AUDIT + CREDENTIAL_METADATA,
     "User": VIEW_REGISTRY,
 }
 
 
-def sync_roles(group_model, permission_model) -> None:
+def sync_roles(group_model, permission_model, *, skip_missing: bool = False) -> None:
     """Create the role groups and set each one's permissions exactly.
 
     Takes the model classes so a data migration can pass its historical models.
+    Migrations pass ``skip_missing``: an early roles migration runs before the
+    models behind later permissions exist, and a later roles migration (run
+    after those models) completes the set.
     """
     for name, perms in ROLES.items():
         group, _ = group_model.objects.get_or_create(name=name)
         wanted = []
         for perm in sorted(set(perms)):
             app_label, codename = perm.split(".", 1)
-            wanted.append(
-                permission_model.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+            found = permission_model.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if found is None:
+                if skip_missing:
+                    continue
+                raise permission_model.DoesNotExist(f"permission {perm} does not exist")
+            wanted.append(found)
         group.permissions.set(wanted)

@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pureboot import fernet_keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PUREBOOT_VAR_DIR", BASE_DIR / "var")).resolve()
 # var/ holds the database, the secret key and the initial admin password:
@@ -347,6 +349,9 @@ PUREBOOT_DHCP_BIOS_LOADER = os.environ.get("PUREBOOT_DHCP_BIOS_LOADER", "ipxe").
 PUREBOOT_DHCP_LEASEFILE = os.environ.get("PUREBOOT_DHCP_LEASEFILE", "").strip()
 if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
     raise ImproperlyConfigured("PUREBOOT_DHCP_LEASEFILE must be an absolute path")
+# Keys that encrypt credentials at rest (first encrypts, all decrypt):
+# PUREBOOT_FERNET_KEYS, or a key file generated once into var/ (mode 600).
+PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DIR)
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

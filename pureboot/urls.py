@@ -29,6 +29,7 @@ api_v1 = [
     path("", include("audit.api.urls")),
     path("", include("workflows.api.urls")),
     path("", include("approvals.api.urls")),
+    path("", include("pureboot.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
 ]

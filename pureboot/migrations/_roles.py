@@ -12,4 +12,6 @@ def create_roles(apps, schema_editor):
         app_config.models_module = None
     from pureboot.roles import sync_roles
 
-    sync_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+    sync_roles(
+        apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), skip_missing=True
+    )

@@ -7,7 +7,7 @@ from pureboot.migrations import _roles
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pureboot", "0003_roles_image_templates"),
+        ("pureboot", "0005_roles_credentials"),
         ("approvals", "0001_approval_requests"),
     ]
 

@@ -1,0 +1,84 @@
+"""Credential serializers: secrets go in, never out."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .. import credentials
+from ..models import Credential
+
+
+def _storable(value: str) -> str:
+    # Lone surrogates cannot be encoded, so they could never be encrypted.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise serializers.ValidationError("Must be valid Unicode text.") from None
+    return value
+
+
+class CredentialSerializer(serializers.ModelSerializer):
+    """Metadata, plus write-only ``password``/``private_key`` ('' clears one)."""
+
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=credentials.MAX_PASSWORD_CHARS,
+        style={"input_type": "password"},
+        validators=[_storable],
+    )
+    private_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=credentials.MAX_PRIVATE_KEY_CHARS,
+        help_text="A private key or API token.",
+        validators=[_storable],
+    )
+    has_password = serializers.BooleanField(read_only=True)
+    has_private_key = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Credential
+        fields = (
+            "id",
+            "name",
+            "kind",
+            "username",
+            "scope",
+            "description",
+            "password",
+            "private_key",
+            "has_password",
+            "has_private_key",
+            "secret_changed_at",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+        )
+        read_only_fields = (
+            "secret_changed_at",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+        )
+
+    def split(self) -> tuple[dict, dict]:
+        """The validated metadata and the plaintext secrets, apart."""
+        data = dict(self.validated_data)
+        secrets = {f: data.pop(f) for f in credentials.SECRET_FIELDS if f in data}
+        return data, secrets
+
+
+class CredentialNameSerializer(serializers.ModelSerializer):
+    """What Operators see: which credentials exist, nothing about them."""
+
+    class Meta:
+        model = Credential
+        fields = ("id", "name", "kind")
+        read_only_fields = fields

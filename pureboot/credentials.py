@@ -1,0 +1,282 @@
+"""Stored credentials: the only code that encrypts or decrypts their secrets.
+
+Every write runs in one transaction with its AuditEvent; the audit entry
+says which secret changed, never its value. :func:`reveal` is the one way
+to get a secret back, and each call is on the audit trail with who (or
+which task) asked and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+
+from .models import Credential
+
+SECRET_FIELDS = ("password", "private_key")
+EDITABLE_FIELDS = ("name", "kind", "username", "scope", "description")
+MAX_PASSWORD_CHARS = 1024
+MAX_PRIVATE_KEY_CHARS = 16384
+MAX_REASON_CHARS = 1000
+
+
+class HasLabel(Protocol):
+    label: str
+
+
+ActorLike = str | HasLabel
+
+
+class CredentialError(Exception):
+    """Base for refused credential operations."""
+
+
+class UndecryptableSecret(CredentialError):
+    """No configured key decrypts a stored secret (a key was removed too early)."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """What :func:`reveal` hands back. ``repr`` hides the values."""
+
+    username: str
+    password: str
+    private_key: str
+
+    def __repr__(self) -> str:
+        return f"Secret(username={self.username!r}, password=***, private_key=***)"
+
+
+def _label(actor: ActorLike) -> str:
+    label = actor if isinstance(actor, str) else actor.label
+    if not label:
+        raise ValueError("credential operations need an actor")
+    return label
+
+
+def _fernets() -> list[Fernet]:
+    return [Fernet(k) for k in settings.PUREBOOT_FERNET_KEYS]
+
+
+def _multi() -> MultiFernet:
+    return MultiFernet(_fernets())
+
+
+def encrypt(plaintext: str) -> str:
+    """A Fernet token for ``plaintext`` under the primary key ('' stays '')."""
+    if plaintext == "":
+        return ""
+    return _multi().encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+
+def _decrypt(token: str) -> str:
+    if token == "":
+        return ""
+    try:
+        return _multi().decrypt(token.encode("ascii")).decode("utf-8")
+    except InvalidToken:
+        raise UndecryptableSecret(
+            "No key in PUREBOOT_FERNET_KEYS (or the key file) decrypts this secret; "
+            "put back the key it was encrypted with."
+        ) from None
+
+
+def _set_secrets(credential: Credential, secrets: dict[str, str]) -> list[str]:
+    changed = []
+    for field in SECRET_FIELDS:
+        if field in secrets:
+            setattr(credential, f"{field}_ciphertext", encrypt(secrets[field]))
+            changed.append(field)
+    if changed:
+        credential.secret_changed_at = timezone.now()
+    return changed
+
+
+def _secret_changes(changed: list[str]) -> dict[str, Any]:
+    # The audit writer redacts values under secret-looking keys anyway; no
+    # value, not even ciphertext, is passed to it: only that the field changed.
+    return {field: {"before": "[old]", "after": "[new]"} for field in changed}
+
+
+def _metadata(credential: Credential) -> dict[str, Any]:
+    return {f: getattr(credential, f) for f in EDITABLE_FIELDS}
+
+
+def create_credential(
+    actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
+) -> Credential:
+    """Create a credential from metadata ``fields`` and plaintext ``secrets``.
+
+    Raises Django's ``ValidationError`` when the fields are invalid.
+    """
+    label = _label(actor)
+    credential = Credential(**{k: v for k, v in fields.items() if k in EDITABLE_FIELDS})
+    credential.created_by = credential.updated_by = label
+    changed = _set_secrets(credential, secrets or {})
+    credential.full_clean()
+    with transaction.atomic():
+        credential.save(force_insert=True)
+        audit.record(
+            actor=label,
+            action="credential.create",
+            object_type="pureboot.credential",
+            object_id=credential.pk,
+            changes={k: {"before": None, "after": v} for k, v in _metadata(credential).items()},
+            details={"fields_set": changed},
+        )
+    return credential
+
+
+def update_credential(
+    pk: int, actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
+) -> Credential:
+    """Change metadata ``fields`` and/or replace ``secrets`` ('' clears one)."""
+    label = _label(actor)
+    with transaction.atomic():
+        credential = Credential.objects.select_for_update().get(pk=pk)
+        before = _metadata(credential)
+        for key, value in fields.items():
+            if key in EDITABLE_FIELDS:
+                setattr(credential, key, value)
+        changed = _set_secrets(credential, secrets or {})
+        credential.updated_by = label
+        credential.full_clean()
+        credential.save()
+        after = _metadata(credential)
+        changes = {
+            k: {"before": before[k], "after": after[k]} for k in after if before[k] != after[k]
+        }
+        changes.update(_secret_changes(changed))
+        audit.record(
+            actor=label,
+            action="credential.update",
+            object_type="pureboot.credential",
+            object_id=credential.pk,
+            changes=changes,
+            message=("Secret changed: " + ", ".join(changed)) if changed else "",
+            details={"fields_changed": changed},
+        )
+    return credential
+
+
+def delete_credential(pk: int, actor: ActorLike) -> None:
+    """Delete a credential; the audit entry keeps its metadata."""
+    label = _label(actor)
+    with transaction.atomic():
+        credential = Credential.objects.select_for_update().get(pk=pk)
+        audit.record(
+            actor=label,
+            action="credential.delete",
+            object_type="pureboot.credential",
+            object_id=credential.pk,
+            changes={k: {"before": v, "after": None} for k, v in _metadata(credential).items()},
+        )
+        credential.delete()
+
+
+def reveal(credential: Credential | int, actor: ActorLike, reason: str) -> Secret:
+    """Decrypt a credential's secrets for ``actor`` (a user or ``task:<name>``).
+
+    Writes a ``credential.reveal`` AuditEvent naming the actor and the
+    reason in the same transaction. Raises ``ValueError`` without a reason,
+    ``Credential.DoesNotExist`` and :class:`UndecryptableSecret`.
+    """
+    label = _label(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("revealing a credential needs a reason")
+    pk = credential.pk if isinstance(credential, Credential) else credential
+    with transaction.atomic():
+        stored = Credential.objects.get(pk=pk)
+        secret = Secret(
+            username=stored.username,
+            password=_decrypt(stored.password_ciphertext),
+            private_key=_decrypt(stored.private_key_ciphertext),
+        )
+        audit.record(
+            actor=label,
+            action="credential.reveal",
+            object_type="pureboot.credential",
+            object_id=stored.pk,
+            message=reason[:MAX_REASON_CHARS],
+            details={"name": stored.name, "reason": reason[:MAX_REASON_CHARS]},
+        )
+    return secret
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    credentials: int
+    reencrypted: int
+    already_current: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.credentials} credentials: {self.reencrypted} secrets re-encrypted "
+            f"under the primary key, {self.already_current} already current"
+        )
+
+
+def rotate_keys(actor: ActorLike, *, new_key_added: bool = False) -> RotationReport:
+    """Re-encrypt every secret that the primary key does not already encrypt.
+
+    One transaction: either every secret moves to the primary key or none
+    does. Running it again re-encrypts nothing. Raises
+    :class:`UndecryptableSecret` (and changes nothing) when some secret is
+    readable by no configured key.
+    """
+    label = _label(actor)
+    fernets = _fernets()
+    primary, multi = fernets[0], MultiFernet(fernets)
+    reencrypted = current = 0
+    with transaction.atomic():
+        rows = list(Credential.objects.select_for_update().order_by("pk"))
+        for credential in rows:
+            dirty = False
+            for field in SECRET_FIELDS:
+                token = getattr(credential, f"{field}_ciphertext")
+                if not token:
+                    continue
+                try:
+                    primary.decrypt(token.encode("ascii"))
+                    current += 1
+                    continue
+                except InvalidToken:
+                    pass
+                try:
+                    fresh = multi.rotate(token.encode("ascii")).decode("ascii")
+                except InvalidToken:
+                    raise UndecryptableSecret(
+                        f"Credential {credential.name!r}: no configured key decrypts its "
+                        f"{field}; nothing was re-encrypted."
+                    ) from None
+                setattr(credential, f"{field}_ciphertext", fresh)
+                reencrypted += 1
+                dirty = True
+            if dirty:
+                Credential.objects.filter(pk=credential.pk).update(
+                    password_ciphertext=credential.password_ciphertext,
+                    private_key_ciphertext=credential.private_key_ciphertext,
+                )
+        report = RotationReport(len(rows), reencrypted, current)
+        audit.record(
+            actor=label,
+            action="credential.rotate_keys",
+            object_type="pureboot.credential",
+            message=str(report),
+            details={
+                "count": report.credentials,
+                "reencrypted": report.reencrypted,
+                "already_current": report.already_current,
+                "keys_configured": len(fernets),
+                "new_key_generated": new_key_added,
+            },
+        )
+    return report
