@@ -200,6 +200,10 @@ class NodeAdmin(admin.ModelAdmin):
                 workflows=Workflow.objects.all(),
                 node_events=node.events.select_related("user")[:50],
                 state_badge=state_badge(node.state),
+                # The approvals app's reverse relation; nodes does not import it.
+                pending_requests=node.approval_requests.filter(status="pending")
+                if hasattr(node, "approval_requests")
+                else (),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -380,3 +380,6 @@ except (ValueError, AttributeError, TypeError) as exc:
     raise ImproperlyConfigured(
         'PUREBOOT_APPROVAL_WINDOWS: a JSON object of action -> hours, e.g. {"retire": 24}'
     ) from exc
+
+# The approval pages send people to the admin's sign-in page.
+LOGIN_URL = "/admin/login/"

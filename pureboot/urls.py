@@ -39,6 +39,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("boot/", include("bootserve.urls")),
+    path("approvals/", include("approvals.urls")),
 ]
 
 handler404 = "pureboot.api.errors.not_found"

@@ -100,3 +100,43 @@ def test_admin_sees_destructive_actions_in_red(browser, live_server):
     colour = retire.evaluate("b => getComputedStyle(b).backgroundColor")
     assert colour == "rgb(186, 33, 33)"
     page.screenshot(path=str(ARTIFACTS / "node-active-admin.png"), full_page=True)
+
+
+def test_four_eye_reprovision_in_the_browser(browser, live_server):
+    """One admin asks for a reprovision, cannot approve it; a second admin approves it."""
+    shots = ARTIFACTS.parent / "approvals"
+    shots.mkdir(parents=True, exist_ok=True)
+    node = make_node("installed", hostname="db02")
+    requester, approver = _staff("Admin"), _staff("Admin")
+
+    page = _login(browser, live_server, requester.username)
+    page.goto(f"{live_server.url}/admin/nodes/node/{node.pk}/change/")
+    form = page.locator("#pb-transition-reprovision")
+    form.locator("input[name=reason]").fill("new disks in the array")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    assert "needs a second person" in page.content()
+    assert Node.objects.get(pk=node.pk).state == "installed"
+    link = page.locator("#pb-pending-request a")
+    link.click()
+    page.wait_for_load_state()
+    assert "You cannot approve or reject your own request." in page.content()
+    assert page.locator("#approve").count() == 0
+    page.screenshot(path=str(shots / "requester-cannot-approve.png"), full_page=True)
+    page.close()
+
+    page = _login(browser, live_server, approver.username)
+    page.goto(f"{live_server.url}/approvals/")
+    assert "db02" in page.locator("table").inner_text()
+    page.screenshot(path=str(shots / "queue-awaiting-me.png"), full_page=True)
+    page.locator("table a").first.click()
+    page.wait_for_load_state()
+    assert "installed → reprovision" in page.locator("#what").inner_text()
+    page.screenshot(path=str(shots / "request-detail.png"), full_page=True)
+    page.fill("#comment", "checked with the storage team")
+    page.click("#approve")
+    page.wait_for_load_state()
+    assert "is now executed" in page.content()
+    page.screenshot(path=str(shots / "request-executed.png"), full_page=True)
+    assert Node.objects.get(pk=node.pk).state == "reprovision"
+    page.close()
