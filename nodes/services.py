@@ -198,6 +198,39 @@ def destructive_transition(
     raise ApprovalRequired(_approval_gate(node_id, action, actor, reason=reason, params=params))
 
 
+def preview_transition(
+    node_id: int, action_name: str, actor: Actor, **params: Any
+) -> dict[str, Any]:
+    """What ``perform`` would do (``?dry_run=1``), checked the same way; changes nothing."""
+    action = lc.ACTIONS.get(action_name)
+    if action is None:
+        raise ValidationError({"action": f"Unknown action {action_name!r}."})
+    node = Node.objects.select_related("workflow").get(pk=node_id)
+    if node.state not in action.sources:
+        raise IllegalTransition(
+            node.pk,
+            node.state,
+            action.target,
+            sorted({a.target for a in available_actions(node, actor)}),
+        )
+    if actor.is_person and not has_transition_perm(getattr(node, action.name), actor.user):
+        raise TransitionForbidden(f"You do not have permission to {action.name} node {node.pk}.")
+    workflow = params.get("workflow") or node.workflow
+    needs = bool(action.destructive and _needs_approval and _needs_approval(action, node.state))
+    disks = (node.metadata or {}).get("disks", []) if action.name == "deprovision" else []
+    return {
+        "dry_run": True,
+        "node": node.pk,
+        "hostname": str(node),
+        "action": action.name,
+        "from_state": node.state,
+        "to_state": action.target,
+        "workflow": getattr(workflow, "name", None),
+        "needs_approval": needs,
+        "disks_to_wipe": disks if isinstance(disks, list) else [],
+    }
+
+
 def execute_approved(
     node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
 ) -> Node:

@@ -145,7 +145,19 @@ class NodeViewSet(viewsets.ModelViewSet):
         services.perform(node.pk, "retire", self._actor(), reason=reason)
         return Response(self.get_serializer(self._fresh(node.pk)).data)
 
-    @extend_schema(request=StateChangeSerializer, responses=NodeSerializer, filters=False)
+    @extend_schema(
+        request=StateChangeSerializer,
+        responses=NodeSerializer,
+        filters=False,
+        parameters=[
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="Show what would happen (states, workflow, whether a second "
+                "person must approve, disks to be wiped) without doing or requesting it",
+            )
+        ],
+    )
     @action(detail=True, methods=["patch"], url_path="state")
     def change_state(self, request, pk=None):
         """Move the node through its lifecycle: ``{"state": "<target>", "reason": "…"}``."""
@@ -164,6 +176,8 @@ class NodeViewSet(viewsets.ModelViewSet):
         else:
             name = services.resolve_action(node, data["state"], actor).name
         params = {"workflow": data["workflow"]} if "workflow" in data else {}
+        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+            return Response(services.preview_transition(node.pk, name, actor, **params))
         services.perform(node.pk, name, actor, reason=data.get("reason", ""), **params)
         return Response(self.get_serializer(self._fresh(node.pk)).data)
 

@@ -212,3 +212,28 @@ def test_api_reject_without_comment_is_400_and_scope_hides_other_sites(
 def test_api_bad_ids_are_404(api, alice, junk):
     assert api(alice).get(f"/api/v1/approvals/{junk}").status_code == 404
     assert api(alice).post(f"/api/v1/approvals/{junk}/approve").status_code == 404
+
+
+def test_dry_run_shows_what_would_happen_and_creates_nothing(api, alice):
+    node = make_node("installed", metadata={"disks": ["/dev/sda", "/dev/nvme0n1"]})
+    resp = api(alice).patch(
+        f"/api/v1/nodes/{node.pk}/state?dry_run=1", {"state": "deprovisioning"}, format="json"
+    )
+    assert resp.status_code == 200, resp.content
+    assert resp.json() == {
+        "dry_run": True,
+        "node": node.pk,
+        "hostname": str(node),
+        "action": "deprovision",
+        "from_state": "installed",
+        "to_state": "deprovisioning",
+        "workflow": None,
+        "needs_approval": True,
+        "disks_to_wipe": ["/dev/sda", "/dev/nvme0n1"],
+    }
+    assert not ApprovalRequest.objects.exists()
+    assert Node.objects.get(pk=node.pk).state == "installed"
+    wrong = api(alice).patch(
+        f"/api/v1/nodes/{node.pk}/state?dry_run=1", {"state": "pending"}, format="json"
+    )
+    assert wrong.status_code in (400, 409)
