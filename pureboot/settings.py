@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "hypervisors",
     "approvals",
     "bootserve",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Failed sign-ins: lockout answers (django-axes); keep it last.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pureboot.urls"
@@ -165,6 +168,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    # First: refuses sign-ins for a locked-out username or address.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -361,7 +366,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PUREBOOT_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- four-eye approvals -----------------------------------------------------
@@ -383,3 +388,14 @@ except (ValueError, AttributeError, TypeError) as exc:
 
 # The approval pages send people to the admin's sign-in page.
 LOGIN_URL = "/admin/login/"
+
+# --- sign-in rate limiting (django-axes) ------------------------------------
+# After PUREBOOT_LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from
+# one address, that username or address is locked out for
+# PUREBOOT_LOGIN_LOCKOUT_MINUTES (admin, approval pages and /api/v1/auth/token
+# alike). Lockouts are audit events.
+AXES_FAILURE_LIMIT = _env_int("PUREBOOT_LOGIN_FAILURE_LIMIT", 5, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PUREBOOT_LOGIN_LOCKOUT_MINUTES", 15, 1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
