@@ -5,7 +5,7 @@
 #   make test   set up .venv with the dev extras and run pytest
 #   make lab    the boot lab (QEMU, dnsmasq, the daemons; needs root)
 #   make lint   ruff, `manage.py check`, missing-migration check
-#   make bench  TFTP benchmark against tftpd-hpa, atftpd, dnsmasq (root; minutes)
+#   make bench  TFTP against tftpd-hpa, atftpd, dnsmasq; /boot/ipxe under gunicorn (root)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -137,6 +137,7 @@ lab: $(VENV)/.installed-dev lab-tools
 # installs the peers from Debian packages as root. See README "Benchmarks".
 bench: $(VENV)/.installed-dev
 	$(BIN)/python tests/bench/tftp_bench.py
+	$(BIN)/python tests/bench/http_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
