@@ -423,6 +423,16 @@ def table(results: dict, memory: dict, names: list[str]) -> str:
             cell += f" ({rss * 1024 / base_mem:.2f}x)"
         cells.append(cell)
     lines.append(f"| peak memory, {memory_scenario().label} | " + " | ".join(cells) + " |")
+    busiest = max(
+        (r["cpu"] / r["seconds"], label, name)
+        for label, by_server in results.items()
+        for name, reports in by_server.items()
+        for r in reports
+    )
+    lines.append(
+        f"\nThe load client's busiest run used {busiest[0]:.0%} of CPU {CLIENT_CPU} "
+        f"({busiest[1]}, {busiest[2]})."
+    )
     return "\n".join(lines)
 
 

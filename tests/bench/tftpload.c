@@ -21,7 +21,8 @@
  *
  * Prints one JSON object: completed, failed, failure reasons, bytes,
  * seconds (wall time of the whole run), per-transfer p50/p99/max seconds,
- * and retransmits.
+ * retransmits, and the client's own CPU seconds (to show it is not the
+ * bottleneck).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -342,12 +344,16 @@ int main(int argc, char **argv) {
         }
     }
     double wall = now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
     qsort(durations, (size_t)n_durations, sizeof *durations, cmp_double);
     printf("{\"completed\": %ld, \"failed\": %ld, \"fail_timeout\": %ld, \"fail_error\": %ld, "
            "\"fail_size\": %ld, \"fail_data\": %ld, \"bytes\": %llu, \"seconds\": %.6f, "
-           "\"p50\": %.6f, \"p99\": %.6f, \"max\": %.6f, \"retransmits\": %ld}\n",
+           "\"p50\": %.6f, \"p99\": %.6f, \"max\": %.6f, \"retransmits\": %ld, \"cpu\": %.6f}\n",
            completed, failed, fail_timeout, fail_error, fail_size, fail_data,
            (unsigned long long)total_bytes, wall, quantile(0.5), quantile(0.99),
-           n_durations ? durations[n_durations - 1] : 0.0, retransmits);
+           n_durations ? durations[n_durations - 1] : 0.0, retransmits, cpu);
     return failed ? 1 : 0;
 }
