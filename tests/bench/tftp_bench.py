@@ -294,8 +294,10 @@ def process_tree(root_pid: int) -> list[int]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state == "Z":
+            continue  # exited, not yet reaped: no memory, no CPU
+        children.setdefault(int(ppid), []).append(int(entry.name))
     tree, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
