@@ -416,6 +416,9 @@ def median_failed(reports: list[dict]) -> int:
 
 
 def table(results: dict, memory: dict, names: list[str]) -> str:
+    # "failed": the most failed transfers in any run; "resent": the median
+    # number of the client's timeouts (a lost request or block, resent after
+    # BENCH_TIMEOUT_MS), which puts a floor under a storm's time.
     head = "| scenario | " + " | ".join(names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 1)]
     for label, by_server in results.items():
@@ -430,6 +433,9 @@ def table(results: dict, memory: dict, names: list[str]) -> str:
             failed = max(r["failed"] for r in reports)
             if failed:
                 cell += f", {failed} failed"
+            resent = int(statistics.median(r["retransmits"] for r in reports))
+            if resent:
+                cell += f", {resent} resent"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     base_mem = (
@@ -561,18 +567,29 @@ def main() -> int:
     finally:
         for server in started:
             server.stop()
-    names = [s.name for s in servers]
-    print(f"\nTFTP, median of {RUNS} run(s), wall time of the whole storm (ratio to tftpd-hpa):\n")
+    (work / "results.json").write_text(json.dumps({"results": results, "memory": memory}))
+    report(results, memory, [s.name for s in servers])
+    print(f"\nraw figures: {work / 'results.json'} (tftp_bench.py --report FILE prints them again)")
+    return 0
+
+
+def report(results: dict, memory: dict, names: list[str]) -> None:
+    runs = len(next(iter(next(iter(results.values())).values())))
+    print(f"\nTFTP, median of {runs} run(s), wall time of the whole storm (ratio to tftpd-hpa):\n")
     print(table(results, memory, names))
     print()
     print(targets(results, memory))
-    (work / "results.json").write_text(json.dumps({"results": results, "memory": memory}))
-    print(f"\nraw figures: {work / 'results.json'}")
-    return 0
 
 
 if __name__ == "__main__":
     try:
+        if sys.argv[1:2] == ["--report"]:
+            saved = json.loads(Path(sys.argv[2]).read_text())
+            names = list(next(iter(saved["results"].values())))
+            STORMS = tuple(  # noqa: F811 (the storms of the saved run, not of the environment)
+                sorted({int(k.split(" x ")[0]) for k in saved["results"] if "30m" not in k})
+            )
+            sys.exit(report(saved["results"], saved["memory"], names))
         sys.exit(main())
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
