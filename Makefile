@@ -5,6 +5,7 @@
 #   make test   set up .venv with the dev extras and run pytest
 #   make lab    the boot lab (QEMU, dnsmasq, the daemons; needs root)
 #   make lint   ruff, `manage.py check`, missing-migration check
+#   make bench  TFTP against tftpd-hpa, atftpd, dnsmasq; /boot/ipxe under gunicorn (root)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +21,7 @@ LOG_DIR := $(VAR_DIR)/log
 MANAGE := $(BIN)/python manage.py
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lab lint format tools lab-tools
+.PHONY: help run test lab lint format tools lab-tools bench
 
 help:
 	@echo "make run     migrate, bootstrap, start worker+beat and the web server on $(PUREBOOT_LISTEN)"
@@ -28,6 +29,7 @@ help:
 	@echo "make lab     the boot lab: QEMU machines boot through PureBoot (root, a few minutes)"
 	@echo "make lint    ruff check, ruff format --check, manage.py check, makemigrations --check"
 	@echo "make format  apply ruff's fixes and formatting"
+	@echo "make bench   TFTP benchmark against tftpd-hpa, atftpd and dnsmasq (root; BENCH_QUICK=1 for a short run)"
 
 # --- virtualenv -----------------------------------------------------------
 # pyproject.toml declares no importable packages (the apps are top-level
@@ -129,6 +131,13 @@ lab: $(VENV)/.installed-dev lab-tools
 	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make lab: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
+
+# The benchmark (tests/bench/): servers pinned to CPU 0, the C load client on
+# CPU 1, medians of BENCH_RUNS runs (3), in a private network namespace. It
+# installs the peers from Debian packages as root. See README "Benchmarks".
+bench: $(VENV)/.installed-dev
+	$(BIN)/python tests/bench/tftp_bench.py
+	$(BIN)/python tests/bench/http_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

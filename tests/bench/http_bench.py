@@ -1,0 +1,214 @@
+"""HTTP benchmark: ``/boot/ipxe`` against a bare WSGI app and nginx.
+
+Run by ``make bench`` after the TFTP part. A throwaway SQLite database gets
+10,000 nodes; gunicorn serves PureBoot, and under the same configuration a
+bare WSGI app (bare_wsgi.py) that returns a body of the same size; nginx
+serves a static file of that size. Servers run on CPU 0, wrk (Debian's) on
+CPU 1, 50 connections. The queries per request are counted in-process with
+Django's test client.
+
+Environment: BENCH_QUICK=1 (one 3-second run), BENCH_RUNS (default 3),
+BENCH_HTTP_SECONDS (default 10 per run), BENCH_HTTP_WORKERS (gunicorn
+workers, default 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from shutil import which
+
+from tftp_bench import apt_install  # this directory is on sys.path when run as a script
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+RUNS = int(os.environ.get("BENCH_RUNS", "1" if QUICK else "3"))
+SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "3" if QUICK else "10"))
+WORKERS = os.environ.get("BENCH_HTTP_WORKERS", "2")
+NODES = 10_000
+CONNECTIONS = 50
+MAC = "02:00:00:00:12:34"  # one of the seeded nodes (index 0x1234)
+
+
+def seed(count: int) -> None:
+    """Run inside Django: ``count`` discovered nodes, one interface each."""
+    import django
+
+    django.setup()
+    from nodes.models import NetworkInterface, Node
+
+    nodes = Node.objects.bulk_create([Node() for _ in range(count)], batch_size=1000)
+    NetworkInterface.objects.bulk_create(
+        [NetworkInterface(node=node, mac=_mac(i), is_primary=True) for i, node in enumerate(nodes)],
+        batch_size=1000,
+    )
+
+
+def count_queries() -> None:
+    """Run inside Django: print the queries of one /boot/ipxe request (known node)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST=HOST)
+    client.get(f"/boot/ipxe?mac={MAC}")  # the first request may register state
+    with CaptureQueriesContext(connection) as ctx:
+        status = client.get(f"/boot/ipxe?mac={MAC}").status_code
+    print(f"queries={len(ctx.captured_queries)} status={status}")
+
+
+def _mac(i: int) -> str:
+    return "02:00:" + ":".join(f"{(i >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
+
+
+def wrk(url: str) -> tuple[float, float]:
+    """(requests per second, p99 latency in ms) from one wrk run."""
+    out = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s",
+         "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    value, unit = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out).groups()
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print(f"  wrk reported: {errors.group(0)}", flush=True)
+    return rps, p99
+
+
+def wait_http(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: the server for {url} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"bench: {url} did not answer within 60 s")
+
+
+def start(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, *argv],
+        env=env,
+        cwd=REPO,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        proc.wait(10)
+
+
+def main() -> int:
+    apt_install([pkg for cmd, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not which(cmd)])
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    work = Path(tempfile.mkdtemp(prefix="pureboot-httpbench-"))
+    os.chmod(work, 0o755)  # nginx workers read the static file as www-data
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        PUREBOOT_VAR_DIR=str(work / "var"),
+        DJANGO_SETTINGS_MODULE="pureboot.settings",
+        PYTHONPATH=str(REPO),
+        PUREBOOT_LOG_LEVEL="WARNING",
+    )
+    (work / "var").mkdir()
+    manage = [sys.executable, str(REPO / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
+    me = [sys.executable, str(Path(__file__).resolve())]
+    subprocess.run([*me, "seed"], env=env, check=True)
+    queries = subprocess.run(
+        [*me, "queries"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    gunicorn = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "--workers", WORKERS, "--worker-class", "sync", "--backlog", "2048",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    app_url = f"http://{HOST}:18001/boot/ipxe?mac={MAC}"
+    procs = [start([*gunicorn, "--bind", f"{HOST}:18001", "pureboot.wsgi"], env, work / "app.log")]
+    try:
+        wait_http(app_url, procs[0])
+        body = urllib.request.urlopen(app_url).read()
+        (work / "static").mkdir()
+        (work / "static" / "ipxe").write_bytes(body)
+        bare_env = {**env, "BENCH_BODY_SIZE": str(len(body)), "PYTHONPATH": str(HERE)}
+        procs.append(
+            start([*gunicorn, "--bind", f"{HOST}:18002", "bare_wsgi"], bare_env, work / "bare.log")
+        )
+        conf = work / "nginx.conf"
+        conf.write_text(
+            f"daemon off; worker_processes 1; pid {work}/nginx.pid; error_log {work}/nginx.err;\n"
+            f"events {{ worker_connections 1024; }}\n"
+            f"http {{ access_log off; server {{ listen {HOST}:18003; root {work}/static; }} }}\n"
+        )
+        procs.append(start(["nginx", "-c", str(conf)], env, work / "nginx.log"))
+        urls = {
+            "/boot/ipxe": app_url,
+            "bare WSGI": f"http://{HOST}:18002/boot/ipxe",
+            "nginx static": f"http://{HOST}:18003/ipxe",
+        }
+        for url, proc in zip(urls.values(), procs, strict=True):
+            wait_http(url, proc)
+        figures: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
+        for run in range(RUNS):
+            for name, url in urls.items():
+                figures[name].append(wrk(url))
+                rps, p99 = figures[name][-1]
+                print(f"run {run + 1}/{RUNS} {name:>13}: {rps:9.0f} req/s  p99 {p99:7.2f} ms")
+    finally:
+        for proc in procs:
+            stop(proc)
+    med = {
+        name: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v))
+        for name, v in figures.items()
+    }
+    bare_rps, bare_p99 = med["bare WSGI"]
+    print(
+        f"\nHTTP, {NODES} nodes, {CONNECTIONS} connections, body {len(body)} bytes, gunicorn "
+        f"{WORKERS} sync workers, median of {RUNS} run(s) of {SECONDS} s:\n"
+    )
+    print("| server | req/s | p99 | req/s vs bare | p99 vs bare |\n|---|---|---|---|---|")
+    for name, (rps, p99) in med.items():
+        print(
+            f"| {name} | {rps:.0f} | {p99:.2f} ms | {rps / bare_rps:.2f}x | {p99 / bare_p99:.2f}x |"
+        )
+    app_rps, app_p99 = med["/boot/ipxe"]
+    n_queries = int(re.search(r"queries=(\d+)", queries).group(1))
+    print("\n| target | measured | verdict |\n|---|---|---|")
+    for text, ok, measured in (
+        ("req/s >= 0.5x bare WSGI", app_rps >= 0.5 * bare_rps, f"{app_rps / bare_rps:.2f}x"),
+        ("p99 <= 1.5x bare WSGI", app_p99 <= 1.5 * bare_p99, f"{app_p99 / bare_p99:.2f}x"),
+        ("queries per request <= 4", n_queries <= 4 and "status=200" in queries, queries),
+    ):
+        print(f"| {text} | {measured} | {'PASS' if ok else 'MISS'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["seed"]:
+        seed(NODES)
+    elif sys.argv[1:] == ["queries"]:
+        count_queries()
+    else:
+        sys.exit(main())
