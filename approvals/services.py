@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -31,7 +32,7 @@ from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.choices import NodeState as S
 from nodes.models import Node
-from nodes.permissions import can_access_node
+from nodes.permissions import can_access_node, scope_nodes
 
 from .models import ApprovalRequest, Decision, Status
 
@@ -62,6 +63,17 @@ def needs_approval(action: lc.Action, state: str) -> bool:
 def window(action_name: str) -> timedelta:
     hours = settings.PUREBOOT_APPROVAL_WINDOWS.get(action_name, settings.PUREBOOT_APPROVAL_HOURS)
     return timedelta(hours=hours)
+
+
+def _audit(request: ApprovalRequest, actor: str, what: str, message: str, **details) -> None:
+    audit.record(
+        actor=actor,
+        action=f"approval.{what}",
+        object_type="approvals.approvalrequest",
+        object_id=request.pk,
+        message=message,
+        details={"node": request.node_id, "action": request.action, **details},
+    )
 
 
 def _check_text(value: str, field: str, limit: int) -> str:
@@ -102,13 +114,7 @@ def preview(node_id: int, action: lc.Action, actor: node_services.Actor, params)
 
 
 def _check_requester(node: Node, action: lc.Action, actor: node_services.Actor) -> None:
-    if node.state not in action.sources:
-        raise node_services.IllegalTransition(
-            node.pk,
-            node.state,
-            action.target,
-            sorted({a.target for a in node_services.available_actions(node, actor)}),
-        )
+    node_services.check_source(node, action, actor)
     if not actor.is_person:
         raise node_services.TransitionForbidden(
             f"{action.name} of a {node.state} node needs a person to request it and another "
@@ -148,20 +154,15 @@ def request_transition(
                 expires_at=now + window(action.name),
                 required_approvals=settings.PUREBOOT_APPROVALS_REQUIRED,
             )
-            audit.record(
-                actor=actor.label,
-                action="approval.request",
-                object_type="approvals.approvalrequest",
-                object_id=request.pk,
-                message=reason,
-                details={
-                    "node": node.pk,
-                    "action": action.name,
-                    "from_state": node.state,
-                    "to_state": action.target,
-                    "params": stored,
-                    "expires_at": request.expires_at.isoformat(),
-                },
+            _audit(
+                request,
+                actor.label,
+                "request",
+                reason,
+                from_state=node.state,
+                to_state=action.target,
+                params=stored,
+                expires_at=request.expires_at.isoformat(),
             )
     except IntegrityError:
         pending = ApprovalRequest.objects.filter(node_id=node_id, status=Status.PENDING).first()
@@ -202,14 +203,7 @@ def _close(request: ApprovalRequest, status: str, actor: str, message: str) -> N
     request.closed_at = timezone.now()
     request.result = message
     request.save(update_fields=("status", "closed_at", "result"))
-    audit.record(
-        actor=actor,
-        action=f"approval.{status}",
-        object_type="approvals.approvalrequest",
-        object_id=request.pk,
-        message=message,
-        details={"node": request.node_id, "action": request.action},
-    )
+    _audit(request, actor, status, message)
 
 
 def can_decide(request: ApprovalRequest, user) -> str | None:
@@ -238,15 +232,7 @@ def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
         if request.decisions.filter(user=user).exists():
             raise NotAllowed("You already decided this request; each person counts once.")
         Decision.objects.create(request=request, user=user, approve=True, comment=comment)
-        actor = node_services.Actor.of(user)
-        audit.record(
-            actor=actor.label,
-            action="approval.approve",
-            object_type="approvals.approvalrequest",
-            object_id=request.pk,
-            message=comment,
-            details={"node": request.node_id, "action": request.action},
-        )
+        _audit(request, node_services.Actor.of(user).label, "approve", comment)
         if request.decisions.filter(approve=True).count() >= request.required_approvals:
             _execute(request, approvers=[user])
     return request
@@ -313,6 +299,18 @@ def cancel(request_id: int, user) -> ApprovalRequest:
             raise NotAllowed("Only the requester (or an administrator) cancels a request.")
         _close(request, Status.CANCELLED, node_services.Actor.of(user).label, "Cancelled.")
     return request
+
+
+def visible_requests(user):
+    """Requests on nodes the user can see (site scope), for holders of the view permission."""
+    if not user.has_perm("approvals.view_approvalrequest"):
+        return ApprovalRequest.objects.none()
+    return ApprovalRequest.objects.filter(node__in=scope_nodes(user))
+
+
+def awaiting(user) -> Q:
+    """Pending requests ``user`` may still decide: not their own, not yet decided by them."""
+    return Q(status=Status.PENDING) & ~Q(requested_by=user) & ~Q(decisions__user=user)
 
 
 def expire_requests() -> int:

@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -16,7 +15,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from nodes import lifecycle as lc
 
 from . import services
-from .api.views import visible_requests
 from .models import Status
 
 VIEWS = {
@@ -27,11 +25,9 @@ VIEWS = {
 
 
 def _requests(user, view: str):
-    qs = visible_requests(user).select_related("node", "requested_by")
+    qs = services.visible_requests(user).select_related("node", "requested_by")
     if view == "awaiting":
-        return qs.filter(status=Status.PENDING).exclude(
-            Q(requested_by=user) | Q(decisions__user=user)
-        )
+        return qs.filter(services.awaiting(user))
     if view == "mine":
         return qs.filter(requested_by=user)
     return qs.exclude(status=Status.PENDING)
@@ -53,7 +49,7 @@ def queue(request):
 
 def _get(request, pk: int):
     obj = (
-        visible_requests(request.user)
+        services.visible_requests(request.user)
         .select_related("node", "requested_by")
         .prefetch_related("decisions__user")
         .filter(pk=pk)

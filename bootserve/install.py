@@ -95,3 +95,15 @@ def install_boot(
         kernel_file=_boot_root_path(kernel),
         initrd_file=_boot_root_path(initrd),
     )
+
+
+def node_install_boot(node, *, token: str, base_url: str) -> InstallBoot | None:
+    """``install_boot`` for a node: its pinned version, its hostname (or ``node-<id>``)."""
+    if node.workflow_version is None:
+        return None
+    return install_boot(
+        node.workflow_version,
+        hostname=node.hostname or f"node-{node.pk}",
+        token=token,
+        base_url=base_url,
+    )

@@ -8,7 +8,7 @@ from workflows.context import PREVIEW_TOKEN
 
 from . import grub, ipxe, pxelinux, raspberrypi
 from .engine import Client, Kind, decide
-from .install import install_boot
+from .install import node_install_boot
 from .services import facts, policy
 
 FIRMWARE_PATHS = {"ipxe-bios": "bios", "ipxe-uefi": "uefi"}
@@ -32,13 +32,8 @@ def boot_scripts(node: Node, base_url: str, poll_url: str) -> dict[str, str | No
             out[label] = None
             continue
         install = None
-        if decision.kind == Kind.INSTALL and node.workflow_version is not None:
-            install = install_boot(
-                node.workflow_version,
-                hostname=node.hostname or f"node-{node.pk}",
-                token=PREVIEW_TOKEN,
-                base_url=base_url,
-            )
+        if decision.kind == Kind.INSTALL:
+            install = node_install_boot(node, token=PREVIEW_TOKEN, base_url=base_url)
         out[label] = ipxe.render(
             decision,
             node_name=str(node),

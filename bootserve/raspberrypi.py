@@ -75,7 +75,7 @@ from nodes.identifiers import normalize_pi_serial
 from nodes.models import Node
 
 from .engine import Client, Decision, Kind, Step, decide
-from .install import InstallBoot, install_boot
+from .install import InstallBoot, node_install_boot
 from .services import facts, find_node, handle_boot, policy, running_install
 from .tftp import static_file
 
@@ -319,12 +319,7 @@ def preview(node: Node, base_url: str, token: str) -> dict[str, str | None]:
     client = Client(serial=node.serial or None, firmware=Firmware.PI, arch=node.arch)
     decision = decide(facts(node), client, policy())
     install = None
-    if decision.kind == Kind.INSTALL and node.workflow_version is not None:
-        install = install_boot(
-            node.workflow_version,
-            hostname=node.hostname or f"node-{node.pk}",
-            token=token,
-            base_url=base_url,
-        )
+    if decision.kind == Kind.INSTALL:
+        install = node_install_boot(node, token=token, base_url=base_url)
     answer = PiAnswer(decision, str(node), node.state, node.arch, install)
     return {"rpi-config.txt": render_config(answer), "rpi-cmdline.txt": render_cmdline(answer)}

@@ -25,7 +25,7 @@ from workflows.choices import RunStatus
 from workflows.models import WorkflowRun
 
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
-from .install import InstallBoot, boot_task, install_boot
+from .install import InstallBoot, boot_task, node_install_boot
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +129,11 @@ def running_install(node: Node, *, base_url: str) -> InstallBoot | None:
     run = WorkflowRun.objects.filter(node=node, status=RunStatus.RUNNING).first()
     if run is None:
         return None
-    return install_boot(
-        node.workflow_version,
-        hostname=node.hostname or f"node-{node.pk}",
-        token=workflow_services.issue_token(run),
-        base_url=base_url,
-    )
+    return node_install_boot(node, token=workflow_services.issue_token(run), base_url=base_url)
 
 
 def _install_answer(decision: Decision, node: Node, token: str, base_url: str) -> BootAnswer:
-    boot = install_boot(
-        node.workflow_version,
-        hostname=node.hostname or f"node-{node.pk}",
-        token=token,
-        base_url=base_url,
-    )
+    boot = node_install_boot(node, token=token, base_url=base_url)
     if boot is None:
         return BootAnswer(
             Decision(Kind.WAIT, Step.NONE, "no install boot", decision.firmware), node

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from . import grub, pxelinux, raspberrypi
 from .engine import Client, Kind
-from .services import find_node, handle_boot
+from .services import handle_boot
 from .tftp import static_file
 
 
@@ -47,12 +47,13 @@ def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | No
         uuid=value if kind == "uuid" else None,
         firmware=firmware,
     )
-    if kind == "uuid" and find_node(client) is None:
-        # PXELINUX asks for its UUID name before its MAC name: an unknown UUID
-        # is "not found", so the loader goes on to the name that registers it.
-        return None
     answer = handle_boot(client, base_url=_base_url())
     if answer.decision.kind == Kind.IGNORE:
+        return None
+    if kind == "uuid" and answer.node is None:
+        # PXELINUX asks for its UUID name before its MAC name: an unknown UUID
+        # (which cannot register a machine: no MAC) is "not found", so the
+        # loader goes on to the name that registers it.
         return None
     node = answer.node
     text = module.render(

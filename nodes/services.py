@@ -129,9 +129,20 @@ def resolve_action(node: Node, target: str, actor: Actor) -> lc.Action:
             )
     elif candidates:
         return candidates[0]
-    raise IllegalTransition(
+    raise illegal(node, target, actor)
+
+
+def illegal(node: Node, target: str, actor: Actor) -> IllegalTransition:
+    """The error for a change ``node``'s state does not allow, naming what it does allow."""
+    return IllegalTransition(
         node.pk, node.state, target, sorted({a.target for a in available_actions(node, actor)})
     )
+
+
+def check_source(node: Node, action: lc.Action, actor: Actor) -> None:
+    """Raise IllegalTransition unless ``action`` may start from the node's state."""
+    if node.state not in action.sources:
+        raise illegal(node, action.target, actor)
 
 
 # --- lifecycle -------------------------------------------------------------
@@ -206,13 +217,7 @@ def preview_transition(
     if action is None:
         raise ValidationError({"action": f"Unknown action {action_name!r}."})
     node = Node.objects.select_related("workflow").get(pk=node_id)
-    if node.state not in action.sources:
-        raise IllegalTransition(
-            node.pk,
-            node.state,
-            action.target,
-            sorted({a.target for a in available_actions(node, actor)}),
-        )
+    check_source(node, action, actor)
     if actor.is_person and not has_transition_perm(getattr(node, action.name), actor.user):
         raise TransitionForbidden(f"You do not have permission to {action.name} node {node.pk}.")
     workflow = params.get("workflow") or node.workflow
@@ -253,13 +258,7 @@ def _execute(
             .select_related("workflow", "workflow_version")
             .get(pk=node_id)
         )
-        if node.state not in action.sources:
-            raise IllegalTransition(
-                node.pk,
-                node.state,
-                action.target,
-                sorted({a.target for a in available_actions(node, actor)}),
-            )
+        check_source(node, action, actor)
         if actor.is_person:
             if action.system_only:
                 raise TransitionForbidden(

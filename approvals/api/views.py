@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import django_filters
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status, viewsets
@@ -18,13 +17,6 @@ from nodes.permissions import scope_nodes
 from .. import services
 from ..models import ApprovalRequest, Status
 from .serializers import ApprovalRequestSerializer, DecideSerializer
-
-
-def visible_requests(user):
-    """Requests on nodes the user can see (site scope), for holders of the view permission."""
-    if not user.has_perm("approvals.view_approvalrequest"):
-        return ApprovalRequest.objects.none()
-    return ApprovalRequest.objects.filter(node__in=scope_nodes(user))
 
 
 class ApprovalFilterSet(django_filters.FilterSet):
@@ -45,12 +37,11 @@ class ApprovalFilterSet(django_filters.FilterSet):
         return queryset.filter(requested_by=user) if value else queryset.exclude(requested_by=user)
 
     def filter_awaiting_me(self, queryset, name, value):
-        user = self.request.user
-        awaiting = Q(status=Status.PENDING) & ~Q(requested_by=user) & ~Q(decisions__user=user)
+        awaiting = services.awaiting(self.request.user)
         return queryset.filter(awaiting) if value else queryset.exclude(awaiting)
 
 
-def _decide(func, request_obj, *args):
+def _decide(func, *args):
     try:
         done = func(*args)
     except services.NotAllowed as exc:
@@ -65,6 +56,12 @@ def _decide(func, request_obj, *args):
     return Response(ApprovalRequestSerializer(done).data)
 
 
+def _comment(request) -> str:
+    data = DecideSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data.get("comment", "")
+
+
 class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
     """Four-eye approval requests, newest first."""
 
@@ -75,7 +72,7 @@ class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return (
-            visible_requests(self.request.user)
+            services.visible_requests(self.request.user)
             .select_related("node", "requested_by")
             .prefetch_related("decisions__user")
             .distinct()
@@ -84,28 +81,17 @@ class ApprovalRequestViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=DecideSerializer, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        obj = self.get_object()
-        data = DecideSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return _decide(
-            services.approve, obj, obj.pk, request.user, data.validated_data.get("comment", "")
-        )
+        return _decide(services.approve, self.get_object().pk, request.user, _comment(request))
 
     @extend_schema(request=DecideSerializer, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        obj = self.get_object()
-        data = DecideSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return _decide(
-            services.reject, obj, obj.pk, request.user, data.validated_data.get("comment", "")
-        )
+        return _decide(services.reject, self.get_object().pk, request.user, _comment(request))
 
     @extend_schema(request=None, responses=ApprovalRequestSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        obj = self.get_object()
-        return _decide(services.cancel, obj, obj.pk, request.user)
+        return _decide(services.cancel, self.get_object().pk, request.user)
 
 
 class NodeApproveView(APIView):
@@ -117,14 +103,6 @@ class NodeApproveView(APIView):
     def post(self, request, pk: str):
         node = get_object_or_404(scope_nodes(request.user), pk=int(pk))
         pending = get_object_or_404(
-            visible_requests(request.user), node=node, status=Status.PENDING
+            services.visible_requests(request.user), node=node, status=Status.PENDING
         )
-        data = DecideSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return _decide(
-            services.approve,
-            pending,
-            pending.pk,
-            request.user,
-            data.validated_data.get("comment", ""),
-        )
+        return _decide(services.approve, pending.pk, request.user, _comment(request))
