@@ -1,4 +1,12 @@
-"""Four-eye approval requests for destructive node actions."""
+"""Four-eye approval requests: destructive node actions, credential changes,
+system settings, audit clearing and emergency access.
+
+Every request names its target (``target_type``/``target_id``, and ``node``
+for node actions) and a ``snapshot`` of that target when it was asked for:
+execution re-checks it, so an approval never acts on something that changed
+since. Secret parameters (a credential's new password) are kept sealed with
+the credential keys and wiped when the request closes.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +35,26 @@ class ApprovalRequest(models.Model):
     """
 
     action = models.CharField(max_length=32)
+    target_type = models.CharField(max_length=16, default="node")
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
     node = models.ForeignKey(
-        "nodes.Node", on_delete=models.PROTECT, related_name="approval_requests"
+        "nodes.Node",
+        on_delete=models.PROTECT,
+        related_name="approval_requests",
+        null=True,
+        blank=True,
     )
-    node_state = models.CharField(max_length=16, help_text="The node's state when requested.")
+    node_state = models.CharField(
+        max_length=16, blank=True, help_text="The node's state when requested."
+    )
+    snapshot = models.TextField(
+        blank=True, help_text="The target as it was when requested; re-checked at execution."
+    )
     params = models.JSONField(default=dict, blank=True)
+    sealed = models.TextField(
+        blank=True, editable=False, help_text="Encrypted secret parameters; wiped on closing."
+    )
     reason = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approval_requests"
@@ -47,16 +70,16 @@ class ApprovalRequest(models.Model):
         ordering = ("-created_at", "-pk")
         indexes = [models.Index(fields=("status", "expires_at"))]
         constraints = [
-            # At most one open request per node: approvers see one thing to decide.
+            # At most one open request per target: approvers see one thing to decide.
             models.UniqueConstraint(
-                fields=("node",),
+                fields=("target_type", "target_id"),
                 condition=models.Q(status="pending"),
-                name="approvals_one_pending_per_node",
+                name="approvals_one_pending_per_target",
             )
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.action} node {self.node_id} ({self.status})"
+        return f"#{self.pk} {self.action} {self.target_type} {self.target_id} ({self.status})"
 
     @property
     def is_expired(self) -> bool:

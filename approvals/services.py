@@ -1,27 +1,32 @@
 """The four-eye rules, the same for every interface (API, admin, pages, commands).
 
 - Destructive node actions (``Action.destructive``; retire only of an
-  installed or active node) create an ApprovalRequest instead of acting.
+  installed or active node), credential changes, system settings, audit
+  clearing and emergency access (see :mod:`approvals.kinds`) create an
+  ApprovalRequest instead of acting.
 - The requester never approves their own request, superusers included.
-- An approver needs the action's permission and access to the node's site.
+- An approver needs the action's permission and, for node actions, access to
+  the node's site; nobody approves emergency access for themselves.
 - Each person counts once; rejecting needs a comment; an expired request can
   no longer be decided (``expire_requests`` marks them, and every decision
   checks the clock itself).
 - Execution happens once, when the last needed approval arrives, under a row
-  lock on the request; the node must still be in the state it was in when the
-  request was made, or execution fails with the reason instead of acting on a
-  machine that moved on.
+  lock on the request; the target must still be as it was when the request
+  was made (the node in the same state, the credential unchanged, ...), or
+  execution fails with the reason instead of acting on something that moved on.
+- Secret parameters are sealed with the credential keys and wiped when the
+  request closes.
 - Every request, decision, expiry, cancellation and execution is an AuditEvent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -34,6 +39,9 @@ from nodes.choices import NodeState as S
 from nodes.models import Node
 from nodes.permissions import can_access_node, scope_nodes
 
+from pureboot import config
+
+from .kinds import KINDS, Kind
 from .models import ApprovalRequest, Decision, Status
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,7 @@ def needs_approval(action: lc.Action, state: str) -> bool:
 
 
 def window(action_name: str) -> timedelta:
-    hours = settings.PUREBOOT_APPROVAL_WINDOWS.get(action_name, settings.PUREBOOT_APPROVAL_HOURS)
+    hours = config.get("approval_windows").get(action_name) or config.get("approval_hours")
     return timedelta(hours=hours)
 
 
@@ -72,7 +80,12 @@ def _audit(request: ApprovalRequest, actor: str, what: str, message: str, **deta
         object_type="approvals.approvalrequest",
         object_id=request.pk,
         message=message,
-        details={"node": request.node_id, "action": request.action, **details},
+        details={
+            "action": request.action,
+            "target": f"{request.target_type}:{request.target_id}",
+            "target_label": request.target_label,
+            **details,
+        },
     )
 
 
@@ -127,6 +140,79 @@ def _check_requester(node: Node, action: lc.Action, actor: node_services.Actor) 
         )
 
 
+def submit(
+    kind: Kind,
+    user,
+    *,
+    target_id: str,
+    target_label: str,
+    snapshot: str,
+    params: dict[str, Any],
+    reason: str,
+    secrets: dict[str, str] | None = None,
+    node: Node | None = None,
+) -> ApprovalRequest:
+    """Record a request of ``kind``; nothing happens to the target yet.
+
+    Callers check what is specific to the target (and lock it) first; this
+    checks the requester's permission, seals ``secrets``, and refuses a
+    second pending request for the same target.
+    """
+    from pureboot.credentials import encrypt
+
+    reason = _check_text(reason, "reason", node_services.MAX_REASON_LENGTH)
+    if not (user and user.is_authenticated and user.is_active):
+        raise node_services.TransitionForbidden("Sign in to make requests.")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            request = ApprovalRequest.objects.create(
+                action=kind.name,
+                target_type=kind.target_type,
+                target_id=str(target_id),
+                target_label=target_label[:255],
+                node=node,
+                node_state=node.state if node is not None else "",
+                snapshot=snapshot,
+                params=params,
+                sealed=encrypt(json.dumps(secrets)) if secrets else "",
+                reason=reason,
+                requested_by=user,
+                created_at=now,
+                expires_at=now + window(kind.name),
+                required_approvals=config.get("approvals_required"),
+            )
+            _audit(
+                request,
+                node_services.Actor.of(user).label,
+                "request",
+                reason,
+                plainly=kind.describe(request),
+                params=params,
+                secrets_sealed=sorted(secrets or {}),
+                expires_at=request.expires_at.isoformat(),
+                **(
+                    {
+                        "node": node.pk,
+                        "from_state": node.state,
+                        "to_state": lc.ACTIONS[kind.name].target,
+                    }
+                    if node is not None
+                    else {}
+                ),
+            )
+    except IntegrityError:
+        pending = ApprovalRequest.objects.filter(
+            target_type=kind.target_type, target_id=str(target_id), status=Status.PENDING
+        ).first()
+        raise NotPending(
+            f"{target_label} already has a pending request"
+            + (f" (#{pending.pk}, {pending.action})." if pending else ".")
+        ) from None
+    log.info("approval #%s: %s asked for %s on %s", request.pk, user, kind.name, target_label)
+    return request
+
+
 def request_transition(
     node_id: int,
     action: lc.Action,
@@ -136,42 +222,28 @@ def request_transition(
     params: dict[str, Any],
 ) -> ApprovalRequest:
     """Record a request for ``action`` on the node; nothing happens to the node yet."""
-    reason = _check_text(reason, "reason", node_services.MAX_REASON_LENGTH)
     stored = {k: getattr(v, "name", v) for k, v in params.items()}  # a Workflow by name
-    try:
-        with transaction.atomic():
-            node = Node.objects.select_for_update(of=("self",)).get(pk=node_id)
-            _check_requester(node, action, actor)
-            now = timezone.now()
-            request = ApprovalRequest.objects.create(
-                action=action.name,
-                node=node,
-                node_state=node.state,
-                params=stored,
-                reason=reason,
-                requested_by=actor.user,
-                created_at=now,
-                expires_at=now + window(action.name),
-                required_approvals=settings.PUREBOOT_APPROVALS_REQUIRED,
-            )
-            _audit(
-                request,
-                actor.label,
-                "request",
-                reason,
-                from_state=node.state,
-                to_state=action.target,
-                params=stored,
-                expires_at=request.expires_at.isoformat(),
-            )
-    except IntegrityError:
-        pending = ApprovalRequest.objects.filter(node_id=node_id, status=Status.PENDING).first()
-        raise NotPending(
-            f"Node {node_id} already has a pending request"
-            + (f" (#{pending.pk}, {pending.action})." if pending else ".")
-        ) from None
-    log.info("approval #%s: %s asked to %s node %s", request.pk, actor.label, action.name, node_id)
-    return request
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).get(pk=node_id)
+        _check_requester(node, action, actor)
+        return submit(
+            KINDS[action.name],
+            actor.user,
+            target_id=str(node.pk),
+            target_label=str(node),
+            snapshot=node.state,
+            params=stored,
+            reason=reason,
+            node=node,
+        )
+
+
+def request_other(kind_name: str, user, **fields: Any) -> ApprovalRequest:
+    """A request for a non-node kind, after checking the requester's permission."""
+    kind = KINDS[kind_name]
+    if not (user and user.is_authenticated and user.is_active and user.has_perm(kind.permission)):
+        raise node_services.TransitionForbidden(f"You do not have permission to ask: {kind.label}.")
+    return submit(kind, user, **fields)
 
 
 def _expire_if_due(request_id: int) -> None:
@@ -202,7 +274,8 @@ def _close(request: ApprovalRequest, status: str, actor: str, message: str) -> N
     request.status = status
     request.closed_at = timezone.now()
     request.result = message
-    request.save(update_fields=("status", "closed_at", "result"))
+    request.sealed = ""  # secrets leave with the request
+    request.save(update_fields=("status", "closed_at", "result", "sealed"))
     _audit(request, actor, status, message)
 
 
@@ -212,12 +285,10 @@ def can_decide(request: ApprovalRequest, user) -> str | None:
         return "Sign in to decide requests."
     if request.requested_by_id == user.pk:
         return "You cannot approve or reject your own request."
-    action = lc.ACTIONS[request.action]
-    if not user.has_perm(action.permission):
-        return f"You do not have permission to {action.name} nodes."
-    if not can_access_node(user, request.node):
-        return f"You have no access to node {request.node_id}'s site."
-    return None
+    kind = KINDS[request.action]
+    if not user.has_perm(kind.permission):
+        return f"You do not have permission to decide: {kind.label}."
+    return kind.approver_check(request, user) if kind.approver_check else None
 
 
 def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
@@ -234,45 +305,45 @@ def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
         Decision.objects.create(request=request, user=user, approve=True, comment=comment)
         _audit(request, node_services.Actor.of(user).label, "approve", comment)
         if request.decisions.filter(approve=True).count() >= request.required_approvals:
-            _execute(request, approvers=[user])
+            approvers = [d.user for d in request.decisions.filter(approve=True)]
+            _execute(request, approvers)
     return request
+
+
+def _unseal(request: ApprovalRequest) -> dict[str, str]:
+    from pureboot.credentials import reveal_sealed
+
+    return json.loads(reveal_sealed(request.sealed)) if request.sealed else {}
 
 
 def _execute(request: ApprovalRequest, approvers: list) -> None:
     """Run the approved action; failures are stored on the request, not raised."""
-    action = lc.ACTIONS[request.action]
-    params = dict(request.params)
-    requester = node_services.Actor.of(request.requested_by)
+    kind = KINDS[request.action]
+    requester = node_services.Actor.of(request.requested_by).label
     names = ", ".join(u.get_username() for u in approvers)
     try:
         with transaction.atomic():
-            node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-            if node.state != request.node_state:
-                raise node_services.TransitionError(
-                    f"node {node.pk} is {node.state} now, not {request.node_state} as when the "
-                    "request was made; nothing was done"
-                )
-            if "workflow" in params:
-                from workflows.models import Workflow
-
-                params["workflow"] = Workflow.objects.get(name=params["workflow"])
-            node_services.execute_approved(
-                node.pk,
-                action,
-                requester,
-                reason=f"{request.reason} (request #{request.pk}, approved by {names})".strip(),
-                params=params,
-            )
+            now = kind.current(request)
+            if now != request.snapshot:
+                raise node_services.TransitionError(_changed(request, now))
+            result = kind.execute(request, _unseal(request), requester, names)
     except Exception as exc:  # noqa: BLE001 - any failure is stored on the request
         message = str(exc) if not isinstance(exc, ValidationError) else "; ".join(exc.messages)
         _close(request, Status.FAILED, "system", f"Execution failed: {message}")
         log.warning("approval #%s: execution failed: %s", request.pk, message)
         return
-    _close(
-        request,
-        Status.EXECUTED,
-        "system",
-        f"{action.name}: node {request.node_id} {request.node_state} -> {action.target}",
+    _close(request, Status.EXECUTED, "system", result)
+
+
+def _changed(request: ApprovalRequest, now: str) -> str:
+    if request.target_type == "node":
+        return (
+            f"node {request.node_id} is {now} now, not {request.snapshot} as when the "
+            "request was made; nothing was done"
+        )
+    return (
+        f"{request.target_label} changed since the request was made; nothing was done "
+        "(ask again to act on it as it is now)"
     )
 
 
@@ -302,10 +373,24 @@ def cancel(request_id: int, user) -> ApprovalRequest:
 
 
 def visible_requests(user):
-    """Requests on nodes the user can see (site scope), for holders of the view permission."""
-    if not user.has_perm("approvals.view_approvalrequest"):
+    """Requests the user may see.
+
+    Node requests on nodes in the user's site scope (for holders of the view
+    permission); other requests for those who may decide that kind; auditors
+    see everything; everyone sees their own requests and grants for them.
+    """
+    if not (user and user.is_authenticated and user.is_active):
         return ApprovalRequest.objects.none()
-    return ApprovalRequest.objects.filter(node__in=scope_nodes(user))
+    if user.has_perm("audit.view_auditevent"):
+        return ApprovalRequest.objects.all()
+    mine = Q(requested_by=user) | Q(target_type="access", target_id=str(user.pk))
+    kinds = [
+        k.name for k in KINDS.values() if k.target_type != "node" and user.has_perm(k.permission)
+    ]
+    visible = mine | Q(action__in=kinds)
+    if user.has_perm("approvals.view_approvalrequest"):
+        visible |= Q(target_type="node", node__in=scope_nodes(user))
+    return ApprovalRequest.objects.filter(visible)
 
 
 def awaiting(user) -> Q:

@@ -36,6 +36,8 @@ class AuditEvent(models.Model):
         # The log cannot be added to, changed or deleted through Django's
         # permission system; reading it is the only grantable right.
         default_permissions = ("view",)
+        # Clearing goes through an approved request that exports first.
+        permissions = [("clear_auditevent", "Can request and approve clearing the audit trail")]
         verbose_name = "audit event"
         constraints = [
             models.UniqueConstraint(fields=["seq"], name="audit_event_seq_unique"),

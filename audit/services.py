@@ -106,6 +106,7 @@ class ChainReport:
     last_seq: int
     bad_seq: int | None = None
     reason: str = ""
+    first_seq: int = 1
 
     @property
     def intact(self) -> bool:
@@ -113,18 +114,55 @@ class ChainReport:
 
     def __str__(self) -> str:
         if self.intact:
-            return f"audit chain intact: {self.count} events, last seq {self.last_seq}"
+            cleared = f" (events before seq {self.first_seq} cleared)" if self.first_seq > 1 else ""
+            return f"audit chain intact: {self.count} events, last seq {self.last_seq}{cleared}"
         return f"audit chain broken at seq {self.bad_seq}: {self.reason}"
+
+
+CHECKPOINT_ACTION = "audit.checkpoint"
+
+
+def _start_after_clearing(first_seq: int) -> str | None:
+    """The last cleared hash for a chain whose events up to ``first_seq - 1`` were cleared.
+
+    An approved clearing leaves an ``audit.checkpoint`` event (itself inside
+    the chain, so hashed like any other) naming the last cleared event and
+    its hash: the remaining chain must continue exactly from there.
+    """
+    checkpoint = (
+        AuditEvent.objects.filter(
+            action=CHECKPOINT_ACTION, details__cleared_through_seq=first_seq - 1
+        )
+        .order_by("-seq")
+        .first()
+    )
+    if checkpoint is None:
+        return None
+    return str(checkpoint.details.get("cleared_through_hash", ""))
 
 
 def verify_chain(*, chunk_size: int = 2000) -> ChainReport:
     """Walk the whole chain in seq order and report the first bad event.
 
     Recomputes every hash, checks that ``prev_hash`` links to the previous
-    event and that seq runs 1, 2, 3, ... without gaps. Streams rows in
-    ``chunk_size`` batches, so memory stays constant however long the trail.
+    event and that seq runs 1, 2, 3, ... without gaps; after an approved
+    clearing, the chain starts where its checkpoint says the export ended.
+    Streams rows in ``chunk_size`` batches, so memory stays constant however
+    long the trail.
     """
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+    first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first()
+    if first is not None and first != 1:
+        start = _start_after_clearing(first)
+        if start is None:
+            return ChainReport(
+                0,
+                0,
+                bad_seq=first,
+                reason=f"chain starts at seq {first}, expected 1, and no audit.checkpoint "
+                f"accounts for events 1-{first - 1}",
+            )
+        expected_seq, prev_hash = first, start
     rows = (
         AuditEvent.objects.order_by("seq")
         .only(*HASHED_FIELDS, "prev_hash", "hash")
@@ -136,13 +174,18 @@ def verify_chain(*, chunk_size: int = 2000) -> ChainReport:
             problem = (
                 f"gap after seq {expected_seq - 1}"
                 if count
-                else f"chain starts at seq {event.seq}, expected 1"
+                else f"chain starts at seq {event.seq}, expected {expected_seq}"
             )
         elif event.prev_hash != prev_hash:
-            problem = "broken link: prev_hash does not match the previous event's hash"
+            problem = (
+                "broken link: prev_hash does not match the previous event's hash"
+                if count or expected_seq == 1
+                else "broken link: the first event does not continue the cleared chain's "
+                "last hash recorded by its checkpoint"
+            )
         elif compute_hash(event, event.prev_hash) != event.hash:
             problem = "hash mismatch: the event's content does not match its hash"
         if problem:
             return ChainReport(count, expected_seq - 1, bad_seq=event.seq, reason=problem)
         expected_seq, prev_hash, count = event.seq + 1, event.hash, count + 1
-    return ChainReport(count, expected_seq - 1)
+    return ChainReport(count, expected_seq - 1, first_seq=first or 1)

@@ -88,6 +88,17 @@ def _decrypt(token: str) -> str:
         ) from None
 
 
+def reveal_sealed(token: str) -> str:
+    """Open an approval request's sealed secrets, only to store them in a credential.
+
+    Called by the execution of an approved credential request, whose
+    ``credential.create``/``credential.update`` audit event (in the same
+    transaction) records that the secrets were set; the plaintext goes
+    nowhere else.
+    """
+    return _decrypt(token)
+
+
 def _set_secrets(credential: Credential, secrets: dict[str, str]) -> list[str]:
     changed = []
     for field in SECRET_FIELDS:
@@ -224,6 +235,31 @@ class RotationReport:
         )
 
 
+def _rotate_sealed(primary: Fernet, multi: MultiFernet) -> int:
+    """Re-encrypt the sealed secrets of pending approval requests too."""
+    from approvals.models import ApprovalRequest, Status
+
+    count = 0
+    pending = ApprovalRequest.objects.select_for_update().filter(status=Status.PENDING)
+    for request in pending.exclude(sealed=""):
+        token = request.sealed.encode("ascii")
+        try:
+            primary.decrypt(token)
+            continue
+        except InvalidToken:
+            pass
+        try:
+            request.sealed = multi.rotate(token).decode("ascii")
+        except InvalidToken:
+            raise UndecryptableSecret(
+                f"Approval request #{request.pk}: no configured key decrypts its sealed "
+                "secrets; nothing was re-encrypted."
+            ) from None
+        request.save(update_fields=("sealed",))
+        count += 1
+    return count
+
+
 def rotate_keys(actor: ActorLike, *, new_key_added: bool = False) -> RotationReport:
     """Re-encrypt every secret that the primary key does not already encrypt.
 
@@ -265,6 +301,7 @@ def rotate_keys(actor: ActorLike, *, new_key_added: bool = False) -> RotationRep
                     password_ciphertext=credential.password_ciphertext,
                     private_key_ciphertext=credential.private_key_ciphertext,
                 )
+        reencrypted += _rotate_sealed(primary, multi)
         report = RotationReport(len(rows), reencrypted, current)
         audit.record(
             actor=label,

@@ -1,7 +1,9 @@
-"""Project-wide records that belong to no single app: stored credentials."""
+"""Project-wide records that belong to no single app: stored credentials,
+run-time system settings and emergency access grants."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -68,3 +70,55 @@ class Credential(models.Model):
     @property
     def has_private_key(self) -> bool:
         return bool(self.private_key_ciphertext)
+
+
+class SystemSetting(models.Model):
+    """A system-wide setting changed at run time (through an approved request).
+
+    The environment gives each setting its default (see :mod:`pureboot.config`);
+    a row here overrides it. Rows are written only by an executed approval
+    request, never directly.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    value = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, editable=False)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}"
+
+
+class EmergencyGrant(models.Model):
+    """A role held by one user for a limited time, granted by an approved request.
+
+    The role's permissions count only while ``starts_at <= now < ends_at``
+    (checked on every permission check by
+    :class:`pureboot.emergency.EmergencyAccessBackend`); ``ended_at`` records
+    when the end was noticed and audited, or when it was revoked.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_grants"
+    )
+    role = models.CharField(max_length=32)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True)
+    request = models.OneToOneField(
+        "approvals.ApprovalRequest", on_delete=models.PROTECT, related_name="grant"
+    )
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+        permissions = [
+            ("request_emergency_access", "Can ask for emergency access for oneself"),
+            ("grant_emergency_access", "Can request and approve emergency access for anyone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} for {self.user_id} until {self.ends_at:%Y-%m-%d %H:%M}"

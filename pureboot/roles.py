@@ -33,16 +33,18 @@ OPERATE = (
     "nodes.delete_networkinterface",
     "nodes.assign_node",
     "nodes.activate_node",
+    # Destructive actions: holding one lets a person ask for it (and approve
+    # someone else's request); it happens only once a second holder approves.
+    "nodes.reprovision_node",
+    "nodes.deprovision_node",
+    "nodes.migrate_node",
+    "nodes.retire_node",
 )
 ADMINISTER = (
     "nodes.add_site",
     "nodes.change_site",
     "nodes.delete_site",
     "nodes.delete_tag",
-    "nodes.reprovision_node",
-    "nodes.deprovision_node",
-    "nodes.migrate_node",
-    "nodes.retire_node",
     "nodes.rediscover_node",
     "nodes.access_all_sites",
     "workflows.add_workflow",
@@ -50,8 +52,22 @@ ADMINISTER = (
     "workflows.delete_workflow",
     "workflows.add_imagetemplate",
     "workflows.delete_imagetemplate",
+    "pureboot.view_systemsetting",
+    "pureboot.change_systemsetting",
+    "pureboot.view_emergencygrant",
+    "pureboot.grant_emergency_access",
+    "audit.clear_auditevent",
 )
-AUDIT = ("audit.view_auditevent", "nodes.access_all_sites")
+AUDIT = (
+    "audit.view_auditevent",
+    "nodes.access_all_sites",
+    "pureboot.view_systemsetting",
+    "pureboot.view_emergencygrant",
+    # An admin's request to clear the trail can be approved by an auditor.
+    "audit.clear_auditevent",
+)
+# Anyone with a role may ask for emergency access for themselves.
+EMERGENCY = ("pureboot.request_emergency_access",)
 # Secrets are never readable through a permission: these cover metadata only.
 CREDENTIALS_MANAGE = (
     "pureboot.view_credential",
@@ -63,10 +79,15 @@ CREDENTIAL_NAMES = ("pureboot.view_credential_names",)
 CREDENTIAL_METADATA = ("pureboot.view_credential",)
 
 ROLES: dict[str, tuple[str, ...]] = {
-    "Admin": VIEW_REGISTRY + OPERATE + ADMINISTER + ("audit.view_auditevent",) + CREDENTIALS_MANAGE,
-    "Operator": VIEW_REGISTRY + OPERATE + CREDENTIAL_NAMES,
-    "Auditor": VIEW_REGISTRY + AUDIT + CREDENTIAL_METADATA,
-    "User": VIEW_REGISTRY,
+    "Admin": VIEW_REGISTRY
+    + OPERATE
+    + ADMINISTER
+    + ("audit.view_auditevent",)
+    + CREDENTIALS_MANAGE
+    + EMERGENCY,
+    "Operator": VIEW_REGISTRY + OPERATE + CREDENTIAL_NAMES + EMERGENCY,
+    "Auditor": VIEW_REGISTRY + AUDIT + CREDENTIAL_METADATA + EMERGENCY,
+    "User": VIEW_REGISTRY + EMERGENCY,
 }
 
 

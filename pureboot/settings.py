@@ -172,6 +172,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
+    # A role granted for a limited time by an approved emergency-access request.
+    "pureboot.emergency.EmergencyAccessBackend",
 ]
 # guardian: no anonymous user row; nothing is granted to anonymous visitors.
 ANONYMOUS_USER_NAME = None
@@ -385,6 +387,15 @@ except (ValueError, AttributeError, TypeError) as exc:
     raise ImproperlyConfigured(
         'PUREBOOT_APPROVAL_WINDOWS: a JSON object of action -> hours, e.g. {"retire": 24}'
     ) from exc
+
+# Emergency access: the longest time one approved request may grant a role.
+PUREBOOT_EMERGENCY_MAX_HOURS = _env_int("PUREBOOT_EMERGENCY_MAX_HOURS", 8, 1)
+# Where an approved audit-log clearing writes its export (mode 600 files).
+PUREBOOT_AUDIT_EXPORT_DIR = os.environ.get("PUREBOOT_AUDIT_EXPORT_DIR", "").strip() or str(
+    Path(VAR_DIR) / "audit-exports"
+)
+if not os.path.isabs(PUREBOOT_AUDIT_EXPORT_DIR):
+    raise ImproperlyConfigured("PUREBOOT_AUDIT_EXPORT_DIR must be an absolute path")
 
 # The approval pages send people to the admin's sign-in page.
 LOGIN_URL = "/admin/login/"

@@ -1,0 +1,303 @@
+"""What can be asked for: every action that needs a second person.
+
+Each kind says who may ask and approve (``permission``), how to read its
+target now (``current``, compared at execution with the request's
+``snapshot``), what the approval will do in plain words (``describe``) and
+how to do it (``execute``, inside the request's transaction; its return
+value is stored as the request's result).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nodes import lifecycle as lc
+from nodes import services as node_services
+from nodes.models import Node
+from nodes.permissions import can_access_node
+
+if TYPE_CHECKING:
+    from .models import ApprovalRequest
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str
+    target_type: str
+    permission: str
+    describe: Callable[[ApprovalRequest], str]
+    current: Callable[[ApprovalRequest], str]
+    execute: Callable[[ApprovalRequest, dict[str, str], str, str], str]
+    # Beyond the permission: why this user may not decide this request, or None.
+    approver_check: Callable[[ApprovalRequest, Any], str | None] | None = None
+
+
+def fingerprint(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --- node actions -------------------------------------------------------------
+
+NODE_WORDS = {
+    "deprovision": "Its disks will be wiped.",
+    "reprovision": "It will be installed again; what is on its disk now is lost.",
+    "retire": "It will no longer be answered by PureBoot.",
+    "migrate": "Its system will be moved to another machine.",
+}
+
+
+def _node_kind(action: lc.Action) -> Kind:
+    def describe(request: ApprovalRequest) -> str:
+        return (
+            f"{action.label} node {request.target_label} (#{request.node_id}): "
+            f"{request.node_state} -> {action.target}. {NODE_WORDS.get(action.name, '')}"
+        ).strip()
+
+    def current(request: ApprovalRequest) -> str:
+        node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
+        return node.state
+
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from django.contrib.auth import get_user_model
+
+        params = dict(request.params)
+        if "workflow" in params:
+            from workflows.models import Workflow
+
+            params["workflow"] = Workflow.objects.get(name=params["workflow"])
+        user = get_user_model().objects.get(pk=request.requested_by_id)
+        node_services.execute_approved(
+            request.node_id,
+            action,
+            node_services.Actor.of(user),
+            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+            params=params,
+        )
+        return f"{action.name}: node {request.node_id} {request.node_state} -> {action.target}"
+
+    def site(request: ApprovalRequest, user) -> str | None:
+        if not can_access_node(user, request.node):
+            return f"You have no access to node {request.node_id}'s site."
+        return None
+
+    return Kind(
+        name=action.name,
+        label=action.label,
+        target_type="node",
+        permission=action.permission,
+        describe=describe,
+        current=current,
+        execute=execute,
+        approver_check=site,
+    )
+
+
+# --- credentials ----------------------------------------------------------------
+
+
+def _credential_state(pk) -> str:
+    from pureboot.models import Credential
+
+    row = Credential.objects.select_for_update().filter(pk=pk).first()
+    if row is None:
+        return "deleted"
+    return fingerprint([row.updated_at, row.secret_changed_at])
+
+
+def _secret_words(request: ApprovalRequest) -> str:
+    names = request.params.get("secrets_set", [])
+    return f" Secrets set: {', '.join(names)} (values sealed, never shown)." if names else ""
+
+
+def _credential_create() -> Kind:
+    def current(request: ApprovalRequest) -> str:
+        from pureboot.models import Credential
+
+        name = request.params["fields"]["name"]
+        return "exists" if Credential.objects.filter(name=name).exists() else ""
+
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from pureboot import credentials
+
+        made = credentials.create_credential(requester, request.params["fields"], secrets)
+        return f"credential {made.name} created (#{made.pk}), approved by {approvers}"
+
+    return Kind(
+        name="credential.create",
+        label="Create credential",
+        target_type="credential",
+        permission="pureboot.add_credential",
+        describe=lambda r: (
+            f"Create credential {r.target_label} with "
+            + ", ".join(f"{k}={v!r}" for k, v in r.params["fields"].items())
+            + "."
+            + _secret_words(r)
+        ),
+        current=current,
+        execute=execute,
+    )
+
+
+def _credential_change() -> Kind:
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from pureboot import credentials
+
+        credentials.update_credential(
+            int(request.target_id), requester, request.params.get("fields", {}), secrets
+        )
+        return f"credential {request.target_label} changed, approved by {approvers}"
+
+    return Kind(
+        name="credential.change",
+        label="Change credential",
+        target_type="credential",
+        permission="pureboot.change_credential",
+        describe=lambda r: (
+            f"Change credential {r.target_label}: "
+            + (
+                ", ".join(f"{k}={v!r}" for k, v in r.params.get("fields", {}).items())
+                or "no fields"
+            )
+            + "."
+            + _secret_words(r)
+        ),
+        current=lambda r: _credential_state(r.target_id),
+        execute=execute,
+    )
+
+
+def _credential_delete() -> Kind:
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from pureboot import credentials
+
+        credentials.delete_credential(int(request.target_id), requester)
+        return f"credential {request.target_label} deleted, approved by {approvers}"
+
+    return Kind(
+        name="credential.delete",
+        label="Delete credential",
+        target_type="credential",
+        permission="pureboot.delete_credential",
+        describe=lambda r: (
+            f"Delete credential {r.target_label}; what uses it can no longer sign in with it."
+        ),
+        current=lambda r: _credential_state(r.target_id),
+        execute=execute,
+    )
+
+
+# --- system settings, audit trail, emergency access --------------------------------
+
+
+def _setting_change() -> Kind:
+    def current(request: ApprovalRequest) -> str:
+        from pureboot import config
+
+        return fingerprint(config.get(request.target_id))
+
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from pureboot import config
+
+        return config.apply(
+            request.target_id,
+            request.params["value"],
+            requester,
+            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+        )
+
+    return Kind(
+        name="setting.change",
+        label="Change system setting",
+        target_type="setting",
+        permission="pureboot.change_systemsetting",
+        describe=lambda r: (
+            f"Set {r.target_id} from {json.loads(r.snapshot)!r} to {r.params['value']!r}."
+        ),
+        current=current,
+        execute=execute,
+    )
+
+
+def _audit_clear() -> Kind:
+    def current(request: ApprovalRequest) -> str:
+        from audit import clearing
+
+        span = clearing.bounds()
+        return str(span[0] if span else 0)
+
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from audit import clearing
+
+        return clearing.clear_through(
+            request.params["through_seq"],
+            requester,
+            request_id=request.pk,
+            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+        )
+
+    return Kind(
+        name="audit.clear",
+        label="Clear audit trail",
+        target_type="audit",
+        permission="audit.clear_auditevent",
+        describe=lambda r: (
+            f"Export audit events {r.snapshot} to {r.params['through_seq']} to a file with "
+            "their chain hashes, delete them from the database and leave a checkpoint event "
+            "so audit_verify still proves the rest."
+        ),
+        current=current,
+        execute=execute,
+    )
+
+
+def _access_grant() -> Kind:
+    def current(request: ApprovalRequest) -> str:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(pk=request.target_id).first()
+        return "active" if user is not None and user.is_active else "disabled"
+
+    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+        from pureboot import emergency
+
+        params = request.params
+        return emergency.grant(
+            int(request.target_id), params["role"], params["hours"], request, requester
+        )
+
+    def not_the_grantee(request: ApprovalRequest, user) -> str | None:
+        if str(user.pk) == request.target_id:
+            return "You cannot approve emergency access for yourself."
+        return None
+
+    return Kind(
+        name="access.grant",
+        label="Emergency access",
+        target_type="access",
+        permission="pureboot.grant_emergency_access",
+        describe=lambda r: (
+            f"Give {r.target_label} the {r.params['role']} role for {r.params['hours']} hours "
+            "from approval; it ends by itself."
+        ),
+        current=current,
+        execute=execute,
+        approver_check=not_the_grantee,
+    )
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        *(_node_kind(a) for a in lc.ACTIONS.values() if a.destructive),
+        _credential_create(),
+        _credential_change(),
+        _credential_delete(),
+        _setting_change(),
+        _audit_clear(),
+        _access_grant(),
+    )
+}
