@@ -54,7 +54,7 @@ def _node_kind(action: lc.Action) -> Kind:
     def describe(request: ApprovalRequest) -> str:
         return (
             f"{action.label} node {request.target_label} (#{request.node_id}): "
-            f"{request.node_state} -> {action.target}. {NODE_WORDS.get(action.name, '')}"
+            f"{request.node_state} → {action.target}. {NODE_WORDS.get(action.name, '')}"
         ).strip()
 
     def current(request: ApprovalRequest) -> str:
@@ -99,7 +99,7 @@ def _node_kind(action: lc.Action) -> Kind:
 # --- credentials ----------------------------------------------------------------
 
 
-def _credential_state(pk) -> str:
+def credential_state(pk) -> str:
     from pureboot.models import Credential
 
     row = Credential.objects.select_for_update().filter(pk=pk).first()
@@ -165,7 +165,7 @@ def _credential_change() -> Kind:
             + "."
             + _secret_words(r)
         ),
-        current=lambda r: _credential_state(r.target_id),
+        current=lambda r: credential_state(r.target_id),
         execute=execute,
     )
 
@@ -185,7 +185,7 @@ def _credential_delete() -> Kind:
         describe=lambda r: (
             f"Delete credential {r.target_label}; what uses it can no longer sign in with it."
         ),
-        current=lambda r: _credential_state(r.target_id),
+        current=lambda r: credential_state(r.target_id),
         execute=execute,
     )
 

@@ -82,6 +82,21 @@ class ApprovalRequest(models.Model):
         return f"#{self.pk} {self.action} {self.target_type} {self.target_id} ({self.status})"
 
     @property
+    def kind_label(self) -> str:
+        from .kinds import KINDS
+
+        kind = KINDS.get(self.action)
+        return kind.label if kind else self.action
+
+    @property
+    def what(self) -> str:
+        """What approving will do, in plain words."""
+        from .kinds import KINDS
+
+        kind = KINDS.get(self.action)
+        return kind.describe(self) if kind else self.action
+
+    @property
     def is_expired(self) -> bool:
         return self.status == Status.PENDING and self.expires_at <= timezone.now()
 

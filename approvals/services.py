@@ -38,7 +38,6 @@ from nodes import services as node_services
 from nodes.choices import NodeState as S
 from nodes.models import Node
 from nodes.permissions import can_access_node, scope_nodes
-
 from pureboot import config
 
 from .kinds import KINDS, Kind
@@ -238,12 +237,43 @@ def request_transition(
         )
 
 
-def request_other(kind_name: str, user, **fields: Any) -> ApprovalRequest:
-    """A request for a non-node kind, after checking the requester's permission."""
-    kind = KINDS[kind_name]
-    if not (user and user.is_authenticated and user.is_active and user.has_perm(kind.permission)):
+def _may_ask(kind: Kind, user, permission: str | None = None) -> None:
+    permission = permission or kind.permission
+    if not (user and user.is_authenticated and user.is_active and user.has_perm(permission)):
         raise node_services.TransitionForbidden(f"You do not have permission to ask: {kind.label}.")
-    return submit(kind, user, **fields)
+
+
+def request_other(
+    kind_name: str, user, *, dry_run: bool = False, permission: str | None = None, **fields: Any
+) -> ApprovalRequest | dict[str, Any]:
+    """A request for a non-node kind, after checking the requester's permission.
+
+    ``permission`` replaces the kind's own for asking (emergency access for
+    oneself). With ``dry_run`` nothing is created: the answer says what the
+    request would do.
+    """
+    kind = KINDS[kind_name]
+    _may_ask(kind, user, permission)
+    if not dry_run:
+        return submit(kind, user, **fields)
+    draft = ApprovalRequest(
+        action=kind.name,
+        target_type=kind.target_type,
+        target_id=str(fields["target_id"]),
+        target_label=fields["target_label"],
+        snapshot=fields["snapshot"],
+        params=fields["params"],
+    )
+    return {
+        "dry_run": True,
+        "action": kind.name,
+        "target": f"{kind.target_type}:{fields['target_id']}",
+        "target_label": fields["target_label"],
+        "what": kind.describe(draft),
+        "needs_approval": True,
+        "expires_in_hours": window(kind.name).total_seconds() / 3600,
+        "required_approvals": config.get("approvals_required"),
+    }
 
 
 def _expire_if_due(request_id: int) -> None:

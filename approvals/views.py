@@ -12,8 +12,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from nodes import lifecycle as lc
-
 from . import services
 from .models import Status
 
@@ -64,14 +62,12 @@ def _get(request, pk: int):
 @require_http_methods(["GET", "HEAD"])
 def detail(request, pk: int):
     obj = _get(request, pk)
-    action = lc.ACTIONS[obj.action]
     left = obj.expires_at - timezone.now()
     return render(
         request,
         "approvals/detail.html",
         {
             "req": obj,
-            "action": action,
             "pending": obj.status == Status.PENDING and left.total_seconds() > 0,
             "minutes_left": max(int(left.total_seconds() // 60), 0),
             "refusal": services.can_decide(obj, request.user),

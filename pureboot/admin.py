@@ -1,9 +1,14 @@
 """Audited admin for users and groups (role membership is security-relevant) and credentials."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+from nodes import services as node_services
 
 from . import credentials
 from .admin_audit import AuditedAdminMixin
@@ -85,19 +90,80 @@ class CredentialAdmin(admin.ModelAdmin):
     def has_private_key(self, obj):
         return obj.has_private_key
 
+    # Every write is a four-eye request: the form's Save asks for it, and the
+    # approval page is where a second person makes it happen.
+
+    def _ask(self, request, obj, kind: str, fields: dict, secrets: dict) -> None:
+        from approvals import services as approvals
+        from approvals.kinds import credential_state
+
+        try:
+            with transaction.atomic():
+                made = approvals.request_other(
+                    kind,
+                    request.user,
+                    target_id=str(obj.pk) if obj.pk else f"new:{fields['name']}",
+                    target_label=obj.name if obj.pk else fields["name"],
+                    snapshot=credential_state(obj.pk) if obj.pk else "",
+                    params={"fields": fields, "secrets_set": sorted(secrets)},
+                    secrets=secrets,
+                    reason="",
+                )
+        except (approvals.ApprovalError, node_services.TransitionError) as exc:
+            messages.error(request, str(exc))
+            return
+        request._pureboot_approval = made
+        messages.success(
+            request,
+            f"Approval request #{made.pk} created: {made.kind_label} "
+            f"{made.target_label} waits for a second person until "
+            f"{made.expires_at:%Y-%m-%d %H:%M %Z}.",
+        )
+
     def save_model(self, request, obj, form, change):
-        actor = f"user:{request.user.get_username()}"
         fields = {f: form.cleaned_data[f] for f in credentials.EDITABLE_FIELDS}
         if change:
-            saved = credentials.update_credential(obj.pk, actor, fields, form.secrets())
-        else:
-            saved = credentials.create_credential(actor, fields, form.secrets())
-        obj.pk = saved.pk
-        obj.refresh_from_db()
+            before = Credential.objects.get(pk=obj.pk)
+            fields = {k: v for k, v in fields.items() if getattr(before, k) != v}
+        self._ask(
+            request,
+            obj,
+            "credential.change" if change else "credential.create",
+            fields,
+            form.secrets(),
+        )
 
     def delete_model(self, request, obj):
-        credentials.delete_credential(obj.pk, f"user:{request.user.get_username()}")
+        self._ask(request, obj, "credential.delete", {}, {})
 
     def delete_queryset(self, request, queryset):
-        for pk in queryset.values_list("pk", flat=True):
-            credentials.delete_credential(pk, f"user:{request.user.get_username()}")
+        for obj in queryset:
+            self._ask(request, obj, "credential.delete", {}, {})
+
+    def _to_request(self, request):
+        made = getattr(request, "_pureboot_approval", None)
+        target = reverse("approvals:detail", args=[made.pk]) if made else request.path
+        return HttpResponseRedirect(target)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._to_request(request)
+
+    def response_change(self, request, obj):
+        return self._to_request(request)
+
+    def response_delete(self, request, obj_display, obj_id):
+        return self._to_request(request)
+
+    # The audit trail records the requests and their execution; nothing
+    # happened yet when these would log.
+    def log_addition(self, request, obj, message):
+        return None
+
+    def log_change(self, request, obj, message):
+        return None
+
+    def log_deletion(self, request, obj, object_repr):
+        return None
+
+    def log_deletions(self, request, queryset):
+        return None

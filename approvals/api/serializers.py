@@ -15,8 +15,9 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
     requested_by = serializers.CharField(source="requested_by.username")
-    node_hostname = serializers.CharField(source="node.__str__", read_only=True)
+    node_hostname = serializers.SerializerMethodField()
     to_state = serializers.SerializerMethodField()
+    what = serializers.SerializerMethodField(help_text="What approving will do, in plain words.")
     approvals = serializers.SerializerMethodField()
     decisions = DecisionSerializer(many=True, read_only=True)
 
@@ -25,6 +26,10 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
         fields = (
             "id",
             "action",
+            "target_type",
+            "target_id",
+            "target_label",
+            "what",
             "node",
             "node_hostname",
             "node_state",
@@ -43,10 +48,18 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
-    def get_to_state(self, obj) -> str:
+    def get_node_hostname(self, obj) -> str | None:
+        return str(obj.node) if obj.node_id else None
+
+    def get_to_state(self, obj) -> str | None:
         from nodes import lifecycle as lc
 
-        return lc.ACTIONS[obj.action].target
+        return lc.ACTIONS[obj.action].target if obj.target_type == "node" else None
+
+    def get_what(self, obj) -> str:
+        from ..kinds import KINDS
+
+        return KINDS[obj.action].describe(obj)
 
     def get_approvals(self, obj) -> int:
         return sum(1 for d in obj.decisions.all() if d.approve)

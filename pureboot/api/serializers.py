@@ -38,6 +38,13 @@ class CredentialSerializer(serializers.ModelSerializer):
         help_text="A private key or API token.",
         validators=[_storable],
     )
+    reason = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=1000,
+        help_text="Why: shown to the approver and kept on the audit trail.",
+    )
     has_password = serializers.BooleanField(read_only=True)
     has_private_key = serializers.BooleanField(read_only=True)
 
@@ -52,6 +59,7 @@ class CredentialSerializer(serializers.ModelSerializer):
             "description",
             "password",
             "private_key",
+            "reason",
             "has_password",
             "has_private_key",
             "secret_changed_at",
@@ -71,6 +79,7 @@ class CredentialSerializer(serializers.ModelSerializer):
     def split(self) -> tuple[dict, dict]:
         """The validated metadata and the plaintext secrets, apart."""
         data = dict(self.validated_data)
+        data.pop("reason", None)
         secrets = {f: data.pop(f) for f in credentials.SECRET_FIELDS if f in data}
         return data, secrets
 

@@ -1,15 +1,24 @@
-"""Credential API: metadata only; secrets are written here and never read back."""
+"""Credential API: metadata only; secrets are written here and never read back.
+
+Creating, changing and deleting a credential are four-eye actions: each
+answers 202 with an approval request (``?dry_run=1`` shows what it would
+ask for); a second person's approval makes the change. Secrets in a request
+stay sealed with the credential keys until then.
+"""
 
 from __future__ import annotations
 
-from django.db import IntegrityError
-from django.http import Http404
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.response import Response
 
-from .. import credentials
+from approvals import services as approvals
+from approvals.api.responses import ask, dry_run
+from approvals.api.serializers import ApprovalRequestSerializer
+from approvals.kinds import credential_state
+
 from ..models import Credential
 from .permissions import ModelPermissions
 from .serializers import CredentialNameSerializer, CredentialSerializer
@@ -31,10 +40,6 @@ def _sees_metadata(user) -> bool:
     return user.has_perm("pureboot.view_credential")
 
 
-def _actor(request) -> str:
-    return f"user:{request.user.get_username()}"
-
-
 class CredentialViewSet(viewsets.ModelViewSet):
     """Stored credentials. Operators list names and kinds only."""
 
@@ -53,34 +58,60 @@ class CredentialViewSet(viewsets.ModelViewSet):
             return CredentialNameSerializer
         return CredentialSerializer
 
+    @extend_schema(responses={202: OpenApiResponse(ApprovalRequestSerializer)})
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields, secrets = serializer.split()
-        try:
-            credential = credentials.create_credential(_actor(request), fields, secrets)
-        except IntegrityError:
-            raise ValidationError(
-                {"name": ["A credential with this name already exists."]}
-            ) from None
-        return Response(self.get_serializer(credential).data, status=201)
+        if Credential.objects.filter(name=fields["name"]).exists():
+            raise ValidationError({"name": ["A credential with this name already exists."]})
+        return ask(
+            lambda: approvals.request_other(
+                "credential.create",
+                request.user,
+                dry_run=dry_run(request),
+                target_id=f"new:{fields['name']}",
+                target_label=fields["name"],
+                snapshot="",
+                params={"fields": fields, "secrets_set": sorted(secrets)},
+                secrets=secrets,
+                reason=_reason(request),
+            )
+        )
 
+    @extend_schema(responses={202: OpenApiResponse(ApprovalRequestSerializer)})
     def partial_update(self, request, *args, **kwargs):
         credential = self.get_object()
         serializer = self.get_serializer(credential, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         fields, secrets = serializer.split()
-        try:
-            credential = credentials.update_credential(
-                credential.pk, _actor(request), fields, secrets
-            )
-        except IntegrityError:
-            raise ValidationError(
-                {"name": ["A credential with this name already exists."]}
-            ) from None
-        except Credential.DoesNotExist:
-            raise Http404 from None  # deleted by someone else meanwhile
-        return Response(self.get_serializer(credential).data)
+        name = fields.get("name")
+        if name and Credential.objects.filter(name=name).exclude(pk=credential.pk).exists():
+            raise ValidationError({"name": ["A credential with this name already exists."]})
+        return self._ask(request, credential, "credential.change", fields, secrets)
 
-    def perform_destroy(self, instance: Credential) -> None:
-        credentials.delete_credential(instance.pk, _actor(self.request))
+    @extend_schema(responses={202: OpenApiResponse(ApprovalRequestSerializer)})
+    def destroy(self, request, *args, **kwargs):
+        return self._ask(request, self.get_object(), "credential.delete", {}, {})
+
+    def _ask(self, request, credential: Credential, kind: str, fields: dict, secrets: dict):
+        def make():
+            with transaction.atomic():
+                return approvals.request_other(
+                    kind,
+                    request.user,
+                    dry_run=dry_run(request),
+                    target_id=str(credential.pk),
+                    target_label=credential.name,
+                    snapshot=credential_state(credential.pk),
+                    params={"fields": fields, "secrets_set": sorted(secrets)},
+                    secrets=secrets,
+                    reason=_reason(request),
+                )
+
+        return ask(make)
+
+
+def _reason(request) -> str:
+    value = request.data.get("reason", "") if hasattr(request.data, "get") else ""
+    return value if isinstance(value, str) else ""

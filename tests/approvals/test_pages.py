@@ -43,7 +43,7 @@ def test_detail_says_plainly_what_will_happen_and_approving_executes(client, pen
     alice, bob, node, req = pending
     client.force_login(bob)
     page = client.get(f"/approvals/{req.pk}/").content.decode()
-    assert "installed</strong> &rarr; <strong>reprovision" in page
+    assert "installed → reprovision" in page
     assert "what is on its disk now is lost" in page and "minutes left" in page
     resp = client.post(f"/approvals/{req.pk}/decide", {"decision": "approve"}, follow=True)
     assert "is now executed" in resp.content.decode()

@@ -9,6 +9,8 @@ import pytest
 from audit.models import AuditEvent
 from pureboot.models import Credential
 
+from tests.factories import make_user
+
 from .conftest import PLAINTEXT
 
 pytestmark = pytest.mark.django_db
@@ -25,32 +27,88 @@ def _no_secret(response, credential=None):
         assert credential.password_ciphertext not in body
 
 
-def test_admin_create_list_detail_update_never_return_secrets(api, admin_user, keys):
+def _approve(client_of, second_admin, response):
+    """A second admin approves the request a write answered with (202)."""
+    assert response.status_code == 202, response.content
+    assert response.data["code"] == "approval_required"
+    request_id = response.data["approval_request"]["id"]
+    done = client_of(second_admin).post(f"/api/v1/approvals/{request_id}/approve", {})
+    assert done.status_code == 200, done.content
+    assert done.data["status"] == "executed", done.data["result"]
+    return done
+
+
+def test_writes_are_four_eye_requests_and_never_return_secrets(api, admin_user, keys):
     client = api(admin_user)
-    created = client.post(
-        URL,
-        {"name": "ad-join", "kind": "domain_join", "username": "joiner", "password": PLAINTEXT},
-        format="json",
-    )
-    assert created.status_code == 201, created.content
-    assert created.data["has_password"] is True and created.data["has_private_key"] is False
-    assert "password" not in created.data
+    second = make_user("Admin", username="bert-admin")
+    body = {"name": "ad-join", "kind": "domain_join", "username": "joiner", "password": PLAINTEXT}
+    preview = client.post(f"{URL}?dry_run=1", body, format="json")
+    assert preview.status_code == 200 and preview.data["dry_run"] is True
+    assert "Create credential ad-join" in preview.data["what"]
+    asked = client.post(URL, {**body, "reason": "new AD domain"}, format="json")
+    _no_secret(asked)
+    assert not Credential.objects.exists()  # nothing until a second person approves
+    # The sealed secret in the pending request is not the plaintext.
+    from approvals.models import ApprovalRequest
+
+    pending = ApprovalRequest.objects.get(pk=asked.data["approval_request"]["id"])
+    assert pending.sealed and PLAINTEXT not in pending.sealed
+    assert asked.data["approval_request"]["what"].startswith("Create credential ad-join")
+    # The requester cannot approve her own request.
+    own = client.post(f"/api/v1/approvals/{pending.pk}/approve", {})
+    assert own.status_code == 403
+    done = _approve(api, second, asked)
+    _no_secret(done)
     credential = Credential.objects.get(name="ad-join")
-    _no_secret(created, credential)
-    for response in (
-        client.get(URL),
-        client.get(f"{URL}/{credential.pk}"),
-        client.patch(f"{URL}/{credential.pk}", {"password": "n3w-" + PLAINTEXT}, format="json"),
-        client.patch(f"{URL}/{credential.pk}", {"description": "AD"}, format="json"),
-    ):
+    assert credential.has_password and not credential.has_private_key
+    assert credential.created_by == "user:alice-admin"
+    pending.refresh_from_db()
+    assert pending.sealed == ""  # secrets leave with the request
+    from pureboot.credentials import reveal
+
+    assert reveal(credential, "task:test", "check").password == PLAINTEXT
+    for response in (client.get(URL), client.get(f"{URL}/{credential.pk}")):
         assert response.status_code == 200, response.content
         _no_secret(response, credential)
+    changed = client.patch(
+        f"{URL}/{credential.pk}", {"password": "n3w-" + PLAINTEXT}, format="json"
+    )
+    _no_secret(changed, credential)
+    _approve(api, second, changed)
+    assert reveal(credential, "task:test", "check").password == "n3w-" + PLAINTEXT
+    _approve(
+        api, second, client.patch(f"{URL}/{credential.pk}", {"description": "AD"}, format="json")
+    )
     assert client.get(f"{URL}/{credential.pk}").data["description"] == "AD"
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions.count("credential.update") == 2
-    deleted = client.delete(f"{URL}/{credential.pk}")
-    assert deleted.status_code == 204
+    assert actions.count("approval.request") == 3 and actions.count("approval.executed") == 3
+    _approve(api, second, client.delete(f"{URL}/{credential.pk}"))
+    assert not Credential.objects.exists()
     assert AuditEvent.objects.filter(action="credential.delete").count() == 1
+
+
+def test_a_credential_changed_after_the_request_is_not_acted_on(api, admin_user, credential):
+    from pureboot import credentials
+
+    asked = api(admin_user).delete(f"{URL}/{credential.pk}")
+    assert asked.status_code == 202
+    credentials.update_credential(credential.pk, "user:someone", {"description": "moved"})
+    second = make_user("Admin", username="bert-admin")
+    done = api(second).post(f"/api/v1/approvals/{asked.data['approval_request']['id']}/approve")
+    assert done.data["status"] == "failed"
+    assert "changed since the request" in done.data["result"]
+    assert Credential.objects.filter(pk=credential.pk).exists()
+
+
+def test_one_pending_request_per_credential_is_409(api, admin_user, credential):
+    client = api(admin_user)
+    assert (
+        client.patch(f"{URL}/{credential.pk}", {"description": "a"}, format="json").status_code
+        == 202
+    )
+    again = client.delete(f"{URL}/{credential.pk}")
+    assert again.status_code == 409 and "pending request" in again.data["detail"]
 
 
 def test_duplicate_name_is_400(api, admin_user, credential):
@@ -149,8 +207,16 @@ def test_admin_pages_never_render_secrets(client, admin_user, credential):
         {"name": "idrac", "kind": "bmc", "username": "root", "password": "calvin-" + PLAINTEXT},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert not Credential.objects.filter(name="idrac").exists()  # asked, not done
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+
+    pending = ApprovalRequest.objects.get(action="credential.create")
+    assert response["Location"] == f"/approvals/{pending.pk}/"
+    approvals.approve(pending.pk, make_user("Admin", username="bert-admin"))
     created = Credential.objects.get(name="idrac")
     assert created.created_by == "user:alice-admin" and created.has_password
     event = AuditEvent.objects.filter(action="credential.create").order_by("-seq").first()
     assert event.object_id == str(created.pk)
-    assert "calvin" not in json.dumps(event.changes) + json.dumps(event.details)
+    everything = json.dumps(list(AuditEvent.objects.values("changes", "details", "message")))
+    assert "calvin" not in everything

@@ -198,7 +198,7 @@ def test_state_change_success_conflict_and_forbidden(api, admin_user, operator_a
     assert resp.status_code == 409
     body = resp.json()
     assert body["current_state"] == "pending"
-    assert body["allowed_states"] == ["discovered"]
+    assert body["allowed_states"] == ["discovered", "retired"]
     assert "pending" in body["detail"]
 
     # installing is reached only by the machine fetching its installer
@@ -206,13 +206,18 @@ def test_state_change_success_conflict_and_forbidden(api, admin_user, operator_a
     assert resp.status_code == 403
     assert "system" in resp.json()["detail"]
 
-    # retire is an admin action
-    resp = op.patch(f"/api/v1/nodes/{node.pk}/state", {"state": "retired"}, format="json")
-    assert resp.status_code == 403
-    resp = api(admin_user).patch(
+    # retiring a node that holds no installed system needs no second person
+    resp = op.patch(
         f"/api/v1/nodes/{node.pk}/state", {"state": "retired", "reason": "eol"}, format="json"
     )
     assert resp.status_code == 200 and resp.json()["state"] == "retired"
+    # bringing it back is an admin action
+    resp = op.patch(f"/api/v1/nodes/{node.pk}/state", {"state": "discovered"}, format="json")
+    assert resp.status_code == 403
+    resp = api(admin_user).patch(
+        f"/api/v1/nodes/{node.pk}/state", {"state": "discovered", "reason": "back"}, format="json"
+    )
+    assert resp.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -244,7 +249,7 @@ def test_state_change_bad_input_is_400(api, admin_user, body):
 def test_transitions_lists_what_this_user_may_do(api, admin_user, operator_a, site_a):
     node = make_node("installed", site=site_a)
     ops = {t["action"] for t in api(operator_a).get(f"/api/v1/nodes/{node.pk}/transitions").json()}
-    assert ops == {"activate"}
+    assert ops == {"activate", "reprovision", "deprovision", "retire"}
     admin = api(admin_user).get(f"/api/v1/nodes/{node.pk}/transitions").json()
     assert {t["action"] for t in admin} == {"activate", "reprovision", "deprovision", "retire"}
     assert {t["action"]: t["destructive"] for t in admin}["reprovision"] is True

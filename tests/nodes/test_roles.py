@@ -23,7 +23,7 @@ def test_roles_exist_with_exact_permissions():
 # (role, may list, may create, may assign, may retire, may read audit)
 MATRIX = [
     ("Admin", True, True, True, True, True),
-    ("Operator", True, True, True, False, False),
+    ("Operator", True, True, True, True, False),
     ("Auditor", True, False, False, False, True),
     ("User", True, False, False, False, False),
 ]
@@ -142,7 +142,8 @@ ACTIONS_BY_ROLE = {
         "cancel_migration",
         "rediscover",
     },
-    "Operator": {"activate"},
+    # Operators ask for destructive actions; another holder approves.
+    "Operator": {"activate", "reprovision", "deprovision", "migrate", "cancel_migration"},
     "Auditor": set(),
     "User": set(),
 }
