@@ -31,3 +31,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("approvals.expire_requests"),
         name="expire approval requests",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
+        sender.signature("approvals.end_emergency_access"),
+        name="record the end of emergency access",
+    )

@@ -1,13 +1,25 @@
-"""Read-only audit trail API."""
+"""The audit trail API: read-only, and clearing only through an approved request."""
 
 from __future__ import annotations
 
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 
+from approvals import services as approvals
+from approvals.api.responses import ask, dry_run
+from approvals.api.serializers import ApprovalRequestSerializer
+
+from .. import clearing
 from ..filtersets import AuditEventFilterSet
 from ..models import AuditEvent
 from .permissions import CanViewAuditTrail
 from .serializers import AuditEventSerializer
+
+
+class ClearSerializer(serializers.Serializer):
+    through_seq = serializers.IntegerField(min_value=1, help_text="The last event to clear.")
+    reason = serializers.CharField(max_length=1000)
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
@@ -21,3 +33,29 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     ordering = ("-seq",)
     lookup_field = "seq"
     lookup_value_regex = r"\d{1,18}"
+
+    @extend_schema(
+        request=ClearSerializer, responses={202: OpenApiResponse(ApprovalRequestSerializer)}
+    )
+    @action(detail=False, methods=["post"])
+    def clear(self, request):
+        """Ask to export and delete events up to ``through_seq`` (a second person approves)."""
+        body = ClearSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+
+        def make():
+            through = clearing.check_point(data["through_seq"])
+            span = clearing.bounds()
+            return approvals.request_other(
+                "audit.clear",
+                request.user,
+                dry_run=dry_run(request),
+                target_id="trail",
+                target_label="the audit trail",
+                snapshot=str(span[0]),
+                params={"through_seq": through},
+                reason=data["reason"],
+            )
+
+        return ask(make)

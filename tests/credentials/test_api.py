@@ -8,7 +8,6 @@ import pytest
 
 from audit.models import AuditEvent
 from pureboot.models import Credential
-
 from tests.factories import make_user
 
 from .conftest import PLAINTEXT

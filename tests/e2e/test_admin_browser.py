@@ -77,7 +77,7 @@ def test_operator_assigns_a_workflow_with_the_lifecycle_buttons(browser, live_se
 
     page.goto(f"{live_server.url}/admin/nodes/node/{node.pk}/change/")
     form = page.locator("#pb-transition-assign")
-    assert page.locator("#pb-transition-retire").count() == 0  # not the operator's to do
+    assert page.locator("#pb-transition-retire").count() == 1  # unused nodes: no approval
     form.locator("select[name=workflow]").select_option(label="ubuntu-2404-server")
     form.locator("input[name=reason]").fill("rack 4 build")
     form.locator("button").click()
@@ -102,12 +102,12 @@ def test_admin_sees_destructive_actions_in_red(browser, live_server):
     page.screenshot(path=str(ARTIFACTS / "node-active-admin.png"), full_page=True)
 
 
-def test_four_eye_reprovision_in_the_browser(browser, live_server):
-    """One admin asks for a reprovision, cannot approve it; a second admin approves it."""
+def test_four_eye_reprovision_in_the_browser(browser, live_server, site_a):
+    """An operator asks for a reprovision, cannot approve it; an admin approves it."""
     shots = ARTIFACTS.parent / "approvals"
     shots.mkdir(parents=True, exist_ok=True)
-    node = make_node("installed", hostname="db02")
-    requester, approver = _staff("Admin"), _staff("Admin")
+    node = make_node("installed", hostname="db02", site=site_a)
+    requester, approver = _staff("Operator", sites=[site_a]), _staff("Admin")
 
     page = _login(browser, live_server, requester.username)
     page.goto(f"{live_server.url}/admin/nodes/node/{node.pk}/change/")
