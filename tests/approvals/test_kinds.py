@@ -256,6 +256,7 @@ def test_clearing_exports_then_keeps_a_checkpoint_and_verify_still_passes(api, a
     assert report.first_seq == 16
     call_command("audit_verify")  # the command agrees
     assert clearing.verify_export(files[0]).intact
+    call_command("audit_verify", "--export", str(files[0]))
     # Both people and the time are on the record.
     approve_event = AuditEvent.objects.get(action="approval.approve")
     assert approve_event.actor == "user:audrey"
@@ -263,6 +264,11 @@ def test_clearing_exports_then_keeps_a_checkpoint_and_verify_still_passes(api, a
     tampered = files[0].with_name("tampered.jsonl")
     tampered.write_text("\n".join([lines[0], lines[1].replace("event 0", "event X"), *lines[2:]]))
     assert not clearing.verify_export(tampered).intact
+    with pytest.raises(CommandError, match="hash mismatch at seq 1"):
+        call_command("audit_verify", "--export", str(tampered))
+    garbage = files[0].with_name("garbage.jsonl")
+    garbage.write_bytes(b"\xff\x00not json")
+    assert not clearing.verify_export(garbage).intact
 
 
 def test_deleting_events_without_a_checkpoint_is_still_detected(export_dir):

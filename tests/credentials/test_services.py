@@ -200,3 +200,42 @@ def test_bad_environment_key_stops_manage_py(tmp_path):
     assert result.returncode != 0
     assert "PUREBOOT_FERNET_KEYS: key 1 of 1 is not a valid Fernet key" in result.stderr
     assert "definitely-not-a-fernet-key" not in result.stderr
+
+
+def _ask_to_change(credential, secret: str):
+    from approvals import services as approvals
+    from approvals.kinds import credential_state
+    from tests.factories import make_user
+
+    return approvals.request_other(
+        "credential.change",
+        make_user("Admin", username="asker"),
+        target_id=str(credential.pk),
+        target_label=credential.name,
+        snapshot=credential_state(credential.pk),
+        params={"fields": {}, "secrets_set": ["password"]},
+        secrets={"password": secret},
+        reason="rotate the hypervisor password",
+    )
+
+
+def test_a_pending_request_holds_its_secret_sealed_and_rotation_moves_it(credential, settings):
+    from approvals import services as approvals
+    from approvals.models import ApprovalRequest
+    from tests.factories import make_user
+
+    pending = _ask_to_change(credential, "next-" + PLAINTEXT)
+    out = io.StringIO()
+    call_command("dumpdata", stdout=out)
+    assert "next-" + PLAINTEXT not in out.getvalue()
+    assert pending.sealed and pending.sealed in out.getvalue()  # only the sealed form
+    old = settings.PUREBOOT_FERNET_KEYS[0]
+    new = Fernet.generate_key().decode()
+    settings.PUREBOOT_FERNET_KEYS = [new, old]
+    call_command("rotate_keys", stdout=io.StringIO())
+    settings.PUREBOOT_FERNET_KEYS = [new]  # the old key is gone: the request still opens
+    done = approvals.approve(pending.pk, make_user("Admin", username="second"))
+    done = ApprovalRequest.objects.get(pk=done.pk)
+    assert done.status == "executed", done.result
+    assert done.sealed == ""
+    assert credentials.reveal(credential, "user:alice", "check").password == "next-" + PLAINTEXT
