@@ -1,4 +1,4 @@
-"""Project-wide records that belong to no single app: stored credentials."""
+"""Project-wide records that belong to no single app: stored credentials, OIDC identities."""
 
 from __future__ import annotations
 
@@ -68,3 +68,29 @@ class Credential(models.Model):
     @property
     def has_private_key(self) -> bool:
         return bool(self.private_key_ciphertext)
+
+
+class OIDCIdentity(models.Model):
+    """The OpenID Connect subject (issuer + ``sub``) a user signs in as.
+
+    Sign-ins find their user by this pair, never by a name or e-mail address
+    the provider may let people change; see :mod:`pureboot.oidc`.
+    """
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["issuer", "subject"]
+        verbose_name = "OIDC identity"
+        verbose_name_plural = "OIDC identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidcidentity_unique_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
