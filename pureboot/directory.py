@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 RoleMap = dict[str, tuple[str, ...]]
 
 
+class RolesMissing(Exception):
+    """A role's Django group is gone (deleted by hand): the sign-in cannot set roles."""
+
+
 def parse_role_map(name: str, raw: str, *, fold_case: bool) -> RoleMap:
     """Parse ``{"Admin": "cn=admins,...", "Operator": ["g1", "g2"]}`` from variable ``name``.
 
@@ -96,6 +100,7 @@ def sync_roles(user, roles: set[str], *, source: str) -> bool:
 
     Runs in the caller's transaction if there is one. Also sets ``is_staff``
     to whether any role is held; other groups and ``is_superuser`` are kept.
+    Raises :class:`RolesMissing` when a role's group does not exist.
     """
     from django.contrib.auth.models import Group
 
@@ -116,9 +121,7 @@ def sync_roles(user, roles: set[str], *, source: str) -> bool:
         missing = roles - set(groups)
         if missing:
             # The roles migration creates them; a missing one is a broken install.
-            raise ImproperlyConfigured(
-                f"role groups missing: {sorted(missing)}; run manage.py bootstrap"
-            )
+            raise RolesMissing(f"role groups missing: {sorted(missing)}; run manage.py bootstrap")
         user.groups.remove(*Group.objects.filter(name__in=before - roles))
         user.groups.add(*(groups[name] for name in roles - before))
         staff_before = user.is_staff

@@ -52,5 +52,9 @@ class PureBootLDAPBackend(LDAPBackend):
             log.warning("LDAP group search failed for %r: %s", user.get_username(), exc)
             return None
         roles = directory.roles_for(memberships, settings.PUREBOOT_LDAP_ROLE_GROUPS)
-        directory.sync_roles(user, roles, source=SOURCE)
+        try:
+            directory.sync_roles(user, roles, source=SOURCE)
+        except directory.RolesMissing as exc:
+            log.error("LDAP sign-in of %r refused: %s", user.get_username(), exc)
+            return None
         return user

@@ -169,6 +169,12 @@ def groups_of(claims: dict[str, Any]) -> set[str]:
     return set()
 
 
+def _require_rs256(token) -> None:
+    alg = jwt.get_unverified_header(token).get("alg")
+    if alg != "RS256":
+        raise SuspiciousOperation(f"token signed with {alg!r}, not RS256")
+
+
 class PureBootOIDCBackend(OIDCAuthenticationBackend):
     """Signs in the person the provider vouches for, and sets their roles."""
 
@@ -194,6 +200,7 @@ class PureBootOIDCBackend(OIDCAuthenticationBackend):
             return super().authenticate(request, **kwargs)
         except (
             ProviderUnavailable,
+            directory.RolesMissing,
             requests.RequestException,
             jwt.PyJWTError,
             SuspiciousOperation,
@@ -208,11 +215,14 @@ class PureBootOIDCBackend(OIDCAuthenticationBackend):
     def get_user(self, user_id):
         return ModelBackend.get_user(self, user_id)
 
+    def verify_token(self, token, **kwargs):
+        # Refuse other algorithms before looking for a key (an HS256 token has none).
+        _require_rs256(token)
+        return super().verify_token(token, **kwargs)
+
     def _verify_jws(self, payload, key):
         """RS256 only, signed by a key from the provider's JWKS, for us, from our issuer."""
-        header = jwt.get_unverified_header(payload)
-        if header.get("alg") != "RS256":
-            raise SuspiciousOperation(f"token signed with {header.get('alg')!r}, not RS256")
+        _require_rs256(payload)
         return jwt.decode(
             payload,
             key,

@@ -419,7 +419,7 @@ if PUREBOOT_LDAP_SERVER_URI:
         raise ImproperlyConfigured(
             "PUREBOOT_LDAP_SERVER_URI is set but django-auth-ldap is not installed: "
             'pip install -e ".[ldap]" (building python-ldap needs the Debian packages '
-            "libldap2-dev libsasl2-dev gcc python3-dev)"
+            "libldap-dev libsasl2-dev gcc python3-dev)"
         ) from exc
     _LDAP_GROUP_TYPES = {
         "groupOfNames": (ldap_config.GroupOfNamesType, "(objectClass=groupOfNames)"),
