@@ -175,6 +175,7 @@ def test_a_provider_admin_signs_in_with_the_admin_role(live_server, sso):
 
 
 def test_roles_follow_the_provider_at_the_next_sign_in(live_server, sso):
+    sso.set_groups("oscar", "pb-operators")
     assert full_sign_in(requests.Session(), live_server.url, "oscar").status_code == 200
     assert roles("oscar") == {"Operator"}
     sso.set_groups("oscar", "pb-admins")
@@ -268,3 +269,27 @@ def socket_closed_port():
             yield s.getsockname()[1]
 
     return held()
+
+
+def test_explicit_endpoints_need_no_discovery(live_server, sso, settings, monkeypatch):
+    sso.set_groups("oscar", "pb-operators")
+    settings.PUREBOOT_OIDC_ENDPOINTS = {
+        "authorization": f"{sso.issuer}/authorize",
+        "token": f"{sso.issuer}/token",
+        "userinfo": f"{sso.issuer}/userinfo",
+        "jwks": f"{sso.issuer}/jwks",
+    }
+
+    def no_discovery(*args, **kwargs):
+        raise AssertionError("discovery document fetched")
+
+    real_get = requests.get
+    monkeypatch.setattr(
+        oidc.requests,
+        "get",
+        lambda url, *a, **kw: no_discovery() if "well-known" in url else real_get(url, *a, **kw),
+    )
+    final = full_sign_in(requests.Session(), live_server.url, "oscar")
+    assert final.url == f"{live_server.url}/admin/"
+    assert roles("oscar") == {"Operator"}
+    assert oidc._discovery == {}
