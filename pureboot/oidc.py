@@ -28,6 +28,7 @@ from typing import Any
 import jwt
 import requests
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
@@ -99,7 +100,8 @@ def _error_page(request, status: int, message: str) -> HttpResponse:
     return render(
         request,
         "admin/sso_error.html",
-        {"message": message, "title": "Single sign-on"},
+        # The admin's own context: its header and title, as on the sign-in page.
+        {**admin.site.each_context(request), "message": message, "title": "Single sign-on"},
         status=status,
     )
 
