@@ -32,7 +32,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import SuspiciousOperation
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
@@ -203,6 +203,8 @@ class PureBootOIDCBackend(OIDCAuthenticationBackend):
         except (
             ProviderUnavailable,
             directory.RolesMissing,
+            # Two first sign-ins of one person at once: the second one loses.
+            IntegrityError,
             requests.RequestException,
             jwt.PyJWTError,
             SuspiciousOperation,
