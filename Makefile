@@ -21,7 +21,7 @@ LOG_DIR := $(VAR_DIR)/log
 MANAGE := $(BIN)/python manage.py
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lab lint format tools lab-tools bench
+.PHONY: help run test lab lint format tools lab-tools build-deps bench
 
 help:
 	@echo "make run     migrate, bootstrap, start worker+beat and the web server on $(PUREBOOT_LISTEN)"
@@ -44,8 +44,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+# The dev install includes the optional LDAP extra, whose python-ldap is
+# built from source (build-deps installs its Debian build packages).
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python build-deps
+	$(BIN)/python -m pip install --quiet -e ".[dev,ldap]"
 	touch $(VENV)/.installed $@
 
 # --- run ------------------------------------------------------------------
@@ -79,11 +81,19 @@ run: $(VENV)/.installed
 # the tests that need one fail naming it.
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
-	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2
+	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
+	ldapadd:ldap-utils
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
-	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base
+	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
+	/usr/sbin/slapd:slapd
+
+# What building python-ldap (the "ldap" extra, part of the dev install) needs.
+PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
+BUILD_TOOLS := gcc:gcc
+BUILD_FILES := /usr/include/ldap.h:libldap-dev /usr/include/sasl/sasl.h:libsasl2-dev \
+	$(PY_INCLUDE)/Python.h:python3-dev
 
 # The boot lab (tests/e2e/bootlab) also needs QEMU, its firmware and the
 # tools that build the lab's disk image.
@@ -115,6 +125,9 @@ endef
 
 tools:
 	$(call install-missing,$(TOOLS),$(TOOL_FILES))
+
+build-deps:
+	$(call install-missing,$(BUILD_TOOLS),$(BUILD_FILES))
 
 lab-tools: tools
 	$(call install-missing,$(LAB_TOOLS),$(LAB_TOOL_FILES))

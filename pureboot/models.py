@@ -1,5 +1,5 @@
 """Project-wide records that belong to no single app: stored credentials,
-run-time system settings and emergency access grants."""
+run-time system settings, emergency access grants and OIDC identities."""
 
 from __future__ import annotations
 
@@ -122,3 +122,29 @@ class EmergencyGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} for {self.user_id} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+class OIDCIdentity(models.Model):
+    """The OpenID Connect subject (issuer + ``sub``) a user signs in as.
+
+    Sign-ins find their user by this pair, never by a name or e-mail address
+    the provider may let people change; see :mod:`pureboot.oidc`.
+    """
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["issuer", "subject"]
+        verbose_name = "OIDC identity"
+        verbose_name_plural = "OIDC identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidcidentity_unique_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

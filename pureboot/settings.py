@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pureboot import fernet_keys
+from pureboot import directory, fernet_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PUREBOOT_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -132,6 +132,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "pureboot.context_processors.signin",
             ],
         },
     },
@@ -167,6 +168,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The directory backends (LDAP, OIDC) are added below when configured.
 AUTHENTICATION_BACKENDS = [
     # First: refuses sign-ins for a locked-out username or address.
     "axes.backends.AxesStandaloneBackend",
@@ -410,3 +412,124 @@ AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PUREBOOT_LOGIN_LOCKOUT_MINUTES",
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+
+# --- directory sign-in: LDAP / Active Directory (django-auth-ldap) ------------
+# On only when PUREBOOT_LDAP_SERVER_URI is set; django-auth-ldap is the
+# optional "ldap" extra. Roles come from PUREBOOT_LDAP_ROLE_GROUPS at every
+# sign-in (pureboot/directory.py). The bind password is read here and nowhere
+# logged.
+PUREBOOT_LDAP_SERVER_URI = os.environ.get("PUREBOOT_LDAP_SERVER_URI", "").strip()
+PUREBOOT_LDAP_ROLE_GROUPS = directory.parse_role_map(
+    "PUREBOOT_LDAP_ROLE_GROUPS", os.environ.get("PUREBOOT_LDAP_ROLE_GROUPS", ""), fold_case=True
+)
+if PUREBOOT_LDAP_SERVER_URI:
+    try:
+        import ldap
+        from django_auth_ldap import config as ldap_config
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "PUREBOOT_LDAP_SERVER_URI is set but django-auth-ldap is not installed: "
+            'pip install -e ".[ldap]" (building python-ldap needs the Debian packages '
+            "libldap-dev libsasl2-dev gcc python3-dev)"
+        ) from exc
+    _LDAP_GROUP_TYPES = {
+        "groupOfNames": (ldap_config.GroupOfNamesType, "(objectClass=groupOfNames)"),
+        "nestedGroupOfNames": (ldap_config.NestedGroupOfNamesType, "(objectClass=groupOfNames)"),
+        "groupOfUniqueNames": (
+            ldap_config.GroupOfUniqueNamesType,
+            "(objectClass=groupOfUniqueNames)",
+        ),
+        "posixGroup": (ldap_config.PosixGroupType, "(objectClass=posixGroup)"),
+        "activeDirectory": (ldap_config.NestedActiveDirectoryGroupType, "(objectClass=group)"),
+    }
+    _ldap_user_base = os.environ.get("PUREBOOT_LDAP_USER_SEARCH_BASE", "").strip()
+    _ldap_group_base = os.environ.get("PUREBOOT_LDAP_GROUP_SEARCH_BASE", "").strip()
+    if not _ldap_user_base or not _ldap_group_base:
+        raise ImproperlyConfigured(
+            "PUREBOOT_LDAP_SERVER_URI needs PUREBOOT_LDAP_USER_SEARCH_BASE and "
+            "PUREBOOT_LDAP_GROUP_SEARCH_BASE"
+        )
+    _ldap_filter = os.environ.get("PUREBOOT_LDAP_USER_FILTER", "").strip() or "(uid=%(user)s)"
+    if "%(user)s" not in _ldap_filter:
+        raise ImproperlyConfigured("PUREBOOT_LDAP_USER_FILTER must contain %(user)s")
+    _ldap_group_type = os.environ.get("PUREBOOT_LDAP_GROUP_TYPE", "").strip() or "groupOfNames"
+    if _ldap_group_type not in _LDAP_GROUP_TYPES:
+        raise ImproperlyConfigured(
+            f"PUREBOOT_LDAP_GROUP_TYPE must be one of {', '.join(_LDAP_GROUP_TYPES)}"
+        )
+    AUTH_LDAP_SERVER_URI = PUREBOOT_LDAP_SERVER_URI
+    AUTH_LDAP_BIND_DN = os.environ.get("PUREBOOT_LDAP_BIND_DN", "").strip()
+    AUTH_LDAP_BIND_PASSWORD = os.environ.get("PUREBOOT_LDAP_BIND_PASSWORD", "")
+    AUTH_LDAP_USER_SEARCH = ldap_config.LDAPSearch(
+        _ldap_user_base, ldap.SCOPE_SUBTREE, _ldap_filter
+    )
+    AUTH_LDAP_GROUP_SEARCH = ldap_config.LDAPSearch(
+        _ldap_group_base, ldap.SCOPE_SUBTREE, _LDAP_GROUP_TYPES[_ldap_group_type][1]
+    )
+    AUTH_LDAP_GROUP_TYPE = _LDAP_GROUP_TYPES[_ldap_group_type][0]()
+    AUTH_LDAP_REQUIRE_GROUP = os.environ.get("PUREBOOT_LDAP_REQUIRE_GROUP", "").strip() or None
+    AUTH_LDAP_START_TLS = _env_bool("PUREBOOT_LDAP_START_TLS", False)
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    AUTH_LDAP_ALWAYS_UPDATE_USER = True
+    _ldap_timeout = _env_int("PUREBOOT_LDAP_TIMEOUT", 5, 1)
+    AUTH_LDAP_CONNECTION_OPTIONS = {
+        ldap.OPT_NETWORK_TIMEOUT: _ldap_timeout,
+        ldap.OPT_TIMEOUT: _ldap_timeout,
+        # Active Directory answers searches with referrals libldap cannot follow.
+        ldap.OPT_REFERRALS: 0,
+    }
+    _ldap_ca_file = os.environ.get("PUREBOOT_LDAP_CA_FILE", "").strip()
+    if _ldap_ca_file:
+        if not os.path.isfile(_ldap_ca_file):
+            raise ImproperlyConfigured(f"PUREBOOT_LDAP_CA_FILE: no such file {_ldap_ca_file}")
+        AUTH_LDAP_CONNECTION_OPTIONS[ldap.OPT_X_TLS_CACERTFILE] = _ldap_ca_file
+        AUTH_LDAP_CONNECTION_OPTIONS[ldap.OPT_X_TLS_REQUIRE_CERT] = ldap.OPT_X_TLS_DEMAND
+        # Last: makes libldap build a TLS context with the options above.
+        AUTH_LDAP_CONNECTION_OPTIONS[ldap.OPT_X_TLS_NEWCTX] = 0
+    # After ModelBackend: local accounts (the break-glass admin) sign in even while
+    # the directory is down; before guardian, which only answers permissions.
+    AUTHENTICATION_BACKENDS.insert(
+        AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
+        "pureboot.ldap_backend.PureBootLDAPBackend",
+    )
+
+# --- directory sign-in: OpenID Connect (mozilla-django-oidc) -----------------
+# On only when PUREBOOT_OIDC_CLIENT_ID is set. Endpoints come from the
+# issuer's discovery document (fetched at the first sign-in, not at start-up,
+# kept an hour); PUREBOOT_OIDC_*_ENDPOINT variables override single ones, and
+# with all four no discovery happens. The client secret is never logged.
+PUREBOOT_OIDC_CLIENT_ID = os.environ.get("PUREBOOT_OIDC_CLIENT_ID", "").strip()
+PUREBOOT_OIDC_ENABLED = bool(PUREBOOT_OIDC_CLIENT_ID)
+PUREBOOT_OIDC_ISSUER = os.environ.get("PUREBOOT_OIDC_ISSUER", "").strip().rstrip("/")
+PUREBOOT_OIDC_ENDPOINTS = {
+    key: os.environ.get(f"PUREBOOT_OIDC_{key.upper()}_ENDPOINT", "").strip()
+    for key in ("authorization", "token", "userinfo", "jwks")
+}
+PUREBOOT_OIDC_GROUPS_CLAIM = os.environ.get("PUREBOOT_OIDC_GROUPS_CLAIM", "").strip() or "groups"
+PUREBOOT_OIDC_ROLE_GROUPS = directory.parse_role_map(
+    "PUREBOOT_OIDC_ROLE_GROUPS", os.environ.get("PUREBOOT_OIDC_ROLE_GROUPS", ""), fold_case=False
+)
+PUREBOOT_OIDC_REQUIRE_GROUP = os.environ.get("PUREBOOT_OIDC_REQUIRE_GROUP", "").strip()
+# The bounds of every request to the provider (seconds).
+OIDC_TIMEOUT = _env_int("PUREBOOT_OIDC_TIMEOUT", 10, 1)
+OIDC_RP_CLIENT_ID = PUREBOOT_OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = os.environ.get("PUREBOOT_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SCOPES = os.environ.get("PUREBOOT_OIDC_SCOPES", "").strip() or "openid email profile"
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATE_CLASS = "pureboot.oidc.AuthenticateView"
+OIDC_CALLBACK_CLASS = "pureboot.oidc.CallbackView"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
+if PUREBOOT_OIDC_ENABLED:
+    if not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured("PUREBOOT_OIDC_CLIENT_ID needs PUREBOOT_OIDC_CLIENT_SECRET")
+    if not PUREBOOT_OIDC_ISSUER.startswith(("https://", "http://")):
+        # Also without discovery: ID tokens must name this issuer.
+        raise ImproperlyConfigured("PUREBOOT_OIDC_CLIENT_ID needs PUREBOOT_OIDC_ISSUER (a URL)")
+    if "openid" not in OIDC_RP_SCOPES.split():
+        raise ImproperlyConfigured("PUREBOOT_OIDC_SCOPES must include openid")
+    AUTHENTICATION_BACKENDS.insert(
+        AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
+        "pureboot.oidc.PureBootOIDCBackend",
+    )

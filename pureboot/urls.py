@@ -1,12 +1,14 @@
-"""Root URLs: admin, the REST API under /api/v1/, its schema and docs."""
+"""Root URLs: admin, single sign-on, the REST API under /api/v1/, its schema and docs."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from mozilla_django_oidc.views import OIDCLogoutView
 
 from bootserve.api import NodePreviewView
 from bootserve.views import next_instructions
+from pureboot import oidc
 from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
 
@@ -34,9 +36,17 @@ api_v1 = [
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
 ]
 
+# OpenID Connect (mozilla-django-oidc's URL names); 404 unless configured.
+oidc_urls = [
+    path("authenticate/", oidc.AuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
+    path("logout/", OIDCLogoutView.as_view(), name="oidc_logout"),
+]
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("oidc/", include(oidc_urls)),
     path("api/v1/", include(api_v1)),
     path("boot/", include("bootserve.urls")),
     path("approvals/", include("approvals.urls")),
