@@ -77,6 +77,7 @@ def test_without_directory_variables_only_local_accounts_sign_in(tmp_path):
         "axes.backends.AxesStandaloneBackend",
         "django.contrib.auth.backends.ModelBackend",
         "guardian.backends.ObjectPermissionBackend",
+        "pureboot.emergency.EmergencyAccessBackend",
     ]
     assert out["oidc"] is False
 
@@ -172,7 +173,10 @@ def test_oidc_variables_turn_single_sign_on_on(tmp_path):
     out = ok(result)
     assert out["oidc"] is True
     assert "pureboot.oidc.PureBootOIDCBackend" in out["backends"]
-    assert out["backends"][-1] == "guardian.backends.ObjectPermissionBackend"
+    assert out["backends"][-2:] == [
+        "guardian.backends.ObjectPermissionBackend",
+        "pureboot.emergency.EmergencyAccessBackend",
+    ]
     assert "oidc-secret-from-env" not in result.stdout + result.stderr
 
 
