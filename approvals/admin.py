@@ -17,11 +17,21 @@ class DecisionInline(admin.TabularInline):
 
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(admin.ModelAdmin):
-    list_display = ("id", "action", "node", "node_state", "requested_by", "status", "expires_at")
-    list_filter = ("status", "action")
-    search_fields = ("node__hostname", "requested_by__username", "reason")
+    list_display = (
+        "id",
+        "action",
+        "target_type",
+        "target_label",
+        "requested_by",
+        "status",
+        "expires_at",
+    )
+    list_filter = ("status", "action", "target_type")
+    search_fields = ("target_label", "node__hostname", "requested_by__username", "reason")
     inlines = (DecisionInline,)
-    readonly_fields = [f.name for f in ApprovalRequest._meta.fields]
+    # The sealed secrets of a credential request are never shown.
+    readonly_fields = [f.name for f in ApprovalRequest._meta.fields if f.name != "sealed"]
+    exclude = ("sealed",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -12,7 +12,7 @@ from nodes import services as node_services
 
 from . import credentials
 from .admin_audit import AuditedAdminMixin
-from .models import Credential
+from .models import Credential, EmergencyGrant, SystemSetting
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
@@ -167,3 +167,28 @@ class CredentialAdmin(admin.ModelAdmin):
 
     def log_deletions(self, request, queryset):
         return None
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Changed only through approved requests (API), so shown read-only here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SystemSetting)
+class SystemSettingAdmin(ReadOnlyAdmin):
+    list_display = ("key", "value", "updated_at", "updated_by")
+
+
+@admin.register(EmergencyGrant)
+class EmergencyGrantAdmin(ReadOnlyAdmin):
+    list_display = ("user", "role", "starts_at", "ends_at", "ended_at", "ended_by", "request")
+    list_filter = ("role",)
+    search_fields = ("user__username",)

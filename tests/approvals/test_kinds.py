@@ -298,3 +298,35 @@ def test_operators_cannot_ask_to_clear(api, export_dir):
     operator = make_user("Operator")
     response = api(operator).post("/api/v1/audit/clear", {"through_seq": 1, "reason": "r"})
     assert response.status_code == 403
+
+
+def test_admin_shows_requests_settings_and_grants_read_only_without_sealed_secrets(
+    client, api, alice, bob, settings
+):
+    from cryptography.fernet import Fernet
+
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    asked = api(alice).post(
+        "/api/v1/credentials",
+        {"name": "bmc-a", "kind": "bmc", "username": "root", "password": "pl41n-s3cret"},
+        format="json",
+    )
+    pending = ApprovalRequest.objects.get(pk=asked.data["approval_request"]["id"])
+    approve_via_api(
+        api, bob, api(alice).patch("/api/v1/settings/approval_hours", {"value": 6}, format="json")
+    )
+    bob.is_staff = True
+    bob.save()
+    client.force_login(bob)
+    for url in (
+        "/admin/approvals/approvalrequest/",
+        f"/admin/approvals/approvalrequest/{pending.pk}/change/",
+        "/admin/pureboot/systemsetting/",
+        "/admin/pureboot/emergencygrant/",
+    ):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        body = page.content.decode()
+        assert pending.sealed not in body and "pl41n-s3cret" not in body
+    assert "approval_hours" in client.get("/admin/pureboot/systemsetting/").content.decode()
+    assert client.get("/admin/pureboot/systemsetting/add/").status_code == 403
