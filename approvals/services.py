@@ -424,8 +424,16 @@ def visible_requests(user):
 
 
 def awaiting(user) -> Q:
-    """Pending requests ``user`` may still decide: not their own, not yet decided by them."""
-    return Q(status=Status.PENDING) & ~Q(requested_by=user) & ~Q(decisions__user=user)
+    """Pending requests ``user`` may still decide: of kinds they hold the permission
+    for, not their own, not for themselves, not yet decided by them (site scope
+    comes from :func:`visible_requests`)."""
+    kinds = [k.name for k in KINDS.values() if user.has_perm(k.permission)]
+    return (
+        Q(status=Status.PENDING, action__in=kinds)
+        & ~Q(requested_by=user)
+        & ~Q(target_type="access", target_id=str(user.pk))
+        & ~Q(decisions__user=user)
+    )
 
 
 def expire_requests() -> int:

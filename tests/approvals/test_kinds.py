@@ -330,3 +330,26 @@ def test_admin_shows_requests_settings_and_grants_read_only_without_sealed_secre
         assert pending.sealed not in body and "pl41n-s3cret" not in body
     assert "approval_hours" in client.get("/admin/pureboot/systemsetting/").content.decode()
     assert client.get("/admin/pureboot/systemsetting/add/").status_code == 403
+
+
+def test_awaiting_me_lists_only_what_i_may_decide(api, alice, bob):
+    viewer = make_user("User", username="vera")
+    node = make_node("installed")
+    api(alice).patch(f"/api/v1/nodes/{node.pk}/state", {"action": "reprovision"}, format="json")
+    api(alice).patch("/api/v1/settings/approval_hours", {"value": 5}, format="json")
+    api(bob).post(
+        "/api/v1/emergency-access",
+        {"user": "vera", "role": "Operator", "hours": 1, "reason": "cover"},
+        format="json",
+    )
+
+    def awaiting(user):
+        rows = api(user).get("/api/v1/approvals?awaiting_me=true").data["results"]
+        return sorted(r["action"] for r in rows)
+
+    assert awaiting(bob) == ["reprovision", "setting.change"]
+    assert awaiting(alice) == ["access.grant"]
+    assert awaiting(viewer) == []  # sees her grant request, cannot decide anything
+    assert [r["action"] for r in api(viewer).get("/api/v1/approvals").data["results"]] == [
+        "access.grant"
+    ]
