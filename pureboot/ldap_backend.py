@@ -15,6 +15,7 @@ import logging
 
 import ldap
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django_auth_ldap.backend import LDAPBackend
 
 from . import directory
@@ -28,6 +29,8 @@ class PureBootLDAPBackend(LDAPBackend):
 
     def get_or_build_user(self, username, ldap_user):
         user, built = super().get_or_build_user(username, ldap_user)
+        if built:
+            user, built = self._claim(user)
         if not built:
             reason = None
             if directory.is_local_account(user):
@@ -39,6 +42,19 @@ class PureBootLDAPBackend(LDAPBackend):
                 # django-auth-ldap turns this into a failed sign-in (no user).
                 raise ldap_user.AuthenticationFailed(reason)
         return user, built
+
+    @staticmethod
+    def _claim(user):
+        """Save a new person's account now, in a savepoint: when another sign-in of
+        the same person created it first, use that account instead of failing."""
+        user.set_unusable_password()
+        try:
+            with transaction.atomic():
+                user.save()
+        except IntegrityError:
+            model = type(user)
+            return model._default_manager.get_by_natural_key(user.get_username()), False
+        return user, True
 
     def authenticate_ldap_user(self, ldap_user, password):
         user = super().authenticate_ldap_user(ldap_user, password)

@@ -222,3 +222,24 @@ def test_the_directory_never_signs_into_a_local_account(client, directory):
     refused = AuditEvent.objects.get(action="auth.directory_refused")
     assert refused.details == {"source": "ldap", "username": "ada"}
     assert not AuditEvent.objects.filter(action="auth.roles_synced").exists()
+
+
+def test_two_first_sign_ins_at_once_share_one_account(client, directory, monkeypatch):
+    """The other sign-in creates the account between our lookup and our save."""
+    from django_auth_ldap.backend import LDAPBackend
+
+    original = LDAPBackend.get_or_build_user
+
+    def racing(self, username, ldap_user):
+        user, built = original(self, username, ldap_user)
+        if built:
+            other = User(username=username)
+            other.set_unusable_password()
+            other.save()
+        return user, built
+
+    monkeypatch.setattr(LDAPBackend, "get_or_build_user", racing)
+    resp = admin_login(client, "otto", PEOPLE_PASSWORDS["otto"])
+    assert resp.status_code == 302, resp.content.decode()[:500]
+    assert User.objects.filter(username="otto").count() == 1
+    assert roles("otto") == {"Operator"}
