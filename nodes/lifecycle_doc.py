@@ -27,7 +27,13 @@ def render() -> str:
         who = "system" if action.system_only else f"`{action.permission}`"
         if action.name == "activate":
             who += " or system"
-        gate = "yes (approvals work)" if action.destructive else "no"
+        gate = "no"
+        if action.destructive:
+            gate = (
+                "yes, of an installed or active node"
+                if action.name == "retire"
+                else "yes (an approval request; see README, Roles)"
+            )
         sources = ", ".join(action.sources) if action.name != "retire" else "any but retired"
         lines.append(f"| {action.name} | {sources} | {action.target} | {who} | {gate} |")
     return "\n".join(lines) + "\n"
