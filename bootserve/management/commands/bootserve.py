@@ -8,8 +8,11 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bootserve.tftp import BootServer
+from bootserve.tftp import BootServer, raise_open_file_limit
+from bootserve.tftp_content import ContentCache
 from bootserve.tftp_files import resolve
+
+FILES_BESIDES_TRANSFERS = 64  # listening socket, metrics, database, logs, large-file readers
 
 
 class Command(BaseCommand):
@@ -25,6 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("--retries", type=int, default=5)
         parser.add_argument("--timeout", type=int, default=5)
         parser.add_argument(
+            "--max-transfers",
+            type=int,
+            default=settings.PUREBOOT_TFTP_MAX_TRANSFERS,
+            help="concurrent transfers at most; read requests past it are dropped and the "
+            "client resends them (default PUREBOOT_TFTP_MAX_TRANSFERS, 1000)",
+        )
+        parser.add_argument(
             "--metrics-port",
             type=int,
             default=settings.PUREBOOT_TFTP_METRICS_PORT,
@@ -37,7 +47,16 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, address, port, retries, timeout, metrics_port, metrics_address, **options
+        self,
+        *args,
+        address,
+        port,
+        retries,
+        timeout,
+        max_transfers,
+        metrics_port,
+        metrics_address,
+        **options,
     ):
         if not 1 <= port <= 65535:
             raise CommandError(f"--port {port}: use 1-65535")
@@ -45,13 +64,37 @@ class Command(BaseCommand):
             raise CommandError(f"port {port} needs root; use --port 6969 (or run as root)")
         if not 0 <= metrics_port <= 65535:
             raise CommandError(f"--metrics-port {metrics_port}: use 1-65535, or 0 for off")
+        if not 1 <= timeout <= 255 or not 0 <= retries <= 100:
+            raise CommandError("--timeout: use 1-255 seconds; --retries: use 0-100")
+        if max_transfers < 1:
+            raise CommandError(f"--max-transfers {max_transfers}: use 1 or more")
         logging.getLogger("pureboot.tftp").setLevel(logging.INFO)
+        files = raise_open_file_limit(max_transfers + FILES_BESIDES_TRANSFERS)
+        if files < max_transfers + FILES_BESIDES_TRANSFERS:
+            bound = max(1, files - FILES_BESIDES_TRANSFERS)
+            self.stderr.write(
+                f"open files limited to {files} (ulimit -n): at most {bound} transfers "
+                f"instead of {max_transfers}"
+            )
+            max_transfers = bound
+        cache = ContentCache(budget=settings.PUREBOOT_TFTP_CACHE_MB * 1024 * 1024)
         try:
-            server = BootServer(address, port, resolve, retries=retries, timeout=timeout)
+            server = BootServer(
+                address,
+                port,
+                resolve,
+                retries=retries,
+                timeout=timeout,
+                max_transfers=max_transfers,
+                rcvbuf=settings.PUREBOOT_TFTP_RCVBUF,
+                cache=cache,
+            )
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot listen on {address}:{port}: {exc}") from None
         self.stdout.write(
-            f"TFTP on {address}:{port}, boot root {settings.PUREBOOT_BOOT_ROOT}", ending="\n"
+            f"TFTP on {address}:{port}, boot root {settings.PUREBOOT_BOOT_ROOT}, at most "
+            f"{max_transfers} transfers, receive buffer {server.rcvbuf} bytes",
+            ending="\n",
         )
         if metrics_port:
             try:
