@@ -184,8 +184,8 @@ class BootServer(BaseServer):
         else:
             log.info("tftp: listening socket receive buffer %d bytes", self.rcvbuf)
         self._resolver = resolver
-        self.metrics = metrics or TftpMetrics()
-        self.cache = cache or ContentCache()
+        self.metrics = metrics if metrics is not None else TftpMetrics()
+        self.cache = cache if cache is not None else ContentCache()
         self.max_transfers = max_transfers
         self._listener_fd = self._listener.fileno()
         self._poller = select.epoll()
@@ -246,7 +246,10 @@ class BootServer(BaseServer):
                 continue
             transfer = by_fd.get(fd)
             if transfer is not None:
-                transfer.on_readable()  # errors (EPOLLERR) surface in its recv
+                try:
+                    transfer.on_readable()  # errors (EPOLLERR) surface in its recv
+                except Exception:  # a bug in one transfer must not stop the others
+                    self._crashed(transfer)
         if timers and timers[0][0] <= time.monotonic():
             self._expire(time.monotonic())
 
@@ -257,7 +260,10 @@ class BootServer(BaseServer):
             if transfer.state == "finished":
                 continue
             if transfer.deadline <= now:
-                transfer.on_timer(now)
+                try:
+                    transfer.on_timer(now)
+                except Exception:
+                    self._crashed(transfer)
                 if transfer.state == "finished":
                     continue
             heapq.heappush(timers, (transfer.deadline, next(self._sequence), transfer))
@@ -269,7 +275,14 @@ class BootServer(BaseServer):
                 data, peer = self._listener.recvfrom(65536)
             except OSError:  # BlockingIOError: nothing more waiting
                 return
-            self.on_request(data, peer)
+            try:
+                self.on_request(data, peer)
+            except Exception:  # never let one request take the server down
+                log.exception("tftp: read request from %s failed", peer[0])
+
+    def _crashed(self, transfer: Transfer) -> None:
+        log.exception("tftp: transfer of %s for %s failed", transfer.path, transfer.peer[0])
+        transfer.close("Internal error")
 
     # --- read requests --------------------------------------------------------
 

@@ -115,6 +115,10 @@ class FileReader:
         start = index * blksize
         return data_packet(number, self._buffer[start : start + blksize])
 
+    def reader(self) -> FileReader:
+        """What one transfer reads from: this reader, its own."""
+        return self
+
     def read_all(self) -> bytes:
         return os.pread(self._fd, self._size, 0)
 
