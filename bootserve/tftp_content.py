@@ -123,7 +123,10 @@ class FileReader:
         return os.pread(self._fd, self._size, 0)
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._buffer = b""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class ContentCache:
