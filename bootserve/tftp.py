@@ -49,12 +49,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from django.db import close_old_connections
 from fbtftp.base_server import BaseServer
 
 from .tftp_content import Content, ContentCache, FileReader, netascii
 from .tftp_metrics import TftpMetrics, TransferReport
+from .tftp_resolver import HelperResolver, InlineResolver, Result, static_file
 from .tftp_transfer import Transfer, error_packet
+
+__all__ = ("BootServer", "HelperResolver", "clean_options", "normalise_path", "static_file")
 
 log = logging.getLogger("pureboot.tftp")
 
@@ -70,7 +72,7 @@ BUSY_LOG_INTERVAL = 10.0  # seconds between two "bound reached" log lines
 REQUESTS_PER_WAKEUP = 256  # read requests taken from the listening socket in one go
 POLL_CAP = 1.0  # longest sleep, so a stop request is noticed
 
-Resolver = Callable[[str, tuple], bytes | Path | None]
+Resolver = Callable[[str, tuple], Result]
 
 
 def clean_options(options: OrderedDict) -> OrderedDict:
@@ -117,15 +119,6 @@ def normalise_path(raw: str) -> str | None:
     return "/".join(parts)
 
 
-def static_file(root: Path, relative: str) -> Path | None:
-    """A regular file under ``root`` (symlinks leading outside are refused)."""
-    root = root.resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        return None
-    return target
-
-
 def size_receive_buffer(sock: socket.socket, wanted: int) -> int:
     """Ask for ``wanted`` bytes of receive buffer; the size the kernel granted.
 
@@ -163,7 +156,7 @@ class BootServer(BaseServer):
         self,
         address: str,
         port: int,
-        resolver: Resolver,
+        resolver: Resolver | HelperResolver | InlineResolver,
         *,
         retries: int = 5,
         timeout: int = 5,
@@ -183,7 +176,11 @@ class BootServer(BaseServer):
             )
         else:
             log.info("tftp: listening socket receive buffer %d bytes", self.rcvbuf)
+        if not hasattr(resolver, "resolve"):
+            resolver = InlineResolver(resolver)
         self._resolver = resolver
+        self._watched: dict[int, Callable[[], None]] = {}
+        self._starting: set[tuple] = set()  # requests waiting for the database helper
         self.metrics = metrics if metrics is not None else TftpMetrics()
         self.cache = cache if cache is not None else ContentCache()
         self.max_transfers = max_transfers
@@ -199,6 +196,18 @@ class BootServer(BaseServer):
         self._busy_dropped = 0
         self._busy_logged = -BUSY_LOG_INTERVAL
         self._metrics_http = None
+        resolver.attach(self._watch, self._unwatch)
+
+    def _watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self._watched[fd] = callback
+        self._poller.register(fd, select.EPOLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        self._watched.pop(fd, None)
+        try:
+            self._poller.unregister(fd)
+        except (OSError, ValueError):
+            pass
 
     @property
     def active(self) -> int:
@@ -223,6 +232,7 @@ class BootServer(BaseServer):
         finally:
             for transfer in list(self._by_fd.values()):
                 transfer.close("Server shutting down")
+            self._resolver.close()
             self._poller.close()
             if self._metrics_http is not None:
                 self._metrics_http.shutdown()
@@ -245,7 +255,14 @@ class BootServer(BaseServer):
                 self.on_new_data()
                 continue
             transfer = by_fd.get(fd)
-            if transfer is not None:
+            if transfer is None:
+                callback = self._watched.get(fd)
+                if callback is not None:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("tftp: the database helper's answer failed")
+            else:
                 try:
                     transfer.on_readable()  # errors (EPOLLERR) surface in its recv
                 except Exception:  # a bug in one transfer must not stop the others
@@ -316,7 +333,7 @@ class BootServer(BaseServer):
             return
         key = (peer, raw_path)
         now = time.monotonic()
-        if key in self._by_request or self._seen_recently(key, now):
+        if key in self._by_request or key in self._starting or self._seen_recently(key, now):
             self.metrics.duplicates.inc()  # a retransmitted RRQ: the transfer runs already
             return
         path = normalise_path(raw_path)
@@ -325,14 +342,14 @@ class BootServer(BaseServer):
             log.warning("tftp: refused path %r from %s", raw_path[:80], peer[0])
             self._send_error(peer, ERR_ACCESS, "Path refused")
             return
-        if len(self._by_fd) >= self.max_transfers:
+        if len(self._by_fd) + self._resolver.pending() >= self.max_transfers:
             self._refuse_busy(peer, path, now)
             return
         self._recent[key] = now
         options = OrderedDict([("mode", mode)])
         for i in range(2, len(words) - 1, 2):
             options[words[i].lower()] = words[i + 1]
-        self._start(key, peer, path, clean_options(options))
+        self._start(key, peer, path, clean_options(options), now)
 
     def _seen_recently(self, key: tuple, now: float) -> bool:
         recent = self._recent
@@ -358,15 +375,26 @@ class BootServer(BaseServer):
             )
             self._busy_logged, self._busy_dropped = now, 0
 
-    def _start(self, key: tuple, peer: tuple, path: str, options: OrderedDict) -> None:
-        reader, kind = self._open(path, peer, options.get("mode") == "netascii")
+    def _start(self, key: tuple, peer: tuple, path: str, options: OrderedDict, now: float) -> None:
+        self._starting.add(key)
+
+        def resolved(result: Result) -> None:
+            self._starting.discard(key)
+            self._begin(key, peer, path, options, result, now)
+
+        self._resolver.resolve(path, peer, resolved)
+
+    def _begin(self, key, peer, path, options: OrderedDict, result: Result, received) -> None:
+        """Start the transfer the resolver decided (``received``: when the request came)."""
+        reader, kind = self._reader(result, options.get("mode") == "netascii")
         if reader is None:
             self.metrics.started.labels(kind).inc()
             self._send_error(peer, ERR_NOT_FOUND, "File not found", fresh_port=True)
             self._log_and_count(
                 TransferReport(
                     peer=str(peer[0]), port=int(peer[1]), path=path, kind=kind, bytes_sent=0,
-                    seconds=0.0, retransmits=0, blksize=512, windowsize=1,
+                    seconds=round(time.monotonic() - received, 6), retransmits=0, blksize=512,
+                    windowsize=1,
                     error_code=ERR_NOT_FOUND, error=f"{path}: not found",
                 )
             )  # fmt: skip
@@ -383,7 +411,7 @@ class BootServer(BaseServer):
             sock.connect(peer)
             transfer = Transfer(
                 sock, peer, path, kind, reader, options,
-                timeout=self._timeout, retries=self._retries,
+                timeout=self._timeout, retries=self._retries, started=received,
                 done=self._transfer_done, dropped=self._drop,
             )  # fmt: skip
             self._poller.register(sock.fileno(), select.EPOLLIN)
@@ -400,27 +428,19 @@ class BootServer(BaseServer):
         heapq.heappush(self._timers, (transfer.deadline, next(self._sequence), transfer))
         transfer.start()
 
-    def _open(self, path: str, peer: tuple, ascii_mode: bool) -> tuple:
-        """(reader or None, kind) for a request; the resolver decides, the cache reads."""
-        close_old_connections()
-        try:
-            response = self._resolver(path, peer)
-        except Exception:
-            log.exception("tftp: resolving %s for %s failed", path, peer[0])
-            response = None
-        finally:
-            close_old_connections()
-        if response is None:
+    def _reader(self, result: Result, ascii_mode: bool) -> tuple:
+        """(reader or None, kind) for what the resolver decided; the cache reads files."""
+        if result is None:
             return None, "missing"
-        if isinstance(response, Path):
+        if isinstance(result, Path):
             try:
-                reader = self.cache.open(response).reader()
+                reader = self.cache.open(result).reader()
             except OSError as exc:
-                log.warning("tftp: cannot read %s: %s", response, exc)
+                log.warning("tftp: cannot read %s: %s", result, exc)
                 return None, "missing"
             kind = "static"
         else:
-            reader, kind = Content(bytes(response)), "rendered"
+            reader, kind = Content(bytes(result)), "rendered"
         if ascii_mode:
             data = reader.read_all() if isinstance(reader, FileReader) else reader.data
             reader.close()

@@ -28,6 +28,7 @@ from pathlib import Path
 DATA_HEADER = struct.Struct("!HH")
 OPCODE_DATA = 3
 MAX_PACKET_VARIANTS = 4  # block sizes whose packets one content keeps built
+MAX_LISTED_PACKETS = 20_000  # past this many blocks (a tiny blksize), packets are built as sent
 READ_AHEAD_BYTES = 256 * 1024  # what a large-file reader reads per pread at most
 
 
@@ -61,16 +62,20 @@ class Content:
     def packets(self, blksize: int) -> list[bytes] | None:
         """Every DATA packet for ``blksize`` (index 0 is block 1), or None past the variant cap.
 
-        The cap keeps a client that asks for many odd block sizes from making
-        the daemon hold many copies of a file; such a transfer builds each
-        packet as it sends it.
+        The caps keep a client that asks for many odd block sizes, or a tiny
+        one (a Python object per 8 bytes), from making the daemon hold many
+        copies of a file; such a transfer builds each packet as it sends it.
         """
         built = self._packets.get(blksize)
-        if built is None and len(self._packets) < MAX_PACKET_VARIANTS:
+        blocks = block_count(len(self.data), blksize)
+        if (
+            built is None
+            and len(self._packets) < MAX_PACKET_VARIANTS
+            and blocks <= MAX_LISTED_PACKETS
+        ):
             data = self.data
             built = [
-                data_packet(i + 1, data[i * blksize : (i + 1) * blksize])
-                for i in range(block_count(len(data), blksize))
+                data_packet(i + 1, data[i * blksize : (i + 1) * blksize]) for i in range(blocks)
             ]
             self._packets[blksize] = built
         return built

@@ -100,6 +100,7 @@ class Transfer:
         *,
         timeout: float,
         retries: int,
+        started: float | None = None,
         done: Callable[[Transfer], None],
         dropped: Callable[[tuple, str], None],
     ) -> None:
@@ -116,8 +117,7 @@ class Transfer:
         self._retries_left = retries
         self._done = done
         self._dropped = dropped
-        self._started = time.monotonic()
-        self.deadline = self._started + self.timeout
+        self._started = time.monotonic() if started is None else started
         self.bytes_sent = self.retransmits = 0
         self.error_code: int | None = None
         self.error = ""
@@ -125,6 +125,7 @@ class Transfer:
         self._dup_answered = self._stale_ack = -1
         self._gso = hasattr(sock, "sendmsg")
         self._oack = self._negotiate(options)
+        self.deadline = time.monotonic() + self.timeout
         self._blocks = block_count(self._size, self.blksize)
         self._last_payload = self._size - (self._blocks - 1) * self.blksize
         self._packets = reader.packets(self.blksize)
@@ -159,13 +160,22 @@ class Transfer:
             self._send_window(1)
 
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(RECEIVE_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # ECONNREFUSED: the client's port is closed
-            self._finish(ERR_UNDEFINED, f"client unreachable: {exc.strerror or exc}")
-            return
+        refused: OSError | None = None
+        while True:
+            try:
+                data = self.sock.recv(RECEIVE_SIZE)
+                break
+            except BlockingIOError:
+                if refused is not None:
+                    self._finish(ERR_UNDEFINED, f"client unreachable: {refused.strerror}")
+                return
+            except OSError as exc:  # ECONNREFUSED: the client's port is closed
+                if refused is not None:
+                    self._finish(ERR_UNDEFINED, f"client unreachable: {exc.strerror or exc}")
+                    return
+                # Linux reports the error before datagrams already queued: the
+                # client's last ACK may be waiting behind it.
+                refused = exc
         if len(data) < 4:
             self._dropped(self.peer, "short datagram on a transfer")
             return

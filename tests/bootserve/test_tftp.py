@@ -270,3 +270,27 @@ def test_transfers_and_refusals_are_counted_on_the_metrics_endpoint_and_logged(s
     ]
     for pattern in patterns:
         assert any(re.search(pattern, line) for line in lines), (pattern, lines)
+
+
+def test_every_name_a_config_parser_knows_goes_to_the_database_helper():
+    from bootserve import grub, pxelinux, raspberrypi
+    from bootserve.tftp_resolver import wants_database
+
+    names = [
+        "pxelinux.cfg/default", "pxelinux.cfg/01-52-54-00-00-00-0a", "pxelinux.cfg/C0A80001",
+        "pxelinux.cfg/4c4c4544-0042-3510-8052-b7c04f4e3732", "grub/grub.cfg",
+        "grub/grub.cfg-01-52-54-00-00-00-0a", "grub/grub.cfg-52:54:00:00:00:0a",
+        "cafe0001/start4.elf", "CAFE0001/overlays/x.dtbo", "/pxelinux.cfg/default",
+        "ipxe/undionly.kpxe", "grub/x86_64-efi/normal.mod", "rpi/start4.elf", "pxelinux.0",
+        "cafe00011/start4.elf", "pxelinux.cfg", "grub",
+    ]  # fmt: skip
+    for name in names:
+        parsed = (
+            pxelinux.parse_config_name(name),
+            grub.parse_config_name(name),
+            raspberrypi.parse_path(name),
+        )
+        if any(p is not None for p in parsed):
+            assert wants_database(name), name
+    for name in ("ipxe/undionly.kpxe", "grub/x86_64-efi/normal.mod", "rpi/start4.elf", "x"):
+        assert not wants_database(name), name

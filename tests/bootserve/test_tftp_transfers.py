@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -255,3 +256,65 @@ def test_the_listening_socket_is_sized_for_a_storm(serve, caplog):
         assert actual >= 4 * 1024 * 1024
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"receive buffer {actual} bytes" in m for m in messages)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_the_command_serves_without_django_and_starts_the_database_helper_on_demand(tmp_path):
+    """``manage.py bootserve`` end to end: its own SQLite database, boot root and logs."""
+    from django.conf import settings
+
+    root = tmp_path / "boot"
+    root.mkdir()
+    (root / "undionly.kpxe").write_bytes(SMALL)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(
+        PUREBOOT_VAR_DIR=str(tmp_path / "var"),
+        PUREBOOT_BOOT_ROOT=str(root),
+        PUREBOOT_TFTP_HELPER_IDLE_SECONDS="2",
+        DJANGO_SETTINGS_MODULE="pureboot.settings",
+    )
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=120)
+    port = free_udp_port()
+    log_file = (tmp_path / "tftp.log").open("wb")
+    daemon = subprocess.Popen(
+        [*manage, "bootserve", "--address", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: b"TFTP on" in (tmp_path / "tftp.log").read_bytes(), seconds=60)
+        assert b"bootserve.tftpd" in open(f"/proc/{daemon.pid}/cmdline", "rb").read()
+        assert tftpclient.read("127.0.0.1", port, "undionly.kpxe")[0] == SMALL
+        assert "bootserve.tftp_db" not in helpers(daemon.pid)  # a file needs no database
+        assert rss_kib(daemon.pid) < 45 * 1024  # Django alone is about 60 MB
+        for _ in range(2):  # the helper starts, answers, goes idle and exits, and again
+            config = tftpclient.read("127.0.0.1", port, "pxelinux.cfg/01-52-54-00-00-00-77")[0]
+            assert b"LOCALBOOT 0" in config
+            assert "bootserve.tftp_db" in helpers(daemon.pid)
+            wait_for(lambda: helpers(daemon.pid).strip() == "", seconds=10)  # reaped too
+        text = (tmp_path / "tftp.log").read_text()
+        assert text.count("database helper started") == 2
+        assert "path=pxelinux.cfg/01-52-54-00-00-00-77 kind=rendered" in text
+        assert daemon.poll() is None
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        log_file.close()
+
+
+def helpers(pid: int) -> str:
+    """Command lines of the daemon's child processes."""
+    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True)
+    return out.stdout

@@ -1,16 +1,19 @@
-"""Run the TFTP boot server."""
+"""Run the TFTP boot server.
+
+The command checks its options, then replaces itself with the daemon's own
+process (``python -m bootserve.tftpd``), which does not load Django: see
+``bootserve.tftpd`` and ``bootserve.tftp_resolver``.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bootserve.tftp import BootServer, raise_open_file_limit
-from bootserve.tftp_content import ContentCache
-from bootserve.tftp_files import resolve
+from bootserve.tftp import raise_open_file_limit
 
 FILES_BESIDES_TRANSFERS = 64  # listening socket, metrics, database, logs, large-file readers
 
@@ -68,7 +71,6 @@ class Command(BaseCommand):
             raise CommandError("--timeout: use 1-255 seconds; --retries: use 0-100")
         if max_transfers < 1:
             raise CommandError(f"--max-transfers {max_transfers}: use 1 or more")
-        logging.getLogger("pureboot.tftp").setLevel(logging.INFO)
         files = raise_open_file_limit(max_transfers + FILES_BESIDES_TRANSFERS)
         if files < max_transfers + FILES_BESIDES_TRANSFERS:
             bound = max(1, files - FILES_BESIDES_TRANSFERS)
@@ -77,36 +79,22 @@ class Command(BaseCommand):
                 f"instead of {max_transfers}"
             )
             max_transfers = bound
-        cache = ContentCache(budget=settings.PUREBOOT_TFTP_CACHE_MB * 1024 * 1024)
-        try:
-            server = BootServer(
-                address,
-                port,
-                resolve,
-                retries=retries,
-                timeout=timeout,
-                max_transfers=max_transfers,
-                rcvbuf=settings.PUREBOOT_TFTP_RCVBUF,
-                cache=cache,
-            )
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"cannot listen on {address}:{port}: {exc}") from None
-        self.stdout.write(
-            f"TFTP on {address}:{port}, boot root {settings.PUREBOOT_BOOT_ROOT}, at most "
-            f"{max_transfers} transfers, receive buffer {server.rcvbuf} bytes",
-            ending="\n",
-        )
-        if metrics_port:
-            try:
-                host, bound = server.serve_metrics(metrics_address, metrics_port)
-            except (OSError, ValueError) as exc:
-                raise CommandError(
-                    f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc}"
-                ) from None
-            shown = f"[{host}]" if ":" in host else host
-            self.stdout.write(f"metrics on http://{shown}:{bound}/metrics", ending="\n")
-        self.stdout.flush()
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
+        argv = [
+            sys.executable, "-m", "bootserve.tftpd",
+            "--address", address, "--port", str(port),
+            "--boot-root", str(settings.PUREBOOT_BOOT_ROOT),
+            "--retries", str(retries), "--timeout", str(timeout),
+            "--max-transfers", str(max_transfers),
+            "--rcvbuf", str(settings.PUREBOOT_TFTP_RCVBUF),
+            "--cache-mb", str(settings.PUREBOOT_TFTP_CACHE_MB),
+            "--helper-idle", str(settings.PUREBOOT_TFTP_HELPER_IDLE_SECONDS),
+            "--metrics-port", str(metrics_port), "--metrics-address", metrics_address,
+        ]  # fmt: skip
+        # The helper process imports the project: it must find it from any directory.
+        env = dict(os.environ)
+        path = [str(settings.BASE_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(path)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "pureboot.settings")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, argv, env)
