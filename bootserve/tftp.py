@@ -22,10 +22,11 @@ one process:
   (``SO_RCVBUFFORCE`` as root, past ``net.core.rmem_max``), and the size
   actually granted is logged.
 
-Requests are decided in the loop, from the current database state for
-rendered configs (PXELINUX, GRUB, Raspberry Pi) and without any query for a
-file under the boot root. Resolution is synchronous: a slow database stalls
-the loop for that long (it stalled fbtftp's parent the same way).
+A file under the boot root is found in the loop, without any database query.
+A name that may be a config decided from the database (PXELINUX, GRUB,
+Raspberry Pi) is answered by a helper process while the loop goes on serving
+(``bootserve.tftp_resolver``); the loop itself never imports Django. Given a
+plain resolver function instead (the tests do), the loop calls it in place.
 
 Hardening over stock fbtftp, which dies on a one-byte datagram: malformed
 datagrams are dropped and counted; write requests get an "access violation"
@@ -482,8 +483,8 @@ class BootServer(BaseServer):
         transfer.sock.close()
         del self._by_fd[fd]
         self._by_request.pop(self._key_of.pop(fd), None)
-        self.metrics.active.dec()
         self._log_and_count(transfer.report())
+        self.metrics.active.dec()
 
     def _drop(self, peer: tuple, why: str) -> None:
         self.metrics.malformed.inc()
@@ -503,8 +504,10 @@ class BootServer(BaseServer):
             pass
 
     def _log_and_count(self, report: TransferReport) -> None:
-        """Count and log one finished transfer: one line per transfer."""
-        self.metrics.record(report)
+        """Log, then count, one finished transfer: one line per transfer.
+
+        The line comes first, so whoever sees a counter move finds its line.
+        """
         if report.failed:
             outcome = f"failed error={report.error_code} message={report.error!r}"
         else:
@@ -523,3 +526,4 @@ class BootServer(BaseServer):
             report.windowsize,
             outcome,
         )
+        self.metrics.record(report)

@@ -318,3 +318,26 @@ def helpers(pid: int) -> str:
     """Command lines of the daemon's child processes."""
     out = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True)
     return out.stdout
+
+
+def test_a_database_helper_that_keeps_dying_means_not_found_and_files_still_flow(tmp_path):
+    from bootserve.tftp_resolver import HelperResolver
+
+    root = tmp_path / "boot"
+    root.mkdir()
+    (root / "undionly.kpxe").write_bytes(SMALL)
+    dying = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    resolver = HelperResolver(root, argv=dying)
+    srv = BootServer("127.0.0.1", 0, resolver, retries=3, timeout=1)
+    port = srv._listener.getsockname()[1]
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(tftpclient.TftpError) as exc:
+            tftpclient.read("127.0.0.1", port, "pxelinux.cfg/default")
+        assert exc.value.code == 1
+        assert resolver.started == 3 and resolver.pending() == 0
+        assert tftpclient.read("127.0.0.1", port, "undionly.kpxe")[0] == SMALL
+    finally:
+        srv._should_stop = True
+        thread.join(5)
