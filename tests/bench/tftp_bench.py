@@ -204,7 +204,7 @@ def make_servers(root: Path, work: Path) -> list[Server]:
                 HOST,
                 "--port",
                 "16904",
-            ],
+            ],  # fmt: skip
             env={"PUREBOOT_VAR_DIR": str(work / "var"), "PUREBOOT_BOOT_ROOT": str(root)},
         ),
     }
@@ -266,19 +266,8 @@ def wait_ready(client: Path, server: Server) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise BenchError(f"{server.name} exited with {server.proc.returncode}; see its log")
-        argv = [
-            str(client),
-            "-H",
-            HOST,
-            "-p",
-            str(server.port),
-            "-f",
-            "80k",
-            "-t",
-            "200",
-            "-r",
-            "1",
-        ]
+        argv = [str(client), "-H", HOST, "-p", str(server.port), "-f", "80k", "-t", "200",
+                "-r", "1"]  # fmt: skip
         if subprocess.run(argv, capture_output=True).returncode == 0:
             return
         time.sleep(0.3)
