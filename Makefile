@@ -82,7 +82,7 @@ run: $(VENV)/.installed
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
-	ldapadd:ldap-utils
+	ldapadd:ldap-utils atftp:atftp
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \

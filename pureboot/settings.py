@@ -328,6 +328,14 @@ PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
 # The TFTP daemon (manage.py bootserve): where it listens.
 PUREBOOT_TFTP_ADDRESS = os.environ.get("PUREBOOT_TFTP_ADDRESS", "0.0.0.0").strip()
 PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)
+# How many transfers it runs at once (read requests past it are dropped; the
+# client resends), its listening socket's receive buffer, and the memory its
+# cache of small boot files may hold (files over 8 MiB are never cached).
+PUREBOOT_TFTP_MAX_TRANSFERS = _env_int("PUREBOOT_TFTP_MAX_TRANSFERS", 1000, 1)
+PUREBOOT_TFTP_RCVBUF = _env_int("PUREBOOT_TFTP_RCVBUF", 4 * 1024 * 1024, 65536)
+PUREBOOT_TFTP_CACHE_MB = _env_int("PUREBOOT_TFTP_CACHE_MB", 64, 0)
+# Its database helper (PXELINUX/GRUB/Pi configs) exits after this long unused.
+PUREBOOT_TFTP_HELPER_IDLE_SECONDS = _env_int("PUREBOOT_TFTP_HELPER_IDLE_SECONDS", 600, 1)
 # Its Prometheus endpoint: off (0) unless a port is given; loopback by default.
 PUREBOOT_TFTP_METRICS_PORT = _env_int("PUREBOOT_TFTP_METRICS_PORT", 0, 0)
 if PUREBOOT_TFTP_METRICS_PORT > 65535:

@@ -149,7 +149,7 @@ class Server:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
-    idle_processes: int = 1
+    idle_processes: int = 1  # processes and threads when no transfer runs
 
     def start(self, logdir: Path) -> None:
         log = (logdir / f"{self.name}.log").open("ab")
@@ -204,7 +204,7 @@ def make_servers(root: Path, work: Path) -> list[Server]:
                 HOST,
                 "--port",
                 "16904",
-            ],
+            ],  # fmt: skip
             env={"PUREBOOT_VAR_DIR": str(work / "var"), "PUREBOOT_BOOT_ROOT": str(root)},
         ),
     }
@@ -266,19 +266,8 @@ def wait_ready(client: Path, server: Server) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise BenchError(f"{server.name} exited with {server.proc.returncode}; see its log")
-        argv = [
-            str(client),
-            "-H",
-            HOST,
-            "-p",
-            str(server.port),
-            "-f",
-            "80k",
-            "-t",
-            "200",
-            "-r",
-            "1",
-        ]
+        argv = [str(client), "-H", HOST, "-p", str(server.port), "-f", "80k", "-t", "200",
+                "-r", "1"]  # fmt: skip
         if subprocess.run(argv, capture_output=True).returncode == 0:
             return
         time.sleep(0.3)
@@ -304,6 +293,17 @@ def process_tree(root_pid: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, ()))
     return tree
+
+
+def tree_tasks(root_pid: int) -> int:
+    """Processes and threads in the tree: atftpd serves each transfer in a thread."""
+    count = 0
+    for pid in process_tree(root_pid):
+        try:
+            count += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+    return count
 
 
 def tree_memory(root_pid: int) -> tuple[int, int]:
@@ -364,13 +364,13 @@ def memory_scenario() -> Scenario:
 def settle(server: Server, limit: float = 120.0) -> float:
     """Wait until the server's tree is back to its idle size; the seconds waited.
 
-    A forking server's children go on resending to clients that gave up (up
-    to retries x timeout); measuring the next scenario while they run would
+    A forking (or threading) server's children go on resending to clients that
+    gave up (up to retries x timeout); measuring the next scenario while they run would
     charge their CPU to whichever server runs next on the same core.
     """
     began = time.monotonic()
     while time.monotonic() - began < limit:
-        if len(process_tree(server.proc.pid)) <= server.idle_processes:
+        if tree_tasks(server.proc.pid) <= server.idle_processes:
             return time.monotonic() - began
         time.sleep(0.2)
     print(f"  {server.name}: still busy after {limit:.0f} s; measuring anyway", flush=True)
@@ -479,15 +479,30 @@ def targets(results: dict, memory: dict) -> str:
         verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
         rows.append(f"| {text} | {measured} | {verdict} |")
 
+    def failures(label: str, name: str) -> int:
+        return max(r["failed"] for r in results.get(label, {}).get(name, [{"failed": 0}]))
+
+    def versus(text: str, label: str, peer: str, factor: float, strict: bool = False) -> None:
+        """pureboot's time against ``factor`` x the peer's, when both finished every transfer."""
+        pb, other = secs(label, "pureboot"), secs(label, peer)
+        if pb is None or other is None:
+            return
+        measured = f"{pb / other:.2f}x {peer}"
+        if failures(label, "pureboot"):
+            row(text, False, f"{measured} (pureboot: {failures(label, 'pureboot')} failed)")
+        elif failures(label, peer):
+            # A storm's time with failed transfers is when the client gave up.
+            row(text, None, f"{measured} ({peer}: {failures(label, peer)} failed, no finish time)")
+        else:
+            row(text, pb < factor * other if strict else pb <= factor * other, measured)
+
     for name in ("1m", "80k"):
         label = f"{storm} x {name}"
-        pb, hpa, dns = secs(label, "pureboot"), secs(label, "tftpd-hpa"), secs(label, "dnsmasq")
-        failed = max(r["failed"] for r in results[label]["pureboot"])
+        failed = failures(label, "pureboot")
         row(f"{label}: zero failed transfers", failed == 0, f"{failed} failed")
-        row(f"{label}: time <= tftpd-hpa", pb <= hpa, f"{pb / hpa:.2f}x tftpd-hpa")
-        row(f"{label}: aim, time <= 0.5x tftpd-hpa", pb <= 0.5 * hpa, f"{pb / hpa:.2f}x tftpd-hpa")
-        if dns:
-            row(f"{label}: aim, time <= 2x dnsmasq", pb <= 2 * dns, f"{pb / dns:.2f}x dnsmasq")
+        versus(f"{label}: time <= tftpd-hpa", label, "tftpd-hpa", 1)
+        versus(f"{label}: aim, time <= 0.5x tftpd-hpa", label, "tftpd-hpa", 0.5)
+        versus(f"{label}: aim, time <= 2x dnsmasq", label, "dnsmasq", 2)
     # RSS summed over forked children counts shared pages once per child; PSS
     # divides them among the sharers. The issue asks for RSS; both are shown.
     for index, kind in ((0, "RSS"), (1, "PSS")):
@@ -498,14 +513,10 @@ def targets(results: dict, memory: dict) -> str:
             pb_mem <= 2 * hpa_mem,
             f"{pb_mem / 1024:.0f} MiB, {pb_mem / hpa_mem:.2f}x tftpd-hpa",
         )
-    pb, hpa = secs("1 x 30m", "pureboot"), secs("1 x 30m", "tftpd-hpa")
-    row("1 x 30m: time <= 1.25x tftpd-hpa", pb <= 1.25 * hpa, f"{pb / hpa:.2f}x tftpd-hpa")
+    versus("1 x 30m: time <= 1.25x tftpd-hpa", "1 x 30m", "tftpd-hpa", 1.25)
     # tftpd-hpa has no windowsize option: it answers the same request lock-step.
-    pb, hpa = secs("1 x 30m ws16", "pureboot"), secs("1 x 30m ws16", "tftpd-hpa")
-    row("1 x 30m ws16: faster than tftpd-hpa", pb < hpa, f"{pb / hpa:.2f}x tftpd-hpa")
-    at = secs("1 x 30m ws16", "atftpd")
-    if at:
-        row("1 x 30m ws16: aim, <= 1.2x atftpd", pb <= 1.2 * at, f"{pb / at:.2f}x atftpd ws16")
+    versus("1 x 30m ws16: faster than tftpd-hpa", "1 x 30m ws16", "tftpd-hpa", 1, strict=True)
+    versus("1 x 30m ws16: aim, <= 1.2x atftpd", "1 x 30m ws16", "atftpd", 1.2)
     head = "| target | measured | verdict |\n|---|---|---|"
     return head + "\n" + "\n".join(rows)
 
@@ -557,7 +568,7 @@ def main() -> int:
             wait_ready(client, server)
         time.sleep(1)
         for server in servers:
-            server.idle_processes = len(process_tree(server.proc.pid))
+            server.idle_processes = tree_tasks(server.proc.pid)
         print(
             f"servers on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}; {RUNS} run(s); "
             f"blksize {BLKSIZE}; logs in {work}",

@@ -119,9 +119,12 @@ def test_option_and_path_cleaning():
     from collections import OrderedDict
 
     opts = clean_options(
-        OrderedDict(mode="octet", blksize="2", timeout="999", tsize="x", windowsize="4")
+        OrderedDict(mode="octet", blksize="2", timeout="999", tsize="x", windowsize="4", foo="1")
     )
-    assert opts == OrderedDict(mode="octet", blksize="8")
+    assert opts == OrderedDict(mode="octet", blksize="8", windowsize="4")
+    opts = clean_options(OrderedDict(blksize="99999", windowsize="500", timeout="3", tsize="0"))
+    assert opts == OrderedDict(blksize="65464", windowsize="64", timeout="3", tsize="0")
+    assert clean_options(OrderedDict(windowsize="0", tsize="-1")) == OrderedDict()
     assert normalise_path("\\boot\\bcd") == "boot/bcd"
     for bad in ("", "a/../b", "x\x00", "a" * 300, "/", "a\x01b"):
         assert normalise_path(bad) is None
@@ -255,15 +258,39 @@ def test_transfers_and_refusals_are_counted_on_the_metrics_endpoint_and_logged(s
     seconds = r"seconds=\d+\.\d{3}"
     patterns = [
         rf"{peer} path=ipxe/undionly\.kpxe kind=static bytes=300000 {seconds} retransmits=0 "
-        r"blksize=1468 outcome=ok$",
+        r"blksize=1468 windowsize=1 outcome=ok$",
         rf"{peer} path=ipxe/undionly\.kpxe kind=static bytes=300000 {seconds} retransmits=0 "
-        r"blksize=512 outcome=ok$",
+        r"blksize=512 windowsize=1 outcome=ok$",
         rf"{peer} path=pxelinux\.cfg/default kind=rendered bytes={len(DEFAULT_CFG)} {seconds} "
-        r"retransmits=0 blksize=512 outcome=ok$",
+        r"retransmits=0 blksize=512 windowsize=1 outcome=ok$",
         rf"{peer} path=pxelinux\.cfg/default kind=rendered bytes={2 * len(DEFAULT_CFG)} "
-        rf"{seconds} retransmits=1 blksize=512 outcome=ok$",
+        rf"{seconds} retransmits=1 blksize=512 windowsize=1 outcome=ok$",
         rf"{peer} path=missing\.bin kind=missing bytes=0 {seconds} retransmits=0 blksize=512 "
-        r"outcome=failed error=1 message='missing\.bin: not found'$",
+        r"windowsize=1 outcome=failed error=1 message='missing\.bin: not found'$",
     ]
     for pattern in patterns:
         assert any(re.search(pattern, line) for line in lines), (pattern, lines)
+
+
+def test_every_name_a_config_parser_knows_goes_to_the_database_helper():
+    from bootserve import grub, pxelinux, raspberrypi
+    from bootserve.tftp_resolver import wants_database
+
+    names = [
+        "pxelinux.cfg/default", "pxelinux.cfg/01-52-54-00-00-00-0a", "pxelinux.cfg/C0A80001",
+        "pxelinux.cfg/4c4c4544-0042-3510-8052-b7c04f4e3732", "grub/grub.cfg",
+        "grub/grub.cfg-01-52-54-00-00-00-0a", "grub/grub.cfg-52:54:00:00:00:0a",
+        "cafe0001/start4.elf", "CAFE0001/overlays/x.dtbo", "/pxelinux.cfg/default",
+        "ipxe/undionly.kpxe", "grub/x86_64-efi/normal.mod", "rpi/start4.elf", "pxelinux.0",
+        "cafe00011/start4.elf", "pxelinux.cfg", "grub",
+    ]  # fmt: skip
+    for name in names:
+        parsed = (
+            pxelinux.parse_config_name(name),
+            grub.parse_config_name(name),
+            raspberrypi.parse_path(name),
+        )
+        if any(p is not None for p in parsed):
+            assert wants_database(name), name
+    for name in ("ipxe/undionly.kpxe", "grub/x86_64-efi/normal.mod", "rpi/start4.elf", "x"):
+        assert not wants_database(name), name

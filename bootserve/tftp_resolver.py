@@ -1,0 +1,233 @@
+"""Where the TFTP daemon's answers come from: the boot root, or the database through a helper.
+
+The daemon's event loop (``bootserve.tftpd``) never imports Django: Django
+and the project's apps cost about 60 MB in a process, more than the whole
+loop with 500 transfers running. A path that may name a config decided from
+the database (``pxelinux.cfg/<name>``, ``grub/<name>``, ``<Pi serial>/...``)
+goes to a helper process (``bootserve.tftp_db``) that runs the boot service;
+any other path is a file under the boot root, checked in the loop with no
+query at all. The helper starts on the first request that needs it (about a
+second and a half: Django's start-up, which TFTP clients ride out with their
+usual retries), answers over a Unix socket pair while the loop goes on serving
+transfers, and exits after ``idle`` seconds without a request. If it exits or
+dies with requests outstanding, they go to a new helper (twice at most; then
+they are answered "file not found").
+
+``InlineResolver`` calls a resolver function in the loop itself, for tests
+and for a process that has Django already.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("pureboot.tftp")
+
+Result = bytes | Path | None
+Done = Callable[[Result], None]
+DATABASE_DIRS = ("pxelinux.cfg", "grub")
+_PI_SERIAL = re.compile(r"[0-9a-fA-F]{8}")
+MAX_MESSAGE = 1024 * 1024
+MAX_ATTEMPTS = 3  # helpers one request may be sent to
+
+
+def wants_database(path: str) -> bool:
+    """Whether ``tftp_files.resolve`` may answer ``path`` with anything but a boot-root file.
+
+    A superset of the names PXELINUX, GRUB and the Pi module parse: a false
+    "yes" costs a round trip to the helper (which then serves the file).
+    """
+    first, slash, rest = path.lstrip("/").partition("/")
+    if not slash:
+        return False
+    if first in DATABASE_DIRS:
+        return "/" not in rest
+    return bool(_PI_SERIAL.fullmatch(first))
+
+
+def static_file(root: Path, relative: str) -> Path | None:
+    """A regular file under ``root`` (symlinks leading outside are refused)."""
+    root = root.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        return None
+    return target
+
+
+def encode_answer(request_id: int, result: Result) -> bytes:
+    """The helper's answer to one request: a JSON header line, then a rendered config's bytes."""
+    if isinstance(result, Path):
+        return json.dumps({"id": request_id, "path": str(result)}).encode() + b"\n"
+    if result is None:
+        return json.dumps({"id": request_id}).encode() + b"\n"
+    return json.dumps({"id": request_id, "bytes": len(result)}).encode() + b"\n" + bytes(result)
+
+
+def decode_answer(message: bytes) -> tuple[int, Result]:
+    """Raises ValueError (or KeyError, TypeError) on anything else."""
+    head, _, body = message.partition(b"\n")
+    fields = json.loads(head)
+    if "path" in fields:
+        return int(fields["id"]), Path(fields["path"])
+    if "bytes" in fields:
+        if len(body) != int(fields["bytes"]):
+            raise ValueError("truncated answer")
+        return int(fields["id"]), body
+    return int(fields["id"]), None
+
+
+class InlineResolver:
+    """A resolver function ``(path, peer) -> bytes | Path | None`` called in the loop."""
+
+    def __init__(self, function: Callable[[str, tuple], Result]) -> None:
+        self._function = function
+
+    def attach(self, watch: Callable, unwatch: Callable) -> None:
+        pass
+
+    def pending(self) -> int:
+        return 0
+
+    def resolve(self, path: str, peer: tuple, done: Done) -> None:
+        # In a process with Django (the tests), start and end like a request does.
+        db = sys.modules.get("django.db")
+        if db is not None:
+            db.close_old_connections()
+        try:
+            result = self._function(path, peer)
+        except Exception:
+            log.exception("tftp: resolving %s for %s failed", path, peer[0])
+            result = None
+        finally:
+            if db is not None:
+                db.close_old_connections()
+        done(result)
+
+    def close(self) -> None:
+        pass
+
+
+class HelperResolver:
+    """Boot-root files in the loop; database decisions in a helper process started on demand."""
+
+    def __init__(self, boot_root: Path, *, idle: float = 600.0, argv: list[str] | None = None):
+        self.boot_root = Path(boot_root)
+        self.idle = idle
+        self._argv = argv or [sys.executable, "-m", "bootserve.tftp_db"]
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[str, tuple, Done, int]] = {}
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen | None = None
+        self._watch: Callable = lambda fd, callback: None
+        self._unwatch: Callable = lambda fd: None
+        self.started = 0  # helpers started, for the log and the tests
+
+    def attach(self, watch: Callable, unwatch: Callable) -> None:
+        """The loop's hooks to wait on the helper's socket."""
+        self._watch, self._unwatch = watch, unwatch
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def resolve(self, path: str, peer: tuple, done: Done) -> None:
+        if not wants_database(path):
+            done(static_file(self.boot_root, path))
+            return
+        request_id = next(self._ids)
+        self._pending[request_id] = (path, peer, done, 0)
+        self._submit(request_id)
+
+    def _submit(self, request_id: int) -> None:
+        path, peer, done, attempts = self._pending[request_id]
+        if attempts >= MAX_ATTEMPTS:
+            del self._pending[request_id]
+            log.error("tftp: no database helper answered for %s; answering not found", path)
+            done(None)
+            return
+        self._pending[request_id] = (path, peer, done, attempts + 1)
+        try:
+            sock = self._helper()
+            request = {"id": request_id, "path": path, "peer": [str(peer[0]), int(peer[1])]}
+            sock.send(json.dumps(request).encode())
+        except OSError as exc:
+            log.error("tftp: database helper unavailable: %s", exc)
+            self._helper_gone()
+
+    def _helper(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            argv = [*self._argv, str(theirs.fileno()), str(self.idle)]
+            self._proc = subprocess.Popen(
+                argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self.started += 1
+        self._watch(ours.fileno(), self._on_readable)
+        log.info("tftp: database helper started (pid %d)", self._proc.pid)
+        return ours
+
+    def _on_readable(self) -> None:
+        while self._sock is not None:
+            try:
+                message = self._sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                message = b""
+            if not message:  # the helper exited (idle, or died)
+                self._helper_gone()
+                return
+            try:
+                request_id, result = decode_answer(message)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("tftp: unreadable answer from the database helper: %s", exc)
+                continue
+            entry = self._pending.pop(request_id, None)
+            if entry is not None:
+                entry[2](result)
+
+    def _helper_gone(self) -> None:
+        if self._sock is not None:
+            self._unwatch(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                code = self._proc.wait()
+            level = logging.INFO if code == 0 else logging.ERROR
+            log.log(level, "tftp: database helper (pid %d) exited with %s", self._proc.pid, code)
+            self._proc = None
+        for request_id in list(self._pending):
+            if request_id in self._pending:
+                self._submit(request_id)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # the helper sees the end of its socket and exits
+            self._sock = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
