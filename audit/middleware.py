@@ -11,6 +11,11 @@ from . import context
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def request_id_for(supplied: str) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a new one."""
+    return supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+
+
 class RequestContextMiddleware:
     """Accept a sane client ``X-Request-ID`` (or make one) and echo it back."""
 
@@ -18,8 +23,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        supplied = request.headers.get("X-Request-ID", "")
-        request_id = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         source_ip = request.META.get("REMOTE_ADDR") or None
         if source_ip:
             try:
