@@ -83,7 +83,8 @@ TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debcon
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
-	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base
+	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
+	/usr/sbin/nginx:nginx-light
 
 # The boot lab (tests/e2e/bootlab) also needs QEMU, its firmware and the
 # tools that build the lab's disk image.
