@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import secrets
 
 from . import context
 
@@ -13,7 +13,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def request_id_for(supplied: str) -> str:
     """The client's ``X-Request-ID`` when it is sane, else a new one."""
-    return supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+    return supplied if _REQUEST_ID_RE.match(supplied) else secrets.token_hex(16)
 
 
 class RequestContextMiddleware:

@@ -17,11 +17,15 @@ facts ``engine.decide`` needs from the current database state.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import threading
+import time
 from datetime import timedelta
 from functools import cache
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.utils import timezone
 
 from nodes.choices import Firmware
@@ -31,6 +35,7 @@ from workflows.models import WorkflowVersion
 from .engine import Client, NodeFacts
 from .install import pxe_boot_task
 
+log = logging.getLogger(__name__)
 _UUID = Node._meta.get_field("system_uuid")
 
 
@@ -68,21 +73,27 @@ def _select(vendor: str, native: bool, macs: int, uuid: bool, serial: bool) -> s
     columns = ", ".join(f"n.{_col(Node, name)}" for name in COLUMNS)
     # Any presented identifier matches; the lowest id wins (find_node's order).
     # The pinned workflow version comes along: it says whether the node can install.
+    if macs and not (uuid or serial):  # the usual request: a plain join does
+        nodes = f"{iface} i JOIN {node} n ON n.{node_id} = i.{_col(NetworkInterface, 'node')}"
+        where = f"i.{_col(NetworkInterface, 'mac')} IN ({marks})"
+    else:
+        nodes, where = f"{node} n", f"n.{node_id} IN ({' UNION ALL '.join(matches)})"
     sql = (
         f"SELECT {columns}, v.{_col(WorkflowVersion, 'definition')}, "
         f"CASE WHEN n.{seen_at} IS NULL OR n.{seen_at} < %s THEN 1 ELSE 0 END "
-        f"FROM {node} n LEFT JOIN {version} v "
+        f"FROM {nodes} LEFT JOIN {version} v "
         f"ON v.{_col(WorkflowVersion, 'id')} = n.{_col(Node, 'workflow_version')} "
-        f"WHERE n.{node_id} IN ({' UNION ALL '.join(matches)}) "
-        f"ORDER BY n.{node_id} LIMIT 1"
+        f"WHERE {where} ORDER BY n.{node_id} LIMIT 1"
     )
     return _paramstyle(sql, vendor, native)
 
 
-@cache
-def _touch(vendor: str, native: bool) -> str:
+def _touch(vendor: str, native: bool, count: int) -> str:
     node = connection.ops.quote_name(Node._meta.db_table)
-    sql = f"UPDATE {node} SET {_col(Node, 'last_seen_at')} = %s WHERE {_col(Node, 'id')} = %s"
+    marks = ", ".join(["%s"] * count)
+    sql = (
+        f"UPDATE {node} SET {_col(Node, 'last_seen_at')} = %s WHERE {_col(Node, 'id')} IN ({marks})"
+    )
     return _paramstyle(sql, vendor, native)
 
 
@@ -103,16 +114,14 @@ def _cursor(db):
 def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
     """The decision facts of the machine ``client`` is, and note that it was seen now.
 
-    None for an unknown machine. One indexed SELECT; a second statement
-    refreshes ``last_seen_at`` when it is older than ``last_seen_seconds``
-    (PUREBOOT_LAST_SEEN_SECONDS, the rule ``services.handle_boot`` follows).
-    Nothing is cached: each answer is decided from the database as it is.
+    None for an unknown machine. One indexed SELECT; when ``last_seen_at`` is
+    older than ``last_seen_seconds`` (PUREBOOT_LAST_SEEN_SECONDS, the rule
+    ``services.handle_boot`` follows) it is refreshed, by a second statement
+    or with the worker's next batch (``_seen_now``). Nothing is cached: each
+    answer is decided from the database as it is.
     """
     db = connections[DEFAULT_DB_ALIAS]
-    ops = db.ops
-    now = timezone.now()
-    params: list = [ops.adapt_datetimefield_value(now - timedelta(seconds=last_seen_seconds))]
-    params += client.macs
+    params: list = [_cutoff(db, last_seen_seconds), *client.macs]
     if client.uuid:
         params.append(_UUID.get_db_prep_value(client.uuid, db))
     if client.serial:
@@ -127,7 +136,7 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
             return None
         pk, hostname, state, arch, firmware, attempts, definition, stale = row
         if stale:
-            cursor.execute(_touch(vendor, native), [ops.adapt_datetimefield_value(now), pk])
+            _seen_now(db, cursor, native, pk)
     finally:
         cursor.close()
     return NodeFacts(
@@ -139,6 +148,66 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         install_attempts=attempts,
         can_install=definition is not None and pxe_boot_task(_json(definition)) is not None,
     )
+
+
+# last_seen_at writes are batched per worker: a node seen while another write
+# of this worker is less than FLUSH_SECONDS old waits for the next one (at
+# most FLUSH_SIZE nodes, and flushed when the worker exits). In a boot storm
+# a worker then commits once a second instead of once per machine, and the
+# other workers' page caches stay warm. Inside a transaction (tests, the
+# Django path) the write is immediate.
+FLUSH_SECONDS = 1.0
+FLUSH_SIZE = 500
+_pending: set[int] = set()
+_flushed_at = [-FLUSH_SECONDS]
+_lock = threading.Lock()
+
+
+_CUTOFF: list = [None, None]
+
+
+def _cutoff(db, seconds: int):
+    """``now - seconds`` as the database takes it; the same for a whole second."""
+    key = (int(time.time()), seconds, db.vendor)
+    if _CUTOFF[0] != key:
+        cutoff = timezone.now() - timedelta(seconds=seconds)
+        _CUTOFF[:] = [key, db.ops.adapt_datetimefield_value(cutoff)]
+    return _CUTOFF[1]
+
+
+def _seen_now(db, cursor, native: bool, pk: int) -> None:
+    with _lock:
+        _pending.add(pk)
+        due = (
+            db.in_atomic_block
+            or len(_pending) >= FLUSH_SIZE
+            or time.monotonic() - _flushed_at[0] >= FLUSH_SECONDS
+        )
+        if not due:
+            return
+        ids = sorted(_pending)
+        _pending.clear()
+        _flushed_at[0] = time.monotonic()
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+    cursor.execute(_touch(db.vendor, native, len(ids)), [now, *ids])
+
+
+def flush_seen() -> None:
+    """Write the last_seen_at updates this worker still holds (at exit)."""
+    with _lock:
+        ids = sorted(_pending)
+        _pending.clear()
+    if not ids:
+        return
+    try:
+        with connection.cursor() as cursor:
+            now = connection.ops.adapt_datetimefield_value(timezone.now())
+            cursor.execute(_touch(connection.vendor, False, len(ids)), [now, *ids])
+    except DatabaseError:
+        log.warning("boot fast path: %d last_seen_at updates lost", len(ids), exc_info=True)
+
+
+atexit.register(flush_seen)
 
 
 def _json(value):

@@ -5,6 +5,7 @@ Django's middleware runs (see bootserve/fastpath.py); everything else is
 Django's.
 """
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -17,3 +18,7 @@ django_application = get_wsgi_application()
 from bootserve.fastpath import BootFastPath  # noqa: E402 - needs the apps loaded
 
 application = CharsetGuard(BootFastPath(django_application))
+
+# Everything loaded so far lives as long as the process: keep the garbage
+# collector from walking it again on every full collection.
+gc.freeze()

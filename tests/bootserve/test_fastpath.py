@@ -15,6 +15,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
+from bootserve import queries
 from bootserve.fastpath import BootFastPath
 from nodes import services as node_services
 from nodes.models import Node
@@ -274,3 +275,25 @@ def test_queries_go_through_the_driver_when_django_records_none():
     assert not connection.queries_logged
     status, _, body = call(application, f"mac={MAC}&mac=52:54:00:aa:bb:09")
     assert status == 200 and b"is installed" in body
+
+
+@pytest.fixture
+def nothing_pending():
+    yield
+    queries._pending.clear()  # nothing may reach another database at exit
+
+
+@pytest.mark.django_db(transaction=True)
+def test_last_seen_writes_are_batched_outside_transactions(nothing_pending):
+    first, second = make_node(macs=[MAC]), make_node(macs=["52:54:00:aa:bb:02"])
+    queries._flushed_at[0] = -queries.FLUSH_SECONDS  # no write for a while
+    with CaptureQueriesContext(connection) as ctx:
+        assert call(application, f"mac={MAC}")[0] == 200
+    assert len(ctx.captured_queries) == 2  # the SELECT, then the write at once
+    assert Node.objects.get(pk=first.pk).last_seen_at is not None
+    with CaptureQueriesContext(connection) as ctx:
+        assert call(application, "mac=52:54:00:aa:bb:02")[0] == 200
+    assert len(ctx.captured_queries) == 1  # within a second of the last write: it waits
+    assert Node.objects.get(pk=second.pk).last_seen_at is None
+    queries.flush_seen()  # what the worker does at exit (or with its next write)
+    assert Node.objects.get(pk=second.pk).last_seen_at is not None
