@@ -6,13 +6,16 @@ answers need no session, no authentication, no CSRF check, no URL resolution
 and no ORM query compilation, so ``BootFastPath`` (installed in
 ``pureboot.wsgi``, in front of Django) answers them itself:
 
-1. one indexed query (``bootserve.queries.boot_row``) reads the node by MAC,
+1. one indexed query (``bootserve.queries.seen``) reads the node by MAC,
    SMBIOS UUID or Pi serial with everything the decision needs, from the
-   current database state: there is no cache of answers to invalidate;
+   current database state, on every request;
 2. the same pure engine (``engine.decide``) decides;
 3. a decision with no lifecycle step (wait, local disk, agent) is rendered by
-   the same renderer (``ipxe.render``) with the same headers as the view,
-   after the same ``last_seen_at`` update.
+   the same renderer (``ipxe.render``) with the same headers as the view.
+   The script is remembered per query string and base URL, with the facts it
+   was rendered from, and reused only while the facts just read are equal:
+   a cache that cannot go stale, since it is checked against the database
+   each time.
 
 Everything else is handed to Django unchanged: unknown machines (discovery
 writes a node), installs and retries and failures (transactions in
@@ -44,7 +47,7 @@ from audit.middleware import request_id_for
 from workflows.context import public_base_url
 
 from . import ipxe, queries
-from .engine import Kind, Policy, Step, decide
+from .engine import Client, Kind, NodeFacts, Policy, Step, decide
 from .services import policy
 from .views import client_from, poll_url, waited_rounds
 
@@ -131,25 +134,34 @@ def answer(environ: dict) -> bytes | None:
     base_url = _base_url(environ, config)
     if base_url is None:
         return None
-    try:
-        query = Query.parse(environ.get("QUERY_STRING", ""), config)
-        client = client_from(query)
-    except ValueError:
-        return None  # Django answers 400 with its message
-    if not (client.macs or client.uuid or client.serial):
-        return None
+    raw = environ.get("QUERY_STRING", "")
+    known = _SCRIPTS.get((raw, base_url))
+    if known is not None:
+        client = known.client
+    else:
+        try:
+            query = Query.parse(raw, config)
+            client = client_from(query)
+        except ValueError:
+            return None  # Django answers 400 with its message
+        if not (client.macs or client.uuid or client.serial):
+            return None
     try:
         facts = queries.seen(client, last_seen_seconds=config.last_seen_seconds)
-        if facts is None:
-            return None  # unknown machine: discovery writes, or 404
-        decision = decide(facts, client, config.policy)
-        if decision.step != Step.NONE or decision.kind == Kind.IGNORE:
-            return None  # Django performs the step (and sets last_seen_at again)
     except (DatabaseError, connection.Database.Error):
         # A connection the database dropped: let Django reconnect and answer.
         log.warning("boot fast path: database error; handing the request to Django", exc_info=True)
         connection.close()
         return None
+    if facts is None:
+        return None  # unknown machine: discovery writes, or 404
+    if known is not None and known.facts == facts:
+        return known.body  # the same request, the same node as it was: the same script
+    decision = decide(facts, client, config.policy)
+    if decision.step != Step.NONE or decision.kind == Kind.IGNORE:
+        return None  # Django performs the step (and sets last_seen_at again)
+    if known is not None:
+        query = Query.parse(raw, config)
     body = ipxe.render(
         decision,
         node_name=facts.name,
@@ -158,8 +170,29 @@ def answer(environ: dict) -> bytes | None:
         poll_seconds=config.policy.poll_seconds,
         wait_seconds=config.policy.wait_seconds,
         waited_rounds=waited_rounds(query),
-    )
-    return body.encode()
+    ).encode()
+    if len(_SCRIPTS) >= MAX_SCRIPTS:
+        _SCRIPTS.clear()
+    _SCRIPTS[(raw, base_url)] = Script(client, facts, body)
+    return body
+
+
+@dataclass(frozen=True)
+class Script:
+    """A script as rendered for one query string and base URL, and the facts it came from."""
+
+    client: Client
+    facts: NodeFacts
+    body: bytes
+
+
+# The script is a pure function of the query string, the base URL, the
+# settings and the node's facts. Each request still reads the facts from the
+# database; when they equal the ones a script was rendered from, that script
+# is the answer, so nothing here can go stale (settings changes clear it).
+# Bounded: cleared when full.
+_SCRIPTS: dict[tuple[str, str], Script] = {}
+MAX_SCRIPTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -198,6 +231,7 @@ def _forget(**kwargs) -> None:
     """Settings changed (tests): read them again, and judge the hosts again."""
     _CONFIG.clear()
     _BASE_URLS.clear()
+    _SCRIPTS.clear()
 
 
 def _base_url(environ: dict, config: Config) -> str | None:

@@ -15,7 +15,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 
-from bootserve import queries
+from bootserve import fastpath, queries
 from bootserve.fastpath import BootFastPath
 from nodes import services as node_services
 from nodes.models import Node
@@ -66,8 +66,7 @@ class Recorder:
         return django_application(environ, start_response)
 
 
-def call(app, query: str = "", *, method: str = "GET", path: str = "/boot/ipxe", **extra):
-    """(status code, headers, body) of one request to a WSGI app."""
+def environ_for(query: str = "", *, method: str = "GET", path: str = "/boot/ipxe", **extra):
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -78,12 +77,22 @@ def call(app, query: str = "", *, method: str = "GET", path: str = "/boot/ipxe",
     }
     setup_testing_defaults(environ)
     environ["wsgi.input"] = BytesIO()
+    return environ
+
+
+def call(app, query: str = "", **kw):
+    """(status code, headers, body) of one request to a WSGI app, closed as servers do."""
+    environ = environ_for(query, **kw)
     seen = {}
 
     def start_response(status, headers, exc_info=None):
         seen["status"], seen["headers"] = int(status.split()[0]), dict(headers)
 
-    body = b"".join(app(environ, start_response))
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        getattr(result, "close", lambda: None)()
     return seen["status"], seen["headers"], body
 
 
@@ -238,6 +247,18 @@ def test_workflow_hostname_and_mac_changes_show_in_the_next_answer():
     node_services.update_node(node.pk, node_services.SYSTEM, {}, interfaces=[{"mac": new_mac}])
     assert b"db02 is installed" in call(application, f"mac={new_mac}")[2]
     assert b"db02" not in call(application, f"mac={MAC}")[2]  # the old MAC is a new machine
+
+
+def test_a_script_is_reused_only_while_its_node_is_unchanged():
+    node = make_node(macs=[MAC], hostname="web01")
+    first = fastpath.answer(environ_for(f"mac={MAC}"))
+    assert fastpath.answer(environ_for(f"mac={MAC}")) is first  # rendered once
+    assert fastpath.answer(environ_for(f"mac={MAC}&round=2")) != first  # another request
+    node_services.update_node(node.pk, node_services.SYSTEM, {"hostname": "web02"})
+    renamed = fastpath.answer(environ_for(f"mac={MAC}"))
+    assert renamed is not first and b"web02" in renamed and b"web01" not in renamed
+    assign(node, NO_BOOT)
+    assert b"web02 is pending" in fastpath.answer(environ_for(f"mac={MAC}"))
 
 
 def test_settings_changes_show_in_the_next_answer(settings):
