@@ -32,6 +32,7 @@ request in the same worker still closes it by PUREBOOT_DB_CONN_MAX_AGE.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -40,7 +41,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.dispatch import receiver
 
 from audit.middleware import request_id_for
@@ -78,6 +79,7 @@ _BASE_URLS: dict[tuple[str, ...], str | None] = {}
 _MAX_HOSTS = 64
 
 StartResponse = Callable[..., object]
+_MAIN_THREAD = threading.main_thread()
 
 
 class BootFastPath:
@@ -88,7 +90,16 @@ class BootFastPath:
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in PATHS and environ.get("REQUEST_METHOD") in METHODS:
-            body = answer(environ)
+            try:
+                body = answer(environ)
+            except Exception:  # a bug here must not cost the machine its answer
+                log.exception("boot fast path failed; Django answers instead")
+                body = None
+            finally:
+                if threading.current_thread() is not _MAIN_THREAD:
+                    # A server thread (runserver, gthread) may not come back:
+                    # close as Django does at the end of its requests.
+                    close_old_connections()
             if body is not None:
                 headers = [
                     *HEADERS,

@@ -160,6 +160,7 @@ FLUSH_SECONDS = 1.0
 FLUSH_SIZE = 500
 _pending: set[int] = set()
 _flushed_at = [-FLUSH_SECONDS]
+_pending_db: list = [None]
 _lock = threading.Lock()
 
 
@@ -177,6 +178,9 @@ def _cutoff(db, seconds: int):
 
 def _seen_now(db, cursor, native: bool, pk: int) -> None:
     with _lock:
+        if _pending_db[0] != db.settings_dict["NAME"]:
+            _pending.clear()  # noted against another database (tests switch): not ours
+            _pending_db[0] = db.settings_dict["NAME"]
         _pending.add(pk)
         due = (
             db.in_atomic_block
@@ -197,7 +201,7 @@ def flush_seen() -> None:
     with _lock:
         ids = sorted(_pending)
         _pending.clear()
-    if not ids:
+    if not ids or connection.settings_dict["NAME"] != _pending_db[0]:
         return
     try:
         with connection.cursor() as cursor:

@@ -318,3 +318,15 @@ def test_last_seen_writes_are_batched_outside_transactions(nothing_pending):
     assert Node.objects.get(pk=second.pk).last_seen_at is None
     queries.flush_seen()  # what the worker does at exit (or with its next write)
     assert Node.objects.get(pk=second.pk).last_seen_at is not None
+
+
+def test_a_failure_in_the_fast_path_leaves_the_answer_to_django(monkeypatch):
+    make_node("installed", macs=[MAC])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(queries, "seen", broken)
+    recorder = Recorder()
+    status, _, body = call(BootFastPath(recorder), f"mac={MAC}")
+    assert status == 200 and recorder.passed == 1 and b"is installed" in body
