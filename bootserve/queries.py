@@ -150,14 +150,15 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
     )
 
 
-# last_seen_at writes are batched per worker: a node seen while another write
-# of this worker is less than FLUSH_SECONDS old waits for the next one (at
-# most FLUSH_SIZE nodes, and flushed when the worker exits). In a boot storm
-# a worker then commits once a second instead of once per machine, and the
-# other workers' page caches stay warm. Inside a transaction (tests, the
-# Django path) the write is immediate.
+# last_seen_at writes are batched per worker: a node seen less than
+# FLUSH_SECONDS after this worker's last write waits for its next one, which
+# comes after FLUSH_SECONDS or FLUSH_SIZE nodes (small, so that no single
+# write holds the worker long), or when the worker exits. In a boot storm of
+# first contacts a worker then commits a few times a second instead of once
+# per machine. Inside a transaction (tests, the Django path) the write is
+# immediate.
 FLUSH_SECONDS = 1.0
-FLUSH_SIZE = 500
+FLUSH_SIZE = 100
 _pending: set[int] = set()
 _flushed_at = [-FLUSH_SECONDS]
 _pending_db: list = [None]

@@ -20,9 +20,16 @@ backlog = 2048
 # replaced. Installer reports and the API answer within a few seconds.
 timeout = 60
 graceful_timeout = 30
-# Replace workers now and then, so a slow leak cannot grow without bound.
-max_requests = 50_000
-max_requests_jitter = 5_000
+# Load the app once in the master and fork the workers from it: a worker that
+# is replaced starts in milliseconds instead of importing Django again (which
+# costs a loaded core seconds, and the machines waiting on it their answers),
+# and the workers share the loaded code's memory (pureboot.wsgi freezes it for
+# the garbage collector, so it stays shared). Code changes need a restart.
+preload_app = True
+# No periodic worker recycling (max_requests): every cache PureBoot keeps is
+# bounded, and a recycled worker in a boot storm is a latency spike. `timeout`
+# still replaces a stuck worker.
+max_requests = 0
 # Request limits (gunicorn answers 400 past them, before Django runs).
 limit_request_line = 4094
 limit_request_fields = 64
