@@ -20,13 +20,15 @@ and no ORM query compilation, so ``BootFastPath`` (installed in
 Everything else is handed to Django unchanged: unknown machines (discovery
 writes a node), installs and retries and failures (transactions in
 ``bootserve.services``), retired machines and discovery off (404), every
-malformed request (400), other methods (405), disallowed hosts, and any
-database error. The fast path never answers something the view would answer
+malformed request (400), other methods (405, or 403 without a CSRF token),
+disallowed hosts, any database error and any failure of the fast path
+itself. The fast path never answers something the view would answer
 differently; tests/bootserve/test_fastpath.py holds them side by side.
 
 The fast path keeps its worker's database connection open between requests
 (opening an SQLite connection costs more than the whole answer); a Django
-request in the same worker still closes it by PUREBOOT_DB_CONN_MAX_AGE.
+request in the same worker still closes it by PUREBOOT_DB_CONN_MAX_AGE, and
+a request served in a thread (runserver, gthread) closes it as Django would.
 """
 
 from __future__ import annotations
