@@ -29,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from shutil import which
+from shutil import rmtree, which
 
 from tftp_bench import apt_install  # this directory is on sys.path when run as a script
 
@@ -246,6 +246,7 @@ def main() -> int:
         ("queries per request <= 4", n_queries <= 4 and "status=200" in queries, queries),
     ):
         print(f"| {text} | {measured} | {'PASS' if ok else 'MISS'} |")
+    rmtree(work, ignore_errors=True)  # kept (with the servers' logs) when the bench fails
     return 0
 
 
