@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import secrets
 
 from . import context
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_for(supplied: str) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a new one."""
+    return supplied if _REQUEST_ID_RE.match(supplied) else secrets.token_hex(16)
 
 
 class RequestContextMiddleware:
@@ -18,8 +23,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        supplied = request.headers.get("X-Request-ID", "")
-        request_id = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         source_ip = request.META.get("REMOTE_ADDR") or None
         if source_ip:
             try:

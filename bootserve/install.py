@@ -28,7 +28,12 @@ class InstallBoot:
 def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
     if version is None:
         return None
-    return next((t for t in version.tasks if t["type"] == "pxe_boot"), None)
+    return pxe_boot_task(version.definition)
+
+
+def pxe_boot_task(definition: dict[str, Any]) -> dict[str, Any] | None:
+    """The network install boot of a version's definition (its pxe_boot task), if any."""
+    return next((t for t in definition.get("tasks", []) if t["type"] == "pxe_boot"), None)
 
 
 def _is_url(path: str) -> bool:

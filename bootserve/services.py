@@ -2,14 +2,18 @@
 
 The boot path is the hottest path in PureBoot: a machine that waits polls
 every few seconds. A request costs one query to find the node (with its pinned
-workflow version), one UPDATE of ``last_seen_at``, and nothing else unless
-the node's state changes. History (NodeEvent) is written only on changes.
+workflow version), an UPDATE of ``last_seen_at`` when that is older than
+PUREBOOT_LAST_SEEN_SECONDS, and nothing else unless the node's state changes.
+History (NodeEvent) is written only on changes. The polls that change nothing
+are answered before Django's middleware by ``bootserve.fastpath`` with the
+same rules.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -97,7 +101,8 @@ def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
         return BootAnswer(decision, node)
     if node is None:
         return BootAnswer(decision, None)
-    Node.objects.filter(pk=node.pk).update(last_seen_at=now)
+    if seen_long_ago(node.last_seen_at, now):
+        Node.objects.filter(pk=node.pk).update(last_seen_at=now)
     if decision.step == Step.START_INSTALL:
         node, run, token = workflow_services.start_install(node.pk)
         return _install_answer(decision, node, token, base_url)
@@ -115,6 +120,12 @@ def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
         except node_services.IllegalTransition:
             pass  # moved on meanwhile; the local-disk answer is right anyway
     return BootAnswer(decision, node)
+
+
+def seen_long_ago(last_seen_at, now) -> bool:
+    """Whether a boot request should refresh ``last_seen_at`` (PUREBOOT_LAST_SEEN_SECONDS)."""
+    window = timedelta(seconds=settings.PUREBOOT_LAST_SEEN_SECONDS)
+    return last_seen_at is None or last_seen_at < now - window
 
 
 def running_install(node: Node, *, base_url: str) -> InstallBoot | None:

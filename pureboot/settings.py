@@ -325,6 +325,9 @@ PUREBOOT_DISCOVERY = _env_bool("PUREBOOT_DISCOVERY", True)
 PUREBOOT_BOOT_POLL_SECONDS = _env_int("PUREBOOT_BOOT_POLL_SECONDS", 10, 1)
 PUREBOOT_BOOT_WAIT_SECONDS = _env_int("PUREBOOT_BOOT_WAIT_SECONDS", 600, 1)
 PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
+# A boot request refreshes a node's last_seen_at when it is older than this
+# (0: every request); a boot storm then writes once per node and window.
+PUREBOOT_LAST_SEEN_SECONDS = _env_int("PUREBOOT_LAST_SEEN_SECONDS", 60, 0)
 # The TFTP daemon (manage.py bootserve): where it listens.
 PUREBOOT_TFTP_ADDRESS = os.environ.get("PUREBOOT_TFTP_ADDRESS", "0.0.0.0").strip()
 PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)

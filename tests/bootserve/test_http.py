@@ -41,16 +41,22 @@ def test_unknown_machine_is_discovered_and_waits(client):
     assert node.interfaces.get().mac == MAC
 
 
-def test_polling_writes_no_history_and_costs_few_queries(client):
+def test_polling_writes_no_history_and_costs_few_queries(client, settings):
     ipxe(client)
     node = Node.objects.get()
     events = NodeEvent.objects.filter(node=node).count()
     with CaptureQueriesContext(connection) as ctx:
         for _ in range(5):
             assert ipxe(client).status_code == 200
-    assert len(ctx.captured_queries) == 5 * 2  # find the node, update last_seen_at
+    # Find the node; last_seen_at is written once per PUREBOOT_LAST_SEEN_SECONDS.
+    assert len(ctx.captured_queries) == 5 + 1
     assert NodeEvent.objects.filter(node=node).count() == events
-    assert Node.objects.get(pk=node.pk).last_seen_at is not None
+    seen = Node.objects.get(pk=node.pk).last_seen_at
+    assert seen is not None
+    settings.PUREBOOT_LAST_SEEN_SECONDS = 0
+    with CaptureQueriesContext(connection) as ctx:
+        assert ipxe(client).status_code == 200
+    assert len(ctx.captured_queries) == 2 and Node.objects.get(pk=node.pk).last_seen_at > seen
 
 
 def test_pending_node_gets_its_install_and_starts_it(client):
