@@ -280,13 +280,15 @@ else:
     # Embedded default: tasks queued by the web process run in-process
     # (eager); `make run` also starts a worker with embedded beat on kombu's
     # filesystem transport under var/celery so periodic tasks still fire.
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (CELERY_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_DIR / "out"),
         "data_folder_out": str(CELERY_DIR / "out"),
         "processed_folder": str(CELERY_DIR / "processed"),
+        # Exchange tables (worker control/broadcast); kombu's default is ./control.
+        "control_folder": str(CELERY_DIR / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = None
