@@ -40,6 +40,16 @@ def fingerprint(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def approved_reason(request: ApprovalRequest, approvers: str) -> str:
+    """The reason an executed request passes on to the audit trail."""
+    return f"{request.reason} (request #{request.pk}, approved by {approvers})".strip()
+
+
+def _fields_words(request: ApprovalRequest) -> str:
+    fields = request.params.get("fields", {})
+    return ", ".join(f"{k}={v!r}" for k, v in fields.items()) or "no fields"
+
+
 # --- node actions -------------------------------------------------------------
 
 NODE_WORDS = {
@@ -74,7 +84,7 @@ def _node_kind(action: lc.Action) -> Kind:
             request.node_id,
             action,
             node_services.Actor.of(user),
-            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+            reason=approved_reason(request, approvers),
             params=params,
         )
         return f"{action.name}: node {request.node_id} {request.node_state} -> {action.target}"
@@ -99,7 +109,7 @@ def _node_kind(action: lc.Action) -> Kind:
 # --- credentials ----------------------------------------------------------------
 
 
-def credential_state(pk) -> str:
+def _credential_state(pk) -> str:
     from pureboot.models import Credential
 
     row = Credential.objects.select_for_update().filter(pk=pk).first()
@@ -132,10 +142,7 @@ def _credential_create() -> Kind:
         target_type="credential",
         permission="pureboot.add_credential",
         describe=lambda r: (
-            f"Create credential {r.target_label} with "
-            + ", ".join(f"{k}={v!r}" for k, v in r.params["fields"].items())
-            + "."
-            + _secret_words(r)
+            f"Create credential {r.target_label} with {_fields_words(r)}.{_secret_words(r)}"
         ),
         current=current,
         execute=execute,
@@ -157,15 +164,9 @@ def _credential_change() -> Kind:
         target_type="credential",
         permission="pureboot.change_credential",
         describe=lambda r: (
-            f"Change credential {r.target_label}: "
-            + (
-                ", ".join(f"{k}={v!r}" for k, v in r.params.get("fields", {}).items())
-                or "no fields"
-            )
-            + "."
-            + _secret_words(r)
+            f"Change credential {r.target_label}: {_fields_words(r)}.{_secret_words(r)}"
         ),
-        current=lambda r: credential_state(r.target_id),
+        current=lambda r: _credential_state(r.target_id),
         execute=execute,
     )
 
@@ -185,7 +186,7 @@ def _credential_delete() -> Kind:
         describe=lambda r: (
             f"Delete credential {r.target_label}; what uses it can no longer sign in with it."
         ),
-        current=lambda r: credential_state(r.target_id),
+        current=lambda r: _credential_state(r.target_id),
         execute=execute,
     )
 
@@ -206,7 +207,7 @@ def _setting_change() -> Kind:
             request.target_id,
             request.params["value"],
             requester,
-            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+            reason=approved_reason(request, approvers),
         )
 
     return Kind(
@@ -236,7 +237,7 @@ def _audit_clear() -> Kind:
             request.params["through_seq"],
             requester,
             request_id=request.pk,
-            reason=f"{request.reason} (request #{request.pk}, approved by {approvers})".strip(),
+            reason=approved_reason(request, approvers),
         )
 
     return Kind(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -97,34 +96,6 @@ def _check_text(value: str, field: str, limit: int) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Preview:
-    """What a request would do (``?dry_run=1``): nothing is created."""
-
-    node: int
-    hostname: str
-    action: str
-    from_state: str
-    to_state: str
-    workflow: str | None
-    needs_approval: bool
-
-
-def preview(node_id: int, action: lc.Action, actor: node_services.Actor, params) -> Preview:
-    node = Node.objects.select_related("workflow").get(pk=node_id)
-    _check_requester(node, action, actor)
-    workflow = params.get("workflow") or (node.workflow.name if node.workflow else None)
-    return Preview(
-        node=node.pk,
-        hostname=str(node),
-        action=action.name,
-        from_state=node.state,
-        to_state=action.target,
-        workflow=str(workflow) if workflow else None,
-        needs_approval=needs_approval(action, node.state),
-    )
-
-
 def _check_requester(node: Node, action: lc.Action, actor: node_services.Actor) -> None:
     node_services.check_source(node, action, actor)
     if not actor.is_person:
@@ -139,13 +110,43 @@ def _check_requester(node: Node, action: lc.Action, actor: node_services.Actor) 
         )
 
 
+def _draft(
+    kind: Kind,
+    user,
+    *,
+    target_id: str,
+    target_label: str,
+    params: dict[str, Any],
+    reason: str = "",
+    node: Node | None = None,
+) -> ApprovalRequest:
+    """An unsaved request with the target's snapshot read by the kind itself
+    (call inside a transaction: kinds lock what they read)."""
+    now = timezone.now()
+    draft = ApprovalRequest(
+        action=kind.name,
+        target_type=kind.target_type,
+        target_id=str(target_id),
+        target_label=target_label[:255],
+        node=node,
+        node_state=node.state if node is not None else "",
+        params=params,
+        reason=reason,
+        requested_by=user,
+        created_at=now,
+        expires_at=now + window(kind.name),
+        required_approvals=config.get("approvals_required"),
+    )
+    draft.snapshot = kind.current(draft)
+    return draft
+
+
 def submit(
     kind: Kind,
     user,
     *,
     target_id: str,
     target_label: str,
-    snapshot: str,
     params: dict[str, Any],
     reason: str,
     secrets: dict[str, str] | None = None,
@@ -162,25 +163,19 @@ def submit(
     reason = _check_text(reason, "reason", node_services.MAX_REASON_LENGTH)
     if not (user and user.is_authenticated and user.is_active):
         raise node_services.TransitionForbidden("Sign in to make requests.")
-    now = timezone.now()
     try:
         with transaction.atomic():
-            request = ApprovalRequest.objects.create(
-                action=kind.name,
-                target_type=kind.target_type,
-                target_id=str(target_id),
-                target_label=target_label[:255],
-                node=node,
-                node_state=node.state if node is not None else "",
-                snapshot=snapshot,
+            request = _draft(
+                kind,
+                user,
+                target_id=target_id,
+                target_label=target_label,
                 params=params,
-                sealed=encrypt(json.dumps(secrets)) if secrets else "",
                 reason=reason,
-                requested_by=user,
-                created_at=now,
-                expires_at=now + window(kind.name),
-                required_approvals=config.get("approvals_required"),
+                node=node,
             )
+            request.sealed = encrypt(json.dumps(secrets)) if secrets else ""
+            request.save(force_insert=True)
             _audit(
                 request,
                 node_services.Actor.of(user).label,
@@ -230,7 +225,6 @@ def request_transition(
             actor.user,
             target_id=str(node.pk),
             target_label=str(node),
-            snapshot=node.state,
             params=stored,
             reason=reason,
             node=node,
@@ -256,32 +250,34 @@ def request_other(
     _may_ask(kind, user, permission)
     if not dry_run:
         return submit(kind, user, **fields)
-    draft = ApprovalRequest(
-        action=kind.name,
-        target_type=kind.target_type,
-        target_id=str(fields["target_id"]),
-        target_label=fields["target_label"],
-        snapshot=fields["snapshot"],
-        params=fields["params"],
-    )
+    with transaction.atomic():
+        draft = _draft(
+            kind,
+            user,
+            target_id=fields["target_id"],
+            target_label=fields["target_label"],
+            params=fields["params"],
+        )
     return {
         "dry_run": True,
         "action": kind.name,
-        "target": f"{kind.target_type}:{fields['target_id']}",
-        "target_label": fields["target_label"],
+        "target": f"{draft.target_type}:{draft.target_id}",
+        "target_label": draft.target_label,
         "what": kind.describe(draft),
         "needs_approval": True,
-        "expires_in_hours": window(kind.name).total_seconds() / 3600,
-        "required_approvals": config.get("approvals_required"),
+        "expires_in_hours": (draft.expires_at - draft.created_at).total_seconds() / 3600,
+        "required_approvals": draft.required_approvals,
     }
 
 
-def _expire_if_due(request_id: int) -> None:
-    """Mark the request expired first, in its own transaction, if its window ended."""
+def _expire_if_due(request_id: int) -> bool:
+    """Mark the request expired, in its own transaction, if its window ended."""
     with transaction.atomic():
         request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
-        if request and request.status == Status.PENDING and request.expires_at <= timezone.now():
-            _close(request, Status.EXPIRED, "system", "The approval window ended.")
+        if request is None or not request.is_expired:
+            return False
+        _close(request, Status.EXPIRED, "system", "The approval window ended.")
+        return True
 
 
 def _locked(request_id: int) -> ApprovalRequest:
@@ -291,9 +287,7 @@ def _locked(request_id: int) -> ApprovalRequest:
         .select_related("node", "requested_by")
         .get(pk=request_id)
     )
-    if request.status == Status.EXPIRED or (
-        request.status == Status.PENDING and request.expires_at <= timezone.now()
-    ):
+    if request.status == Status.EXPIRED or request.is_expired:
         raise NotPending(f"Request #{request.pk} expired at {request.expires_at:%Y-%m-%d %H:%M}.")
     if request.status != Status.PENDING:
         raise NotPending(f"Request #{request.pk} is {request.status}, not pending.")
@@ -334,8 +328,8 @@ def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
             raise NotAllowed("You already decided this request; each person counts once.")
         Decision.objects.create(request=request, user=user, approve=True, comment=comment)
         _audit(request, node_services.Actor.of(user).label, "approve", comment)
-        if request.decisions.filter(approve=True).count() >= request.required_approvals:
-            approvers = [d.user for d in request.decisions.filter(approve=True)]
+        approvers = [d.user for d in request.decisions.filter(approve=True).select_related("user")]
+        if len(approvers) >= request.required_approvals:
             _execute(request, approvers)
     return request
 
@@ -438,12 +432,5 @@ def awaiting(user) -> Q:
 
 def expire_requests() -> int:
     """Mark pending requests past their window expired (periodic task)."""
-    count = 0
     due = ApprovalRequest.objects.filter(status=Status.PENDING, expires_at__lte=timezone.now())
-    for pk in due.values_list("pk", flat=True):
-        with transaction.atomic():
-            request = ApprovalRequest.objects.select_for_update().get(pk=pk)
-            if request.status == Status.PENDING and request.expires_at <= timezone.now():
-                _close(request, Status.EXPIRED, "system", "The approval window ended.")
-                count += 1
-    return count
+    return sum(_expire_if_due(pk) for pk in due.values_list("pk", flat=True))

@@ -20,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from .db import unlocked
@@ -32,13 +33,17 @@ EXPORT_FORMAT = "pureboot-audit-export/1"
 
 def bounds() -> tuple[int, int] | None:
     """The first and last seq still in the trail, or None when it is empty."""
-    first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first()
-    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
-    return None if first is None else (first, last)
+    span = AuditEvent.objects.aggregate(first=Min("seq"), last=Max("seq"))
+    return None if span["first"] is None else (span["first"], span["last"])
 
 
 def check_point(through_seq) -> int:
     """Validate the point up to which a clearing would go."""
+    return _checked(through_seq)[1]
+
+
+def _checked(through_seq) -> tuple[int, int]:
+    """``(first seq in the trail, through_seq)`` once ``through_seq`` is valid."""
     if isinstance(through_seq, bool) or not isinstance(through_seq, int):
         raise ValidationError({"through_seq": "A whole number: the last event to clear."})
     span = bounds()
@@ -48,7 +53,7 @@ def check_point(through_seq) -> int:
         raise ValidationError(
             {"through_seq": f"Must be below the latest event ({span[1]}): the trail keeps its tip."}
         )
-    return through_seq
+    return span[0], through_seq
 
 
 def _event_line(event: AuditEvent) -> str:
@@ -99,11 +104,10 @@ def clear_through(through_seq: int, actor: str, *, request_id: int, reason: str 
     try:
         with transaction.atomic():
             _lock_chain()
-            check_point(through_seq)
+            first, through_seq = _checked(through_seq)
             report = verify_chain()
             if not report.intact:
                 raise ValidationError(f"The audit chain is broken ({report}); nothing was cleared.")
-            first, _ = bounds()
             last_hash = AuditEvent.objects.get(seq=through_seq).hash
             path = directory / f"audit-{first:012d}-{through_seq:012d}-request{request_id}.jsonl"
             sha256 = _export(path, first, through_seq, request_id)

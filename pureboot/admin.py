@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -94,23 +94,13 @@ class CredentialAdmin(admin.ModelAdmin):
     # approval page is where a second person makes it happen.
 
     def _ask(self, request, obj, kind: str, fields: dict, secrets: dict) -> None:
-        from approvals import services as approvals
-        from approvals.kinds import credential_state
-
         try:
-            with transaction.atomic():
-                made = approvals.request_other(
-                    kind,
-                    request.user,
-                    target_id=str(obj.pk) if obj.pk else f"new:{fields['name']}",
-                    target_label=obj.name if obj.pk else fields["name"],
-                    snapshot=credential_state(obj.pk) if obj.pk else "",
-                    params={"fields": fields, "secrets_set": sorted(secrets)},
-                    secrets=secrets,
-                    reason="",
-                )
-        except (approvals.ApprovalError, node_services.TransitionError) as exc:
+            made = credentials.ask(kind, request.user, obj if obj.pk else None, fields, secrets)
+        except node_services.TransitionError as exc:  # approvals' refusals too
             messages.error(request, str(exc))
+            return
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
             return
         request._pureboot_approval = made
         messages.success(

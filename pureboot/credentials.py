@@ -120,6 +120,44 @@ def _metadata(credential: Credential) -> dict[str, Any]:
     return {f: getattr(credential, f) for f in EDITABLE_FIELDS}
 
 
+def ask(
+    kind: str,
+    user,
+    credential: Credential | None,
+    fields: dict[str, Any],
+    secrets: dict[str, str],
+    *,
+    reason: str = "",
+    dry_run: bool = False,
+):
+    """Ask for ``credential.create|change|delete`` (API and admin alike).
+
+    The change waits for a second person; ``secrets`` stay sealed in the
+    request until then. Returns the ApprovalRequest (or, with ``dry_run``,
+    what it would ask for). Raises ValidationError for a name already taken.
+    """
+    from django.core.exceptions import ValidationError
+
+    from approvals import services as approvals
+
+    name = fields.get("name")
+    taken = Credential.objects.filter(name=name)
+    if credential is not None:
+        taken = taken.exclude(pk=credential.pk)
+    if name and taken.exists():
+        raise ValidationError({"name": ["A credential with this name already exists."]})
+    return approvals.request_other(
+        kind,
+        user,
+        dry_run=dry_run,
+        target_id=str(credential.pk) if credential else f"new:{name}",
+        target_label=credential.name if credential else name,
+        params={"fields": fields, "secrets_set": sorted(secrets)},
+        secrets=secrets,
+        reason=reason,
+    )
+
+
 def create_credential(
     actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
 ) -> Credential:

@@ -29,13 +29,6 @@ log = logging.getLogger(__name__)
 _CACHE = "_pureboot_emergency_perms"
 
 
-def active_grants(user, now=None):
-    now = now or timezone.now()
-    return EmergencyGrant.objects.filter(
-        user=user, starts_at__lte=now, ends_at__gt=now, ended_at__isnull=True
-    )
-
-
 class EmergencyAccessBackend(BaseBackend):
     """Adds the permissions of a user's active emergency roles; signs nobody in."""
 
@@ -49,12 +42,22 @@ class EmergencyAccessBackend(BaseBackend):
             return set()
         cached = getattr(user_obj, _CACHE, None)
         if cached is None:
-            end_overdue(user_obj)
-            roles = list(active_grants(user_obj).values_list("role", flat=True))
-            perms = Permission.objects.filter(group__name__in=roles).values_list(
-                "content_type__app_label", "codename"
-            )
-            cached = {f"{app}.{codename}" for app, codename in perms}
+            now = timezone.now()
+            grants = EmergencyGrant.objects.filter(
+                user=user_obj, starts_at__lte=now, ended_at__isnull=True
+            ).values_list("pk", "role", "ends_at")
+            roles = []
+            for pk, role, ends_at in grants:
+                if ends_at > now:
+                    roles.append(role)
+                else:
+                    _end([pk], "system", "expired")  # over: record it once
+            cached = set()
+            if roles:
+                perms = Permission.objects.filter(group__name__in=roles).values_list(
+                    "content_type__app_label", "codename"
+                )
+                cached = {f"{app}.{codename}" for app, codename in perms}
             setattr(user_obj, _CACHE, cached)
         return cached
 
@@ -122,13 +125,10 @@ def _end(pks, actor: str, why: str) -> int:
     return ended
 
 
-def end_overdue(user=None) -> int:
-    """Record the end of grants whose window is over (one user's, or everyone's)."""
+def end_overdue() -> int:
+    """Record the end of every grant whose window is over (periodic task)."""
     due = EmergencyGrant.objects.filter(ended_at__isnull=True, ends_at__lte=timezone.now())
-    if user is not None:
-        due = due.filter(user=user)
-    pks = list(due.values_list("pk", flat=True))
-    return _end(pks, "system", "expired") if pks else 0
+    return _end(list(due.values_list("pk", flat=True)), "system", "expired")
 
 
 def revoke(grant_id: int, actor: str) -> bool:

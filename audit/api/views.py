@@ -46,14 +46,12 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
         def make():
             through = clearing.check_point(data["through_seq"])
-            span = clearing.bounds()
             return approvals.request_other(
                 "audit.clear",
                 request.user,
                 dry_run=dry_run(request),
                 target_id="trail",
                 target_label="the audit trail",
-                snapshot=str(span[0]),
                 params={"through_seq": through},
                 reason=data["reason"],
             )

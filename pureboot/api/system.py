@@ -18,7 +18,6 @@ from rest_framework.response import Response
 from approvals import services as approvals
 from approvals.api.responses import ask, dry_run
 from approvals.api.serializers import ApprovalRequestSerializer
-from approvals.kinds import fingerprint
 
 from .. import config, emergency
 from ..models import EmergencyGrant
@@ -80,7 +79,6 @@ class SettingViewSet(viewsets.ViewSet):
                 dry_run=dry_run(request),
                 target_id=pk,
                 target_label=pk,
-                snapshot=fingerprint(config.get(pk)),
                 params={"value": config.clean(pk, body.validated_data["value"])},
                 reason=body.validated_data.get("reason", ""),
             )
@@ -156,7 +154,6 @@ class EmergencyAccessViewSet(viewsets.ReadOnlyModelViewSet):
                 permission=permission,
                 target_id=str(target.pk),
                 target_label=target.get_username(),
-                snapshot="active",
                 params={"role": role, "hours": hours},
                 reason=data["reason"],
             )

@@ -8,17 +8,14 @@ stay sealed with the credential keys until then.
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 
-from approvals import services as approvals
 from approvals.api.responses import ask, dry_run
 from approvals.api.serializers import ApprovalRequestSerializer
-from approvals.kinds import credential_state
 
+from .. import credentials
 from ..models import Credential
 from .permissions import ModelPermissions
 from .serializers import CredentialNameSerializer, CredentialSerializer
@@ -62,54 +59,31 @@ class CredentialViewSet(viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        fields, secrets = serializer.split()
-        if Credential.objects.filter(name=fields["name"]).exists():
-            raise ValidationError({"name": ["A credential with this name already exists."]})
-        return ask(
-            lambda: approvals.request_other(
-                "credential.create",
-                request.user,
-                dry_run=dry_run(request),
-                target_id=f"new:{fields['name']}",
-                target_label=fields["name"],
-                snapshot="",
-                params={"fields": fields, "secrets_set": sorted(secrets)},
-                secrets=secrets,
-                reason=_reason(request),
-            )
-        )
+        return self._ask(request, None, "credential.create", *serializer.split())
 
     @extend_schema(responses={202: OpenApiResponse(ApprovalRequestSerializer)})
     def partial_update(self, request, *args, **kwargs):
         credential = self.get_object()
         serializer = self.get_serializer(credential, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        fields, secrets = serializer.split()
-        name = fields.get("name")
-        if name and Credential.objects.filter(name=name).exclude(pk=credential.pk).exists():
-            raise ValidationError({"name": ["A credential with this name already exists."]})
-        return self._ask(request, credential, "credential.change", fields, secrets)
+        return self._ask(request, credential, "credential.change", *serializer.split())
 
     @extend_schema(responses={202: OpenApiResponse(ApprovalRequestSerializer)})
     def destroy(self, request, *args, **kwargs):
         return self._ask(request, self.get_object(), "credential.delete", {}, {})
 
-    def _ask(self, request, credential: Credential, kind: str, fields: dict, secrets: dict):
-        def make():
-            with transaction.atomic():
-                return approvals.request_other(
-                    kind,
-                    request.user,
-                    dry_run=dry_run(request),
-                    target_id=str(credential.pk),
-                    target_label=credential.name,
-                    snapshot=credential_state(credential.pk),
-                    params={"fields": fields, "secrets_set": sorted(secrets)},
-                    secrets=secrets,
-                    reason=_reason(request),
-                )
-
-        return ask(make)
+    def _ask(self, request, credential, kind: str, fields: dict, secrets: dict):
+        return ask(
+            lambda: credentials.ask(
+                kind,
+                request.user,
+                credential,
+                fields,
+                secrets,
+                reason=_reason(request),
+                dry_run=dry_run(request),
+            )
+        )
 
 
 def _reason(request) -> str:

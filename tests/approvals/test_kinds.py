@@ -207,7 +207,6 @@ def test_the_periodic_task_records_ended_grants(bob):
         permission="pureboot.request_emergency_access",
         target_id=str(oscar.pk),
         target_label="oscar",
-        snapshot="active",
         params={"role": "Admin", "hours": 1},
         reason="x",
     )

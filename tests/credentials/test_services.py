@@ -204,7 +204,6 @@ def test_bad_environment_key_stops_manage_py(tmp_path):
 
 def _ask_to_change(credential, secret: str):
     from approvals import services as approvals
-    from approvals.kinds import credential_state
     from tests.factories import make_user
 
     return approvals.request_other(
@@ -212,7 +211,6 @@ def _ask_to_change(credential, secret: str):
         make_user("Admin", username="asker"),
         target_id=str(credential.pk),
         target_label=credential.name,
-        snapshot=credential_state(credential.pk),
         params={"fields": {}, "secrets_set": ["password"]},
         secrets={"password": secret},
         reason="rotate the hypervisor password",
