@@ -28,6 +28,7 @@ from bootserve.tasks import sync_dhcp_host
 from nodes.choices import NodeState
 from nodes.models import NetworkInterface, Node
 from tests.factories import make_node
+from tests.processes import stop
 
 ANSWERED = ["discovered", "failed", "pending", "installing", "reprovision"]
 ANSWERED += ["deprovisioning", "migrating"]
@@ -691,13 +692,7 @@ class Lab:
         return False
 
     def down(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         if self.created:
             self.sh(self.tools["ip"], "netns", "del", self.ns, check=False)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = bytes(range(256)) * 4096  # 1 MiB, every byte value
 MAC = "52:54:00:0e:2e:01"
@@ -140,12 +142,7 @@ def stack():
         yield f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}"
     finally:
         for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         app_log.close()
         web_log.close()
         shutil.rmtree(work, ignore_errors=True)

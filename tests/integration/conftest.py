@@ -18,7 +18,6 @@ the worker is pointed at that same database, not at the one in DATABASE_URL.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from tests.processes import stop
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -81,14 +82,7 @@ def _ping(app, hostname: str) -> bool:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # Celery's warm shutdown
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
+    stop(process, timeout=STOP_TIMEOUT)  # SIGTERM: Celery's warm shutdown
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from tests.processes import stop
+
 OP_DIR = Path(__file__).resolve().parent / "op"
 
 
@@ -96,10 +98,4 @@ class OpenIDProvider:
         self._seed("groups", username, *groups)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop
+
 SLAPD = os.environ.get("PUREBOOT_SLAPD", "/usr/sbin/slapd")
 SCHEMA_DIR = Path("/etc/ldap/schema")
 BASE = "dc=example,dc=org"
@@ -110,13 +112,7 @@ access to * by users read by * none
         pytest.fail(f"slapd did not listen on {self.port}: {self.log.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
     def _ldap(self, tool: str, ldif: str) -> None:
         result = subprocess.run(
