@@ -14,10 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+
+from accounts import emergency
+from audit import clearing
+from credentials import services as credentials
+from credentials.models import Credential
 from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.models import Node
 from nodes.permissions import can_access_node
+from systemsettings import config
+from workflows.models import Workflow
 
 if TYPE_CHECKING:
     from .models import ApprovalRequest
@@ -34,6 +43,8 @@ class Kind:
     execute: Callable[[ApprovalRequest, dict[str, str], str, str], str]
     # Beyond the permission: why this user may not decide this request, or None.
     approver_check: Callable[[ApprovalRequest, Any], str | None] | None = None
+    # Checks a request's parameters when it is made (raises ValidationError).
+    check: Callable[[ApprovalRequest], None] | None = None
 
 
 def fingerprint(value: Any) -> str:
@@ -72,12 +83,8 @@ def _node_kind(action: lc.Action) -> Kind:
         return node.state
 
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from django.contrib.auth import get_user_model
-
         params = dict(request.params)
         if "workflow" in params:
-            from workflows.models import Workflow
-
             params["workflow"] = Workflow.objects.get(name=params["workflow"])
         user = get_user_model().objects.get(pk=request.requested_by_id)
         node_services.execute_approved(
@@ -110,8 +117,6 @@ def _node_kind(action: lc.Action) -> Kind:
 
 
 def _credential_state(pk) -> str:
-    from pureboot.models import Credential
-
     row = Credential.objects.select_for_update().filter(pk=pk).first()
     if row is None:
         return "deleted"
@@ -125,14 +130,10 @@ def _secret_words(request: ApprovalRequest) -> str:
 
 def _credential_create() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        from pureboot.models import Credential
-
         name = request.params["fields"]["name"]
         return "exists" if Credential.objects.filter(name=name).exists() else ""
 
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from pureboot import credentials
-
         made = credentials.create_credential(requester, request.params["fields"], secrets)
         return f"credential {made.name} created (#{made.pk}), approved by {approvers}"
 
@@ -140,7 +141,7 @@ def _credential_create() -> Kind:
         name="credential.create",
         label="Create credential",
         target_type="credential",
-        permission="pureboot.add_credential",
+        permission="credentials.add_credential",
         describe=lambda r: (
             f"Create credential {r.target_label} with {_fields_words(r)}.{_secret_words(r)}"
         ),
@@ -151,8 +152,6 @@ def _credential_create() -> Kind:
 
 def _credential_change() -> Kind:
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from pureboot import credentials
-
         credentials.update_credential(
             int(request.target_id), requester, request.params.get("fields", {}), secrets
         )
@@ -162,7 +161,7 @@ def _credential_change() -> Kind:
         name="credential.change",
         label="Change credential",
         target_type="credential",
-        permission="pureboot.change_credential",
+        permission="credentials.change_credential",
         describe=lambda r: (
             f"Change credential {r.target_label}: {_fields_words(r)}.{_secret_words(r)}"
         ),
@@ -173,8 +172,6 @@ def _credential_change() -> Kind:
 
 def _credential_delete() -> Kind:
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from pureboot import credentials
-
         credentials.delete_credential(int(request.target_id), requester)
         return f"credential {request.target_label} deleted, approved by {approvers}"
 
@@ -182,7 +179,7 @@ def _credential_delete() -> Kind:
         name="credential.delete",
         label="Delete credential",
         target_type="credential",
-        permission="pureboot.delete_credential",
+        permission="credentials.delete_credential",
         describe=lambda r: (
             f"Delete credential {r.target_label}; what uses it can no longer sign in with it."
         ),
@@ -196,13 +193,9 @@ def _credential_delete() -> Kind:
 
 def _setting_change() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        from pureboot import config
-
         return fingerprint(config.get(request.target_id))
 
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from pureboot import config
-
         return config.apply(
             request.target_id,
             request.params["value"],
@@ -210,29 +203,35 @@ def _setting_change() -> Kind:
             reason=approved_reason(request, approvers),
         )
 
+    def check(request: ApprovalRequest) -> None:
+        if request.target_id != "approval_windows":
+            return
+        unknown = sorted(set(request.params["value"]) - set(KINDS))
+        if unknown:
+            raise ValidationError(
+                {"value": f"Unknown action {unknown[0]!r}; known: {', '.join(KINDS)}."}
+            )
+
     return Kind(
         name="setting.change",
         label="Change system setting",
         target_type="setting",
-        permission="pureboot.change_systemsetting",
+        permission="systemsettings.change_systemsetting",
         describe=lambda r: (
             f"Set {r.target_id} from {json.loads(r.snapshot)!r} to {r.params['value']!r}."
         ),
         current=current,
         execute=execute,
+        check=check,
     )
 
 
 def _audit_clear() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        from audit import clearing
-
         span = clearing.bounds()
         return str(span[0] if span else 0)
 
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from audit import clearing
-
         return clearing.clear_through(
             request.params["through_seq"],
             requester,
@@ -257,14 +256,10 @@ def _audit_clear() -> Kind:
 
 def _access_grant() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        from django.contrib.auth import get_user_model
-
         user = get_user_model().objects.filter(pk=request.target_id).first()
         return "active" if user is not None and user.is_active else "disabled"
 
     def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
-        from pureboot import emergency
-
         params = request.params
         return emergency.grant(
             int(request.target_id), params["role"], params["hours"], request, requester
@@ -279,7 +274,7 @@ def _access_grant() -> Kind:
         name="access.grant",
         label="Emergency access",
         target_type="access",
-        permission="pureboot.grant_emergency_access",
+        permission="accounts.grant_emergency_access",
         describe=lambda r: (
             f"Give {r.target_label} the {r.params['role']} role for {r.params['hours']} hours "
             "from approval; it ends by itself."

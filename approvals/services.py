@@ -32,12 +32,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
+from credentials import services as credentials
+from credentials.models import Credential
 from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.choices import NodeState as S
 from nodes.models import Node
 from nodes.permissions import can_access_node, scope_nodes
-from pureboot import config
+from systemsettings import config
 
 from .kinds import KINDS, Kind
 from .models import ApprovalRequest, Decision, Status
@@ -137,6 +139,8 @@ def _draft(
         expires_at=now + window(kind.name),
         required_approvals=config.get("approvals_required"),
     )
+    if kind.check:
+        kind.check(draft)
     draft.snapshot = kind.current(draft)
     return draft
 
@@ -158,7 +162,6 @@ def submit(
     checks the requester's permission, seals ``secrets``, and refuses a
     second pending request for the same target.
     """
-    from pureboot.credentials import encrypt
 
     reason = _check_text(reason, "reason", node_services.MAX_REASON_LENGTH)
     if not (user and user.is_authenticated and user.is_active):
@@ -174,7 +177,7 @@ def submit(
                 reason=reason,
                 node=node,
             )
-            request.sealed = encrypt(json.dumps(secrets)) if secrets else ""
+            request.sealed = credentials.encrypt(json.dumps(secrets)) if secrets else ""
             request.save(force_insert=True)
             _audit(
                 request,
@@ -270,6 +273,57 @@ def request_other(
     }
 
 
+def request_credential(
+    kind_name: str,
+    user,
+    credential: Credential | None,
+    fields: dict[str, Any],
+    secrets: dict[str, str],
+    *,
+    reason: str = "",
+    dry_run: bool = False,
+) -> ApprovalRequest | dict[str, Any]:
+    """Ask for ``credential.create|change|delete`` (API and admin alike).
+
+    The change waits for a second person; ``secrets`` stay sealed in the
+    request until then. Returns the ApprovalRequest (or, with ``dry_run``,
+    what it would ask for). Raises ValidationError for a name already taken.
+    """
+    name = fields.get("name")
+    taken = Credential.objects.filter(name=name)
+    if credential is not None:
+        taken = taken.exclude(pk=credential.pk)
+    if name and taken.exists():
+        raise ValidationError({"name": ["A credential with this name already exists."]})
+    return request_other(
+        kind_name,
+        user,
+        dry_run=dry_run,
+        target_id=str(credential.pk) if credential else f"new:{name}",
+        target_label=credential.name if credential else name,
+        params={"fields": fields, "secrets_set": sorted(secrets)},
+        secrets=secrets,
+        reason=reason,
+    )
+
+
+def rotate_sealed(reencrypt) -> int:
+    """Re-encrypt the sealed secrets of pending requests under the primary key.
+
+    Called by ``rotate_keys`` inside its transaction with
+    :func:`credentials.services.reencrypt`; returns how many it re-encrypted.
+    """
+    count = 0
+    pending = ApprovalRequest.objects.select_for_update().filter(status=Status.PENDING)
+    for request in pending.exclude(sealed=""):
+        fresh = reencrypt(request.sealed, f"Approval request #{request.pk}'s sealed secrets")
+        if fresh is not None:
+            request.sealed = fresh
+            request.save(update_fields=("sealed",))
+            count += 1
+    return count
+
+
 def _expire_if_due(request_id: int) -> bool:
     """Mark the request expired, in its own transaction, if its window ended."""
     with transaction.atomic():
@@ -335,7 +389,7 @@ def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
 
 
 def _unseal(request: ApprovalRequest) -> dict[str, str]:
-    from pureboot.credentials import reveal_sealed
+    from credentials.services import reveal_sealed
 
     return json.loads(reveal_sealed(request.sealed)) if request.sealed else {}
 

@@ -14,7 +14,7 @@ from guardian.admin import GuardedModelAdmin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
 from audit import services as audit
-from pureboot.admin_audit import AuditedAdminMixin, ReadOnlyAdmin
+from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from workflows.models import Workflow
 
 from . import services

@@ -2,15 +2,11 @@ from django.apps import AppConfig
 
 
 class PurebootConfig(AppConfig):
-    """Project-wide pieces: roles, bootstrap commands."""
+    """The project package: settings, URLs, the Celery app and project-wide commands.
+
+    It holds no models; its migrations are the history of records that now
+    live in the accounts, credentials and systemsettings apps.
+    """
 
     name = "pureboot"
     verbose_name = "PureBoot"
-
-    def ready(self) -> None:
-        # django-axes announces lockouts by signal, its one integration point.
-        from axes.signals import user_locked_out
-
-        from .signin import audit_lockout
-
-        user_locked_out.connect(audit_lockout, dispatch_uid="pureboot-audit-lockout")

@@ -33,6 +33,6 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
     )
     sender.add_periodic_task(
         timedelta(seconds=60),
-        sender.signature("approvals.end_emergency_access"),
+        sender.signature("accounts.end_emergency_access"),
         name="record the end of emergency access",
     )

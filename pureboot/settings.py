@@ -14,7 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pureboot import directory, fernet_keys
+from accounts import rolemap
+from credentials import keys as fernet_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PUREBOOT_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -97,6 +98,9 @@ INSTALLED_APPS = [
     "guardian",
     "pureboot",
     "audit",
+    "systemsettings",
+    "accounts",
+    "credentials",
     "nodes",
     "workflows",
     "hypervisors",
@@ -132,7 +136,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "pureboot.context_processors.signin",
+                "accounts.context_processors.signin",
             ],
         },
     },
@@ -175,7 +179,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
     # A role granted for a limited time by an approved emergency-access request.
-    "pureboot.emergency.EmergencyAccessBackend",
+    "accounts.emergency.EmergencyAccessBackend",
 ]
 # guardian: no anonymous user row; nothing is granted to anonymous visitors.
 ANONYMOUS_USER_NAME = None
@@ -429,10 +433,10 @@ AXES_VERBOSE = False
 # --- directory sign-in: LDAP / Active Directory (django-auth-ldap) ------------
 # On only when PUREBOOT_LDAP_SERVER_URI is set; django-auth-ldap is the
 # optional "ldap" extra. Roles come from PUREBOOT_LDAP_ROLE_GROUPS at every
-# sign-in (pureboot/directory.py). The bind password is read here and nowhere
+# sign-in (accounts/directory.py). The bind password is read here and nowhere
 # logged.
 PUREBOOT_LDAP_SERVER_URI = os.environ.get("PUREBOOT_LDAP_SERVER_URI", "").strip()
-PUREBOOT_LDAP_ROLE_GROUPS = directory.parse_role_map(
+PUREBOOT_LDAP_ROLE_GROUPS = rolemap.parse_role_map(
     "PUREBOOT_LDAP_ROLE_GROUPS", os.environ.get("PUREBOOT_LDAP_ROLE_GROUPS", ""), fold_case=True
 )
 if PUREBOOT_LDAP_SERVER_URI:
@@ -503,7 +507,7 @@ if PUREBOOT_LDAP_SERVER_URI:
     # the directory is down; before guardian, which only answers permissions.
     AUTHENTICATION_BACKENDS.insert(
         AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
-        "pureboot.ldap_backend.PureBootLDAPBackend",
+        "accounts.ldap_backend.PureBootLDAPBackend",
     )
 
 # --- directory sign-in: OpenID Connect (mozilla-django-oidc) -----------------
@@ -519,7 +523,7 @@ PUREBOOT_OIDC_ENDPOINTS = {
     for key in ("authorization", "token", "userinfo", "jwks")
 }
 PUREBOOT_OIDC_GROUPS_CLAIM = os.environ.get("PUREBOOT_OIDC_GROUPS_CLAIM", "").strip() or "groups"
-PUREBOOT_OIDC_ROLE_GROUPS = directory.parse_role_map(
+PUREBOOT_OIDC_ROLE_GROUPS = rolemap.parse_role_map(
     "PUREBOOT_OIDC_ROLE_GROUPS", os.environ.get("PUREBOOT_OIDC_ROLE_GROUPS", ""), fold_case=False
 )
 PUREBOOT_OIDC_REQUIRE_GROUP = os.environ.get("PUREBOOT_OIDC_REQUIRE_GROUP", "").strip()
@@ -530,8 +534,8 @@ OIDC_RP_CLIENT_SECRET = os.environ.get("PUREBOOT_OIDC_CLIENT_SECRET", "")
 OIDC_RP_SCOPES = os.environ.get("PUREBOOT_OIDC_SCOPES", "").strip() or "openid email profile"
 OIDC_RP_SIGN_ALGO = "RS256"
 OIDC_USE_PKCE = True
-OIDC_AUTHENTICATE_CLASS = "pureboot.oidc.AuthenticateView"
-OIDC_CALLBACK_CLASS = "pureboot.oidc.CallbackView"
+OIDC_AUTHENTICATE_CLASS = "accounts.oidc.AuthenticateView"
+OIDC_CALLBACK_CLASS = "accounts.oidc.CallbackView"
 LOGIN_REDIRECT_URL = "/admin/"
 LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
 if PUREBOOT_OIDC_ENABLED:
@@ -544,5 +548,5 @@ if PUREBOOT_OIDC_ENABLED:
         raise ImproperlyConfigured("PUREBOOT_OIDC_SCOPES must include openid")
     AUTHENTICATION_BACKENDS.insert(
         AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
-        "pureboot.oidc.PureBootOIDCBackend",
+        "accounts.oidc.PureBootOIDCBackend",
     )

@@ -6,10 +6,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from mozilla_django_oidc.views import OIDCLogoutView
 
+from accounts import oidc
+from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 from bootserve.api import NodePreviewView
 from bootserve.views import next_instructions
-from pureboot import oidc
-from pureboot.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 
 
 class DocsView(SpectacularSwaggerView):
@@ -31,7 +31,9 @@ api_v1 = [
     path("", include("audit.api.urls")),
     path("", include("workflows.api.urls")),
     path("", include("approvals.api.urls")),
-    path("", include("pureboot.api.urls")),
+    path("", include("credentials.api.urls")),
+    path("", include("systemsettings.urls")),
+    path("", include("accounts.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
 ]

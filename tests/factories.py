@@ -61,7 +61,7 @@ def make_user(role: str | None = None, *, sites=(), username: str | None = None)
             # Transactional tests flush the database, roles included.
             from django.contrib.auth.models import Permission
 
-            from pureboot.roles import sync_roles
+            from accounts.roles import sync_roles
 
             sync_roles(Group, Permission)
         user.groups.add(Group.objects.get(name=role))

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from nodes.services import Actor
-from pureboot.admin_audit import ReadOnlyAdmin
+from audit.admin_mixins import ReadOnlyAdmin
 
 from .checks import check_definition
 from .definitions import DefinitionError, parse

@@ -11,7 +11,7 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True
         create_permissions(app_config, verbosity=0)
         app_config.models_module = None
-    from pureboot.roles import sync_roles
+    from accounts.roles import sync_roles
 
     sync_roles(
         apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"), skip_missing=True

@@ -15,12 +15,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from accounts.models import EmergencyGrant
 from approvals import services
 from approvals.models import ApprovalRequest
 from audit import clearing
 from audit.models import AuditEvent
 from audit.services import record, verify_chain
-from pureboot.models import EmergencyGrant
 from tests.factories import make_node, make_user
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +106,7 @@ def test_settings_unknown_key_is_404_and_operators_cannot_change(api, alice):
 
 def test_a_setting_changed_meanwhile_fails_the_older_request(api, alice, bob):
     first = api(alice).patch("/api/v1/settings/approvals_required", {"value": 2}, format="json")
-    from pureboot import config
+    from systemsettings import config
 
     config.apply("approvals_required", 3, "user:carol")
     done = approve_via_api(api, bob, first)
@@ -198,13 +198,13 @@ def test_emergency_access_revoked_early_and_limits(api, alice, bob):
 
 
 def test_the_periodic_task_records_ended_grants(bob):
-    from approvals.tasks import end_emergency_access
+    from accounts.tasks import end_emergency_access
 
     oscar = make_user("Operator", username="oscar")
     request = services.request_other(
         "access.grant",
         oscar,
-        permission="pureboot.request_emergency_access",
+        permission="accounts.request_emergency_access",
         target_id=str(oscar.pk),
         target_label="oscar",
         params={"role": "Admin", "hours": 1},
@@ -320,15 +320,15 @@ def test_admin_shows_requests_settings_and_grants_read_only_without_sealed_secre
     for url in (
         "/admin/approvals/approvalrequest/",
         f"/admin/approvals/approvalrequest/{pending.pk}/change/",
-        "/admin/pureboot/systemsetting/",
-        "/admin/pureboot/emergencygrant/",
+        "/admin/systemsettings/systemsetting/",
+        "/admin/accounts/emergencygrant/",
     ):
         page = client.get(url)
         assert page.status_code == 200, url
         body = page.content.decode()
         assert pending.sealed not in body and "pl41n-s3cret" not in body
-    assert "approval_hours" in client.get("/admin/pureboot/systemsetting/").content.decode()
-    assert client.get("/admin/pureboot/systemsetting/add/").status_code == 403
+    assert "approval_hours" in client.get("/admin/systemsettings/systemsetting/").content.decode()
+    assert client.get("/admin/systemsettings/systemsetting/add/").status_code == 403
 
 
 def test_awaiting_me_lists_only_what_i_may_decide(api, alice, bob):

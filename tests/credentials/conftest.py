@@ -16,7 +16,7 @@ def keys(settings):
 
 @pytest.fixture
 def credential(db, keys):
-    from pureboot import credentials
+    from credentials import services as credentials
 
     return credentials.create_credential(
         "user:setup",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from audit.models import AuditEvent
-from pureboot.models import Credential
+from credentials.models import Credential
 from tests.factories import make_user
 
 from .conftest import PLAINTEXT
@@ -63,7 +63,7 @@ def test_writes_are_four_eye_requests_and_never_return_secrets(api, admin_user, 
     assert credential.created_by == "user:alice-admin"
     pending.refresh_from_db()
     assert pending.sealed == ""  # secrets leave with the request
-    from pureboot.credentials import reveal
+    from credentials.services import reveal
 
     assert reveal(credential, "task:test", "check").password == PLAINTEXT
     for response in (client.get(URL), client.get(f"{URL}/{credential.pk}")):
@@ -88,7 +88,7 @@ def test_writes_are_four_eye_requests_and_never_return_secrets(api, admin_user, 
 
 
 def test_a_credential_changed_after_the_request_is_not_acted_on(api, admin_user, credential):
-    from pureboot import credentials
+    from credentials import services as credentials
 
     asked = api(admin_user).delete(f"{URL}/{credential.pk}")
     assert asked.status_code == 202
@@ -178,7 +178,7 @@ def test_surrogates_and_non_utf8_are_400(api, admin_user, keys, raw):
 
 def test_surrogate_in_form_post_is_400(api, admin_user, keys):
     # Form bodies reach the serializer undecoded by the JSON parser's checks.
-    from pureboot.api.serializers import CredentialSerializer
+    from credentials.api.serializers import CredentialSerializer
 
     serializer = CredentialSerializer(
         data={"name": "s", "kind": "bmc", "username": "u", "password": "a\ud800b"}
@@ -193,16 +193,16 @@ def test_admin_pages_never_render_secrets(client, admin_user, credential):
     client.force_login(admin_user)
     credential.refresh_from_db()
     for url in (
-        "/admin/pureboot/credential/",
-        f"/admin/pureboot/credential/{credential.pk}/change/",
-        "/admin/pureboot/credential/add/",
+        "/admin/credentials/credential/",
+        f"/admin/credentials/credential/{credential.pk}/change/",
+        "/admin/credentials/credential/add/",
     ):
         page = client.get(url)
         assert page.status_code == 200, url
         body = page.content.decode()
         assert PLAINTEXT not in body and credential.password_ciphertext not in body
     response = client.post(
-        "/admin/pureboot/credential/add/",
+        "/admin/credentials/credential/add/",
         {"name": "idrac", "kind": "bmc", "username": "root", "password": "calvin-" + PLAINTEXT},
     )
     assert response.status_code == 302, response.content.decode()[:2000]

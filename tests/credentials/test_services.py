@@ -17,8 +17,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit.models import AuditEvent
-from pureboot import credentials, fernet_keys
-from pureboot.models import Credential
+from credentials import keys as fernet_keys
+from credentials import services as credentials
+from credentials.models import Credential
 
 from .conftest import PLAINTEXT, PRIVATE_KEY
 

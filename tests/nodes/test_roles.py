@@ -3,9 +3,9 @@
 import pytest
 from guardian.shortcuts import assign_perm
 
+from accounts.roles import ROLES
 from nodes import lifecycle as lc
 from nodes.models import Node
-from pureboot.roles import ROLES
 from tests.factories import make_node, make_user, make_workflow
 
 pytestmark = pytest.mark.django_db

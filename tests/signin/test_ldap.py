@@ -19,7 +19,7 @@ from tests.signin.slapd import GROUPS, PEOPLE, Slapd, require_tools
 pytestmark = pytest.mark.django_db
 
 PEOPLE_PASSWORDS = {uid: secrets.token_urlsafe(12) for uid in ("ada", "otto", "nina", "aude")}
-LDAP_BACKEND = "pureboot.ldap_backend.PureBootLDAPBackend"
+LDAP_BACKEND = "accounts.ldap_backend.PureBootLDAPBackend"
 
 
 @pytest.fixture

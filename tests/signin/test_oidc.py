@@ -17,15 +17,15 @@ import requests
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.sessions.backends.db import SessionStore
 
+from accounts import oidc
+from accounts.models import OIDCIdentity
+from accounts.roles import sync_roles
 from audit.models import AuditEvent
-from pureboot import oidc
-from pureboot.models import OIDCIdentity
-from pureboot.roles import sync_roles
 from tests.signin.provider import OpenIDProvider
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OIDC_BACKEND = "pureboot.oidc.PureBootOIDCBackend"
+OIDC_BACKEND = "accounts.oidc.PureBootOIDCBackend"
 CLIENT_ID = "pureboot"
 CLIENT_SECRET = secrets.token_urlsafe(24)
 HS_CLIENT_SECRET = secrets.token_urlsafe(24)

@@ -77,7 +77,7 @@ def test_without_directory_variables_only_local_accounts_sign_in(tmp_path):
         "axes.backends.AxesStandaloneBackend",
         "django.contrib.auth.backends.ModelBackend",
         "guardian.backends.ObjectPermissionBackend",
-        "pureboot.emergency.EmergencyAccessBackend",
+        "accounts.emergency.EmergencyAccessBackend",
     ]
     assert out["oidc"] is False
 
@@ -109,7 +109,7 @@ def test_ldap_variables_configure_django_auth_ldap(tmp_path):
     out = ok(result)
     assert out["backends"][1:3] == [
         "django.contrib.auth.backends.ModelBackend",
-        "pureboot.ldap_backend.PureBootLDAPBackend",
+        "accounts.ldap_backend.PureBootLDAPBackend",
     ]
     assert out["backends"][0] == "axes.backends.AxesStandaloneBackend"
     assert out["uri"] == "ldap://ldap.example.org"
@@ -172,10 +172,10 @@ def test_oidc_variables_turn_single_sign_on_on(tmp_path):
     result = load(tmp_path, OIDC_ENV)
     out = ok(result)
     assert out["oidc"] is True
-    assert "pureboot.oidc.PureBootOIDCBackend" in out["backends"]
+    assert "accounts.oidc.PureBootOIDCBackend" in out["backends"]
     assert out["backends"][-2:] == [
         "guardian.backends.ObjectPermissionBackend",
-        "pureboot.emergency.EmergencyAccessBackend",
+        "accounts.emergency.EmergencyAccessBackend",
     ]
     assert "oidc-secret-from-env" not in result.stdout + result.stderr
 

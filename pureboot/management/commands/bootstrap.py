@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from pureboot.roles import sync_roles
+from accounts.roles import sync_roles
 
 
 class Command(BaseCommand):

@@ -9,12 +9,15 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from pureboot import credentials, fernet_keys
+from approvals import services as approvals
+from credentials import keys as fernet_keys
+from credentials import services as credentials
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every credential secret under the primary key (the first of "
+        "Re-encrypt every credential secret (and the sealed secrets of pending approval "
+        "requests) under the primary key (the first of "
         "PUREBOOT_FERNET_KEYS, or of the key file). In one transaction; running it "
         "again changes nothing. --new-key first adds a generated key to the key file."
     )
@@ -31,7 +34,9 @@ class Command(BaseCommand):
         if new_key:
             self._add_key()
         try:
-            report = credentials.rotate_keys("system:rotate_keys", new_key_added=new_key)
+            report = credentials.rotate_keys(
+                "system:rotate_keys", new_key_added=new_key, also=[approvals.rotate_sealed]
+            )
         except credentials.UndecryptableSecret as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(str(report))

@@ -11,7 +11,7 @@ nonce). This module adds:
 - users found by their subject (:class:`pureboot.models.OIDCIdentity`), named
   after ``preferred_username`` when it is a valid, free username, and never
   matched to a local account;
-- roles set from the groups claim (:func:`pureboot.directory.sync_roles`);
+- roles set from the groups claim (:func:`accounts.directory.sync_roles`);
 - provider failures and bad or expired requests answered with a page (4xx or
   503) or the sign-in form, never a 500.
 """

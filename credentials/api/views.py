@@ -12,12 +12,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.permissions import IsAuthenticated
 
+from approvals import services as approvals
 from approvals.api.responses import ask, dry_run
 from approvals.api.serializers import ApprovalRequestSerializer
+from pureboot.api.permissions import ModelPermissions
 
-from .. import credentials
 from ..models import Credential
-from .permissions import ModelPermissions
 from .serializers import CredentialNameSerializer, CredentialSerializer
 
 
@@ -29,12 +29,12 @@ class CredentialPermissions(ModelPermissions):
         if not (user and user.is_authenticated and user.is_active):
             return False
         if request.method in {"GET", "HEAD", "OPTIONS"}:
-            return _sees_metadata(user) or user.has_perm("pureboot.view_credential_names")
+            return _sees_metadata(user) or user.has_perm("credentials.view_credential_names")
         return super().has_permission(request, view)
 
 
 def _sees_metadata(user) -> bool:
-    return user.has_perm("pureboot.view_credential")
+    return user.has_perm("credentials.view_credential")
 
 
 class CredentialViewSet(viewsets.ModelViewSet):
@@ -74,7 +74,7 @@ class CredentialViewSet(viewsets.ModelViewSet):
 
     def _ask(self, request, credential, kind: str, fields: dict, secrets: dict):
         return ask(
-            lambda: credentials.ask(
+            lambda: approvals.request_credential(
                 kind,
                 request.user,
                 credential,

@@ -8,6 +8,7 @@ which task) asked and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -120,44 +121,6 @@ def _metadata(credential: Credential) -> dict[str, Any]:
     return {f: getattr(credential, f) for f in EDITABLE_FIELDS}
 
 
-def ask(
-    kind: str,
-    user,
-    credential: Credential | None,
-    fields: dict[str, Any],
-    secrets: dict[str, str],
-    *,
-    reason: str = "",
-    dry_run: bool = False,
-):
-    """Ask for ``credential.create|change|delete`` (API and admin alike).
-
-    The change waits for a second person; ``secrets`` stay sealed in the
-    request until then. Returns the ApprovalRequest (or, with ``dry_run``,
-    what it would ask for). Raises ValidationError for a name already taken.
-    """
-    from django.core.exceptions import ValidationError
-
-    from approvals import services as approvals
-
-    name = fields.get("name")
-    taken = Credential.objects.filter(name=name)
-    if credential is not None:
-        taken = taken.exclude(pk=credential.pk)
-    if name and taken.exists():
-        raise ValidationError({"name": ["A credential with this name already exists."]})
-    return approvals.request_other(
-        kind,
-        user,
-        dry_run=dry_run,
-        target_id=str(credential.pk) if credential else f"new:{name}",
-        target_label=credential.name if credential else name,
-        params={"fields": fields, "secrets_set": sorted(secrets)},
-        secrets=secrets,
-        reason=reason,
-    )
-
-
 def create_credential(
     actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
 ) -> Credential:
@@ -175,7 +138,7 @@ def create_credential(
         audit.record(
             actor=label,
             action="credential.create",
-            object_type="pureboot.credential",
+            object_type="credentials.credential",
             object_id=credential.pk,
             changes={k: {"before": None, "after": v} for k, v in _metadata(credential).items()},
             details={"fields_set": changed},
@@ -206,7 +169,7 @@ def update_credential(
         audit.record(
             actor=label,
             action="credential.update",
-            object_type="pureboot.credential",
+            object_type="credentials.credential",
             object_id=credential.pk,
             changes=changes,
             message=("Secret changed: " + ", ".join(changed)) if changed else "",
@@ -223,7 +186,7 @@ def delete_credential(pk: int, actor: ActorLike) -> None:
         audit.record(
             actor=label,
             action="credential.delete",
-            object_type="pureboot.credential",
+            object_type="credentials.credential",
             object_id=credential.pk,
             changes={k: {"before": v, "after": None} for k, v in _metadata(credential).items()},
         )
@@ -252,7 +215,7 @@ def reveal(credential: Credential | int, actor: ActorLike, reason: str) -> Secre
         audit.record(
             actor=label,
             action="credential.reveal",
-            object_type="pureboot.credential",
+            object_type="credentials.credential",
             object_id=stored.pk,
             message=reason[:MAX_REASON_CHARS],
             details={"name": stored.name, "reason": reason[:MAX_REASON_CHARS]},
@@ -273,84 +236,74 @@ class RotationReport:
         )
 
 
-def _rotate_sealed(primary: Fernet, multi: MultiFernet) -> int:
-    """Re-encrypt the sealed secrets of pending approval requests too."""
-    from approvals.models import ApprovalRequest, Status
+def reencrypt(token: str, what: str) -> str | None:
+    """``token`` under the primary key, or None when it already is.
 
-    count = 0
-    pending = ApprovalRequest.objects.select_for_update().filter(status=Status.PENDING)
-    for request in pending.exclude(sealed=""):
-        token = request.sealed.encode("ascii")
-        try:
-            primary.decrypt(token)
-            continue
-        except InvalidToken:
-            pass
-        try:
-            request.sealed = multi.rotate(token).decode("ascii")
-        except InvalidToken:
-            raise UndecryptableSecret(
-                f"Approval request #{request.pk}: no configured key decrypts its sealed "
-                "secrets; nothing was re-encrypted."
-            ) from None
-        request.save(update_fields=("sealed",))
-        count += 1
-    return count
+    Raises :class:`UndecryptableSecret` naming ``what`` when no configured key
+    decrypts it. Used by :func:`rotate_keys` and by other stores of sealed
+    tokens (approval requests' secrets) that rotate in the same transaction.
+    """
+    fernets = _fernets()
+    try:
+        fernets[0].decrypt(token.encode("ascii"))
+        return None
+    except InvalidToken:
+        pass
+    try:
+        return MultiFernet(fernets).rotate(token.encode("ascii")).decode("ascii")
+    except InvalidToken:
+        raise UndecryptableSecret(
+            f"{what}: no configured key decrypts it; nothing was re-encrypted."
+        ) from None
 
 
-def rotate_keys(actor: ActorLike, *, new_key_added: bool = False) -> RotationReport:
+SealedStore = Callable[[Callable[[str, str], "str | None"]], int]
+
+
+def rotate_keys(
+    actor: ActorLike, *, new_key_added: bool = False, also: Sequence[SealedStore] = ()
+) -> RotationReport:
     """Re-encrypt every secret that the primary key does not already encrypt.
 
-    One transaction: either every secret moves to the primary key or none
-    does. Running it again re-encrypts nothing. Raises
-    :class:`UndecryptableSecret` (and changes nothing) when some secret is
-    readable by no configured key.
+    ``also`` are other stores of tokens sealed with the same keys; each is
+    called with :func:`reencrypt` inside the same transaction and returns how
+    many tokens it re-encrypted. One transaction: either every secret moves
+    to the primary key or none does. Running it again re-encrypts nothing.
+    Raises :class:`UndecryptableSecret` (and changes nothing) when some
+    secret is readable by no configured key.
     """
     label = _label(actor)
-    fernets = _fernets()
-    primary, multi = fernets[0], MultiFernet(fernets)
+    keys_configured = len(_fernets())
     reencrypted = current = 0
     with transaction.atomic():
         rows = list(Credential.objects.select_for_update().order_by("pk"))
         for credential in rows:
-            dirty = False
+            fresh = {}
             for field in SECRET_FIELDS:
                 token = getattr(credential, f"{field}_ciphertext")
                 if not token:
                     continue
-                try:
-                    primary.decrypt(token.encode("ascii"))
+                rotated = reencrypt(token, f"Credential {credential.name!r} ({field})")
+                if rotated is None:
                     current += 1
-                    continue
-                except InvalidToken:
-                    pass
-                try:
-                    fresh = multi.rotate(token.encode("ascii")).decode("ascii")
-                except InvalidToken:
-                    raise UndecryptableSecret(
-                        f"Credential {credential.name!r}: no configured key decrypts its "
-                        f"{field}; nothing was re-encrypted."
-                    ) from None
-                setattr(credential, f"{field}_ciphertext", fresh)
-                reencrypted += 1
-                dirty = True
-            if dirty:
-                Credential.objects.filter(pk=credential.pk).update(
-                    password_ciphertext=credential.password_ciphertext,
-                    private_key_ciphertext=credential.private_key_ciphertext,
-                )
-        reencrypted += _rotate_sealed(primary, multi)
+                else:
+                    fresh[f"{field}_ciphertext"] = rotated
+            if fresh:
+                Credential.objects.filter(pk=credential.pk).update(**fresh)
+                reencrypted += len(fresh)
+        for store in also:
+            reencrypted += store(reencrypt)
         report = RotationReport(len(rows), reencrypted, current)
         audit.record(
             actor=label,
             action="credential.rotate_keys",
-            object_type="pureboot.credential",
+            object_type="credentials.credential",
             message=str(report),
             details={
                 "count": report.credentials,
                 "reencrypted": report.reencrypted,
                 "already_current": report.already_current,
-                "keys_configured": len(fernets),
+                "keys_configured": keys_configured,
                 "new_key_generated": new_key_added,
             },
         )

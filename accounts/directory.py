@@ -1,6 +1,6 @@
 """Directory sign-in (LDAP / Active Directory, OpenID Connect): the rules both share.
 
-A directory decides which of the four roles (:mod:`pureboot.roles`) a person
+A directory decides which of the four roles (:mod:`accounts.roles`) a person
 holds. On every directory sign-in the person's role groups are set to exactly
 what the directory says: a role whose directory group the person left is gone
 at their next sign-in, Django groups that are not roles are left alone, and a
@@ -11,67 +11,29 @@ A directory never signs anyone into a local account: a user with a usable
 local password (made in the admin or by ``bootstrap``) is refused, with an
 audit event (``auth.directory_refused``).
 
-The parsing helpers run while settings load, so models are imported inside
-the functions that need them.
+The role maps themselves are parsed while settings load, in
+:mod:`accounts.rolemap`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Mapping
 
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib.auth.models import Group
 from django.db import transaction
 
+from audit import services as audit
+
+from .rolemap import RoleMap, parse_role_map, roles_for
 from .roles import ROLES
 
-log = logging.getLogger(__name__)
+__all__ = ["RoleMap", "RolesMissing", "parse_role_map", "roles_for", "refuse", "sync_roles"]
 
-# role name -> the directory groups (LDAP DNs, OIDC claim values) that give it
-RoleMap = dict[str, tuple[str, ...]]
+log = logging.getLogger(__name__)
 
 
 class RolesMissing(Exception):
     """A role's Django group is gone (deleted by hand): the sign-in cannot set roles."""
-
-
-def parse_role_map(name: str, raw: str, *, fold_case: bool) -> RoleMap:
-    """Parse ``{"Admin": "cn=admins,...", "Operator": ["g1", "g2"]}`` from variable ``name``.
-
-    Keys must be role names; values a group or a list of groups. LDAP DNs
-    compare case-insensitively (``fold_case``), OIDC claim values exactly.
-    Raises ``ImproperlyConfigured`` naming the variable.
-    """
-    if not raw.strip():
-        return {}
-    example = f'{name}: a JSON object of role -> group(s), e.g. {{"Admin": ["group"]}}'
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{example}; not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise ImproperlyConfigured(example)
-    result: RoleMap = {}
-    for role, groups in data.items():
-        if role not in ROLES:
-            raise ImproperlyConfigured(
-                f"{name}: unknown role {role!r}; roles are {', '.join(ROLES)}"
-            )
-        if isinstance(groups, str):
-            groups = [groups]
-        if not isinstance(groups, list) or not all(
-            isinstance(g, str) and g.strip() for g in groups
-        ):
-            raise ImproperlyConfigured(f"{name}: {role} must map to a group or a list of groups")
-        result[role] = tuple(g.strip().lower() if fold_case else g.strip() for g in groups)
-    return result
-
-
-def roles_for(memberships: Iterable[str], role_map: Mapping[str, Iterable[str]]) -> set[str]:
-    """The roles whose mapped groups intersect ``memberships`` (already case-folded if needed)."""
-    held = set(memberships)
-    return {role for role, groups in role_map.items() if held.intersection(groups)}
 
 
 def is_local_account(user) -> bool:
@@ -83,8 +45,6 @@ def refuse(username: str, *, source: str, reason: str) -> None:
     """Record that a directory sign-in was refused (the caller then returns no user)."""
     log.warning("%s sign-in refused for %r: %s", source, username, reason)
     with transaction.atomic():
-        from audit import services as audit
-
         audit.record(
             actor=f"directory:{source}",
             action="auth.directory_refused",
@@ -102,10 +62,6 @@ def sync_roles(user, roles: set[str], *, source: str) -> bool:
     to whether any role is held; other groups and ``is_superuser`` are kept.
     Raises :class:`RolesMissing` when a role's group does not exist.
     """
-    from django.contrib.auth.models import Group
-
-    from audit import services as audit
-
     unknown = roles - set(ROLES)
     if unknown:
         raise ValueError(f"not roles: {sorted(unknown)}")

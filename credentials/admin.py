@@ -1,31 +1,16 @@
-"""Audited admin for users and groups (role membership is security-relevant) and credentials."""
+"""Credentials in the admin: every write is a four-eye request, no secret is ever shown."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
+from approvals import services as approvals
 from nodes import services as node_services
 
-from . import credentials
-from .admin_audit import AuditedAdminMixin
-from .models import Credential, EmergencyGrant, SystemSetting
-
-admin.site.unregister(User)
-admin.site.unregister(Group)
-
-
-@admin.register(User)
-class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
-    pass
-
-
-@admin.register(Group)
-class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
-    pass
+from . import services
+from .models import Credential
 
 
 class CredentialForm(forms.ModelForm):
@@ -34,14 +19,14 @@ class CredentialForm(forms.ModelForm):
     password = forms.CharField(
         required=False,
         strip=False,
-        max_length=credentials.MAX_PASSWORD_CHARS,
+        max_length=services.MAX_PASSWORD_CHARS,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Leave empty to keep the stored password.",
     )
     private_key = forms.CharField(
         required=False,
         strip=False,
-        max_length=credentials.MAX_PRIVATE_KEY_CHARS,
+        max_length=services.MAX_PRIVATE_KEY_CHARS,
         widget=forms.Textarea(attrs={"autocomplete": "off", "rows": 4}),
         help_text="Private key or API token. Leave empty to keep the stored one.",
     )
@@ -56,7 +41,7 @@ class CredentialForm(forms.ModelForm):
 
     def secrets(self) -> dict[str, str]:
         out = {}
-        for field in credentials.SECRET_FIELDS:
+        for field in services.SECRET_FIELDS:
             if self.cleaned_data.get(f"clear_{field}"):
                 out[field] = ""
             elif self.cleaned_data.get(field):
@@ -95,7 +80,9 @@ class CredentialAdmin(admin.ModelAdmin):
 
     def _ask(self, request, obj, kind: str, fields: dict, secrets: dict) -> None:
         try:
-            made = credentials.ask(kind, request.user, obj if obj.pk else None, fields, secrets)
+            made = approvals.request_credential(
+                kind, request.user, obj if obj.pk else None, fields, secrets
+            )
         except node_services.TransitionError as exc:  # approvals' refusals too
             messages.error(request, str(exc))
             return
@@ -111,7 +98,7 @@ class CredentialAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        fields = {f: form.cleaned_data[f] for f in credentials.EDITABLE_FIELDS}
+        fields = {f: form.cleaned_data[f] for f in services.EDITABLE_FIELDS}
         if change:
             before = Credential.objects.get(pk=obj.pk)
             fields = {k: v for k, v in fields.items() if getattr(before, k) != v}
@@ -157,28 +144,3 @@ class CredentialAdmin(admin.ModelAdmin):
 
     def log_deletions(self, request, queryset):
         return None
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Changed only through approved requests (API), so shown read-only here."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(SystemSetting)
-class SystemSettingAdmin(ReadOnlyAdmin):
-    list_display = ("key", "value", "updated_at", "updated_by")
-
-
-@admin.register(EmergencyGrant)
-class EmergencyGrantAdmin(ReadOnlyAdmin):
-    list_display = ("user", "role", "starts_at", "ends_at", "ended_at", "ended_by", "request")
-    list_filter = ("role",)
-    search_fields = ("user__username",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .. import credentials
+from .. import services as credentials
 from ..models import Credential
 
 

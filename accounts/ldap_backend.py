@@ -2,7 +2,7 @@
 
 django-auth-ldap binds as the person, finds their groups and creates their
 Django user (with no local password). This subclass then sets their roles
-from ``PUREBOOT_LDAP_ROLE_GROUPS`` (:func:`pureboot.directory.sync_roles`)
+from ``PUREBOOT_LDAP_ROLE_GROUPS`` (:func:`accounts.directory.sync_roles`)
 and refuses to sign into local accounts or accounts made by single sign-on.
 
 Only imported when ``PUREBOOT_LDAP_SERVER_URI`` is set: django-auth-ldap and

@@ -20,8 +20,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from systemsettings import config
 
-from . import config
 from .models import EmergencyGrant
 from .roles import ROLES
 
@@ -91,7 +91,7 @@ def grant(user_id: int, role: str, hours: int, request, actor: str) -> str:
     audit.record(
         actor=actor,
         action="access.grant",
-        object_type="pureboot.emergencygrant",
+        object_type="accounts.emergencygrant",
         object_id=record.pk,
         message=f"{role} for {user.get_username()} until {record.ends_at:%Y-%m-%d %H:%M %Z}",
         details={"user": user.get_username(), "role": role, "ends_at": record.ends_at.isoformat()},
@@ -116,7 +116,7 @@ def _end(pks, actor: str, why: str) -> int:
             audit.record(
                 actor=actor,
                 action=f"access.{why}",
-                object_type="pureboot.emergencygrant",
+                object_type="accounts.emergencygrant",
                 object_id=record.pk,
                 message=f"{record.role} for {record.user.get_username()} {why}",
                 details={"user": record.user.get_username(), "role": record.role},

@@ -52,31 +52,31 @@ ADMINISTER = (
     "workflows.delete_workflow",
     "workflows.add_imagetemplate",
     "workflows.delete_imagetemplate",
-    "pureboot.view_systemsetting",
-    "pureboot.change_systemsetting",
-    "pureboot.view_emergencygrant",
-    "pureboot.grant_emergency_access",
+    "systemsettings.view_systemsetting",
+    "systemsettings.change_systemsetting",
+    "accounts.view_emergencygrant",
+    "accounts.grant_emergency_access",
     "audit.clear_auditevent",
 )
 AUDIT = (
     "audit.view_auditevent",
     "nodes.access_all_sites",
-    "pureboot.view_systemsetting",
-    "pureboot.view_emergencygrant",
+    "systemsettings.view_systemsetting",
+    "accounts.view_emergencygrant",
     # An admin's request to clear the trail can be approved by an auditor.
     "audit.clear_auditevent",
 )
 # Anyone with a role may ask for emergency access for themselves.
-EMERGENCY = ("pureboot.request_emergency_access",)
+EMERGENCY = ("accounts.request_emergency_access",)
 # Secrets are never readable through a permission: these cover metadata only.
 CREDENTIALS_MANAGE = (
-    "pureboot.view_credential",
-    "pureboot.add_credential",
-    "pureboot.change_credential",
-    "pureboot.delete_credential",
+    "credentials.view_credential",
+    "credentials.add_credential",
+    "credentials.change_credential",
+    "credentials.delete_credential",
 )
-CREDENTIAL_NAMES = ("pureboot.view_credential_names",)
-CREDENTIAL_METADATA = ("pureboot.view_credential",)
+CREDENTIAL_NAMES = ("credentials.view_credential_names",)
+CREDENTIAL_METADATA = ("credentials.view_credential",)
 
 ROLES: dict[str, tuple[str, ...]] = {
     "Admin": VIEW_REGISTRY

@@ -1,0 +1,66 @@
+"""Accounts: emergency access grants and single sign-on identities."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class EmergencyGrant(models.Model):
+    """A role held by one user for a limited time, granted by an approved request.
+
+    The role's permissions count only while ``starts_at <= now < ends_at``
+    (checked on every permission check by
+    :class:`accounts.emergency.EmergencyAccessBackend`); ``ended_at`` records
+    when the end was noticed and audited, or when it was revoked.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_grants"
+    )
+    role = models.CharField(max_length=32)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True)
+    request = models.OneToOneField(
+        "approvals.ApprovalRequest", on_delete=models.PROTECT, related_name="grant"
+    )
+
+    class Meta:
+        db_table = "pureboot_emergencygrant"  # the table predates this app
+        ordering = ["-starts_at", "-pk"]
+        permissions = [
+            ("request_emergency_access", "Can ask for emergency access for oneself"),
+            ("grant_emergency_access", "Can request and approve emergency access for anyone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} for {self.user_id} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+class OIDCIdentity(models.Model):
+    """The OpenID Connect subject (issuer + ``sub``) a user signs in as.
+
+    Sign-ins find their user by this pair, never by a name or e-mail address
+    the provider may let people change; see :mod:`accounts.oidc`.
+    """
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "pureboot_oidcidentity"  # the table predates this app
+        ordering = ["issuer", "subject"]
+        verbose_name = "OIDC identity"
+        verbose_name_plural = "OIDC identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidcidentity_unique_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
