@@ -5,8 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from nodes.services import Actor
 from audit.admin_mixins import ReadOnlyAdmin
+from nodes.services import Actor
 
 from .checks import check_definition
 from .definitions import DefinitionError, parse
