@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from accounts import emergency
+from accounts.gate import Approval
 from audit import clearing
 from credentials import services as credentials
 from credentials.models import Credential
@@ -40,7 +41,8 @@ class Kind:
     permission: str
     describe: Callable[[ApprovalRequest], str]
     current: Callable[[ApprovalRequest], str]
-    execute: Callable[[ApprovalRequest, dict[str, str], str, str], str]
+    # Runs the approved action with the sealed approval (see accounts.gate).
+    execute: Callable[[ApprovalRequest, dict[str, str], str, str, Approval], str]
     # Beyond the permission: why this user may not decide this request, or None.
     approver_check: Callable[[ApprovalRequest, Any], str | None] | None = None
     # Checks a request's parameters when it is made (raises ValidationError).
@@ -68,6 +70,8 @@ NODE_WORDS = {
     "reprovision": "It will be installed again; what is on its disk now is lost.",
     "retire": "It will no longer be answered by PureBoot.",
     "migrate": "Its system will be moved to another machine.",
+    "assign": "PureBoot installed this machine before: assigning a workflow installs it "
+    "again, and what is on its disk now is lost.",
 }
 
 
@@ -80,26 +84,23 @@ def _node_kind(action: lc.Action) -> Kind:
 
     def current(request: ApprovalRequest) -> str:
         node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-        return node.state
+        return node_services.binding(node)
 
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         params = dict(request.params)
         if "workflow" in params:
             params["workflow"] = Workflow.objects.get(name=params["workflow"])
-        user = get_user_model().objects.get(pk=request.requested_by_id)
-        node_services.execute_approved(
+        node_services.perform(
             request.node_id,
-            action,
-            node_services.Actor.of(user),
+            action.name,
+            node_services.Actor.of(_requester(request)),
             reason=approved_reason(request, approvers),
-            params=params,
+            approval=approval,
+            **params,
         )
         return f"{action.name}: node {request.node_id} {request.node_state} -> {action.target}"
-
-    def site(request: ApprovalRequest, user) -> str | None:
-        if not can_access_node(user, request.node):
-            return f"You have no access to node {request.node_id}'s site."
-        return None
 
     return Kind(
         name=action.name,
@@ -109,7 +110,60 @@ def _node_kind(action: lc.Action) -> Kind:
         describe=describe,
         current=current,
         execute=execute,
-        approver_check=site,
+        approver_check=_node_site,
+    )
+
+
+def _requester(request: ApprovalRequest):
+    return get_user_model().objects.get(pk=request.requested_by_id)
+
+
+def _node_site(request: ApprovalRequest, user) -> str | None:
+    if not can_access_node(user, request.node):
+        return f"You have no access to node {request.node_id}'s site."
+    return None
+
+
+def _identity_change() -> Kind:
+    def describe(request: ApprovalRequest) -> str:
+        params = request.params
+        words = [f"fields {_fields_words(request)}"] if params.get("fields") else []
+        if params.get("interfaces") is not None:
+            macs = ", ".join(str(i.get("mac")) for i in params["interfaces"]) or "none"
+            words.append(f"interfaces: {macs}")
+        return (
+            f"Change what node {request.target_label} (#{request.node_id}, "
+            f"{request.node_state}) is recognised by: {'; '.join(words)}. The machine "
+            "presenting these identities will boot what this node is given."
+        )
+
+    def current(request: ApprovalRequest) -> str:
+        node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
+        return node_services.binding(node)
+
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
+        params = request.params
+        node_services.update_node(
+            request.node_id,
+            node_services.Actor.of(_requester(request)),
+            node_services.fields_from_json(params.get("fields") or {}),
+            params.get("interfaces"),
+            params.get("tags"),
+            approval=approval,
+        )
+        return f"node {request.node_id}: identities changed, approved by {approvers}"
+
+    return Kind(
+        name=lc.IDENTITY_CHANGE,
+        label="Change node identity",
+        target_type="node",
+        permission="nodes.change_node",
+        describe=describe,
+        current=current,
+        execute=execute,
+        approver_check=_node_site,
     )
 
 
@@ -133,7 +187,9 @@ def _credential_create() -> Kind:
         name = request.params["fields"]["name"]
         return "exists" if Credential.objects.filter(name=name).exists() else ""
 
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         made = credentials.create_credential(requester, request.params["fields"], secrets)
         return f"credential {made.name} created (#{made.pk}), approved by {approvers}"
 
@@ -151,7 +207,9 @@ def _credential_create() -> Kind:
 
 
 def _credential_change() -> Kind:
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         credentials.update_credential(
             int(request.target_id), requester, request.params.get("fields", {}), secrets
         )
@@ -171,7 +229,9 @@ def _credential_change() -> Kind:
 
 
 def _credential_delete() -> Kind:
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         credentials.delete_credential(int(request.target_id), requester)
         return f"credential {request.target_label} deleted, approved by {approvers}"
 
@@ -195,7 +255,9 @@ def _setting_change() -> Kind:
     def current(request: ApprovalRequest) -> str:
         return fingerprint(config.get(request.target_id))
 
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         return config.apply(
             request.target_id,
             request.params["value"],
@@ -231,7 +293,9 @@ def _audit_clear() -> Kind:
         span = clearing.bounds()
         return str(span[0] if span else 0)
 
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         return clearing.clear_through(
             request.params["through_seq"],
             requester,
@@ -259,7 +323,9 @@ def _access_grant() -> Kind:
         user = get_user_model().objects.filter(pk=request.target_id).first()
         return "active" if user is not None and user.is_active else "disabled"
 
-    def execute(request: ApprovalRequest, secrets: dict, requester: str, approvers: str) -> str:
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
         params = request.params
         return emergency.grant(
             int(request.target_id), params["role"], params["hours"], request, requester
@@ -288,7 +354,8 @@ def _access_grant() -> Kind:
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        *(_node_kind(a) for a in lc.ACTIONS.values() if a.destructive),
+        *(_node_kind(a) for a in lc.ACTIONS.values() if a.may_need_second_person),
+        _identity_change(),
         _credential_create(),
         _credential_change(),
         _credential_delete(),

@@ -31,15 +31,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import gate
 from audit import services as audit
 from credentials import services as credentials
 from credentials.models import Credential
 from nodes import lifecycle as lc
 from nodes import services as node_services
-from nodes.choices import NodeState as S
 from nodes.models import Node
 from nodes.permissions import can_access_node, scope_nodes
 from systemsettings import config
+from workflows.models import Workflow
 
 from .kinds import KINDS, Kind
 from .models import ApprovalRequest, Decision, Status
@@ -58,14 +59,6 @@ class NotAllowed(ApprovalError):
 
 class NotPending(ApprovalError):
     pass
-
-
-def needs_approval(action: lc.Action, state: str) -> bool:
-    if not action.destructive:
-        return False
-    if action.name == "retire":
-        return state in (S.INSTALLED, S.ACTIVE)
-    return True
 
 
 def window(action_name: str) -> timedelta:
@@ -192,7 +185,9 @@ def submit(
                     {
                         "node": node.pk,
                         "from_state": node.state,
-                        "to_state": lc.ACTIONS[kind.name].target,
+                        "to_state": lc.ACTIONS[kind.name].target
+                        if kind.name in lc.ACTIONS
+                        else node.state,
                     }
                     if node is not None
                     else {}
@@ -229,6 +224,51 @@ def request_transition(
             target_id=str(node.pk),
             target_label=str(node),
             params=stored,
+            reason=reason,
+            node=node,
+        )
+
+
+def file(proposal: gate.Proposal, user) -> ApprovalRequest:
+    """Record what a domain service refused to do alone (``gate.ApprovalRequired``).
+
+    The faces (API, admin, commands) call this when a service raises
+    ApprovalRequired; the node is locked and the requester checked again.
+    """
+    if proposal.target_type != "node":
+        raise ValueError(f"no proposals of {proposal.target_type} are filed here")
+    actor = node_services.Actor.of(user)
+    if proposal.action == lc.IDENTITY_CHANGE:
+        return request_identity_change(int(proposal.target_id), actor, params=proposal.params)
+    params = dict(proposal.params)
+    if "workflow" in params:
+        params["workflow"] = Workflow.objects.get(name=params["workflow"])
+    return request_transition(
+        int(proposal.target_id),
+        lc.ACTIONS[proposal.action],
+        actor,
+        reason=proposal.reason,
+        params=params,
+    )
+
+
+def request_identity_change(
+    node_id: int, actor: node_services.Actor, *, params: dict[str, Any], reason: str = ""
+) -> ApprovalRequest:
+    """Record a request to change what a node is recognised by (MACs, UUID, serial)."""
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).get(pk=node_id)
+        user = actor.user
+        if not (
+            actor.is_person and user.has_perm("nodes.change_node") and can_access_node(user, node)
+        ):
+            raise node_services.TransitionForbidden(f"You may not change node {node.pk}.")
+        return submit(
+            KINDS[lc.IDENTITY_CHANGE],
+            user,
+            target_id=str(node.pk),
+            target_label=str(node),
+            params=params,
             reason=reason,
             node=node,
         )
@@ -404,7 +444,14 @@ def _execute(request: ApprovalRequest, approvers: list) -> None:
             now = kind.current(request)
             if now != request.snapshot:
                 raise node_services.TransitionError(_changed(request, now))
-            result = kind.execute(request, _unseal(request), requester, names)
+            approval = gate.seal(
+                request.pk,
+                kind.name,
+                f"{request.target_type}:{request.target_id}",
+                request.snapshot,
+                tuple(u.get_username() for u in approvers),
+            )
+            result = kind.execute(request, _unseal(request), requester, names, approval)
     except Exception as exc:  # noqa: BLE001 - any failure is stored on the request
         message = str(exc) if not isinstance(exc, ValidationError) else "; ".join(exc.messages)
         _close(request, Status.FAILED, "system", f"Execution failed: {message}")
@@ -415,9 +462,15 @@ def _execute(request: ApprovalRequest, approvers: list) -> None:
 
 def _changed(request: ApprovalRequest, now: str) -> str:
     if request.target_type == "node":
+        state = json.loads(now).get("state") if now.startswith("{") else now
+        if state != request.node_state:
+            return (
+                f"node {request.node_id} is {state} now, not {request.node_state} as when the "
+                "request was made; nothing was done"
+            )
         return (
-            f"node {request.node_id} is {now} now, not {request.snapshot} as when the "
-            "request was made; nothing was done"
+            f"node {request.node_id}'s identities (MAC, system UUID, serial) changed since "
+            "the request was made; nothing was done"
         )
     return (
         f"{request.target_label} changed since the request was made; nothing was done "

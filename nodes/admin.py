@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from guardian.admin import GuardedModelAdmin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
+from approvals import services as approvals
 from audit import services as audit
 from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from workflows.models import Workflow
@@ -171,9 +172,27 @@ class NodeAdmin(admin.ModelAdmin):
             node = services.create_node(actor, fields, interfaces or [], tags)
             obj.pk = node.pk
 
+    def _file(self, request, exc: services.ApprovalRequired, what: str):
+        """File what the service would not do alone; say so. Returns the request or None."""
+        try:
+            made = approvals.file(exc.proposal, request.user)
+        except services.TransitionError as refusal:  # e.g. one already pending
+            messages.error(request, f"{what}: {refusal}")
+            return None
+        messages.warning(
+            request,
+            f"{what} needs a second person. Approval request #{made.pk} waits for "
+            f"approval until {made.expires_at:%Y-%m-%d %H:%M %Z}; nothing changed yet.",
+        )
+        return made
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.ApprovalRequired as exc:
+            made = self._file(request, exc, "This change of what the node is recognised by")
+            target = reverse("approvals:detail", args=[made.pk]) if made else request.path
+            return HttpResponseRedirect(target)
         except (ValidationError, services.TransitionForbidden) as exc:
             messages.error(request, "Not saved: " + "; ".join(getattr(exc, "messages", [str(exc)])))
             return HttpResponseRedirect(request.get_full_path())
@@ -229,11 +248,7 @@ class NodeAdmin(admin.ModelAdmin):
                 **params,
             )
         except services.ApprovalRequired as exc:
-            messages.warning(
-                request,
-                f"{node}: {name} needs a second person. Approval request #{exc.request.pk} "
-                f"waits for approval until {exc.request.expires_at:%Y-%m-%d %H:%M %Z}.",
-            )
+            self._file(request, exc, f"{node}: {name}")
         except services.IllegalTransition as exc:
             messages.error(request, str(exc))
         except (services.TransitionForbidden, PermissionDenied) as exc:

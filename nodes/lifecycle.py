@@ -22,9 +22,9 @@ class Action:
 
     ``permission`` is the model permission a person needs (on top of access to
     the node's site); ``None`` means only the system (boot path, reports,
-    periodic tasks) performs it. ``destructive`` actions go through
-    ``nodes.services.destructive_transition`` so a second approval can be
-    put in front of them in one place.
+    periodic tasks) performs it. ``destructive`` actions destroy data; ``four_eye_states`` (and
+    ``four_eye_if_ever_installed``) say when a second person must approve,
+    asked of :mod:`accounts.gate` by ``nodes.services`` under the node's lock.
     """
 
     name: str
@@ -35,10 +35,23 @@ class Action:
     destructive: bool = False
     system_allowed: bool = True
     params: tuple[str, ...] = ()
+    # Four-eye: from these states the action needs a second person's approval;
+    # and, with ``four_eye_if_ever_installed``, from any state once the machine
+    # has ever held a system PureBoot installed (assigning it again reinstalls it).
+    four_eye_states: tuple[str, ...] = ()
+    four_eye_if_ever_installed: bool = False
 
     @property
     def system_only(self) -> bool:
         return self.permission is None
+
+    @property
+    def may_need_second_person(self) -> bool:
+        return bool(self.four_eye_states or self.four_eye_if_ever_installed)
+
+    def needs_second_person(self, state: str, ever_installed: bool) -> bool:
+        """Whether doing this to a node in ``state`` needs a second person."""
+        return state in self.four_eye_states or (self.four_eye_if_ever_installed and ever_installed)
 
 
 ASSIGN = Action(
@@ -48,6 +61,7 @@ ASSIGN = Action(
     "Assign workflow",
     "nodes.assign_node",
     params=("workflow",),
+    four_eye_if_ever_installed=True,
 )
 UNASSIGN = Action("unassign", (S.PENDING,), S.DISCOVERED, "Unassign", "nodes.assign_node")
 START_INSTALL = Action(
@@ -65,6 +79,7 @@ REPROVISION = Action(
     "Reprovision",
     "nodes.reprovision_node",
     destructive=True,
+    four_eye_states=(S.INSTALLED, S.ACTIVE, S.FAILED),
 )
 DEPROVISION = Action(
     "deprovision",
@@ -73,6 +88,7 @@ DEPROVISION = Action(
     "Deprovision (secure erase)",
     "nodes.deprovision_node",
     destructive=True,
+    four_eye_states=(S.DISCOVERED, S.INSTALLED, S.ACTIVE, S.FAILED),
 )
 MIGRATE = Action(
     "migrate",
@@ -81,6 +97,7 @@ MIGRATE = Action(
     "Migrate to new hardware",
     "nodes.migrate_node",
     destructive=True,
+    four_eye_states=(S.ACTIVE,),
 )
 COMPLETE_MIGRATION = Action(
     "complete_migration", (S.MIGRATING,), S.DEPROVISIONING, "Complete migration", None
@@ -96,6 +113,8 @@ RETIRE = Action(
     "Retire",
     "nodes.retire_node",
     destructive=True,
+    # Retiring a machine that holds no installed system destroys nothing.
+    four_eye_states=(S.INSTALLED, S.ACTIVE),
 )
 REDISCOVER = Action("rediscover", (S.RETIRED,), S.DISCOVERED, "Rediscover", "nodes.rediscover_node")
 
@@ -118,6 +137,14 @@ ACTIONS: dict[str, Action] = {
         REDISCOVER,
     )
 }
+
+# Changing a node's identities (MACs, system UUID, serial) in these states
+# could make another machine boot this node's install, wipe or hand-over:
+# it needs a second person. Discovered and retired nodes hold nothing yet/any more.
+IDENTITY_GUARDED_STATES: tuple[str, ...] = tuple(
+    s for s in ALL_STATES if s not in (S.DISCOVERED, S.RETIRED)
+)
+IDENTITY_CHANGE = "identity.change"
 
 # Custom permissions declared on Node.Meta, one per guarded action family.
 NODE_PERMISSIONS = (

@@ -134,6 +134,12 @@ class Node(ConcurrentTransitionMixin, models.Model):
     )
     state_changed_at = models.DateTimeField(default=timezone.now)
     install_attempts = models.PositiveIntegerField(default=0)
+    ever_installed = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Once PureBoot installed this machine, assigning it a workflow again "
+        "reinstalls it: that needs a second person.",
+    )
     last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -222,7 +228,7 @@ class Node(ConcurrentTransitionMixin, models.Model):
 
     @_fsm(lc.COMPLETE_INSTALL)
     def complete_install(self) -> None:
-        pass
+        self.ever_installed = True
 
     @_fsm(lc.FAIL)
     def fail(self) -> None:

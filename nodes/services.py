@@ -10,7 +10,6 @@ actor's permission again inside it, changes the node, and writes a NodeEvent
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,12 +21,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import has_transition_perm
 
+from accounts import gate
 from audit import services as audit
 
 from . import lifecycle as lc
 from .choices import EventKind, NodeState
 from .identifiers import normalize_mac
-from .models import NetworkInterface, Node, NodeEvent, Tag, is_pi_with_serial
+from .models import NetworkInterface, Node, NodeEvent, Site, Tag, is_pi_with_serial
 from .permissions import can_access_node, can_access_site
 
 log = logging.getLogger(__name__)
@@ -149,64 +149,80 @@ def check_source(node: Node, action: lc.Action, actor: Actor) -> None:
 
 
 def perform(
-    node_id: int, action_name: str, actor: Actor, *, reason: str = "", **params: Any
+    node_id: int,
+    action_name: str,
+    actor: Actor,
+    *,
+    reason: str = "",
+    approval: gate.Approval | None = None,
+    **params: Any,
 ) -> Node:
     """Run one lifecycle action on a node; the only entry point for state changes.
 
-    Raises IllegalTransition (wrong state), TransitionForbidden (no
-    permission, or a system-only action asked by a person) and
-    ValidationError (bad parameters).
+    The node row is locked first; its state is read and the decision made
+    under that lock (by :mod:`accounts.gate` for four-eye actions). Raises
+    IllegalTransition (wrong state), TransitionForbidden (no permission, or
+    a system-only action asked by a person), ApprovalRequired (a second
+    person must approve: nothing changed; the caller files the proposal) and
+    ValidationError (bad parameters). ``approval`` is the sealed approval the
+    approvals app passes when it executes an approved request.
     """
     action = lc.ACTIONS.get(action_name)
     if action is None:
         raise ValidationError(
             {"action": f"Unknown action {action_name!r}; known: {', '.join(lc.ACTIONS)}."}
         )
-    if action.destructive:
-        return destructive_transition(node_id, action, actor, reason=reason, params=params)
-    return _execute(node_id, action, actor, reason=reason, params=params)
+    return _execute(node_id, action, actor, reason=reason, params=params, approval=approval)
 
 
-class ApprovalRequired(TransitionError):
-    """A destructive action became an approval request; nothing happened to the node yet."""
-
-    def __init__(self, request: Any) -> None:
-        super().__init__(f"Approval request #{request.pk} created; a second person must approve.")
-        self.request = request
+ApprovalRequired = gate.ApprovalRequired
 
 
-# The approvals app installs its request function here when it starts
-# (approvals.apps). Without it, destructive actions are refused: nothing
-# reaches them without a second person.
-_approval_gate: Callable[..., Any] | None = None
-_needs_approval: Callable[[lc.Action, str], bool] | None = None
+def binding(node: Node) -> str:
+    """What an approval for ``node`` is bound to: its state and every identity it boots by.
 
-
-def install_approval_gate(
-    gate: Callable[..., Any], needs_approval: Callable[[lc.Action, str], bool]
-) -> None:
-    global _approval_gate, _needs_approval
-    _approval_gate, _needs_approval = gate, needs_approval
-
-
-def destructive_transition(
-    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
-) -> Node:
-    """The single gate for reprovision, deprovision, migrate and retire.
-
-    Destroying data needs a second person's approval: when the node's state
-    makes the action destructive, an approval request is recorded and
-    ApprovalRequired raised (the API answers 202 with the request). Retiring a
-    machine that holds no installed system goes through at once.
+    An approval made for one machine is void once a MAC, UUID or serial (or
+    the state) changed: it can never hit another machine.
     """
-    if _approval_gate is None or _needs_approval is None:
-        raise TransitionForbidden("Destructive actions need the approvals app; it is not loaded.")
-    state = Node.objects.filter(pk=node_id).values_list("state", flat=True).first()
-    if state is None:
-        raise Node.DoesNotExist(f"No node {node_id}.")
-    if not _needs_approval(action, state):
-        return _execute(node_id, action, actor, reason=reason, params=params)
-    raise ApprovalRequired(_approval_gate(node_id, action, actor, reason=reason, params=params))
+    return gate.binding(
+        {
+            "state": node.state,
+            "serial": node.serial,
+            "system_uuid": str(node.system_uuid) if node.system_uuid else "",
+            "macs": sorted(node.interfaces.values_list("mac", flat=True)),
+        }
+    )
+
+
+def target(node_id: int) -> str:
+    return f"node:{node_id}"
+
+
+def _four_eye(
+    node: Node,
+    action_name: str,
+    actor: Actor,
+    *,
+    bound_to: str,
+    approval: gate.Approval | None,
+    proposal: gate.Proposal,
+) -> None:
+    """Ask the gate about a four-eye change of ``node`` (locked); raise unless allowed."""
+    try:
+        verdict = gate.decide(
+            actor.user,
+            action=action_name,
+            target=target(node.pk),
+            permission=None,  # the caller checked the action's own permission
+            four_eye=True,
+            bound_to=bound_to,
+            approval=approval,
+            system=not actor.is_person,
+        )
+    except gate.Forbidden as exc:
+        raise TransitionForbidden(str(exc)) from None
+    if verdict is gate.NEEDS_APPROVAL:
+        raise ApprovalRequired(proposal)
 
 
 def preview_transition(
@@ -221,7 +237,7 @@ def preview_transition(
     if actor.is_person and not has_transition_perm(getattr(node, action.name), actor.user):
         raise TransitionForbidden(f"You do not have permission to {action.name} node {node.pk}.")
     workflow = params.get("workflow") or node.workflow
-    needs = bool(action.destructive and _needs_approval and _needs_approval(action, node.state))
+    needs = action.needs_second_person(node.state, node.ever_installed)
     disks = (node.metadata or {}).get("disks", []) if action.name == "deprovision" else []
     return {
         "dry_run": True,
@@ -236,15 +252,14 @@ def preview_transition(
     }
 
 
-def execute_approved(
-    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
-) -> Node:
-    """Run an approved destructive action (called by approvals only, under its lock)."""
-    return _execute(node_id, action, actor, reason=reason, params=params)
-
-
 def _execute(
-    node_id: int, action: lc.Action, actor: Actor, *, reason: str, params: dict[str, Any]
+    node_id: int,
+    action: lc.Action,
+    actor: Actor,
+    *,
+    reason: str,
+    params: dict[str, Any],
+    approval: gate.Approval | None = None,
 ) -> Node:
     reason = (reason or "").strip()
     if "\x00" in reason:
@@ -270,6 +285,21 @@ def _execute(
                 )
         elif not action.system_allowed:
             raise TransitionForbidden(f"{action.name} needs a person.")
+        if action.needs_second_person(node.state, node.ever_installed) or approval:
+            _four_eye(
+                node,
+                action.name,
+                actor,
+                bound_to=binding(node),
+                approval=approval,
+                proposal=gate.Proposal(
+                    action.name,
+                    "node",
+                    str(node.pk),
+                    {k: getattr(v, "name", v) for k, v in kwargs.items()},  # a Workflow by name
+                    reason,
+                ),
+            )
         before = snapshot(node)
         getattr(node, action.name)(**_pin_version(node, action, kwargs))
         node.state_changed_at = timezone.now()
@@ -385,7 +415,7 @@ def create_node(
             node.full_clean(exclude=["state"])
             node.save()
             if interfaces:
-                _set_interfaces(node, interfaces)
+                _set_interfaces(node, _clean_interfaces(interfaces), actor)
             if tags is not None:
                 node.tags.set(_tags(tags))
             after = snapshot(node)
@@ -418,9 +448,18 @@ def update_node(
     fields: dict[str, Any],
     interfaces: list[dict[str, Any]] | None = None,
     tags: list[str] | None = None,
+    *,
+    approval: gate.Approval | None = None,
 ) -> Node:
-    """Edit a node's registry fields (never its state); one history entry per edit."""
+    """Edit a node's registry fields (never its state); one history entry per edit.
+
+    Changing what the machine is recognised by (a MAC, the system UUID, the
+    serial) while the node is in a guarded state (``lc.IDENTITY_GUARDED_STATES``)
+    is a four-eye change: ApprovalRequired is raised with the whole edit as the
+    proposal, and nothing is saved until a second person approves it.
+    """
     _check_fields(fields)
+    wanted = _clean_interfaces(interfaces) if interfaces is not None else None
     try:
         with transaction.atomic():
             node = Node.objects.select_for_update().get(pk=node_id)
@@ -429,13 +468,35 @@ def update_node(
                     raise TransitionForbidden("You may not change this node.")
                 if "site" in fields and not can_access_site(actor.user, fields["site"]):
                     raise TransitionForbidden("You may not move nodes to that site.")
+            bound_to = binding(node)
             before = snapshot(node)
+            before_identity = _identity(node, None)
             for name, value in fields.items():
                 setattr(node, name, value)
             node.full_clean(exclude=["state"])
+            if node.state in lc.IDENTITY_GUARDED_STATES and (
+                _identity(node, wanted) != before_identity or approval is not None
+            ):
+                _four_eye(
+                    node,
+                    lc.IDENTITY_CHANGE,
+                    actor,
+                    bound_to=bound_to,
+                    approval=approval,
+                    proposal=gate.Proposal(
+                        lc.IDENTITY_CHANGE,
+                        "node",
+                        str(node.pk),
+                        {
+                            "fields": _json_fields(fields),
+                            "interfaces": interfaces,
+                            "tags": tags,
+                        },
+                    ),
+                )
             node.save()
-            if interfaces is not None:
-                _set_interfaces(node, interfaces)
+            if wanted is not None:
+                _set_interfaces(node, wanted, actor)
             if node.needs_interface and not node.interfaces.exists():
                 # Also when an edit turns a Pi known by its serial into another machine.
                 raise ValidationError({"interfaces": NEEDS_INTERFACE})
@@ -457,6 +518,7 @@ def update_node(
                     object_type="nodes.node",
                     object_id=node.pk,
                     changes=changes,
+                    details={"approval_request": approval.request_id} if approval else None,
                 )
                 if "interfaces" in changes:
                     _queue_dhcp_sync(node.pk)
@@ -465,6 +527,36 @@ def update_node(
             "Another change registered the same identifier at the same moment; retry."
         ) from exc
     return node
+
+
+def _identity(node: Node, wanted: dict[str, dict[str, Any]] | None) -> tuple:
+    """What the machine is recognised by: serial, UUID and MACs (``wanted`` if given)."""
+    macs = (
+        sorted(wanted)
+        if wanted is not None
+        else sorted(node.interfaces.values_list("mac", flat=True))
+    )
+    return (node.serial, str(node.system_uuid) if node.system_uuid else "", tuple(macs))
+
+
+def _json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An edit as JSON for a proposal (a site by its primary key)."""
+    out = {}
+    for name, value in fields.items():
+        if name == "site":
+            value = value.pk if value is not None else None
+        elif name == "system_uuid" and value is not None:
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def fields_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_json_fields`, for executing an approved edit."""
+    out = dict(data)
+    if "site" in out and out["site"] is not None:
+        out["site"] = Site.objects.get(pk=out["site"])
+    return out
 
 
 def _check_fields(fields: dict[str, Any]) -> None:
@@ -484,8 +576,8 @@ def _tags(names: list[str]) -> list[Tag]:
     return tags
 
 
-def _set_interfaces(node: Node, items: list[dict[str, Any]]) -> None:
-    """Replace a node's interfaces with ``items`` ({mac, name, is_primary})."""
+def _clean_interfaces(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``items`` ({mac, name, is_primary}) by normalised MAC; ValidationError if malformed."""
     errors: list[str] = []
     wanted: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(items):
@@ -499,12 +591,29 @@ def _set_interfaces(node: Node, items: list[dict[str, Any]]) -> None:
         wanted[mac] = item
     if errors:
         raise ValidationError({"interfaces": errors})
-    primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
-    if len(primaries) > 1:
+    if len([mac for mac, item in wanted.items() if item.get("is_primary")]) > 1:
         raise ValidationError({"interfaces": "Only one interface can be primary."})
+    return wanted
+
+
+def _set_interfaces(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor) -> None:
+    """Replace a node's interfaces with ``wanted`` (from :func:`_clean_interfaces`).
+
+    A MAC registered to another node is refused, never moved: it leaves its
+    node only by an edit of that node. The error names the other node only to
+    someone who may see it.
+    """
+    primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
     primary = primaries[0] if primaries else next(iter(wanted), None)
-    taken = NetworkInterface.objects.filter(mac__in=wanted).exclude(node=node)
-    conflicts = [f"MAC {i.mac} is already on node {i.node_id}." for i in taken]
+    taken = (
+        NetworkInterface.objects.filter(mac__in=wanted).exclude(node=node).select_related("node")
+    )
+    conflicts = []
+    for iface in taken:
+        if actor.is_person and not can_access_node(actor.user, iface.node):
+            conflicts.append(f"MAC {iface.mac} is already registered to another node.")
+        else:
+            conflicts.append(f"MAC {iface.mac} is already on node {iface.node_id}.")
     if conflicts:
         raise ValidationError({"interfaces": conflicts})
     node.interfaces.exclude(mac__in=wanted).delete()

@@ -91,7 +91,8 @@ def perform_approved(
     try:
         services.perform(node_pk, action, services.Actor.of(requester), reason=reason, **params)
     except services.ApprovalRequired as exc:
-        request = approvals.approve(exc.request.pk, approver)
+        filed = approvals.file(exc.proposal, requester)
+        request = approvals.approve(filed.pk, approver)
     else:
         raise AssertionError(f"{action} of node {node_pk} did not ask for an approval")
     request = ApprovalRequest.objects.get(pk=request.pk)

@@ -14,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from approvals import services as approvals
 from audit import services as audit
 from pureboot.api.exceptions import Conflict
 from pureboot.api.permissions import ModelPermissions
@@ -73,10 +74,13 @@ class NodeViewSet(viewsets.ModelViewSet):
     def handle_exception(self, exc):
         if isinstance(exc, services.ApprovalRequired):
             # 202: accepted as a request; a second person must approve it.
-            req = exc.request
+            try:
+                req = approvals.file(exc.proposal, self.request.user)
+            except Exception as filing_error:  # noqa: BLE001 - answered like any other error
+                return self.handle_exception(filing_error)
             return Response(
                 {
-                    "detail": str(exc),
+                    "detail": f"Approval request #{req.pk} created; a second person must approve.",
                     "code": "approval_required",
                     "approval_request": {
                         "id": req.pk,

@@ -23,7 +23,7 @@ def test_two_concurrent_approvals_execute_once():
     try:
         node_services.perform(node.pk, "reprovision", node_services.Actor.of(requester))
     except node_services.ApprovalRequired as exc:
-        request_id = exc.request.pk
+        request_id = services.file(exc.proposal, requester).pk
     barrier = threading.Barrier(2)
     outcomes: list[object] = []
 

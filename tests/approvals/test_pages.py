@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from nodes import services as node_services
 from nodes.models import Node
@@ -18,7 +19,7 @@ def pending(db):
     node = make_node("installed", hostname="db01")
     with pytest.raises(node_services.ApprovalRequired) as exc:
         node_services.perform(node.pk, "reprovision", node_services.Actor.of(alice), reason="r")
-    return alice, bob, node, exc.value.request
+    return alice, bob, node, approvals.file(exc.value.proposal, alice)
 
 
 def test_pages_need_a_sign_in(client, pending):

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def ask(node, user, action="reprovision", reason="disk replaced") -> ApprovalRequest:
     with pytest.raises(node_services.ApprovalRequired) as exc:
         node_services.perform(node.pk, action, node_services.Actor.of(user), reason=reason)
-    return exc.value.request
+    return services.file(exc.value.proposal, user)
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_one_pending_request_per_node(alice):
     node = make_node("installed")
     first = ask(node, alice)
     with pytest.raises(services.NotPending, match=f"#{first.pk}"):
-        node_services.perform(node.pk, "deprovision", node_services.Actor.of(alice))
+        ask(node, alice, "deprovision")
 
 
 def test_the_system_alone_cannot_destroy(alice):
