@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 MAX_COMMENT = 2000
 
 
+# Every refusal a face may show: the approval rules' and the lifecycle's.
+Refused = node_services.TransitionError
+
+
 class ApprovalError(node_services.TransitionError):
     """A decision the rules refuse; the message says which rule."""
 
@@ -429,9 +433,7 @@ def approve(request_id: int, user, comment: str = "") -> ApprovalRequest:
 
 
 def _unseal(request: ApprovalRequest) -> dict[str, str]:
-    from credentials.services import reveal_sealed
-
-    return json.loads(reveal_sealed(request.sealed)) if request.sealed else {}
+    return json.loads(credentials.reveal_sealed(request.sealed)) if request.sealed else {}
 
 
 def _execute(request: ApprovalRequest, approvers: list) -> None:

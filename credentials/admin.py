@@ -7,7 +7,6 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from approvals import services as approvals
-from nodes import services as node_services
 
 from . import services
 from .models import Credential
@@ -83,7 +82,7 @@ class CredentialAdmin(admin.ModelAdmin):
             made = approvals.request_credential(
                 kind, request.user, obj if obj.pk else None, fields, secrets
             )
-        except node_services.TransitionError as exc:  # approvals' refusals too
+        except approvals.Refused as exc:
             messages.error(request, str(exc))
             return
         except ValidationError as exc:

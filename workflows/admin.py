@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from audit.admin_mixins import ReadOnlyAdmin
+from nodes.permissions import scope_nodes
 from nodes.services import Actor
 
 from .checks import check_definition
@@ -123,8 +124,6 @@ class WorkflowRunAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     exclude = ("token_nonce",)
 
     def get_queryset(self, request):
-        from nodes.permissions import scope_nodes
-
         return super().get_queryset(request).filter(node__in=scope_nodes(request.user))
 
 

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from nodes import lifecycle as lc
+
+from ..kinds import KINDS
 from ..models import ApprovalRequest, Decision
 
 
@@ -52,13 +55,10 @@ class ApprovalRequestSerializer(serializers.ModelSerializer):
         return str(obj.node) if obj.node_id else None
 
     def get_to_state(self, obj) -> str | None:
-        from nodes import lifecycle as lc
-
-        return lc.ACTIONS[obj.action].target if obj.target_type == "node" else None
+        action = lc.ACTIONS.get(obj.action) if obj.target_type == "node" else None
+        return action.target if action else None
 
     def get_what(self, obj) -> str:
-        from ..kinds import KINDS
-
         return KINDS[obj.action].describe(obj)
 
     def get_approvals(self, obj) -> int:
