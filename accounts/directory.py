@@ -21,11 +21,13 @@ import logging
 
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
 
 from audit import services as audit
 
+from .models import ApproverStanding
 from .rolemap import RoleMap, parse_role_map, roles_for
-from .roles import ROLES
+from .roles import APPROVER_ROLES, ROLES
 
 __all__ = ["RoleMap", "RolesMissing", "parse_role_map", "roles_for", "refuse", "sync_roles"]
 
@@ -80,6 +82,12 @@ def sync_roles(user, roles: set[str], *, source: str) -> bool:
             raise RolesMissing(f"role groups missing: {sorted(missing)}; run manage.py bootstrap")
         user.groups.remove(*Group.objects.filter(name__in=before - roles))
         user.groups.add(*(groups[name] for name in roles - before))
+        if (roles - before) & set(APPROVER_ROLES):
+            # The directory made this person a possible second approver: the
+            # cooling-off period starts now (accounts.services.may_approve_from).
+            ApproverStanding.objects.update_or_create(
+                user=user, defaults={"since": timezone.now()}
+            )
         staff_before = user.is_staff
         if staff_before != staff:
             user.is_staff = staff

@@ -64,3 +64,25 @@ class OIDCIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.issuer}"
+
+
+class ApproverStanding(models.Model):
+    """Since when a user holds a role that can approve four-eye requests.
+
+    Set whenever a role that can approve (:data:`accounts.roles.APPROVER_ROLES`)
+    is granted; an account approves only once the cooling-off period
+    (``approver_cooling_off_hours``) has passed since then, or since the
+    account was made when it has no standing row.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="approver_standing"
+    )
+    since = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-since"]
+        permissions = [("grant_role", "Can ask for and approve role changes")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} approver since {self.since:%Y-%m-%d %H:%M}"

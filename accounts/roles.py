@@ -56,6 +56,7 @@ ADMINISTER = (
     "systemsettings.change_systemsetting",
     "accounts.view_emergencygrant",
     "accounts.grant_emergency_access",
+    "accounts.grant_role",
     "audit.clear_auditevent",
 )
 AUDIT = (
@@ -77,6 +78,11 @@ CREDENTIALS_MANAGE = (
 )
 CREDENTIAL_NAMES = ("credentials.view_credential_names",)
 CREDENTIAL_METADATA = ("credentials.view_credential",)
+
+# Roles whose holders can approve someone else's four-eye request (every kind's
+# permission is held only by these; tests/approvals/test_sock_puppets.py checks
+# it). Granting one is itself four-eye once two people can approve.
+APPROVER_ROLES = ("Admin", "Operator", "Auditor")
 
 ROLES: dict[str, tuple[str, ...]] = {
     "Admin": VIEW_REGISTRY

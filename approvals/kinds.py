@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from accounts import emergency
+from accounts import services as accounts
 from accounts.gate import Approval
 from audit import clearing
 from credentials import services as credentials
@@ -351,6 +352,47 @@ def _access_grant() -> Kind:
     )
 
 
+def _role_grant() -> Kind:
+    def current(request: ApprovalRequest) -> str:
+        user = get_user_model().objects.select_for_update().filter(pk=request.target_id).first()
+        return accounts.binding(user) if user is not None else "deleted"
+
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
+        added = accounts.set_roles(
+            int(request.target_id),
+            request.params["roles"],
+            requester,
+            requester=_requester(request),
+            reason=approved_reason(request, approvers),
+            approval=approval,
+        )
+        return (
+            f"{request.target_label}: roles now {', '.join(request.params['roles']) or 'none'}"
+            + (f" (added {', '.join(sorted(added))})" if added else "")
+        )
+
+    def not_the_grantee(request: ApprovalRequest, user) -> str | None:
+        if str(user.pk) == request.target_id:
+            return "You cannot approve a role for yourself."
+        return None
+
+    return Kind(
+        name=accounts.ROLE_CHANGE,
+        label="Give a role that can approve",
+        target_type="user",
+        permission="accounts.grant_role",
+        describe=lambda r: (
+            f"Give {r.target_label} the roles {', '.join(r.params['roles']) or 'none'}: they "
+            "can then approve other people's requests (after the cooling-off period)."
+        ),
+        current=current,
+        execute=execute,
+        approver_check=not_the_grantee,
+    )
+
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -362,5 +404,6 @@ KINDS: dict[str, Kind] = {
         _setting_change(),
         _audit_clear(),
         _access_grant(),
+        _role_grant(),
     )
 }

@@ -26,12 +26,14 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts import gate
+from accounts import services as accounts
 from audit import services as audit
 from credentials import services as credentials
 from credentials.models import Credential
@@ -239,6 +241,8 @@ def file(proposal: gate.Proposal, user) -> ApprovalRequest:
     The faces (API, admin, commands) call this when a service raises
     ApprovalRequired; the node is locked and the requester checked again.
     """
+    if proposal.action == accounts.ROLE_CHANGE:
+        return request_role_change(int(proposal.target_id), user, proposal.params, proposal.reason)
     if proposal.target_type != "node":
         raise ValueError(f"no proposals of {proposal.target_type} are filed here")
     actor = node_services.Actor.of(user)
@@ -275,6 +279,22 @@ def request_identity_change(
             params=params,
             reason=reason,
             node=node,
+        )
+
+
+def request_role_change(target_id: int, user, params: dict[str, Any], reason: str = ""):
+    """Record a request to give account ``target_id`` roles that can approve."""
+    kind = KINDS[accounts.ROLE_CHANGE]
+    _may_ask(kind, user)
+    with transaction.atomic():
+        target = get_user_model().objects.select_for_update().get(pk=target_id)
+        return submit(
+            kind,
+            user,
+            target_id=str(target.pk),
+            target_label=target.get_username(),
+            params=params,
+            reason=reason,
         )
 
 
@@ -410,6 +430,12 @@ def can_decide(request: ApprovalRequest, user) -> str | None:
     kind = KINDS[request.action]
     if not user.has_perm(kind.permission):
         return f"You do not have permission to decide: {kind.label}."
+    approves_from = accounts.may_approve_from(user)
+    if timezone.now() < approves_from:
+        return (
+            f"Your account may approve from {approves_from:%Y-%m-%d %H:%M %Z} (a cooling-off "
+            "period after an account is made or given a role that can approve)."
+        )
     return kind.approver_check(request, user) if kind.approver_check else None
 
 
@@ -534,7 +560,7 @@ def awaiting(user) -> Q:
     return (
         Q(status=Status.PENDING, action__in=kinds)
         & ~Q(requested_by=user)
-        & ~Q(target_type="access", target_id=str(user.pk))
+        & ~Q(target_type__in=("access", "user"), target_id=str(user.pk))
         & ~Q(decisions__user=user)
     )
 

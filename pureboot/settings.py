@@ -409,6 +409,10 @@ except (ValueError, AttributeError, TypeError) as exc:
 
 # Emergency access: the longest time one approved request may grant a role.
 PUREBOOT_EMERGENCY_MAX_HOURS = _env_int("PUREBOOT_EMERGENCY_MAX_HOURS", 8, 1)
+# A new account, or one just given a role that can approve, approves nothing
+# for this many hours (no sock-puppet second person); run-time setting
+# approver_cooling_off_hours.
+PUREBOOT_APPROVER_COOLING_OFF_HOURS = _env_int("PUREBOOT_APPROVER_COOLING_OFF_HOURS", 24, 0)
 # Where an approved audit-log clearing writes its export (mode 600 files).
 PUREBOOT_AUDIT_EXPORT_DIR = os.environ.get("PUREBOOT_AUDIT_EXPORT_DIR", "").strip() or str(
     Path(VAR_DIR) / "audit-exports"

@@ -85,6 +85,13 @@ SETTINGS: dict[str, Setting] = {
             lambda: settings.PUREBOOT_EMERGENCY_MAX_HOURS,
             _int_between(1, 72),
         ),
+        Setting(
+            "approver_cooling_off_hours",
+            "Hours after an account is made, or given a role that can approve, before it "
+            "may approve anyone's request.",
+            lambda: settings.PUREBOOT_APPROVER_COOLING_OFF_HOURS,
+            _int_between(0, 720),
+        ),
     )
 }
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import factory
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from nodes.models import NetworkInterface, Node, Site
@@ -55,6 +57,8 @@ def make_user(role: str | None = None, *, sites=(), username: str | None = None)
     user = User.objects.create_user(
         username or f"{(role or 'nobody').lower()}-{User.objects.count() + 1}",
         password="test-pass-1234",
+        # An established account: past the approvers' cooling-off period.
+        date_joined=timezone.now() - timedelta(days=30),
     )
     if role:
         if not Group.objects.filter(name=role).exists():
