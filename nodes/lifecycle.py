@@ -145,6 +145,14 @@ IDENTITY_GUARDED_STATES: tuple[str, ...] = tuple(
     s for s in ALL_STATES if s not in (S.DISCOVERED, S.RETIRED)
 )
 IDENTITY_CHANGE = "identity.change"
+# States in which the machine holds a system PureBoot installed.
+HOLDS_INSTALLED_SYSTEM: tuple[str, ...] = (
+    S.INSTALLED,
+    S.ACTIVE,
+    S.REPROVISION,
+    S.MIGRATING,
+    S.DEPROVISIONING,
+)
 
 # Custom permissions declared on Node.Meta, one per guarded action family.
 NODE_PERMISSIONS = (

@@ -301,6 +301,8 @@ def _execute(
                 ),
             )
         before = snapshot(node)
+        if node.state in lc.HOLDS_INSTALLED_SYSTEM:
+            node.ever_installed = True  # whatever way it got there
         getattr(node, action.name)(**_pin_version(node, action, kwargs))
         node.state_changed_at = timezone.now()
         node.save()

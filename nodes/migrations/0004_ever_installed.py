@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 # A machine that reached installed (in its history or its state now) holds a
 # system PureBoot put there.
-HELD_SYSTEM = ("installed", "active", "reprovision", "migrating", "deprovisioning")
+HELD_SYSTEM = ("installed", "active", "reprovision", "migrating", "deprovisioning")  # as lc
 
 
 def backfill(apps, schema_editor):
