@@ -28,12 +28,10 @@ def render() -> str:
         if action.name == "activate":
             who += " or system"
         gate = "no"
-        if action.destructive:
-            gate = (
-                "yes, of an installed or active node"
-                if action.name == "retire"
-                else "yes (an approval request; see README, Roles)"
-            )
+        if action.four_eye_states:
+            gate = "yes, from " + ", ".join(action.four_eye_states)
+        if action.four_eye_if_ever_installed:
+            gate = "yes, for a machine PureBoot ever installed"
         sources = ", ".join(action.sources) if action.name != "retire" else "any but retired"
         lines.append(f"| {action.name} | {sources} | {action.target} | {who} | {gate} |")
     return "\n".join(lines) + "\n"
