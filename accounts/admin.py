@@ -10,8 +10,9 @@ from django.core.exceptions import ValidationError
 
 from approvals import services as approvals
 from audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
+from pureboot import gate
 
-from . import gate, services
+from . import services
 from .models import EmergencyGrant
 from .roles import ROLES
 

@@ -85,9 +85,7 @@ def sync_roles(user, roles: set[str], *, source: str) -> bool:
         if (roles - before) & set(APPROVER_ROLES):
             # The directory made this person a possible second approver: the
             # cooling-off period starts now (accounts.services.may_approve_from).
-            ApproverStanding.objects.update_or_create(
-                user=user, defaults={"since": timezone.now()}
-            )
+            ApproverStanding.objects.update_or_create(user=user, defaults={"since": timezone.now()})
         staff_before = user.is_staff
         if staff_before != staff:
             user.is_staff = staff

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from pureboot import gate
 from systemsettings import config
 
 from .models import EmergencyGrant
@@ -79,8 +80,19 @@ def clean_request(user, role: str, hours) -> tuple[str, int]:
     return role, hours
 
 
-def grant(user_id: int, role: str, hours: int, request, actor: str) -> str:
-    """Start a grant now (called by an executed approval request)."""
+def binding(user_id) -> str:
+    """What an approved grant is bound to: the account still enabled."""
+    user = get_user_model().objects.select_for_update().filter(pk=user_id).first()
+    return "active" if user is not None and user.is_active else "disabled"
+
+
+def grant(
+    user_id: int, role: str, hours: int, request, actor: str, *, approval: gate.Approval
+) -> str:
+    """Start a grant now, only with ``approval`` sealed for this account as it is."""
+    gate.verify(
+        approval, action="access.grant", target=f"access:{user_id}", bound_to=binding(user_id)
+    )
     user = get_user_model().objects.get(pk=user_id)
     if not user.is_active:
         raise ValidationError(f"{user.get_username()}'s account is disabled; nothing granted.")

@@ -27,9 +27,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
+from pureboot import gate
 from systemsettings import config
 
-from . import gate
 from .models import ApproverStanding
 from .roles import APPROVER_ROLES, ROLES
 

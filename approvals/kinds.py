@@ -19,14 +19,13 @@ from django.core.exceptions import ValidationError
 
 from accounts import emergency
 from accounts import services as accounts
-from accounts.gate import Approval
 from audit import clearing
 from credentials import services as credentials
-from credentials.models import Credential
 from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.models import Node
 from nodes.permissions import can_access_node
+from pureboot.gate import Approval
 from systemsettings import config
 from workflows.models import Workflow
 
@@ -42,16 +41,12 @@ class Kind:
     permission: str
     describe: Callable[[ApprovalRequest], str]
     current: Callable[[ApprovalRequest], str]
-    # Runs the approved action with the sealed approval (see accounts.gate).
+    # Runs the approved action with the sealed approval (see pureboot.gate).
     execute: Callable[[ApprovalRequest, dict[str, str], str, str, Approval], str]
     # Beyond the permission: why this user may not decide this request, or None.
     approver_check: Callable[[ApprovalRequest, Any], str | None] | None = None
     # Checks a request's parameters when it is made (raises ValidationError).
     check: Callable[[ApprovalRequest], None] | None = None
-
-
-def fingerprint(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def approved_reason(request: ApprovalRequest, approvers: str) -> str:
@@ -171,13 +166,6 @@ def _identity_change() -> Kind:
 # --- credentials ----------------------------------------------------------------
 
 
-def _credential_state(pk) -> str:
-    row = Credential.objects.select_for_update().filter(pk=pk).first()
-    if row is None:
-        return "deleted"
-    return fingerprint([row.updated_at, row.secret_changed_at])
-
-
 def _secret_words(request: ApprovalRequest) -> str:
     names = request.params.get("secrets_set", [])
     return f" Secrets set: {', '.join(names)} (values sealed, never shown)." if names else ""
@@ -185,13 +173,14 @@ def _secret_words(request: ApprovalRequest) -> str:
 
 def _credential_create() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        name = request.params["fields"]["name"]
-        return "exists" if Credential.objects.filter(name=name).exists() else ""
+        return credentials.name_binding(request.params["fields"]["name"])
 
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
-        made = credentials.create_credential(requester, request.params["fields"], secrets)
+        made = credentials.create_credential(
+            requester, request.params["fields"], secrets, approval=approval
+        )
         return f"credential {made.name} created (#{made.pk}), approved by {approvers}"
 
     return Kind(
@@ -212,7 +201,11 @@ def _credential_change() -> Kind:
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
         credentials.update_credential(
-            int(request.target_id), requester, request.params.get("fields", {}), secrets
+            int(request.target_id),
+            requester,
+            request.params.get("fields", {}),
+            secrets,
+            approval=approval,
         )
         return f"credential {request.target_label} changed, approved by {approvers}"
 
@@ -224,7 +217,7 @@ def _credential_change() -> Kind:
         describe=lambda r: (
             f"Change credential {r.target_label}: {_fields_words(r)}.{_secret_words(r)}"
         ),
-        current=lambda r: _credential_state(r.target_id),
+        current=lambda r: credentials.binding(r.target_id),
         execute=execute,
     )
 
@@ -233,7 +226,7 @@ def _credential_delete() -> Kind:
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
-        credentials.delete_credential(int(request.target_id), requester)
+        credentials.delete_credential(int(request.target_id), requester, approval=approval)
         return f"credential {request.target_label} deleted, approved by {approvers}"
 
     return Kind(
@@ -244,7 +237,7 @@ def _credential_delete() -> Kind:
         describe=lambda r: (
             f"Delete credential {r.target_label}; what uses it can no longer sign in with it."
         ),
-        current=lambda r: _credential_state(r.target_id),
+        current=lambda r: credentials.binding(r.target_id),
         execute=execute,
     )
 
@@ -254,7 +247,7 @@ def _credential_delete() -> Kind:
 
 def _setting_change() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        return fingerprint(config.get(request.target_id))
+        return config.binding(request.target_id)
 
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
@@ -264,6 +257,7 @@ def _setting_change() -> Kind:
             request.params["value"],
             requester,
             reason=approved_reason(request, approvers),
+            approval=approval,
         )
 
     def check(request: ApprovalRequest) -> None:
@@ -291,8 +285,7 @@ def _setting_change() -> Kind:
 
 def _audit_clear() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        span = clearing.bounds()
-        return str(span[0] if span else 0)
+        return clearing.binding()
 
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
@@ -300,7 +293,7 @@ def _audit_clear() -> Kind:
         return clearing.clear_through(
             request.params["through_seq"],
             requester,
-            request_id=request.pk,
+            approval=approval,
             reason=approved_reason(request, approvers),
         )
 
@@ -321,15 +314,19 @@ def _audit_clear() -> Kind:
 
 def _access_grant() -> Kind:
     def current(request: ApprovalRequest) -> str:
-        user = get_user_model().objects.filter(pk=request.target_id).first()
-        return "active" if user is not None and user.is_active else "disabled"
+        return emergency.binding(request.target_id)
 
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
         params = request.params
         return emergency.grant(
-            int(request.target_id), params["role"], params["hours"], request, requester
+            int(request.target_id),
+            params["role"],
+            params["hours"],
+            request,
+            requester,
+            approval=approval,
         )
 
     def not_the_grantee(request: ApprovalRequest, user) -> str | None:

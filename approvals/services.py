@@ -32,7 +32,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import gate
 from accounts import services as accounts
 from audit import services as audit
 from credentials import services as credentials
@@ -41,6 +40,7 @@ from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.models import Node
 from nodes.permissions import can_access_node, scope_nodes
+from pureboot import gate
 from systemsettings import config
 from workflows.models import Workflow
 

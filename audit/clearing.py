@@ -23,6 +23,8 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from pureboot import gate
+
 from .db import unlocked
 from .hashing import GENESIS_HASH, HASHED_FIELDS, canonical_json, compute_hash, format_timestamp
 from .models import AuditEvent
@@ -96,14 +98,27 @@ def _export(path: Path, first: int, through_seq: int, request_id: int) -> str:
     return digest.hexdigest()
 
 
-def clear_through(through_seq: int, actor: str, *, request_id: int, reason: str = "") -> str:
-    """Export and delete events up to ``through_seq``; leave a checkpoint event."""
+def binding() -> str:
+    """What an approved clearing is bound to: where the trail starts now."""
+    span = bounds()
+    return str(span[0] if span else 0)
+
+
+def clear_through(
+    through_seq: int, actor: str, *, approval: gate.Approval, reason: str = ""
+) -> str:
+    """Export and delete events up to ``through_seq``; leave a checkpoint event.
+
+    Only with ``approval`` sealed for clearing the trail as it starts now.
+    """
+    request_id = approval.request_id
     directory = Path(settings.PUREBOOT_AUDIT_EXPORT_DIR)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = None
     try:
         with transaction.atomic():
             _lock_chain()
+            gate.verify(approval, action="audit.clear", target="audit:trail", bound_to=binding())
             first, through_seq = _checked(through_seq)
             report = verify_chain()
             if not report.intact:

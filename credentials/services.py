@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from pureboot import gate
 
 from .models import Credential
 
@@ -121,14 +122,40 @@ def _metadata(credential: Credential) -> dict[str, Any]:
     return {f: getattr(credential, f) for f in EDITABLE_FIELDS}
 
 
+def binding(pk) -> str:
+    """What an approved change of credential ``pk`` is bound to (lock it first)."""
+    row = Credential.objects.select_for_update().filter(pk=pk).first()
+    if row is None:
+        return "deleted"
+    return gate.binding([row.updated_at, row.secret_changed_at])
+
+
+def name_binding(name: str) -> str:
+    """What an approved creation of credential ``name`` is bound to: the name still free."""
+    return "exists" if Credential.objects.filter(name=name).exists() else ""
+
+
 def create_credential(
-    actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
+    actor: ActorLike,
+    fields: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    *,
+    approval: gate.Approval,
 ) -> Credential:
     """Create a credential from metadata ``fields`` and plaintext ``secrets``.
 
-    Raises Django's ``ValidationError`` when the fields are invalid.
+    Only with ``approval`` sealed for creating this name (a four-eye action).
+    Raises Django's ``ValidationError`` when the fields are invalid and
+    ``gate.InvalidApproval`` when the approval does not fit.
     """
     label = _label(actor)
+    name = str(fields.get("name", ""))
+    gate.verify(
+        approval,
+        action="credential.create",
+        target=f"credential:new:{name}",
+        bound_to=name_binding(name),
+    )
     credential = Credential(**{k: v for k, v in fields.items() if k in EDITABLE_FIELDS})
     credential.created_by = credential.updated_by = label
     changed = _set_secrets(credential, secrets or {})
@@ -147,11 +174,22 @@ def create_credential(
 
 
 def update_credential(
-    pk: int, actor: ActorLike, fields: dict[str, Any], secrets: dict[str, str] | None = None
+    pk: int,
+    actor: ActorLike,
+    fields: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    *,
+    approval: gate.Approval,
 ) -> Credential:
-    """Change metadata ``fields`` and/or replace ``secrets`` ('' clears one)."""
+    """Change metadata ``fields`` and/or replace ``secrets`` ('' clears one).
+
+    Only with ``approval`` sealed for changing this credential as it is now.
+    """
     label = _label(actor)
     with transaction.atomic():
+        gate.verify(
+            approval, action="credential.change", target=f"credential:{pk}", bound_to=binding(pk)
+        )
         credential = Credential.objects.select_for_update().get(pk=pk)
         before = _metadata(credential)
         for key, value in fields.items():
@@ -178,10 +216,13 @@ def update_credential(
     return credential
 
 
-def delete_credential(pk: int, actor: ActorLike) -> None:
-    """Delete a credential; the audit entry keeps its metadata."""
+def delete_credential(pk: int, actor: ActorLike, *, approval: gate.Approval) -> None:
+    """Delete a credential (with ``approval`` sealed for it); the audit keeps its metadata."""
     label = _label(actor)
     with transaction.atomic():
+        gate.verify(
+            approval, action="credential.delete", target=f"credential:{pk}", bound_to=binding(pk)
+        )
         credential = Credential.objects.select_for_update().get(pk=pk)
         audit.record(
             actor=label,

@@ -24,7 +24,7 @@ class Action:
     the node's site); ``None`` means only the system (boot path, reports,
     periodic tasks) performs it. ``destructive`` actions destroy data; ``four_eye_states`` (and
     ``four_eye_if_ever_installed``) say when a second person must approve,
-    asked of :mod:`accounts.gate` by ``nodes.services`` under the node's lock.
+    asked of :mod:`pureboot.gate` by ``nodes.services`` under the node's lock.
     """
 
     name: str

@@ -21,8 +21,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import has_transition_perm
 
-from accounts import gate
 from audit import services as audit
+from pureboot import gate
 
 from . import lifecycle as lc
 from .choices import EventKind, NodeState
@@ -160,7 +160,7 @@ def perform(
     """Run one lifecycle action on a node; the only entry point for state changes.
 
     The node row is locked first; its state is read and the decision made
-    under that lock (by :mod:`accounts.gate` for four-eye actions). Raises
+    under that lock (by :mod:`pureboot.gate` for four-eye actions). Raises
     IllegalTransition (wrong state), TransitionForbidden (no permission, or
     a system-only action asked by a person), ApprovalRequired (a second
     person must approve: nothing changed; the caller files the proposal) and

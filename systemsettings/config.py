@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit import services as audit
+from pureboot import gate
 
 from .models import SystemSetting
 
@@ -136,10 +137,19 @@ def clean(key: str, value: Any) -> Any:
         raise ValidationError({"value": exc.messages}) from None
 
 
-def apply(key: str, value: Any, actor: str, *, reason: str = "") -> str:
-    """Store ``value`` for ``key`` (called by an executed approval request)."""
+def binding(key: str) -> str:
+    """What an approved change of ``key`` is bound to: its value now."""
+    return gate.binding(get(key))
+
+
+def apply(key: str, value: Any, actor: str, *, approval: gate.Approval, reason: str = "") -> str:
+    """Store ``value`` for ``key``, only with ``approval`` sealed for changing it as it is."""
     value = clean(key, value)
     with transaction.atomic():
+        SystemSetting.objects.select_for_update().filter(key=key).first()
+        gate.verify(
+            approval, action="setting.change", target=f"setting:{key}", bound_to=binding(key)
+        )
         before = get(key)
         row, _ = SystemSetting.objects.select_for_update().get_or_create(
             key=key, defaults={"value": value, "updated_by": actor}

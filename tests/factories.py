@@ -102,3 +102,20 @@ def perform_approved(
     request = ApprovalRequest.objects.get(pk=request.pk)
     assert request.status == "executed", request.result
     return Node.objects.get(pk=node_pk)
+
+
+def sealed(action: str, target: str, bound_to: str):
+    """An approval as the approvals app seals it when it executes a request (set-up only)."""
+    from pureboot import gate
+
+    return gate.seal(0, action, target, bound_to, ("test-approver",))
+
+
+def sealed_credential(action: str, pk: int):
+    """A sealed approval to change or delete credential ``pk`` as it is now."""
+    from django.db import transaction
+
+    from credentials import services as credentials
+
+    with transaction.atomic():
+        return sealed(action, f"credential:{pk}", credentials.binding(pk))

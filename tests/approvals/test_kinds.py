@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import EmergencyGrant
@@ -21,7 +22,7 @@ from approvals.models import ApprovalRequest
 from audit import clearing
 from audit.models import AuditEvent
 from audit.services import record, verify_chain
-from tests.factories import make_node, make_user
+from tests.factories import make_node, make_user, sealed
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +109,14 @@ def test_a_setting_changed_meanwhile_fails_the_older_request(api, alice, bob):
     first = api(alice).patch("/api/v1/settings/approvals_required", {"value": 2}, format="json")
     from systemsettings import config
 
-    config.apply("approvals_required", 3, "user:carol")
+    with transaction.atomic():
+        bound = config.binding("approvals_required")
+    config.apply(
+        "approvals_required",
+        3,
+        "user:carol",
+        approval=sealed("setting.change", "setting:approvals_required", bound),
+    )
     done = approve_via_api(api, bob, first)
     assert done["status"] == "failed" and "changed since the request" in done["result"]
     assert config.get("approvals_required") == 3

@@ -14,7 +14,6 @@ from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from accounts import gate
 from accounts import services as accounts
 from accounts.models import ApproverStanding
 from accounts.roles import APPROVER_ROLES, ROLES
@@ -24,6 +23,7 @@ from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
 from nodes import services as node_services
 from nodes.models import Node
+from pureboot import gate
 from tests.factories import make_node, make_user, make_workflow, perform_approved
 
 pytestmark = pytest.mark.django_db

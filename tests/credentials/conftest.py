@@ -1,7 +1,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.factories import make_user
+from tests.factories import make_user, sealed
 
 PLAINTEXT = "s3cret-Pässwörd-💥-xyzzy"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-plainkey\n"
@@ -22,6 +22,7 @@ def credential(db, keys):
         "user:setup",
         {"name": "ovirt-prod", "kind": "hypervisor", "username": "admin@internal"},
         {"password": PLAINTEXT, "private_key": PRIVATE_KEY},
+        approval=sealed("credential.create", "credential:new:ovirt-prod", ""),
     )
 
 

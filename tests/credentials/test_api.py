@@ -8,7 +8,7 @@ import pytest
 
 from audit.models import AuditEvent
 from credentials.models import Credential
-from tests.factories import make_user
+from tests.factories import make_user, sealed_credential
 
 from .conftest import PLAINTEXT
 
@@ -92,7 +92,12 @@ def test_a_credential_changed_after_the_request_is_not_acted_on(api, admin_user,
 
     asked = api(admin_user).delete(f"{URL}/{credential.pk}")
     assert asked.status_code == 202
-    credentials.update_credential(credential.pk, "user:someone", {"description": "moved"})
+    credentials.update_credential(
+        credential.pk,
+        "user:someone",
+        {"description": "moved"},
+        approval=sealed_credential("credential.change", credential.pk),
+    )
     second = make_user("Admin", username="bert-admin")
     done = api(second).post(f"/api/v1/approvals/{asked.data['approval_request']['id']}/approve")
     assert done.data["status"] == "failed"

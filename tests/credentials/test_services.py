@@ -20,6 +20,7 @@ from audit.models import AuditEvent
 from credentials import keys as fernet_keys
 from credentials import services as credentials
 from credentials.models import Credential
+from tests.factories import sealed_credential
 
 from .conftest import PLAINTEXT, PRIVATE_KEY
 
@@ -92,13 +93,19 @@ def test_create_update_delete_are_audited_without_secrets(credential):
     created = AuditEvent.objects.get(action="credential.create")
     assert created.details == {"fields_set": ["password", "private_key"]}
     credentials.update_credential(
-        credential.pk, "user:alice", {"description": "prod"}, {"password": "n3w-Secret!"}
+        credential.pk,
+        "user:alice",
+        {"description": "prod"},
+        {"password": "n3w-Secret!"},
+        approval=sealed_credential("credential.change", credential.pk),
     )
     updated = AuditEvent.objects.get(action="credential.update")
     assert updated.changes["description"] == {"before": "", "after": "prod"}
     assert updated.changes["password"] == {"before": "[redacted]", "after": "[redacted]"}
     assert "password" in updated.message
-    credentials.delete_credential(credential.pk, "user:alice")
+    credentials.delete_credential(
+        credential.pk, "user:alice", approval=sealed_credential("credential.delete", credential.pk)
+    )
     deleted = AuditEvent.objects.get(action="credential.delete")
     assert deleted.changes["name"] == {"before": "ovirt-prod", "after": None}
     everything = "".join(
@@ -110,7 +117,13 @@ def test_create_update_delete_are_audited_without_secrets(credential):
 
 
 def test_empty_secret_clears_it(credential):
-    credentials.update_credential(credential.pk, "user:alice", {}, {"private_key": ""})
+    credentials.update_credential(
+        credential.pk,
+        "user:alice",
+        {},
+        {"private_key": ""},
+        approval=sealed_credential("credential.change", credential.pk),
+    )
     credential.refresh_from_db()
     assert credential.has_password and not credential.has_private_key
 

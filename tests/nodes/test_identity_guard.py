@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from accounts import gate
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from nodes import services
 from nodes.models import NetworkInterface, Node
+from pureboot import gate
 from tests.factories import make_node, make_user
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts import gate, services
+from accounts import services
 from accounts.roles import ROLES
+from pureboot import gate
 
 
 class Command(BaseCommand):
