@@ -12,7 +12,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from bootserve import fastpath, queries
@@ -21,7 +21,7 @@ from nodes import services as node_services
 from nodes.models import Node
 from pureboot.wsgi import application, django_application
 from pureboot.wsgi_guard import CharsetGuard
-from tests.factories import make_node, make_workflow
+from tests.factories import make_node, make_workflow, sealed
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -244,7 +244,15 @@ def test_workflow_hostname_and_mac_changes_show_in_the_next_answer():
     node_services.update_node(node.pk, node_services.SYSTEM, {"hostname": "db02"})
     assert b"db02 is installed" in call(application, f"mac={MAC}")[2]
     new_mac = "52:54:00:aa:bb:02"
-    node_services.update_node(node.pk, node_services.SYSTEM, {}, interfaces=[{"mac": new_mac}])
+    with transaction.atomic():  # an installed node's MAC changes only once approved
+        bound = node_services.binding(Node.objects.select_for_update().get(pk=node.pk))
+    node_services.update_node(
+        node.pk,
+        node_services.SYSTEM,
+        {},
+        interfaces=[{"mac": new_mac}],
+        approval=sealed("identity.change", f"node:{node.pk}", bound),
+    )
     assert b"db02 is installed" in call(application, f"mac={new_mac}")[2]
     assert b"db02" not in call(application, f"mac={MAC}")[2]  # the old MAC is a new machine
 
