@@ -175,3 +175,16 @@ def test_completing_an_install_marks_the_machine_ever_installed():
     node = make_node("installing")
     node_services.perform(node.pk, "complete_install", node_services.SYSTEM)
     assert Node.objects.get(pk=node.pk).ever_installed
+
+
+def test_a_role_request_reads_plainly_on_its_page_and_in_the_api(client, api):
+    alice, bob, _carol = make_user("Admin"), make_user("Admin"), make_user("Admin")
+    newcomer = make_user(username="newcomer")
+    with pytest.raises(gate.ApprovalRequired) as exc:
+        accounts.set_roles(newcomer.pk, ["Operator"], "user:alice", requester=alice)
+    request = approvals.file(exc.value.proposal, alice)
+    client.force_login(bob)
+    page = client.get(f"/approvals/{request.pk}/")
+    assert page.status_code == 200 and "newcomer" in page.content.decode()
+    body = api(bob).get(f"/api/v1/approvals/{request.pk}").json()
+    assert body["action"] == "role.grant" and "Operator" in body["what"]

@@ -180,3 +180,17 @@ def test_a_sealed_approval_fits_only_its_own_node_and_action(site_a):
         services.perform(second.pk, "reprovision", services.Actor.of(alice), approval=forged)
     assert {first.state, second.state} == {"installed"}
     del bob
+
+
+def test_an_identity_request_reads_plainly_on_its_page_and_in_the_api(client, api, site_a):
+    alice, bob = make_user("Operator", sites=[site_a]), make_user("Admin")
+    node = make_node("active", site=site_a, hostname="db01", macs=["52:54:00:10:00:61"])
+    with pytest.raises(services.ApprovalRequired) as exc:
+        services.update_node(node.pk, services.Actor.of(alice), {}, [{"mac": "52:54:00:10:00:62"}])
+    request = approvals.file(exc.value.proposal, alice)
+    client.force_login(bob)
+    page = client.get(f"/approvals/{request.pk}/")
+    assert page.status_code == 200
+    assert "52:54:00:10:00:62" in page.content.decode()
+    body = api(bob).get(f"/api/v1/approvals/{request.pk}").json()
+    assert body["action"] == "identity.change" and "recognised by" in body["what"]
