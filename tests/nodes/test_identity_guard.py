@@ -194,3 +194,16 @@ def test_an_identity_request_reads_plainly_on_its_page_and_in_the_api(client, ap
     assert "52:54:00:10:00:62" in page.content.decode()
     body = api(bob).get(f"/api/v1/approvals/{request.pk}").json()
     assert body["action"] == "identity.change" and "recognised by" in body["what"]
+
+
+def test_a_conflicting_mac_is_refused_before_any_request_is_filed(api, site_a):
+    operator = make_user("Operator", sites=[site_a])
+    make_node("discovered", site=site_a, macs=["52:54:00:10:00:71"])
+    active = make_node("active", site=site_a, macs=["52:54:00:10:00:72"])
+    resp = api(operator).patch(
+        f"/api/v1/nodes/{active.pk}",
+        {"interfaces": [{"mac": "52:54:00:10:00:71"}]},
+        format="json",
+    )
+    assert resp.status_code == 400
+    assert not ApprovalRequest.objects.exists()
