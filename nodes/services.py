@@ -476,6 +476,8 @@ def update_node(
             for name, value in fields.items():
                 setattr(node, name, value)
             node.full_clean(exclude=["state"])
+            if wanted is not None:
+                _check_conflicts(node, wanted, actor)  # before asking anyone to approve
             if node.state in lc.IDENTITY_GUARDED_STATES and (
                 _identity(node, wanted) != before_identity or approval is not None
             ):
@@ -598,15 +600,8 @@ def _clean_interfaces(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return wanted
 
 
-def _set_interfaces(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor) -> None:
-    """Replace a node's interfaces with ``wanted`` (from :func:`_clean_interfaces`).
-
-    A MAC registered to another node is refused, never moved: it leaves its
-    node only by an edit of that node. The error names the other node only to
-    someone who may see it.
-    """
-    primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
-    primary = primaries[0] if primaries else next(iter(wanted), None)
+def _check_conflicts(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor) -> None:
+    """Refuse MACs registered to another node, naming it only to someone who may see it."""
     taken = (
         NetworkInterface.objects.filter(mac__in=wanted).exclude(node=node).select_related("node")
     )
@@ -618,6 +613,18 @@ def _set_interfaces(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor)
             conflicts.append(f"MAC {iface.mac} is already on node {iface.node_id}.")
     if conflicts:
         raise ValidationError({"interfaces": conflicts})
+
+
+def _set_interfaces(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor) -> None:
+    """Replace a node's interfaces with ``wanted`` (from :func:`_clean_interfaces`).
+
+    A MAC registered to another node is refused, never moved: it leaves its
+    node only by an edit of that node. The error names the other node only to
+    someone who may see it.
+    """
+    primaries = [mac for mac, item in wanted.items() if item.get("is_primary")]
+    primary = primaries[0] if primaries else next(iter(wanted), None)
+    _check_conflicts(node, wanted, actor)
     node.interfaces.exclude(mac__in=wanted).delete()
     node.interfaces.update(is_primary=False)
     for mac, item in wanted.items():
