@@ -149,13 +149,15 @@ def test_admin_changes_to_users_groups_and_sites_are_audited(client):
     assert event.changes["slug"]["after"] == "lab"
 
     bob = User.objects.create_user("bob", password="pw-123456-long")
-    operator = Group.objects.get(name="Operator")
+    user_role = Group.objects.get(name="User")
     resp = client.post(
         f"/admin/auth/user/{bob.pk}/change/",
         {
             "username": "bob",
+            "first_name": "Bob",
             "is_active": "on",
-            "groups": [operator.pk],
+            "roles": ["User"],  # roles change through accounts.services.set_roles
+            "groups": [Group.objects.get(name="Admin").pk],  # not editable here: ignored
             "date_joined_0": "2026-01-01",
             "date_joined_1": "00:00:00",
             "initial-date_joined_0": "2026-01-01",
@@ -164,9 +166,11 @@ def test_admin_changes_to_users_groups_and_sites_are_audited(client):
     )
     assert resp.status_code == 302, resp.content.decode()[:2000]
     event = AuditEvent.objects.get(action="user.update", object_id=str(bob.pk))
-    assert event.details["values"]["groups"] == [operator.pk]
-    assert event.changes["groups"] == {"before": [], "after": [operator.pk]}
+    assert event.changes["first_name"] == {"before": "", "after": "Bob"}
     assert "password" not in event.details["values"]
+    roles = AuditEvent.objects.get(action="auth.roles_changed", object_id=str(bob.pk))
+    assert roles.changes["roles"] == {"before": [], "after": ["User"]}
+    assert list(bob.groups.all()) == [user_role]
 
 
 def test_site_grants_in_admin_are_audited(client, site_a):
