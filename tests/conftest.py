@@ -13,6 +13,9 @@ leg must run them all.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +74,50 @@ def pytest_collection_modifyitems(config, items):
     services = [why for why in dropped if why != BOOTLAB_WHY]
     if os.environ.get("PUREBOOT_REQUIRE_SERVICES") == "1" and services:
         raise pytest.UsageError("PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(services))
+
+
+# --- own files: nothing beside the repository is read -----------------------
+# Every open() of a path beside the repository (in a folder next to the
+# checkout) is recorded for the whole session, and any fails the run
+# (pytest_sessionfinish below; tests/test_own_files.py checks the code too).
+# Temporary and var folders, the virtualenv and hidden folders beside it are
+# where tests are meant to write, so they are not watched.
+_ROOT = Path(__file__).resolve().parent.parent
+_NOT_WATCHED = tuple(
+    str(Path(p).resolve())
+    for p in (
+        tempfile.gettempdir(),
+        os.environ.get("PUREBOOT_VAR_DIR") or _ROOT / "var",
+        sys.prefix,
+    )
+)
+_OUTSIDE_READS: set[str] = set()
+
+
+def _watch_opens(event: str, args: tuple) -> None:
+    if event != "open" or not args or not isinstance(args[0], str):
+        return
+    path = os.path.abspath(args[0])
+    if not path.startswith(str(_ROOT.parent) + os.sep) or path.startswith(str(_ROOT) + os.sep):
+        return
+    if path.startswith(_NOT_WATCHED) or path[len(str(_ROOT.parent)) + 1 :].startswith("."):
+        return
+    _OUTSIDE_READS.add(path)
+
+
+sys.addaudithook(_watch_opens)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run, naming the files, if anything beside the repository was opened."""
+    if not _OUTSIDE_READS:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(
+            "FAILED own files: opened beside the repository: " + ", ".join(sorted(_OUTSIDE_READS))
+        )
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # --- audit: let test-database flushes through the append-only triggers ------

@@ -10,8 +10,8 @@ kickstart          pykickstart's parser, with the syntax version named by
                    errors, deprecation and parse warnings are all problems.
 ubuntu_autoinstall YAML parse of every file; the ``autoinstall`` section
                    against subiquity's JSON schema
-                   (``shared/schemas/autoinstall-schema.json`` beside the
-                   repository) with ``jsonschema``, plus top-level keys the
+                   (``workflows/schemas/autoinstall-schema.json``, shipped
+                   with PureBoot) with ``jsonschema``, plus top-level keys the
                    schema does not know (subiquity ignores them with only a
                    log warning, so a typo would silently drop a section);
                    then ``cloud-init schema`` on user-data, on its nested
@@ -50,12 +50,10 @@ from typing import Any
 
 import yaml
 
+# Shipped with PureBoot (origin and licence: workflows/schemas/README.md).
 AUTOINSTALL_SCHEMA = Path(
     os.environ.get("PUREBOOT_AUTOINSTALL_SCHEMA")
-    or Path(__file__).resolve().parent.parent.parent
-    / "shared"
-    / "schemas"
-    / "autoinstall-schema.json"
+    or Path(__file__).resolve().parent / "schemas" / "autoinstall-schema.json"
 )
 TOOL_TIMEOUT = 60  # seconds; each tool answers in well under one here
 
