@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from . import services
 from .models import ApprovalRequest, Decision
 
 
@@ -32,6 +33,11 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     # The sealed secrets of a credential request are never shown.
     readonly_fields = [f.name for f in ApprovalRequest._meta.fields if f.name != "sealed"]
     exclude = ("sealed",)
+
+    def get_queryset(self, request):
+        # The same scope as the API and the approval pages: node requests of
+        # the user's sites, other kinds for those who may decide them, one's own.
+        return services.visible_requests(request.user).select_related("node", "requested_by")
 
     def has_add_permission(self, request) -> bool:
         return False
