@@ -86,3 +86,24 @@ class ApproverStanding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} approver since {self.since:%Y-%m-%d %H:%M}"
+
+
+class TokenEpoch(models.Model):
+    """The generation of a user's API tokens and sessions.
+
+    Every JWT carries the generation it was issued under; raising it (a
+    password change, deactivation, a role taken away: :mod:`accounts.tokens`)
+    makes every access and refresh token issued before fail at once.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="token_epoch"
+    )
+    value = models.PositiveBigIntegerField(default=0)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} tokens generation {self.value}"

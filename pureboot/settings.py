@@ -5,6 +5,7 @@ Every variable read here is documented in README.md ("Configuration").
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -110,6 +111,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the client's address (X-Forwarded-For only from trusted proxies).
+    "pureboot.clientip.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "audit.middleware.RequestContextMiddleware",
@@ -216,7 +219,8 @@ if _env_bool("PUREBOOT_SECURE_COOKIES", False):
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, refusing tokens of a generation revoked since (accounts.tokens).
+        "accounts.tokens.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -244,12 +248,17 @@ REST_FRAMEWORK = {
         "report": os.environ.get("PUREBOOT_THROTTLE_REPORT", "600/min"),
     },
     "EXCEPTION_HANDLER": "pureboot.api.exceptions.exception_handler",
+    # The client address is REMOTE_ADDR as ClientAddressMiddleware resolved it;
+    # DRF must not read X-Forwarded-For itself (it would believe anyone's).
+    "NUM_PROXIES": 0,
     "NON_FIELD_ERRORS_KEY": "non_field_errors",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=_env_int("PUREBOOT_JWT_ACCESS_MINUTES", 15, 1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(hours=_env_int("PUREBOOT_JWT_REFRESH_HOURS", 24, 1)),
     "UPDATE_LAST_LOGIN": True,
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.tokens.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "accounts.tokens.TokenRefreshSerializer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PureBoot API",
@@ -265,17 +274,42 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["pureboot.api.schema.strip_trailing_slashes"],
 }
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "pureboot",
-    }
-}
 
 # --- Celery ---------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+# Proxies whose X-Forwarded-For is believed (addresses or CIDR networks,
+# comma-separated), e.g. the nginx in front of gunicorn: 127.0.0.1,::1.
+PUREBOOT_TRUSTED_PROXIES = [
+    item.strip()
+    for item in os.environ.get("PUREBOOT_TRUSTED_PROXIES", "").split(",")
+    if item.strip()
+]
+for _proxy in PUREBOOT_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PUREBOOT_TRUSTED_PROXIES: {_proxy!r} is not an address or network"
+        ) from None
 CELERY_DIR = VAR_DIR / "celery"
 CELERY_DIR.mkdir(exist_ok=True)  # beat's schedule file lives here in every mode
+# Throttle counters live where every process sees them: Redis when configured,
+# else the database (table pureboot_cache, made by a migration).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "pureboot",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "pureboot_cache",
+        }
+    }
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
@@ -424,15 +458,23 @@ if not os.path.isabs(PUREBOOT_AUDIT_EXPORT_DIR):
 LOGIN_URL = "/admin/login/"
 
 # --- sign-in rate limiting (django-axes) ------------------------------------
-# After PUREBOOT_LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from
-# one address, that username or address is locked out for
-# PUREBOOT_LOGIN_LOCKOUT_MINUTES (admin, approval pages and /api/v1/auth/token
-# alike). Lockouts are audit events.
+# After PUREBOOT_LOGIN_FAILURE_LIMIT failed sign-ins for one username from one
+# address, that pair is locked out for PUREBOOT_LOGIN_LOCKOUT_MINUTES (admin,
+# approval pages and /api/v1/auth/token alike). Attempts live in the database
+# (axes' database handler), shared by every process. Lockouts are audit events.
 AXES_FAILURE_LIMIT = _env_int("PUREBOOT_LOGIN_FAILURE_LIMIT", 5, 1)
 AXES_COOLOFF_TIME = timedelta(minutes=_env_int("PUREBOOT_LOGIN_LOCKOUT_MINUTES", 15, 1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Per account AND address: failures from one address lock that address out of
+# that account only, so one address cannot lock every account, and the owner
+# signing in from elsewhere is not locked out. The "auth" throttle below
+# limits how fast one address may try at all.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# The address is the one ClientAddressMiddleware resolved (trusted proxies only).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# 429 with Retry-After on every sign-in page (the token endpoint says the same).
+AXES_LOCKOUT_CALLABLE = "accounts.signin.lockout_response"
 
 # --- directory sign-in: LDAP / Active Directory (django-auth-ldap) ------------
 # On only when PUREBOOT_LDAP_SERVER_URI is set; django-auth-ldap is the

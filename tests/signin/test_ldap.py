@@ -165,10 +165,12 @@ def test_a_wrong_password_is_refused_and_counted_towards_the_lockout(client, dir
         resp = admin_login(client, "ada", "not-the-password", ip="10.1.0.9")
         assert resp.status_code == 200 and b"correct username and password" in resp.content
     assert admin_login(client, "ada", "still-wrong", ip="10.1.0.9").status_code == 429
-    # Locked out: even the directory's right password does not get in.
-    assert admin_login(client, "ada", PEOPLE_PASSWORDS["ada"], ip="10.1.0.10").status_code == 429
+    # Locked out from that address: even the directory's right password does not get in.
+    assert admin_login(client, "ada", PEOPLE_PASSWORDS["ada"], ip="10.1.0.9").status_code == 429
     assert AuditEvent.objects.filter(action="auth.lockout").exists()
     assert not client.session.get("_auth_user_id")
+    # Ada herself, from her own address, is not locked out by someone guessing.
+    assert admin_login(client, "ada", PEOPLE_PASSWORDS["ada"], ip="10.1.0.10").status_code == 302
 
 
 def test_the_api_token_endpoint_takes_directory_credentials(client, directory):

@@ -295,15 +295,17 @@ def test_explicit_endpoints_need_no_discovery(live_server, sso, settings, monkey
     assert oidc._discovery == {}
 
 
-def test_a_locked_out_address_cannot_sign_in_with_single_sign_on(live_server, sso, settings):
+def test_guessing_other_accounts_does_not_lock_single_sign_on_out(live_server, sso, settings):
+    """Lockout is per account and address: failed guesses at other accounts from this
+    address lock those accounts (from here), not olga's single sign-on."""
     browser = requests.Session()
     for attempt in range(settings.AXES_FAILURE_LIMIT):
         page = browser.get(f"{live_server.url}/admin/login/", timeout=30)
         action, fields = form_of(page)
-        fields.update(username=f"guess{attempt}", password="wrong")
-        browser.post(action, data=fields, timeout=30)
-    # The provider vouches for olga, but her address is locked out: axes answers 429.
+        fields.update(username="guessed", password=f"wrong{attempt}")
+        last = browser.post(action, data=fields, timeout=30)
+    assert last.status_code == 429 and last.headers["Retry-After"]
     final = full_sign_in(requests.Session(), live_server.url, "olga")
-    assert final.status_code == 429
-    assert not User.objects.filter(username="olga").exists()
-    assert AuditEvent.objects.filter(action="auth.lockout").count() >= 2
+    assert final.status_code == 200
+    assert User.objects.filter(username="olga").exists()
+    assert AuditEvent.objects.filter(action="auth.lockout").exists()

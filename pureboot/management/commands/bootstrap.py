@@ -8,6 +8,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -23,6 +24,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         sync_roles(Group, Permission)
+        # The throttles' shared store when no Redis is configured (a no-op with Redis).
+        call_command("createcachetable", verbosity=0)
         password_file = settings.VAR_DIR / "initial_admin_password"
         User = get_user_model()
         with transaction.atomic():
