@@ -68,6 +68,9 @@ MAX_WINDOWSIZE = 64
 MAX_PATH = 255
 DUPLICATE_WINDOW = 5.0  # seconds a (peer, path) pair counts as the same request
 DEFAULT_MAX_TRANSFERS = 1000
+# One address may run this many transfers at once: a PXE client fetches a few
+# files one after the other, a host that opens hundreds is a flood.
+DEFAULT_MAX_PER_CLIENT = 16
 DEFAULT_RCVBUF = 4 * 1024 * 1024
 BUSY_LOG_INTERVAL = 10.0  # seconds between two "bound reached" log lines
 REQUESTS_PER_WAKEUP = 256  # read requests taken from the listening socket in one go
@@ -166,6 +169,7 @@ class BootServer(BaseServer):
         timeout: int = 5,
         metrics: TftpMetrics | None = None,
         max_transfers: int = DEFAULT_MAX_TRANSFERS,
+        max_per_client: int = DEFAULT_MAX_PER_CLIENT,
         rcvbuf: int = DEFAULT_RCVBUF,
         cache: ContentCache | None = None,
     ):
@@ -188,6 +192,9 @@ class BootServer(BaseServer):
         self.metrics = metrics if metrics is not None else TftpMetrics()
         self.cache = cache if cache is not None else ContentCache()
         self.max_transfers = max_transfers
+        self.max_per_client = max_per_client
+        self._per_client: dict[str, int] = {}  # address -> transfers starting or running
+        self._per_client_logged: dict[str, float] = {}
         self._listener_fd = self._listener.fileno()
         self._poller = select.epoll()
         self._poller.register(self._listener_fd, select.EPOLLIN)
@@ -375,6 +382,9 @@ class BootServer(BaseServer):
         if len(self._by_fd) + self._resolver.pending() >= self.max_transfers:
             self._refuse_busy(peer, path, now)
             return
+        if self._per_client.get(peer[0], 0) >= self.max_per_client:
+            self._refuse_per_client(peer, path, now)
+            return
         self._recent[key] = now
         options = OrderedDict([("mode", mode)])
         for i in range(2, len(words) - 1, 2):
@@ -405,8 +415,34 @@ class BootServer(BaseServer):
             )
             self._busy_logged, self._busy_dropped = now, 0
 
+    def _refuse_per_client(self, peer: tuple, path: str, now: float) -> None:
+        """One address at its bound: log, count, and say so (an ERROR, not silence)."""
+        last = self._per_client_logged.get(peer[0], -BUSY_LOG_INTERVAL)
+        if now - last >= BUSY_LOG_INTERVAL:
+            if len(self._per_client_logged) > 4096:
+                self._per_client_logged.clear()
+            self._per_client_logged[peer[0]] = now
+            log.warning(
+                "tftp: %s has %d transfers running, its bound (PUREBOOT_TFTP_MAX_PER_CLIENT); "
+                "refused %s (logged at most once per %d s per address)",
+                peer[0],
+                self._per_client.get(peer[0], 0),
+                path,
+                BUSY_LOG_INTERVAL,
+            )
+        self.metrics.refused_per_client.inc()
+        self._send_error(peer, ERR_ACCESS, "Too many transfers from your address")
+
+    def _client_done(self, address: str) -> None:
+        left = self._per_client.get(address, 0) - 1
+        if left > 0:
+            self._per_client[address] = left
+        else:
+            self._per_client.pop(address, None)
+
     def _start(self, key: tuple, peer: tuple, path: str, options: OrderedDict, now: float) -> None:
         self._starting.add(key)
+        self._per_client[peer[0]] = self._per_client.get(peer[0], 0) + 1
 
         def resolved(result: Result) -> None:
             self._starting.discard(key)
@@ -418,6 +454,7 @@ class BootServer(BaseServer):
         """Start the transfer the resolver decided (``received``: when the request came)."""
         reader, kind = self._reader(result, options.get("mode") == "netascii")
         if reader is None:
+            self._client_done(peer[0])
             self.metrics.started.labels(kind).inc()
             self._send_error(peer, ERR_NOT_FOUND, "File not found", fresh_port=True)
             self._log_and_count(
@@ -433,6 +470,7 @@ class BootServer(BaseServer):
             sock = socket.socket(self._family, socket.SOCK_DGRAM)
         except OSError as exc:  # EMFILE: the client resends its request
             reader.close()
+            self._client_done(peer[0])
             log.error("tftp: no socket for %s from %s: %s", path, peer[0], exc)
             return
         try:
@@ -448,6 +486,7 @@ class BootServer(BaseServer):
         except Exception:  # never let one request take the server down
             sock.close()
             reader.close()
+            self._client_done(peer[0])
             log.exception("tftp: could not start a transfer of %s for %s", path, peer[0])
             return
         self._by_fd[sock.fileno()] = transfer
@@ -483,6 +522,7 @@ class BootServer(BaseServer):
         transfer.sock.close()
         del self._by_fd[fd]
         self._by_request.pop(self._key_of.pop(fd), None)
+        self._client_done(transfer.peer[0])
         self._log_and_count(transfer.report())
         self.metrics.active.dec()
 

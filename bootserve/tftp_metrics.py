@@ -114,6 +114,12 @@ class TftpMetrics:
             "Transfers running now.",
             registry=r,
         )
+        self.refused_per_client = Counter(
+            "pureboot_tftp_requests_refused_per_client",
+            "Read requests refused because their address already ran its bound of "
+            "concurrent transfers (PUREBOOT_TFTP_MAX_PER_CLIENT).",
+            registry=r,
+        )
         self.refused_busy = Counter(
             "pureboot_tftp_requests_refused_busy",
             "Read requests dropped because the bound on concurrent transfers was reached "

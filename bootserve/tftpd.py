@@ -29,6 +29,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=5)
     parser.add_argument("--timeout", type=int, default=5)
     parser.add_argument("--max-transfers", type=int, default=1000)
+    parser.add_argument("--max-per-client", type=int, default=16)
     parser.add_argument("--rcvbuf", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--cache-mb", type=int, default=64)
     parser.add_argument("--helper-idle", type=float, default=600.0)
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
             retries=options.retries,
             timeout=options.timeout,
             max_transfers=options.max_transfers,
+            max_per_client=options.max_per_client,
             rcvbuf=options.rcvbuf,
             cache=ContentCache(budget=options.cache_mb * 1024 * 1024),
         )
@@ -64,7 +66,8 @@ def main(argv: list[str]) -> int:
         return 1
     print(
         f"TFTP on {options.address}:{options.port}, boot root {options.boot_root}, at most "
-        f"{options.max_transfers} transfers, receive buffer {server.rcvbuf} bytes",
+        f"{options.max_transfers} transfers ({options.max_per_client} per address), "
+        f"receive buffer {server.rcvbuf} bytes",
         flush=True,
     )
     if options.metrics_port:

@@ -375,6 +375,9 @@ PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)
 # client resends), its listening socket's receive buffer, and the memory its
 # cache of small boot files may hold (files over 8 MiB are never cached).
 PUREBOOT_TFTP_MAX_TRANSFERS = _env_int("PUREBOOT_TFTP_MAX_TRANSFERS", 1000, 1)
+# One client address's concurrent transfers at most, so one host cannot take
+# every slot (a PXE client fetches its files one after another).
+PUREBOOT_TFTP_MAX_PER_CLIENT = _env_int("PUREBOOT_TFTP_MAX_PER_CLIENT", 16, 1)
 PUREBOOT_TFTP_RCVBUF = _env_int("PUREBOOT_TFTP_RCVBUF", 4 * 1024 * 1024, 65536)
 PUREBOOT_TFTP_CACHE_MB = _env_int("PUREBOOT_TFTP_CACHE_MB", 64, 0)
 # Its database helper (PXELINUX/GRUB/Pi configs) exits after this long unused.

@@ -161,9 +161,10 @@ def test_block_numbers_wrap_past_65535(serve):
         assert data == content
 
 
-def hold_a_transfer(port: int, path: str) -> tuple[socket.socket, bytes]:
+def hold_a_transfer(port: int, path: str, source: str = "") -> tuple[socket.socket, bytes]:
     """Start a transfer, take its first block and never acknowledge it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
     sock.settimeout(5)
     sock.sendto(tftpclient._request(1, path, {}), ("127.0.0.1", port))
     packet, _ = sock.recvfrom(70000)
@@ -193,6 +194,34 @@ def test_the_bound_on_concurrent_transfers(serve, caplog):
     assert sample(srv, "pureboot_tftp_duplicate_requests_total") == 0
     holder.close()
     waiting.close()
+
+
+def test_one_address_cannot_take_every_transfer_slot(serve, caplog):
+    """Red team: one host opened all 1,000 slots and every other client timed out."""
+    caplog.set_level(logging.INFO, logger="pureboot.tftp")
+    srv, port = serve(max_transfers=50, max_per_client=4, timeout=5)
+    held = [hold_a_transfer(port, "small.bin", source="127.0.0.2")[0] for _ in range(4)]
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flooder.bind(("127.0.0.2", 0))
+    flooder.settimeout(2)
+    flooder.sendto(tftpclient._request(1, "small.bin", {}), ("127.0.0.1", port))
+    packet, _ = flooder.recvfrom(70000)
+    assert packet[:4] == struct.pack("!HH", 5, 2)  # ERROR, access violation: not silence
+    assert b"Too many transfers from your address" in packet
+    assert sample(srv, "pureboot_tftp_requests_refused_per_client_total") == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("127.0.0.2 has 4 transfers running" in w for w in warnings)
+    # Everyone else is served at once, while the flooder holds its four.
+    began = time.monotonic()
+    assert tftpclient.read("127.0.0.1", port, "small.bin")[0] == SMALL
+    assert time.monotonic() - began < 2
+    wait_for(lambda: sample(srv, "pureboot_tftp_transfers_active") == 4)
+    # Its slots come back as its transfers end.
+    for sock in held:
+        sock.close()
+    wait_for(lambda: sample(srv, "pureboot_tftp_transfers_active") == 0, seconds=8)
+    assert srv._per_client == {}
+    flooder.close()
 
 
 def holder_port(srv) -> int:

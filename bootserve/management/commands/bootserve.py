@@ -38,6 +38,13 @@ class Command(BaseCommand):
             "client resends them (default PUREBOOT_TFTP_MAX_TRANSFERS, 1000)",
         )
         parser.add_argument(
+            "--max-per-client",
+            type=int,
+            default=settings.PUREBOOT_TFTP_MAX_PER_CLIENT,
+            help="concurrent transfers of one client address at most; past it its read "
+            "requests get an error (default PUREBOOT_TFTP_MAX_PER_CLIENT, 16)",
+        )
+        parser.add_argument(
             "--metrics-port",
             type=int,
             default=settings.PUREBOOT_TFTP_METRICS_PORT,
@@ -57,6 +64,7 @@ class Command(BaseCommand):
         retries,
         timeout,
         max_transfers,
+        max_per_client,
         metrics_port,
         metrics_address,
         **options,
@@ -71,6 +79,8 @@ class Command(BaseCommand):
             raise CommandError("--timeout: use 1-255 seconds; --retries: use 0-100")
         if max_transfers < 1:
             raise CommandError(f"--max-transfers {max_transfers}: use 1 or more")
+        if max_per_client < 1:
+            raise CommandError(f"--max-per-client {max_per_client}: use 1 or more")
         files = raise_open_file_limit(max_transfers + FILES_BESIDES_TRANSFERS)
         if files < max_transfers + FILES_BESIDES_TRANSFERS:
             bound = max(1, files - FILES_BESIDES_TRANSFERS)
@@ -84,7 +94,7 @@ class Command(BaseCommand):
             "--address", address, "--port", str(port),
             "--boot-root", str(settings.PUREBOOT_BOOT_ROOT),
             "--retries", str(retries), "--timeout", str(timeout),
-            "--max-transfers", str(max_transfers),
+            "--max-transfers", str(max_transfers), "--max-per-client", str(max_per_client),
             "--rcvbuf", str(settings.PUREBOOT_TFTP_RCVBUF),
             "--cache-mb", str(settings.PUREBOOT_TFTP_CACHE_MB),
             "--helper-idle", str(settings.PUREBOOT_TFTP_HELPER_IDLE_SECONDS),
