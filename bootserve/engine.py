@@ -12,8 +12,10 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 | unknown machine             | register as discovered and wait (discovery on)   |
 | discovered, failed          | wait: show the node, poll, then boot the disk    |
 | pending, reprovision        | install (performs start_install)                 |
-| installing                  | install again while attempts < limit, else fail  |
-|                             | and boot the disk                                |
+| installing                  | the same install within one boot session (no    |
+|                             | new attempt counted); a later boot: install      |
+|                             | again while attempts < limit, else fail and boot |
+|                             | the disk                                         |
 | installed, active           | boot the local disk (Rule B)                     |
 | deprovisioning, migrating   | agent (placeholder until the agent exists)       |
 | retired                     | no answer                                        |
@@ -42,6 +44,7 @@ class Step(StrEnum):
     REGISTER = "register"  # create the node as discovered
     START_INSTALL = "start_install"  # pending/reprovision -> installing
     RETRY_INSTALL = "retry_install"  # installing: count one more attempt
+    CONTINUE_INSTALL = "continue_install"  # installing, same boot session: no new attempt
     FAIL = "fail"  # installing -> failed (attempt limit reached)
 
 
@@ -67,6 +70,9 @@ class NodeFacts:
     firmware: str
     install_attempts: int
     can_install: bool  # its pinned workflow has a boot to install from
+    # The current install attempt began within the boot-session window: a
+    # request now is the same boot asking again, not a new attempt.
+    in_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Policy:
     poll_seconds: int = 10
     wait_seconds: int = 600
     max_install_attempts: int = 3
+    session_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,14 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
             )
         return Decision(Kind.INSTALL, Step.START_INSTALL, f"{state}: starting the install", fw)
     if state == S.INSTALLING:
+        if node.in_session and node.can_install:
+            return Decision(
+                Kind.INSTALL,
+                Step.CONTINUE_INSTALL,
+                f"installing: attempt {node.install_attempts} of {policy.max_install_attempts} "
+                "under way",
+                fw,
+            )
         if node.install_attempts >= policy.max_install_attempts:
             return Decision(
                 Kind.LOCAL,

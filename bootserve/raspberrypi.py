@@ -252,25 +252,25 @@ class Boots:
 BOOTS = Boots()
 
 
-def answer_request(request: PiPath, *, base_url: str) -> PiAnswer:
+def answer_request(request: PiPath, *, base_url: str, source: str = "") -> PiAnswer:
     """Answer one request of a Pi boot, performing the boot's step on its boot request."""
     boot = BOOTS.get(request.serial)
     first = request.name in FIRST_FILES
     if first and boot is None:
-        return _boot_request(request.serial, base_url)
+        return _boot_request(request.serial, base_url, source)
     answer = current_answer(request.serial, base_url=base_url)
     if boot is None:
         return answer
     if first and answer.state != boot.state:
-        return _boot_request(request.serial, base_url)
+        return _boot_request(request.serial, base_url, source)
     BOOTS.touch(request.serial)
     if request.name == kernel_files(answer.arch).initramfs:
         BOOTS.end(request.serial)  # its last file: the Pi's next request is a new boot
     return answer
 
 
-def _boot_request(serial: str, base_url: str) -> PiAnswer:
-    handle_boot(_client(serial), base_url=base_url)
+def _boot_request(serial: str, base_url: str, source: str = "") -> PiAnswer:
+    handle_boot(_client(serial), base_url=base_url, source=source)
     answer = current_answer(serial, base_url=base_url)
     BOOTS.start(serial, answer.state)
     if answer.decision.kind == Kind.INSTALL and answer.install and not answer.serves:
@@ -282,9 +282,11 @@ def _boot_request(serial: str, base_url: str) -> PiAnswer:
     return answer
 
 
-def serve(request: PiPath, *, base_url: str, boot_root: Path) -> bytes | Path | None:
+def serve(
+    request: PiPath, *, base_url: str, boot_root: Path, source: str = ""
+) -> bytes | Path | None:
     """The bytes or boot-root file for one Pi request, or None for "not found"."""
-    answer = answer_request(request, base_url=base_url)
+    answer = answer_request(request, base_url=base_url, source=source)
     if not answer.serves or answer.install is None:
         return None
     name = request.name

@@ -28,6 +28,7 @@ from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.models import WorkflowRun
 
+from . import discovery
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
 from .install import InstallBoot, boot_task, node_install_boot
 
@@ -47,6 +48,7 @@ def policy() -> Policy:
         poll_seconds=settings.PUREBOOT_BOOT_POLL_SECONDS,
         wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
         max_install_attempts=settings.PUREBOOT_MAX_INSTALL_ATTEMPTS,
+        session_seconds=settings.PUREBOOT_BOOT_SESSION_SECONDS,
     )
 
 
@@ -70,6 +72,7 @@ def find_node(client: Client) -> Node | None:
 
 
 def facts(node: Node) -> NodeFacts:
+    window = timedelta(seconds=settings.PUREBOOT_BOOT_SESSION_SECONDS)
     return NodeFacts(
         id=node.pk,
         name=str(node),
@@ -78,6 +81,8 @@ def facts(node: Node) -> NodeFacts:
         firmware=node.firmware,
         install_attempts=node.install_attempts,
         can_install=boot_task(node.workflow_version) is not None,
+        in_session=node.install_attempt_at is not None
+        and node.install_attempt_at > timezone.now() - window,
     )
 
 
@@ -91,34 +96,56 @@ def peek(client: Client) -> Decision:
     return decide(facts(node) if node else None, client, policy())
 
 
-def handle_boot(client: Client, *, base_url: str) -> BootAnswer:
-    """Decide what ``client`` boots and perform the lifecycle step that implies."""
+def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswer:
+    """Decide what ``client`` boots and perform the lifecycle step that implies.
+
+    A step that changes the node is decided again under the node's row lock,
+    so concurrent requests of one machine see each other's work: one starts
+    the install, the others get the same install, and none fails on a
+    transition another already made. ``source`` is the requesting address
+    (discovery is bounded per source, ``bootserve.discovery``).
+    """
     node = find_node(client)
     decision = decide(facts(node) if node else None, client, policy())
     now = timezone.now()
     if decision.step == Step.REGISTER:
+        if not discovery.admit(source):
+            refused = Decision(Kind.IGNORE, Step.NONE, discovery.REFUSED, decision.firmware)
+            return BootAnswer(refused, None)
         node = _register(client)
         return BootAnswer(decision, node)
     if node is None:
         return BootAnswer(decision, None)
     if seen_long_ago(node.last_seen_at, now):
         Node.objects.filter(pk=node.pk).update(last_seen_at=now)
+    if decision.step == Step.NONE:
+        return BootAnswer(decision, node)
+    with transaction.atomic():
+        node = (
+            Node.objects.select_for_update(of=("self",))
+            .select_related("workflow_version__workflow")
+            .get(pk=node.pk)
+        )
+        decision = decide(facts(node), client, policy())  # again, under the lock
+        return _perform(decision, node, base_url)
+
+
+def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
+    """Do the step ``decision`` names to ``node`` (locked by the caller)."""
     if decision.step == Step.START_INSTALL:
         node, run, token = workflow_services.start_install(node.pk)
         return _install_answer(decision, node, token, base_url)
-    if decision.step == Step.RETRY_INSTALL:
-        Node.objects.filter(pk=node.pk).update(install_attempts=node.install_attempts + 1)
+    if decision.step in (Step.RETRY_INSTALL, Step.CONTINUE_INSTALL):
+        if decision.step == Step.RETRY_INSTALL:  # a new boot: one more attempt
+            Node.objects.filter(pk=node.pk).update(
+                install_attempts=node.install_attempts + 1, install_attempt_at=timezone.now()
+            )
         run = WorkflowRun.objects.filter(node=node, status=RunStatus.RUNNING).first()
         if run is None:  # installing without a run (e.g. set by hand): nothing to serve
             return BootAnswer(decision, node)
         return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
     if decision.step == Step.FAIL:
-        try:
-            node = node_services.perform(
-                node.pk, "fail", node_services.SYSTEM, reason=decision.reason
-            )
-        except node_services.IllegalTransition:
-            pass  # moved on meanwhile; the local-disk answer is right anyway
+        node = node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=decision.reason)
     return BootAnswer(decision, node)
 
 

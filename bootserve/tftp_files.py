@@ -31,14 +31,14 @@ def resolve(path: str, peer: tuple) -> bytes | Path | None:
     for module, firmware in ((pxelinux, "bios"), (grub, "uefi")):
         parsed = module.parse_config_name(path)
         if parsed is not None:
-            return _config(module, firmware, parsed)
+            return _config(module, firmware, parsed, peer[0])
     pi = raspberrypi.parse_path(path)
     if pi is not None:
-        return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root)
+        return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root, source=peer[0])
     return static_file(root, path)
 
 
-def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | None:
+def _config(module, firmware: str, parsed: tuple[str, str | None], source: str) -> bytes | None:
     kind, value = parsed
     if kind == "default":
         return module.render_default().encode("ascii", "replace")
@@ -47,7 +47,7 @@ def _config(module, firmware: str, parsed: tuple[str, str | None]) -> bytes | No
         uuid=value if kind == "uuid" else None,
         firmware=firmware,
     )
-    answer = handle_boot(client, base_url=_base_url())
+    answer = handle_boot(client, base_url=_base_url(), source=source)
     if answer.decision.kind == Kind.IGNORE:
         return None
     if kind == "uuid" and answer.node is None:

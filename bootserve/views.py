@@ -18,6 +18,7 @@ from django.views.decorators.http import require_safe
 
 from nodes.choices import Firmware
 from nodes.identifiers import normalize_mac, normalize_pi_serial, normalize_uuid
+from nodes.permissions import can_access_node
 from pureboot.http import serve_file
 from workflows.context import public_base_url
 
@@ -89,7 +90,7 @@ def boot_ipxe(request):
             "Send at least one of mac, uuid, serial.\n", content_type="text/plain; charset=utf-8"
         )
     base_url = public_base_url(request)
-    answer = handle_boot(client, base_url=base_url)
+    answer = handle_boot(client, base_url=base_url, source=request.META.get("REMOTE_ADDR", ""))
     if answer.decision.kind == Kind.IGNORE:
         raise Http404("No boot answer for this machine.")
     node = answer.node
@@ -110,25 +111,35 @@ def boot_ipxe(request):
 
 @require_safe
 def next_instructions(request):
-    """``GET /api/v1/next?mac=…``: what the machine would be told now, as JSON. Read-only."""
+    """``GET /api/v1/next?mac=…``: what the machine would be told now, as JSON. Read-only.
+
+    Anyone on the boot network may ask, so the answer is only what a booting
+    machine needs: what to do (``install``, ``wait``, ``local``, ``ignore``).
+    A signed-in user who may see the node also gets its id, state, workflow,
+    boot files and tasks.
+    """
     try:
         client = client_from(request.GET)
     except ValueError as exc:
         return JsonResponse({"detail": str(exc), "code": "invalid"}, status=400)
-    node = find_node(client) if (client.macs or client.uuid or client.serial) else None
-    if node is None:
+    if not (client.macs or client.uuid or client.serial):
         return JsonResponse(
-            {"detail": "No node has these identifiers.", "code": "not_found"}, status=404
+            {"detail": "Send at least one of mac, uuid, serial.", "code": "invalid"}, status=400
         )
-    decision = decide(facts(node), client, policy())
+    node = find_node(client)
+    decision = decide(facts(node) if node else None, client, policy())
+    answer = {"action": decision.kind.value}
+    user = request.user
+    if node is None or not (user.has_perm("nodes.view_node") and can_access_node(user, node)):
+        return JsonResponse(answer)
     version = node.workflow_version
     tasks = version.tasks if version else []
     boot = next((t for t in tasks if t["type"] == "pxe_boot"), {})
     return JsonResponse(
         {
+            **answer,
             "node": node.pk,
             "state": node.state,
-            "action": decision.kind.value,
             "reason": decision.reason,
             "workflow": version.workflow.name if version else None,
             "version": version.number if version else None,

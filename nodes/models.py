@@ -134,6 +134,13 @@ class Node(ConcurrentTransitionMixin, models.Model):
     )
     state_changed_at = models.DateTimeField(default=timezone.now)
     install_attempts = models.PositiveIntegerField(default=0)
+    install_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the current install attempt began: boot requests within the boot "
+        "session window (PUREBOOT_BOOT_SESSION_SECONDS) belong to it and count no new attempt.",
+    )
     ever_installed = models.BooleanField(
         default=False,
         editable=False,
@@ -225,6 +232,7 @@ class Node(ConcurrentTransitionMixin, models.Model):
     @_fsm(lc.START_INSTALL)
     def start_install(self) -> None:
         self.install_attempts += 1
+        self.install_attempt_at = timezone.now()
 
     @_fsm(lc.COMPLETE_INSTALL)
     def complete_install(self) -> None:

@@ -362,6 +362,14 @@ PUREBOOT_INSTALL_TIMEOUT_MINUTES = _env_int("PUREBOOT_INSTALL_TIMEOUT_MINUTES", 
 # Boot path: register unknown machines as discovered; how a waiting machine
 # polls; how many install boots a node gets before it is failed.
 PUREBOOT_DISCOVERY = _env_bool("PUREBOOT_DISCOVERY", True)
+# Unauthenticated discovery is bounded (bootserve/discovery.py): new machines
+# registered a minute per source address (0: no limit), and the nodes that may
+# wait in `discovered` at once (0: no cap).
+PUREBOOT_DISCOVERY_RATE = _env_int("PUREBOOT_DISCOVERY_RATE", 30, 0)
+PUREBOOT_DISCOVERY_MAX = _env_int("PUREBOOT_DISCOVERY_MAX", 2000, 0)
+# Boot requests within this many seconds of the start of an install attempt
+# belong to that boot and count no new attempt.
+PUREBOOT_BOOT_SESSION_SECONDS = _env_int("PUREBOOT_BOOT_SESSION_SECONDS", 120, 1)
 PUREBOOT_BOOT_POLL_SECONDS = _env_int("PUREBOOT_BOOT_POLL_SECONDS", 10, 1)
 PUREBOOT_BOOT_WAIT_SECONDS = _env_int("PUREBOOT_BOOT_WAIT_SECONDS", 600, 1)
 PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)

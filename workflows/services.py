@@ -196,8 +196,10 @@ def start_install(node_id: int, actor: node_services.Actor = node_services.SYSTE
 
 def issue_token(run: WorkflowRun) -> str:
     """A signed token naming the run; nothing secret is stored server-side."""
-    return signing.dumps(
-        {"r": run.pk, "n": run.node_id, "x": run.token_nonce}, salt=TOKEN_SALT, compress=False
+    # No timestamp: every boot request of one install gets the same token (and
+    # so the same answer); the run's status and nonce decide how long it is good.
+    return signing.Signer(salt=TOKEN_SALT).sign_object(
+        {"r": run.pk, "n": run.node_id, "x": run.token_nonce}
     )
 
 
@@ -210,9 +212,14 @@ def resolve_token(token: str, *, for_first_boot: bool = False) -> WorkflowRun:
     if not token or len(token) > 512:
         raise TokenInvalid("no token")
     try:
-        data = signing.loads(token, salt=TOKEN_SALT)
+        data = signing.Signer(salt=TOKEN_SALT).unsign_object(token)
     except signing.BadSignature:
-        raise TokenInvalid("bad signature") from None
+        try:  # a token issued before tokens dropped their timestamp
+            data = signing.loads(token, salt=TOKEN_SALT)
+        except signing.BadSignature:
+            raise TokenInvalid("bad signature") from None
+    except ValueError:
+        raise TokenInvalid("malformed token") from None
     if not isinstance(data, dict) or not isinstance(data.get("r"), int):
         raise TokenInvalid("malformed token")
     run = (

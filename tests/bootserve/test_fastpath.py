@@ -7,6 +7,7 @@ whether the fast path answered or passed the request on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import BytesIO
 from wsgiref.util import setup_testing_defaults
 
@@ -14,6 +15,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from bootserve import fastpath, queries
 from bootserve.fastpath import BootFastPath
@@ -189,12 +191,17 @@ def test_other_methods_are_refused_by_the_view():
 def test_lifecycle_steps_go_through_django():
     node = assign(make_node(macs=[MAC]))
     recorder = Recorder()
-    for attempt in (1, 2):  # start the install, then retry it
+    # Start the install; ask again in the same boot; a later boot retries it.
+    for passed, attempts in ((1, 1), (2, 1), (3, 2)):
+        if passed == 3:
+            Node.objects.filter(pk=node.pk).update(
+                install_attempt_at=timezone.now() - timedelta(minutes=10)
+            )
         status, _, body = call(BootFastPath(recorder), f"mac={MAC}")
-        assert recorder.passed == attempt and status == 200
+        assert recorder.passed == passed and status == 200
         assert b"kernel http://testserver/boot/files/ubuntu/vmlinuz" in body
         node.refresh_from_db()
-        assert node.state == "installing" and node.install_attempts == attempt
+        assert node.state == "installing" and node.install_attempts == attempts
 
 
 def test_unknown_machines_retired_ones_and_discovery_off_go_through_django(settings):
@@ -225,6 +232,7 @@ def test_each_transition_shows_in_the_next_answer():
 
 def test_failed_install_shows_in_the_next_answer(settings):
     settings.PUREBOOT_MAX_INSTALL_ATTEMPTS = 1
+    settings.PUREBOOT_BOOT_SESSION_SECONDS = 0  # every request here is a new boot
     node = assign(make_node(macs=[MAC]))
     assert b"kernel " in call(application, f"mac={MAC}")[2]  # attempt 1
     assert b"booting the local disk" in call(application, f"mac={MAC}")[2]  # limit: failed

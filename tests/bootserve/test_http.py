@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from nodes import services as node_services
 from nodes.models import Node, NodeEvent
-from tests.factories import make_node, make_workflow
+from tests.factories import make_node, make_user, make_workflow
 from workflows.models import WorkflowRun
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +79,7 @@ def test_pending_node_gets_its_install_and_starts_it(client):
 
 def test_installing_retries_then_fails_and_boots_locally(client, settings):
     settings.PUREBOOT_MAX_INSTALL_ATTEMPTS = 2
+    settings.PUREBOOT_BOOT_SESSION_SECONDS = 0  # every request here is a new boot
     node = make_node(macs=[MAC])
     node_services.perform(
         node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
@@ -129,19 +130,24 @@ def test_head_is_answered(client):
 
 
 def test_next_is_read_only_json(client):
+    """Anyone gets what a booting machine needs; a signed-in user who may see the node, more."""
     node = make_node(macs=[MAC])
     node_services.perform(
         node.pk, "assign", node_services.SYSTEM, workflow=make_workflow("netboot", NETBOOT)
     )
     resp = client.get("/api/v1/next", {"mac": "52-54-00-12-34-56"})
     assert resp.status_code == 200
-    body = resp.json()
+    assert resp.json() == {"action": "install"}  # no state, workflow, steps or node id
+    unknown = client.get("/api/v1/next", {"mac": "52:54:00:99:99:99"})
+    assert unknown.status_code == 200 and set(unknown.json()) == {"action"}
+    assert client.get("/api/v1/next", {"mac": "bad"}).status_code == 400
+    client.force_login(make_user("Admin"))
+    body = client.get("/api/v1/next", {"mac": "52-54-00-12-34-56"}).json()
     assert body["workflow"] == "netboot" and body["action"] == "install"
-    assert body["kernel"] == "/ubuntu/vmlinuz"
+    assert body["kernel"] == "/ubuntu/vmlinuz" and body["state"] == "pending"
     assert "install/" not in str(body)  # no token, nothing secret
     assert Node.objects.get(pk=node.pk).state == "pending"  # read-only
-    assert client.get("/api/v1/next", {"mac": "52:54:00:99:99:99"}).status_code == 404
-    assert client.get("/api/v1/next", {"mac": "bad"}).status_code == 400
+    assert not Node.objects.filter(interfaces__mac="52:54:00:99:99:99").exists()
 
 
 def test_boot_files_with_range_and_no_escape(client, settings, tmp_path):

@@ -202,6 +202,7 @@ def _run_of(cmdline: bytes) -> int:
 @pytest.mark.django_db
 def test_each_boot_retries_once_until_the_limit_then_fails(boot_root, settings):
     settings.PUREBOOT_MAX_INSTALL_ATTEMPTS = 2
+    settings.PUREBOOT_BOOT_SESSION_SECONDS = 0  # each Pi boot here is a new boot session
     node = pending_pi()
     first = boot()
     assert Node.objects.get(pk=node.pk).install_attempts == 1
@@ -228,7 +229,8 @@ def test_the_last_allowed_attempt_still_gets_its_files(boot_root, settings):
 
 
 @pytest.mark.django_db
-def test_a_boot_without_its_initramfs_ends_when_the_pi_goes_quiet(boot_root, clock):
+def test_a_boot_without_its_initramfs_ends_when_the_pi_goes_quiet(boot_root, clock, settings):
+    settings.PUREBOOT_BOOT_SESSION_SECONDS = 0  # each Pi boot here is a new boot session
     node = pending_pi()
     boot(sequence=["start4.elf", "config.txt", "start4.elf", "fixup4.dat"])
     clock.now += 10
