@@ -36,6 +36,8 @@ limit_request_fields = 64
 limit_request_field_size = 8190
 # nginx logs the accesses; gunicorn logs its own errors only.
 accesslog = None
+# Request lines (access log, error log) with node tokens and passwords redacted.
+logger_class = "pureboot.gunicorn_logging.RedactingLogger"
 loglevel = "warning"
 # nginx on the same host is the only proxy whose forwarded headers count.
 forwarded_allow_ips = "127.0.0.1,::1"

@@ -426,14 +426,25 @@ PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DI
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 
+# Every handler redacts node tokens, passwords and bearer tokens
+# (pureboot/logredact.py); the development server's request lines included.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "pureboot.logredact.RedactSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("PUREBOOT_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
+# Celery workers log through the handlers above (redaction included).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- four-eye approvals -----------------------------------------------------
 # How long a request waits for its approvals (hours), per action name where

@@ -8,6 +8,7 @@ never through a worker; boot scripts and refusals stay Django's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -67,6 +69,13 @@ def render_template(values: dict[str, str]) -> str:
     return text
 
 
+class Stack(NamedTuple):
+    web: str  # nginx
+    app: str  # gunicorn
+    work: Path  # its folder: logs, var, boot root
+    env: dict  # the web process's environment
+
+
 @pytest.fixture(scope="module")
 def stack():
     """(nginx base URL, gunicorn base URL) of a running stack; stopped afterwards."""
@@ -103,6 +112,7 @@ def stack():
             "PUREBOOT_BOOT_ROOT": str(work / "boot"),
             "PUREBOOT_IMAGE_ROOT": str(work / "images"),
             "PUREBOOT_STATIC_ROOT": str(work / "var" / "static"),
+            "PUREBOOT_NGINX_ACCESS_LOG": str(work / "pureboot.access.log"),
         }
     )
     (work / "pureboot.conf").write_text(conf)
@@ -124,6 +134,7 @@ def stack():
     procs = [
         subprocess.Popen(
             [str(gunicorn), "-c", str(REPO / "deploy" / "gunicorn.conf.py"), "--workers", "1"]
+            + ["--access-logfile", str(work / "gunicorn.access.log")]
             + ["--bind", f"127.0.0.1:{app_port}", "pureboot.wsgi"],
             env=env,
             cwd=REPO,
@@ -139,7 +150,7 @@ def stack():
     try:
         _wait(f"http://127.0.0.1:{app_port}/boot/ipxe", procs[0], work / "gunicorn.log")
         _wait(f"http://127.0.0.1:{web_port}/boot/ipxe", procs[1], work / "nginx.log")
-        yield f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}"
+        yield Stack(f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}", work, env)
     finally:
         for proc in procs:
             stop(proc)
@@ -159,14 +170,14 @@ def fetch(url: str, method: str = "GET", data: bytes | None = None, **headers):
 
 
 def test_django_only_names_the_file(stack):
-    _, app = stack
+    app = stack.app
     status, headers, body = fetch(f"{app}/boot/files/ubuntu/vmlinuz")
     assert status == 200 and body == b""
     assert headers["X-Accel-Redirect"] == "/protected-boot/ubuntu/vmlinuz"
 
 
 def test_nginx_sends_the_kernel_with_range_and_head(stack):
-    web, _ = stack
+    web = stack.web
     status, headers, body = fetch(f"{web}/boot/files/ubuntu/vmlinuz")
     assert status == 200 and body == KERNEL
     assert "X-Accel-Redirect" not in headers and headers["Server"].startswith("nginx")
@@ -178,7 +189,7 @@ def test_nginx_sends_the_kernel_with_range_and_head(stack):
 
 
 def test_internal_locations_and_escapes_stay_closed(stack):
-    web, _ = stack
+    web = stack.web
     assert fetch(f"{web}/protected-boot/ubuntu/vmlinuz")[0] == 404
     assert fetch(f"{web}/protected-images/anything")[0] == 404
     for bad in ("nope", "..%2F..%2Fetc%2Fpasswd", "ubuntu/..%2F..%2Fsecret"):
@@ -187,7 +198,7 @@ def test_internal_locations_and_escapes_stay_closed(stack):
 
 
 def test_boot_scripts_come_from_django_naming_nginx(stack):
-    web, _ = stack
+    web = stack.web
     status, headers, body = fetch(f"{web}/boot/ipxe?mac={MAC}&platform=efi")
     assert status == 200 and body.startswith(b"#!ipxe")
     assert f"chain --replace --autofree {web}/boot/ipxe?mac=".encode() in body
@@ -196,7 +207,7 @@ def test_boot_scripts_come_from_django_naming_nginx(stack):
 
 
 def test_static_files_and_request_limits(stack):
-    web, _ = stack
+    web = stack.web
     status, _, body = fetch(f"{web}/static/pureboot-test.css")
     assert status == 200 and body.startswith(b"body")
     big = b"x" * (3 * 1024 * 1024)
@@ -204,3 +215,58 @@ def test_static_files_and_request_limits(stack):
         f"{web}/api/v1/auth/token", method="POST", data=big, **{"Content-Type": "text/plain"}
     )
     assert status == 413  # nginx refuses it before a worker reads it
+
+
+# --- no secret in a log ---------------------------------------------------------
+
+INSTALL_SCRIPT = """
+from nodes import services as node_services
+from tests.factories import make_node, make_workflow
+from workflows import services
+node = make_node(macs=["52:54:00:0e:2e:77"])
+flow = make_workflow("logcheck", "name: logcheck\\ntasks:\\n  - type: pxe_boot\\n"
+                     "    kernel: /ubuntu/vmlinuz\\n    initrd: /ubuntu/vmlinuz\\n"
+                     "  - type: ubuntu_autoinstall\\n")
+node_services.perform(node.pk, "assign", node_services.SYSTEM, workflow=flow)
+print(services.start_install(node.pk)[2])
+"""
+
+
+def test_no_token_or_password_reaches_any_log(stack):
+    """Red team: node install tokens appeared in the web log on 404s."""
+    token = (
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "shell", "-c", INSTALL_SCRIPT],
+            env=stack.env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert len(token) > 20
+    password = "Sekrit-Pa55word-For-Logs"
+    for base in (stack.web, stack.app):
+        assert fetch(f"{base}/api/v1/install/{token}/user-data")[0] == 200
+        for name in ("nope", "../../etc/passwd"):  # refused: logged by Django and gunicorn
+            assert fetch(f"{base}/api/v1/install/{token}/{name}")[0] in (400, 404)
+        assert fetch(f"{base}/api/v1/install/{token}x/user-data")[0] in (403, 404)
+        assert fetch(f"{base}/api/v1/install/{token}/nope?token={token}")[0] in (400, 404)
+        status, _, _ = fetch(
+            f"{base}/api/v1/auth/token",
+            method="POST",
+            data=json.dumps({"username": "nobody", "password": password}).encode(),
+            **{"Content-Type": "application/json"},
+        )
+        assert status == 401
+        fetch(f"{base}/api/v1/nodes", Authorization=f"Bearer {token}")
+    time.sleep(0.5)  # nginx and gunicorn write their lines after answering
+    logs = [p for p in stack.work.iterdir() if p.suffix == ".log"]
+    names = {p.name for p in logs}
+    assert {"gunicorn.log", "gunicorn.access.log", "pureboot.access.log", "nginx.log"} <= names
+    seen = "".join(p.read_text(errors="replace") for p in logs)
+    assert "/api/v1/install/[redacted]/user-data" in seen  # the requests were logged...
+    assert token not in seen and token[:20] not in seen  # ...without their token
+    assert password not in seen

@@ -67,6 +67,7 @@ def stack():
             "PUREBOOT_BOOT_ROOT": str(work / "boot"),
             "PUREBOOT_IMAGE_ROOT": str(work / "images"),
             "PUREBOOT_STATIC_ROOT": str(work / "var" / "static"),
+            "PUREBOOT_NGINX_ACCESS_LOG": str(work / "pureboot.access.log"),
         }
     )
     (work / "pureboot.conf").write_text(conf)
