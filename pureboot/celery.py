@@ -27,6 +27,11 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         name="close stale install runs",
     )
     sender.add_periodic_task(
+        timedelta(minutes=15),
+        sender.signature("workflows.sweep_incoming"),
+        name="sweep abandoned upload files",
+    )
+    sender.add_periodic_task(
         timedelta(seconds=60),
         sender.signature("approvals.expire_requests"),
         name="expire approval requests",

@@ -344,6 +344,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 PUREBOOT_PUBLIC_URL = os.environ.get("PUREBOOT_PUBLIC_URL", "").strip()
 # Image templates and extracted boot files live here (content-addressed).
 PUREBOOT_IMAGE_ROOT = Path(os.environ.get("PUREBOOT_IMAGE_ROOT", VAR_DIR / "images")).resolve()
+# A temporary upload or conversion file untouched this long was abandoned (a
+# server killed mid-upload): swept at start and every 15 minutes.
+PUREBOOT_INCOMING_STALE_MINUTES = _env_int("PUREBOOT_INCOMING_STALE_MINUTES", 60, 1)
 PUREBOOT_BOOT_ROOT = Path(os.environ.get("PUREBOOT_BOOT_ROOT", VAR_DIR / "boot")).resolve()
 PUREBOOT_MAX_IMAGE_BYTES = _env_int("PUREBOOT_MAX_IMAGE_BYTES", 64 * 1024**3, 1024)
 # Set to an nginx internal location (e.g. /protected-images/) to let nginx

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import struct
 import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -37,6 +39,9 @@ SUFFIX = {
 CHUNK = 1024 * 1024
 
 
+log = logging.getLogger(__name__)
+
+
 class FormatMismatch(ValueError):
     """The file is not what its declared format says, or is truncated."""
 
@@ -49,6 +54,30 @@ def image_root() -> Path:
     root = Path(settings.PUREBOOT_IMAGE_ROOT)
     (root / ".incoming").mkdir(parents=True, exist_ok=True)
     return root
+
+
+def sweep_incoming(stale_minutes: int | None = None) -> int:
+    """Delete temporary files an interrupted upload or conversion left behind.
+
+    An upload or conversion in progress writes its file continuously, so a
+    file unmodified for ``stale_minutes`` (PUREBOOT_INCOMING_STALE_MINUTES) is
+    abandoned: a server killed mid-upload, a lost connection. Runs at start
+    (``manage.py bootstrap``) and periodically (a Celery beat task). Returns
+    how many files it deleted.
+    """
+    minutes = settings.PUREBOOT_INCOMING_STALE_MINUTES if stale_minutes is None else stale_minutes
+    cutoff = time.time() - minutes * 60
+    removed = 0
+    for path in (image_root() / ".incoming").iterdir():
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # finished (moved into place) meanwhile
+    if removed:
+        log.info("images: removed %d abandoned temporary file(s) from .incoming", removed)
+    return removed
 
 
 def kind_of(fmt: str) -> str:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import images, services
+from . import imagefiles, images, services
 
 
 @shared_task(name="workflows.convert_template_version", ignore_result=True)
@@ -15,3 +15,9 @@ def convert_template_version(version_id: int) -> None:
 def close_stale_runs() -> int:
     """Close runs whose node left `installing` without a report (their tokens die too)."""
     return services.close_stale_runs()
+
+
+@shared_task(name="workflows.sweep_incoming", ignore_result=True)
+def sweep_incoming() -> int:
+    """Delete temporary files interrupted uploads and conversions left behind."""
+    return imagefiles.sweep_incoming()

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.roles import sync_roles
+from workflows import imagefiles
 
 
 class Command(BaseCommand):
@@ -26,6 +27,9 @@ class Command(BaseCommand):
         sync_roles(Group, Permission)
         # The throttles' shared store when no Redis is configured (a no-op with Redis).
         call_command("createcachetable", verbosity=0)
+        swept = imagefiles.sweep_incoming()
+        if swept:
+            self.stdout.write(f"Removed {swept} abandoned upload file(s).")
         password_file = settings.VAR_DIR / "initial_admin_password"
         User = get_user_model()
         with transaction.atomic():
