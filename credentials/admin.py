@@ -89,11 +89,11 @@ class CredentialAdmin(admin.ModelAdmin):
             messages.error(request, "; ".join(exc.messages))
             return
         request._pureboot_approval = made
-        messages.success(
+        messages.warning(
             request,
             f"Approval request #{made.pk} created: {made.kind_label} "
             f"{made.target_label} waits for a second person until "
-            f"{made.expires_at:%Y-%m-%d %H:%M %Z}.",
+            f"{made.expires_at:%Y-%m-%d %H:%M %Z}; nothing is changed until then.",
         )
 
     def save_model(self, request, obj, form, change):
@@ -115,6 +115,22 @@ class CredentialAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self._ask(request, obj, "credential.delete", {}, {})
+
+    # Django's bulk "Delete selected" would report "Successfully deleted" while
+    # nothing is deleted yet: this action says what really happens.
+    actions = ("ask_to_delete",)
+
+    @admin.action(description="Ask to delete the selected credentials (a second person approves)")
+    def ask_to_delete(self, request, queryset):
+        for obj in queryset:
+            self._ask(request, obj, "credential.delete", {}, {})
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        if not self.has_delete_permission(request):
+            actions.pop("ask_to_delete", None)
+        return actions
 
     def _to_request(self, request):
         made = getattr(request, "_pureboot_approval", None)
