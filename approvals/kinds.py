@@ -62,10 +62,14 @@ def _fields_words(request: ApprovalRequest) -> str:
 # --- node actions -------------------------------------------------------------
 
 NODE_WORDS = {
-    "deprovision": "Its disks will be wiped.",
+    "deprovision": "It is marked for secure erasure and PureBoot stops installing it; nothing "
+    "wipes its disks yet (the on-node agent is not built), so it keeps booting its own disk "
+    "until the erasure is done by other means.",
     "reprovision": "It will be installed again; what is on its disk now is lost.",
     "retire": "It will no longer be answered by PureBoot.",
-    "migrate": "Its system will be moved to another machine.",
+    "migrate": "It is marked as migrating; nothing moves its system to other hardware yet "
+    "(the agent is not built), so it keeps booting its own disk until the migration is "
+    "cancelled.",
     "assign": "PureBoot installed this machine before: assigning a workflow installs it "
     "again, and what is on its disk now is lost.",
 }

@@ -73,6 +73,8 @@ class NodeFacts:
     # The current install attempt began within the boot-session window: a
     # request now is the same boot asking again, not a new attempt.
     in_session: bool = False
+    # The boot image its workflow names, when that image is not imported.
+    missing_image: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,22 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
     state = node.state
     if state in (S.DISCOVERED, S.FAILED):
         return Decision(Kind.WAIT, Step.NONE, f"{state}: waiting for an operator", fw)
+    if node.missing_image and state in (S.PENDING, S.REPROVISION):
+        return Decision(
+            Kind.WAIT,
+            Step.NONE,
+            f"{state}: boot image {node.missing_image!r} is not imported (manage.py import_iso); "
+            "no install starts without it",
+            fw,
+        )
+    if node.missing_image and state == S.INSTALLING:
+        return Decision(
+            Kind.LOCAL,
+            Step.FAIL,
+            f"installing: boot image {node.missing_image!r} is not imported any more; "
+            "booting the local disk",
+            fw,
+        )
     if state in (S.PENDING, S.REPROVISION):
         if not node.can_install:
             return Decision(

@@ -74,6 +74,10 @@ def render(
         if waited_rounds == 0
         else HEADER
     )
+    if waited_rounds == 0 and state not in ("discovered", "failed"):
+        # Assigned, yet waiting: say why (a workflow with no network boot, a
+        # boot image that is not imported).
+        header += f"echo PureBoot: {_quote(decision.reason)}\n"
     return (
         f"{header}"
         f"set pb_round:int32 {max(waited_rounds, 0)}\n"

@@ -26,7 +26,7 @@ from nodes.choices import Arch, Firmware, NodeState
 from nodes.models import Node, is_pi_with_serial
 from workflows import services as workflow_services
 from workflows.choices import RunStatus
-from workflows.models import WorkflowRun
+from workflows.models import BootImage, WorkflowRun
 
 from . import discovery
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
@@ -71,6 +71,15 @@ def find_node(client: Client) -> Node | None:
     )
 
 
+def _missing_image(node: Node) -> str:
+    """The boot image the node's pinned workflow boots from, if it is not imported."""
+    task = boot_task(node.workflow_version) if node.workflow_version_id else None
+    image = (task or {}).get("boot_image")
+    if image and not BootImage.objects.filter(name=image).exists():
+        return image
+    return ""
+
+
 def facts(node: Node) -> NodeFacts:
     window = timedelta(seconds=settings.PUREBOOT_BOOT_SESSION_SECONDS)
     return NodeFacts(
@@ -83,6 +92,9 @@ def facts(node: Node) -> NodeFacts:
         can_install=boot_task(node.workflow_version) is not None,
         in_session=node.install_attempt_at is not None
         and node.install_attempt_at > timezone.now() - window,
+        missing_image=_missing_image(node)
+        if node.state in (NodeState.PENDING, NodeState.REPROVISION, NodeState.INSTALLING)
+        else "",
     )
 
 

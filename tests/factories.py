@@ -39,7 +39,6 @@ tasks:
   - type: pxe_boot
     kernel: /boot/ubuntu/vmlinuz
     initrd: /boot/ubuntu/initrd
-  - type: reboot
 """
 
 

@@ -67,9 +67,11 @@ def check_definition(definition: Definition) -> CheckResult:
     for index, task in enumerate(definition.tasks):
         image = task.get("boot_image") if task["type"] == "pxe_boot" else None
         if image and not BootImage.objects.filter(name=image).exists():
-            result.warnings.append(
-                f"tasks[{index}].boot_image: no boot image {image!r} yet (import it with "
-                "manage.py import_iso)"
+            raise DefinitionError(
+                f"no boot image {image!r} is imported: import it first "
+                f"(manage.py import_iso PATH_OR_URL --name {image}); a node would otherwise "
+                "start an install it cannot boot",
+                path=f"tasks[{index}].boot_image",
             )
         if not TASK_TYPES[task["type"]].renders:
             continue

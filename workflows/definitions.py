@@ -247,4 +247,48 @@ def parse(text: str | bytes) -> Definition:
             f"a workflow has at most one installer task; found {', '.join(installers)}",
             path="tasks",
         )
+    for index, task in enumerate(tasks):
+        reason = TASK_TYPES[task["type"]].not_built
+        if reason:
+            raise DefinitionError(
+                f"task type {task['type']!r} is not available yet: {reason}",
+                path=f"tasks[{index}].type",
+            )
+    _check_folded_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
+
+
+# The steps an installer runs for PureBoot (workflows.context._fold_steps):
+# anything else would be accepted and silently never run.
+FOLDED_MANAGERS = ("auto", "apt", "dnf", "yum", "pacman")
+FOLDED_INTERPRETERS = ("bash", "sh", "python")
+
+
+def _check_folded_steps(tasks: list[dict]) -> None:
+    seen_installer = False
+    for index, task in enumerate(tasks):
+        kind = task["type"]
+        if TASK_TYPES[kind].renders:
+            seen_installer = True
+            continue
+        if kind not in ("package_install", "script_run"):
+            continue
+        path = f"tasks[{index}]"
+        if not seen_installer:
+            raise DefinitionError(
+                f"{kind} runs inside the installer: put it after the workflow's installer task "
+                "(nothing runs it before or without one)",
+                path=f"{path}.type",
+            )
+        if kind == "package_install" and task["manager"] not in FOLDED_MANAGERS:
+            raise DefinitionError(
+                f"manager {task['manager']!r} is not run yet; use one of "
+                f"{', '.join(FOLDED_MANAGERS)}",
+                path=f"{path}.manager",
+            )
+        if kind == "script_run" and task["interpreter"] not in FOLDED_INTERPRETERS:
+            raise DefinitionError(
+                f"interpreter {task['interpreter']!r} is not run yet; use one of "
+                f"{', '.join(FOLDED_INTERPRETERS)}",
+                path=f"{path}.interpreter",
+            )

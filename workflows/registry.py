@@ -119,6 +119,9 @@ class TaskType:
     firmware: tuple[str, ...] = ()  # empty: any
     # Rules across parameters: takes the cleaned params and the task's path.
     validate: Callable[[dict[str, Any], str], None] | None = None
+    # Why nothing runs this type yet (empty: something does). A workflow using
+    # it is refused when validated, naming the type, until it is built.
+    not_built: str = ""
 
     def clean(self, raw: dict[str, Any], path: str) -> dict[str, Any]:
         """Validate ``raw`` (without ``type``); return params with defaults applied."""
@@ -213,6 +216,7 @@ TASK_TYPES: dict[str, TaskType] = {
                     choices=("auto", "raw", "qcow2", "vhdx", "wim", "tar.gz", "squashfs"),
                 ),
             ),
+            not_built="the PureBoot agent that runs it on the node is not built yet",
         ),
         TaskType(
             "disk_wipe",
@@ -228,6 +232,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("passes", "int", default=1, minimum=1, maximum=35),
                 Param("disks", "list[str]", default=()),
             ),
+            not_built="the PureBoot agent that runs it on the node is not built yet",
         ),
         TaskType(
             "partition",
@@ -239,6 +244,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("layout", "choice", default="direct", choices=("direct", "lvm", "custom")),
                 Param("partitions", "list[dict]", default=()),
             ),
+            not_built="the PureBoot agent that runs it on the node is not built yet",
         ),
         TaskType(
             "domain_join",
@@ -250,6 +256,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("ou", "str", default=""),
                 Param("credential", "str", default="", help="Name of a stored credential"),
             ),
+            not_built="the PureBoot agent that runs it on the node is not built yet",
         ),
         TaskType(
             "script_run",
@@ -285,6 +292,8 @@ TASK_TYPES: dict[str, TaskType] = {
             "Restart the machine",
             NODE,
             (Param("delay", "int", default=0, minimum=0, maximum=3600),),
+            not_built="installers restart the machine themselves when they finish; a "
+            "separate reboot step is not run",
         ),
         TaskType(
             "chain_boot",
@@ -299,6 +308,8 @@ TASK_TYPES: dict[str, TaskType] = {
                 ),
                 Param("target", "str", default=""),
             ),
+            not_built="the boot path does not read it: installed machines boot their local "
+            "disk, and nothing hands over to another boot loader yet",
         ),
         TaskType(
             "ubuntu_autoinstall",
@@ -361,6 +372,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("disks", "list[dict]", default=()),
                 Param("networks", "list[dict]", default=()),
             ),
+            not_built="the hypervisor drivers that run it are not built yet",
         ),
         TaskType(
             "ovirt_vm_start",
@@ -370,12 +382,14 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("wait_for_ip", "bool", default=False),
                 Param("timeout", "int", default=600, minimum=1, maximum=86400),
             ),
+            not_built="the hypervisor drivers that run it are not built yet",
         ),
         TaskType(
             "ovirt_vm_configure",
             "Configure an oVirt/RHV VM (cloud-init)",
             CONTROLLER,
             (Param("cloud_init", "dict", default={}),),
+            not_built="the hypervisor drivers that run it are not built yet",
         ),
         TaskType(
             "template_sync",
@@ -385,6 +399,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("hypervisor", "str", default=""),
                 Param("templates", "list[str]", default=()),
             ),
+            not_built="the hypervisor drivers that run it are not built yet",
         ),
         TaskType(
             "live_migrate",
@@ -394,6 +409,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("target_host", "str", default=""),
                 Param("hypervisor", "str", default=""),
             ),
+            not_built="the hypervisor drivers that run it are not built yet",
         ),
     )
 }

@@ -360,3 +360,13 @@ def test_awaiting_me_lists_only_what_i_may_decide(api, alice, bob):
     assert [r["action"] for r in api(viewer).get("/api/v1/approvals").data["results"]] == [
         "access.grant"
     ]
+
+
+def test_approval_texts_promise_only_what_happens():
+    """Red team: the approval page said "Its disks will be wiped"; nothing wiped them."""
+    from approvals.kinds import NODE_WORDS
+
+    assert "nothing wipes its disks yet" in NODE_WORDS["deprovision"]
+    assert "nothing moves its system" in NODE_WORDS["migrate"]
+    for words in NODE_WORDS.values():
+        assert "will be wiped" not in words and "will be moved" not in words

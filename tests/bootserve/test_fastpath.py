@@ -40,7 +40,7 @@ tasks:
 NO_BOOT = """\
 name: noboot
 tasks:
-  - type: reboot
+  - type: cloud_init
 """
 
 

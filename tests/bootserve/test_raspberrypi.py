@@ -299,7 +299,7 @@ def test_every_other_state_gets_not_found_for_every_file(boot_root, state):
 
 @pytest.mark.django_db
 def test_a_pi_whose_workflow_has_no_network_boot_waits(boot_root):
-    pending_pi(content="name: {name}\ntasks:\n  - type: reboot\n")
+    pending_pi(content="name: {name}\ntasks:\n  - type: cloud_init\n")
     assert set(boot().values()) == {None}
     assert Node.objects.get(serial=SERIAL).state == "pending"
 

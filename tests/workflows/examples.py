@@ -1,7 +1,8 @@
 # ruff: noqa: E501  (hashes and keys are single tokens)
 """Workflow documents used by the tests: the product description's examples and installers."""
 
-UBUNTU_SERVER = """\
+# The product description's examples: refused until their task types are built.
+PRODUCT_UBUNTU_SERVER = """\
 name: ubuntu-2404-server
 description: Ubuntu 24.04 LTS Server Installation
 tasks:
@@ -26,7 +27,7 @@ tasks:
     target: (hd0)+1
 """
 
-OVIRT_VM = """\
+PRODUCT_OVIRT_VM = """\
 name: ovirt-ubuntu-vm
 description: oVirt Ubuntu VM Provisioning
 tasks:
@@ -53,6 +54,35 @@ tasks:
         - name: admin
           ssh_authorized_keys: ["ssh-rsa ..."]
       packages: ["qemu-guest-agent", "openssh-server"]
+"""
+
+# Shipped examples (docs/examples/workflows), built from task types PureBoot runs.
+UBUNTU_SERVER = """\
+name: ubuntu-2404-server
+description: Ubuntu 24.04 LTS Server Installation
+tasks:
+  - type: pxe_boot
+    bootloader: grub
+    kernel: /tftp/ubuntu/vmlinuz
+    initrd: /tftp/ubuntu/initrd
+    cmdline: "ip=dhcp url=http://pureboot.local/ubuntu-2404.iso"
+
+  - type: ubuntu_autoinstall
+    username: ops
+    ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfXb0m0pX3b1Rz8Qd8yXv2cJvJtq9gJmT0nU7G0c4Xy ops@bastion"]
+
+  - type: script_run
+    script: /scripts/post-install.sh
+"""
+
+CLOUD_VM = """\
+name: cloud-init-vm
+description: A VM from a cloud image, configured by cloud-init
+tasks:
+  - type: cloud_init
+    username: ops
+    ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfXb0m0pX3b1Rz8Qd8yXv2cJvJtq9gJmT0nU7G0c4Xy ops@bastion"]
+    packages: [qemu-guest-agent]
 """
 
 UBUNTU_AUTOINSTALL = """\

@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 
 from workflows.models import Workflow, WorkflowVersion
 
-from .examples import OVIRT_VM, UBUNTU_SERVER
+from .examples import CLOUD_VM, UBUNTU_SERVER
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def folder(tmp_path):
     (tmp_path / "ubuntu.yaml").write_text(UBUNTU_SERVER)
     sub = tmp_path / "vms"
     sub.mkdir()
-    (sub / "ovirt.yml").write_text(OVIRT_VM)
+    (sub / "cloud.yml").write_text(CLOUD_VM)
     (sub / "notes.txt").write_text("ignored")
     return tmp_path
 
@@ -37,7 +37,9 @@ def test_import_is_idempotent_and_dry_run_saves_nothing(folder):
     out = _run("import_workflows", str(folder))
     assert "0 changed, 2 unchanged" in out
     assert WorkflowVersion.objects.count() == 2
-    (folder / "ubuntu.yaml").write_text(UBUNTU_SERVER.replace("delay: 10", "delay: 15"))
+    (folder / "ubuntu.yaml").write_text(
+        UBUNTU_SERVER.replace("post-install.sh", "post-install-2.sh")
+    )
     out = _run("import_workflows", str(folder / "ubuntu.yaml"))
     assert "ubuntu-2404-server -> v2" in out
 
@@ -64,6 +66,6 @@ def test_export_round_trips(folder, tmp_path):
     out = _run("export_workflows", str(target))
     assert "exported 2" in out
     assert (target / "ubuntu-2404-server.yaml").read_text() == UBUNTU_SERVER
-    assert (target / "ovirt-ubuntu-vm.yaml").read_text() == OVIRT_VM
+    assert (target / "cloud-init-vm.yaml").read_text() == CLOUD_VM
     out = _run("import_workflows", str(target))
     assert "0 changed, 2 unchanged" in out

@@ -8,7 +8,7 @@ from tests.factories import make_node, make_user, make_workflow
 from workflows import services
 from workflows.models import WorkflowRun
 
-from .examples import UBUNTU_AUTOINSTALL, UBUNTU_SERVER
+from .examples import UBUNTU_AUTOINSTALL
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,10 @@ def test_preview_without_installer_or_workflow(api, site_a):
         node.pk,
         "assign",
         node_services.SYSTEM,
-        workflow=make_workflow("u", UBUNTU_SERVER.replace("ubuntu-2404-server", "u")),
+        # A network boot and no installer: nothing to render.
+        workflow=make_workflow(
+            "u", "name: u\ntasks:\n  - type: pxe_boot\n    kernel: /k\n    initrd: /i\n"
+        ),
     )
     body = admin.get(f"/api/v1/nodes/{node.pk}/preview").json()
     assert body["installer"] is None and body["files"] == {}

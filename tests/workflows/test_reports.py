@@ -31,7 +31,7 @@ def _report(client, token, **body):
 def test_start_install_opens_a_run_with_steps(installing):
     node, run, token = installing
     assert node.state == "installing" and node.install_attempts == 1
-    assert run.status == "running" and [s["type"] for s in run.steps] == ["pxe_boot", "reboot"]
+    assert run.status == "running" and [s["type"] for s in run.steps] == ["pxe_boot"]
     assert services.resolve_token(token) == run
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.factories import make_user
-from workflows.models import Workflow
+from workflows.models import BootImage, Workflow
 
 from .examples import UBUNTU_AUTOINSTALL
 
@@ -64,11 +64,19 @@ def test_missing_checker_is_said_not_passed(admin_client, monkeypatch):
     assert any("cloud-init" in w for w in resp.json()["warnings"])
 
 
-def test_unknown_boot_image_is_a_warning(admin_client):
+def test_a_boot_image_not_imported_is_refused_at_save(admin_client):
+    """Red team: such a workflow sent nodes to installing, then looped until their
+    attempts ran out."""
     doc = "name: netboot\ntasks:\n  - type: pxe_boot\n    boot_image: ubuntu-24.04\n"
     resp = admin_client.post("/api/v1/workflows", {"content": doc}, format="json")
-    assert resp.status_code == 201
-    assert "import_iso" in resp.json()["warnings"][0]
+    assert resp.status_code == 400
+    text = str(resp.json())
+    assert "tasks[0].boot_image" in text and "'ubuntu-24.04'" in text and "import_iso" in text
+    assert not Workflow.objects.filter(name="netboot").exists()
+    BootImage.objects.create(name="ubuntu-24.04", family="ubuntu", arch="x86_64")
+    assert (
+        admin_client.post("/api/v1/workflows", {"content": doc}, format="json").status_code == 201
+    )
 
 
 def test_admin_shows_checker_errors_inline(client):

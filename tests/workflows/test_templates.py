@@ -11,9 +11,9 @@ import pytest
 
 from audit.models import AuditEvent
 from nodes import services as node_services
-from tests.factories import make_node, make_user, make_workflow
+from tests.factories import make_node, make_user
 from workflows import imagefiles
-from workflows.models import ImageTemplate, ImageTemplateVersion
+from workflows.models import ImageTemplate, ImageTemplateVersion, Workflow, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -225,9 +225,20 @@ def test_delete_refused_while_a_pending_node_uses_it(
     admin_client, tmp_path, image_root, django_capture_on_commit_callbacks
 ):
     template_id = _upload(admin_client, qcow2(tmp_path), name="golden").json()["id"]
-    workflow = make_workflow(
-        "deploy-golden",
-        "name: deploy-golden\ntasks:\n  - type: image_deploy\n    image: golden@1\n",
+    # A workflow saved before image_deploy was refused (nothing runs it yet):
+    # the template it names is still protected from deletion.
+    workflow = Workflow.objects.create(name="deploy-golden")
+    WorkflowVersion.objects.create(
+        workflow=workflow,
+        number=1,
+        content="name: deploy-golden\n",
+        definition={
+            "name": "deploy-golden",
+            "arch": ["x86_64"],
+            "firmware": ["bios", "uefi"],
+            "tasks": [{"type": "image_deploy", "image": "golden@1"}],
+        },
+        content_hash="0" * 64,
     )
     node = make_node()
     node_services.perform(node.pk, "assign", node_services.SYSTEM, workflow=workflow)

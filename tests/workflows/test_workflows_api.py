@@ -7,7 +7,7 @@ from nodes import services as node_services
 from tests.factories import make_node, make_user
 from workflows.models import Workflow, WorkflowVersion
 
-from .examples import OVIRT_VM, UBUNTU_SERVER
+from .examples import CLOUD_VM, UBUNTU_SERVER
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +24,9 @@ def test_create_from_json_and_from_raw_yaml(admin_client):
     assert body["name"] == "ubuntu-2404-server"
     assert body["latest_version"]["number"] == 1
     assert body["latest_version"]["author_name"] == "wendy"
-    assert [t["type"] for t in body["tasks"]][:2] == ["pxe_boot", "image_deploy"]
+    assert [t["type"] for t in body["tasks"]][:2] == ["pxe_boot", "ubuntu_autoinstall"]
     resp = admin_client.generic(
-        "POST", "/api/v1/workflows", OVIRT_VM, content_type="application/yaml"
+        "POST", "/api/v1/workflows", CLOUD_VM, content_type="application/yaml"
     )
     assert resp.status_code == 201, resp.content
     assert AuditEvent.objects.filter(action="workflow.create").count() == 2
@@ -37,7 +37,7 @@ def test_same_content_makes_no_new_version_changed_content_does(admin_client):
     wid = first.json()["id"]
     again = admin_client.post("/api/v1/workflows", {"content": UBUNTU_SERVER}, format="json")
     assert again.status_code == 200 and again.json()["latest_version"]["number"] == 1
-    changed = UBUNTU_SERVER.replace("delay: 10", "delay: 30")
+    changed = UBUNTU_SERVER.replace("post-install.sh", "post-install-3.sh")
     resp = admin_client.patch(f"/api/v1/workflows/{wid}", {"content": changed}, format="json")
     assert resp.status_code == 200 and resp.json()["latest_version"]["number"] == 2
     versions = admin_client.get(f"/api/v1/workflows/{wid}/versions").json()["results"]
@@ -96,14 +96,14 @@ def test_assign_pins_the_version_and_edits_do_not_move_it(admin_client):
     assert resp.json()["workflow_version"] == 1
     admin_client.patch(
         f"/api/v1/workflows/{wid}",
-        {"content": UBUNTU_SERVER.replace("delay: 10", "delay: 20")},
+        {"content": UBUNTU_SERVER.replace("post-install.sh", "post-install-2.sh")},
         format="json",
     )
     assert admin_client.get(f"/api/v1/nodes/{node.pk}").json()["workflow_version"] == 1
 
 
 def test_assign_refuses_a_workflow_for_other_hardware(admin_client):
-    doc = "name: pi-only\narch: [aarch64]\nfirmware: [pi]\ntasks:\n  - type: reboot\n"
+    doc = "name: pi-only\narch: [aarch64]\nfirmware: [pi]\ntasks:\n  - type: raspberrypi_os\n"
     admin_client.post("/api/v1/workflows", {"content": doc}, format="json")
     node = make_node(arch="x86_64", firmware="uefi")
     resp = admin_client.patch(
@@ -126,7 +126,7 @@ def test_delete_refused_while_pinned_then_archived_then_deleted(admin_client):
     assert admin_client.delete(f"/api/v1/workflows/{wid}").status_code == 204
     assert Workflow.objects.get(pk=wid).archived_at is not None  # kept for the retired node
     assert admin_client.get(f"/api/v1/workflows/{wid}").status_code == 404
-    other = admin_client.post("/api/v1/workflows", {"content": OVIRT_VM}, format="json").json()
+    other = admin_client.post("/api/v1/workflows", {"content": CLOUD_VM}, format="json").json()
     assert admin_client.delete(f"/api/v1/workflows/{other['id']}").status_code == 204
     assert not Workflow.objects.filter(pk=other["id"]).exists()
 
@@ -168,3 +168,10 @@ def test_bad_bodies_are_400(admin_client, body, ctype):
     data = body.encode("latin-1") if ctype == "application/yaml" else body
     resp = admin_client.generic("POST", "/api/v1/workflows", data, content_type=ctype)
     assert resp.status_code == 400
+
+
+def test_task_types_say_which_are_available(admin_client):
+    types = {t["name"]: t for t in admin_client.get("/api/v1/workflows/task-types").json()}
+    assert types["ubuntu_autoinstall"]["available"] is True
+    assert types["disk_wipe"]["available"] is False
+    assert "agent" in types["disk_wipe"]["not_available_because"]

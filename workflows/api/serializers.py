@@ -106,6 +106,8 @@ class TaskTypeSerializer(serializers.Serializer):
     description = serializers.CharField()
     runs_on = serializers.CharField()
     renders = serializers.CharField(allow_null=True)
+    available = serializers.BooleanField(help_text="Whether a workflow may use it today.")
+    not_available_because = serializers.CharField(allow_blank=True)
     params = serializers.ListField(child=serializers.DictField())
 
     @staticmethod
@@ -116,6 +118,8 @@ class TaskTypeSerializer(serializers.Serializer):
                 "description": t.description,
                 "runs_on": t.runs_on,
                 "renders": t.renders,
+                "available": not t.not_built,
+                "not_available_because": t.not_built,
                 "params": [
                     {
                         "name": p.name,
