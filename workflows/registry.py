@@ -155,6 +155,14 @@ def _boot_files(params: dict[str, Any], path: str) -> None:
     for name in ("kernel", "initrd"):
         if not params[name]:
             raise ParamError(f"{path}.{name}", "is required unless boot_image is given")
+        relative = params[name].lstrip("/")
+        if relative.startswith("boot/files/"):
+            # It would be served as /boot/files/boot/files/...: a path that does not exist.
+            raise ParamError(
+                f"{path}.{name}",
+                "is a path under the boot root (PUREBOOT_BOOT_ROOT), which the boot path "
+                f"serves as /boot/files/...; write {relative[len('boot/files/') :]!r}",
+            )
 
 
 def _installer_params(*extra: Param) -> tuple[Param, ...]:

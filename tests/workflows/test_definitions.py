@@ -220,3 +220,11 @@ def test_firmware_specific_installer_needs_matching_workflow_firmware():
     doc = "name: x\narch: [aarch64]\ntasks:\n  - type: raspberrypi_os\n"
     err = _error(doc)
     assert err.path == "tasks[0].type" and "firmware" in err.message
+
+
+def test_a_kernel_given_as_its_url_path_is_refused_with_the_right_form():
+    """Red team: such a kernel rendered as /boot/files/boot/files/..., a file that is not there."""
+    err = _error(
+        "name: x\ntasks:\n  - type: pxe_boot\n    kernel: /boot/files/u/vmlinuz\n    initrd: u/i\n"
+    )
+    assert err.path == "tasks[0].kernel" and "'u/vmlinuz'" in str(err)
