@@ -19,3 +19,4 @@ class AccountsConfig(AppConfig):
         # back-ends as well as by our services: a receiver on the user model
         # is the one place that sees every such write.
         revoke_on_trust_change.connect()
+        from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)
