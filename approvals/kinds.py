@@ -82,10 +82,6 @@ def _node_kind(action: lc.Action) -> Kind:
             f"{request.node_state} → {action.target}. {NODE_WORDS.get(action.name, '')}"
         ).strip()
 
-    def current(request: ApprovalRequest) -> str:
-        node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-        return node_services.binding(node)
-
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
@@ -108,10 +104,16 @@ def _node_kind(action: lc.Action) -> Kind:
         target_type="node",
         permission=action.permission,
         describe=describe,
-        current=current,
+        current=_node_binding,
         execute=execute,
         approver_check=_node_site,
     )
+
+
+def _node_binding(request: ApprovalRequest) -> str:
+    """The node's state and identities now, under its row lock."""
+    node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
+    return node_services.binding(node)
 
 
 def _requester(request: ApprovalRequest):
@@ -137,10 +139,6 @@ def _identity_change() -> Kind:
             "presenting these identities will boot what this node is given."
         )
 
-    def current(request: ApprovalRequest) -> str:
-        node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-        return node_services.binding(node)
-
     def execute(
         request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
     ) -> str:
@@ -161,7 +159,7 @@ def _identity_change() -> Kind:
         target_type="node",
         permission="nodes.change_node",
         describe=describe,
-        current=current,
+        current=_node_binding,
         execute=execute,
         approver_check=_node_site,
     )

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -76,9 +77,11 @@ class Stack(NamedTuple):
     env: dict  # the web process's environment
 
 
-@pytest.fixture(scope="module")
-def stack():
-    """(nginx base URL, gunicorn base URL) of a running stack; stopped afterwards."""
+@contextmanager
+def running_stack(*, workers: int = 1, env: dict | None = None, keep=("REDIS_URL",)):
+    """gunicorn (deploy/gunicorn.conf.py, ``workers``) behind nginx (the shipped
+    template) on a throwaway SQLite database; ``env`` adds to the web process's
+    environment; the variables in ``keep`` are passed on from the test's own."""
     nginx = _nginx()
     # Outside pytest's private temporary directory: nginx's workers must read it.
     work = Path(tempfile.mkdtemp(prefix="pureboot-nginx-"))
@@ -90,18 +93,19 @@ def stack():
     (work / "boot" / "ubuntu" / "vmlinuz").write_bytes(KERNEL)
     (work / "var" / "static" / "pureboot-test.css").write_text("body { color: black; }\n")
     app_port, web_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
+    dropped = {"DATABASE_URL", "REDIS_URL"} - set(keep)
+    full_env = {k: v for k, v in os.environ.items() if k not in dropped} | {
         "PUREBOOT_VAR_DIR": str(work / "var"),
         "PUREBOOT_BOOT_ROOT": str(work / "boot"),
         "PUREBOOT_IMAGE_ROOT": str(work / "images"),
-        "PUREBOOT_ACCEL_REDIRECT": "/protected-images/",
         "PUREBOOT_LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "pureboot.settings",
         "PYTHONPATH": str(REPO),
+        **(env or {}),
     }
     subprocess.run(
         [sys.executable, str(REPO / "manage.py"), "migrate", "--noinput", "-v", "0"],
-        env=env,
+        env=full_env,
         cwd=REPO,
         check=True,
     )
@@ -116,11 +120,9 @@ def stack():
         }
     )
     (work / "pureboot.conf").write_text(conf)
-    temp = (
-        "".join(
-            f"{kind}_temp_path {work}/tmp/{kind}; " for kind in ("client_body", "proxy", "fastcgi")
-        )
-        + f"uwsgi_temp_path {work}/tmp/uwsgi; scgi_temp_path {work}/tmp/scgi;"
+    temp = "".join(
+        f"{kind}_temp_path {work}/tmp/{kind}; "
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     (work / "nginx.conf").write_text(
         f"daemon off; worker_processes 1; pid {work}/nginx.pid;\n"
@@ -133,10 +135,11 @@ def stack():
     app_log, web_log = (work / "gunicorn.log").open("ab"), (work / "nginx.out").open("ab")
     procs = [
         subprocess.Popen(
-            [str(gunicorn), "-c", str(REPO / "deploy" / "gunicorn.conf.py"), "--workers", "1"]
+            [str(gunicorn), "-c", str(REPO / "deploy" / "gunicorn.conf.py")]
+            + ["--workers", str(workers)]
             + ["--access-logfile", str(work / "gunicorn.access.log")]
             + ["--bind", f"127.0.0.1:{app_port}", "pureboot.wsgi"],
-            env=env,
+            env=full_env,
             cwd=REPO,
             stdout=app_log,
             stderr=subprocess.STDOUT,
@@ -150,13 +153,20 @@ def stack():
     try:
         _wait(f"http://127.0.0.1:{app_port}/boot/ipxe", procs[0], work / "gunicorn.log")
         _wait(f"http://127.0.0.1:{web_port}/boot/ipxe", procs[1], work / "nginx.log")
-        yield Stack(f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}", work, env)
+        yield Stack(f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}", work, full_env)
     finally:
         for proc in procs:
             stop(proc)
         app_log.close()
         web_log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """A running stack with PUREBOOT_ACCEL_REDIRECT set; stopped afterwards."""
+    with running_stack(env={"PUREBOOT_ACCEL_REDIRECT": "/protected-images/"}, keep=()) as running:
+        yield running
 
 
 def fetch(url: str, method: str = "GET", data: bytes | None = None, **headers):

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_nginx import _free_port, _nginx, _wait, render_template
-from tests.processes import stop
+from tests.e2e.test_nginx import running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery-9"
@@ -33,81 +29,24 @@ AUTH_RATE = 12
 
 @pytest.fixture(scope="module")
 def stack():
-    nginx = _nginx()
-    work = Path(tempfile.mkdtemp(prefix="pureboot-limits-"))
-    os.chmod(work, 0o755)
-    for sub in ("var", "var/static", "boot", "images", "tmp"):
-        (work / sub).mkdir(parents=True)
-        os.chmod(work / sub, 0o755)
-    os.chmod(work / "tmp", 0o777)
-    app_port, web_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
-        "PUREBOOT_VAR_DIR": str(work / "var"),
-        "PUREBOOT_BOOT_ROOT": str(work / "boot"),
-        "PUREBOOT_IMAGE_ROOT": str(work / "images"),
+    env = {
         "PUREBOOT_TRUSTED_PROXIES": "127.0.0.1",
         "PUREBOOT_LOGIN_FAILURE_LIMIT": str(LIMIT),
         "PUREBOOT_THROTTLE_AUTH": f"{AUTH_RATE}/min",
-        "PUREBOOT_LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "pureboot.settings",
-        "PYTHONPATH": str(REPO),
     }
-    manage = [sys.executable, str(REPO / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
-    script = (
-        "from django.contrib.auth.models import User\n"
-        "for name in ('alice', 'bob'):\n"
-        f"    User.objects.create_user(name, password={PASSWORD!r})\n"
-    )
-    subprocess.run([*manage, "shell", "-c", script], env=env, cwd=REPO, check=True)
-    conf = render_template(
-        {
-            "PUREBOOT_NGINX_LISTEN": f"127.0.0.1:{web_port}",
-            "PUREBOOT_UPSTREAM": f"127.0.0.1:{app_port}",
-            "PUREBOOT_BOOT_ROOT": str(work / "boot"),
-            "PUREBOOT_IMAGE_ROOT": str(work / "images"),
-            "PUREBOOT_STATIC_ROOT": str(work / "var" / "static"),
-            "PUREBOOT_NGINX_ACCESS_LOG": str(work / "pureboot.access.log"),
-        }
-    )
-    (work / "pureboot.conf").write_text(conf)
-    temp = "".join(
-        f"{kind}_temp_path {work}/tmp/{kind}; "
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (work / "nginx.conf").write_text(
-        f"daemon off; worker_processes 1; pid {work}/nginx.pid;\n"
-        f"error_log {work}/nginx.log warn;\n"
-        "events { worker_connections 256; }\n"
-        f"http {{ access_log {work}/access.log; {temp}\n"
-        f"  include {work}/pureboot.conf;\n}}\n"
-    )
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    app_log = (work / "gunicorn.log").open("ab")
-    procs = [
-        subprocess.Popen(
-            [str(gunicorn), "-c", str(REPO / "deploy" / "gunicorn.conf.py"), "--workers", "3"]
-            + ["--bind", f"127.0.0.1:{app_port}", "pureboot.wsgi"],
-            env=env,
+    with running_stack(workers=3, env=env) as running:
+        script = (
+            "from django.contrib.auth.models import User\n"
+            "for name in ('alice', 'bob'):\n"
+            f"    User.objects.create_user(name, password={PASSWORD!r})\n"
+        )
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "shell", "-c", script],
+            env=running.env,
             cwd=REPO,
-            stdout=app_log,
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [nginx, "-c", str(work / "nginx.conf"), "-e", str(work / "nginx.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        ),
-    ]
-    try:
-        _wait(f"http://127.0.0.1:{app_port}/boot/ipxe", procs[0], work / "gunicorn.log")
-        _wait(f"http://127.0.0.1:{web_port}/boot/ipxe", procs[1], work / "nginx.log")
-        yield web_port
-    finally:
-        for proc in procs:
-            stop(proc)
-        app_log.close()
-        shutil.rmtree(work, ignore_errors=True)
+            check=True,
+        )
+        yield int(running.web.rsplit(":", 1)[1])
 
 
 def token(port: int, source: str, username: str, password: str, **headers):
