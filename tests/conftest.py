@@ -76,6 +76,40 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("PUREBOOT_REQUIRE_SERVICES=1 but: " + "; ".join(services))
 
 
+@pytest.fixture
+def keep_test_connection():
+    """Django's WSGI handler closes the connection per request; a test calling the
+    WSGI application itself keeps it (its transaction must stay), as Django's test
+    client does around its requests."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+# --- the shared cache starts empty for every test --------------------------------
+# With REDIS_URL the throttle and discovery counters live in Redis, which a
+# test's rollback does not undo: clear PureBoot's keys (only those: Celery's
+# queues share the server) so one test's sign-ins never throttle the next.
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache():
+    from django.core.cache import cache
+
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):
+        yield  # the database cache: rolled back with each test
+        return
+    client = backend.get_client(None, write=True)
+    keys = list(client.scan_iter("pureboot:*"))
+    if keys:
+        client.delete(*keys)
+    yield
+
+
 # --- own files: nothing beside the repository is read -----------------------
 # Every open() of a path beside the repository (in a folder next to the
 # checkout) is recorded for the whole session, and any fails the run

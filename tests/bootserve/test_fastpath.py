@@ -12,8 +12,7 @@ from io import BytesIO
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -45,16 +44,8 @@ tasks:
 
 
 @pytest.fixture(autouse=True)
-def _keep_test_connection():
-    """Django's handler closes the connection per request; the test's transaction must stay.
-
-    The same thing Django's test client does around its requests.
-    """
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+def _keep_test_connection(keep_test_connection):
+    """Requests go through Django's WSGI handler here: keep the test's connection."""
 
 
 class Recorder:
