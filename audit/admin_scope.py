@@ -1,0 +1,42 @@
+"""What the admin shows beyond each model's own pages stays within the user's scope.
+
+Each registered ModelAdmin's ``get_queryset`` is the scope of its model (site
+scope for nodes and everything hanging off them, the approvals' own rule for
+requests). These helpers apply it where Django's admin would not by itself:
+the "Recent actions" of the index page.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.models import DELETION
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import CharField, Q, QuerySet
+from django.db.models.functions import Cast
+
+
+def visible_log_entries(request, entries: QuerySet, site: admin.AdminSite | None = None):
+    """``entries`` (admin LogEntry rows) narrowed to objects the user may still open.
+
+    An entry names its object (``object_repr``); a user who edited another
+    site's node while granted that site must not read its name once the grant
+    is gone. Each model's admin queryset decides. A deletion cannot be checked
+    (its object is gone): it is kept only for those who may delete such
+    objects now.
+    """
+    site = site or admin.site
+    allowed = Q(pk__in=[])
+    for model, model_admin in site._registry.items():
+        if not model_admin.has_view_or_change_permission(request):
+            continue
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+        ids = (
+            model_admin.get_queryset(request)
+            .prefetch_related(None)
+            .annotate(_log_object_id=Cast("pk", CharField()))
+            .values("_log_object_id")
+        )
+        allowed |= Q(content_type=content_type, object_id__in=ids)
+        if model_admin.has_delete_permission(request):
+            allowed |= Q(content_type=content_type, action_flag=DELETION)
+    return entries.filter(allowed)
