@@ -3,7 +3,8 @@
 Each registered ModelAdmin's ``get_queryset`` is the scope of its model (site
 scope for nodes and everything hanging off them, the approvals' own rule for
 requests). These helpers apply it where Django's admin would not by itself:
-the "Recent actions" of the index page.
+the "Recent actions" of the index page, and changelist filters on fields an
+admin never shows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.models import DELETION
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import CharField, Q, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.functions import Cast
 
 
@@ -40,3 +42,23 @@ def visible_log_entries(request, entries: QuerySet, site: admin.AdminSite | None
         if model_admin.has_delete_permission(request):
             allowed |= Q(content_type=content_type, action_flag=DELETION)
     return entries.filter(allowed)
+
+
+class HiddenFieldsAdminMixin:
+    """Changelist filters cannot probe the fields an admin never shows.
+
+    Django's changelist accepts ``?<field>__startswith=…`` on any local field,
+    shown or not, so a hidden value (a token nonce, a sealed secret, a
+    credential's metadata for names-only readers) could be read by narrowing
+    the list one character at a time. Lookups on the fields of
+    ``get_exclude()`` and on non-editable fields named in ``hidden_fields``
+    are refused.
+    """
+
+    hidden_fields: tuple[str, ...] = ()
+
+    def lookup_allowed(self, lookup, value, request=None):
+        hidden = {*self.hidden_fields, *(self.get_exclude(request) or ())}
+        if lookup.split(LOOKUP_SEP, 1)[0] in hidden:
+            return False
+        return super().lookup_allowed(lookup, value, request)

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.django_db
 
 # The roles that see only the sites granted to them (the others see all sites).
 SCOPED_ROLES = tuple(r for r, perms in ROLES.items() if "nodes.access_all_sites" not in perms)
+ALL_ROLES = tuple(ROLES)
 SECRET = "secret-b"  # every text of site B's objects carries this
 B_HOST, B_MAC = "secret-b-db01", "52:54:00:bb:00:01"
 CRED_SECRET = "secret-cred"  # a credential's metadata: only credentials.view_credential
@@ -471,6 +472,31 @@ def test_the_admin_conflict_error_does_not_name_a_hidden_node(client, world, sit
     assert node_a.interfaces.get().mac == iface.mac  # nothing moved
     assert "already" in body  # refused, and said so
     assert not re.search(rf"node {node_b.pk}\b|/node/{node_b.pk}/", body) and SECRET not in body
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+def test_no_changelist_filter_probes_a_field_the_admin_hides(client, world, site_a, role):
+    """``?<hidden field>__startswith=…`` would read a hidden value one character at a time."""
+    user = _staff(role, site_a)
+    client.force_login(user)
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    probed = []
+    for model, model_admin in admin.site._registry.items():
+        if not model_admin.has_view_or_change_permission(request):
+            continue
+        hidden = {
+            *(model_admin.get_exclude(request) or ()),
+            *getattr(model_admin, "hidden_fields", ()),
+        }
+        opts = model._meta
+        for name in sorted(hidden):
+            resp = client.get(f"/admin/{opts.app_label}/{opts.model_name}/?{name}__startswith=0")
+            assert resp.status_code == 400, f"{opts.label}: filtering on hidden {name} answered"
+            probed.append(f"{opts.label}.{name}")
+    # The install token's nonce and a request's sealed secrets for every role;
+    # a credential's metadata for names-only readers.
+    assert {"workflows.WorkflowRun.token_nonce", "approvals.ApprovalRequest.sealed"} <= set(probed)
 
 
 def test_recent_actions_name_only_objects_the_user_may_open(client, world, site_a):
