@@ -39,6 +39,7 @@ from accounts.roles import ROLES
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from credentials import services as credentials
+from credentials.models import Credential
 from nodes import services as node_services
 from nodes.models import Node, Site
 from tests.factories import make_node, make_user, make_workflow, sealed
@@ -523,6 +524,49 @@ def test_recent_actions_name_only_objects_the_user_may_open(client, world, site_
 
 
 # --- role scope: credentials, audit, emergency grants --------------------------
+
+
+def test_credential_names_only_holders_see_names_and_kinds_only(client, api, world, site_a):
+    """The admin mirrors the API: names and kinds for view_credential_names, nothing more."""
+    operator = _staff("Operator", site_a)
+    assert operator.has_perm("credentials.view_credential_names")
+    assert not operator.has_perm("credentials.view_credential")
+    credential = world["credential"]
+    client.force_login(operator)
+    listed = client.get("/admin/credentials/credential/")
+    assert listed.status_code == 200
+    body = listed.content.decode()
+    assert credential.name in body and credential.get_kind_display() in body
+    assert CRED_SECRET not in body
+    page = client.get(f"/admin/credentials/credential/{credential.pk}/change/")
+    assert page.status_code == 200 and credential.name in page.content.decode()
+    for sub in ("change", "history", "delete"):
+        url = f"/admin/credentials/credential/{credential.pk}/{sub}/"
+        resp = client.get(url)
+        assert CRED_SECRET not in resp.content.decode(), url
+    assert client.get("/admin/credentials/credential/add/").status_code == 403
+    # Neither the search box nor a filter finds a credential by what is hidden.
+    searched = client.get(f"/admin/credentials/credential/?q={CRED_SECRET}-user")
+    assert credential.name not in searched.content.decode().replace(f"{CRED_SECRET}-user", "")
+    for name in ("username", "scope", "description"):
+        probe = client.get(f"/admin/credentials/credential/?{name}__startswith={CRED_SECRET}")
+        assert probe.status_code == 400, name
+    api_body = api(operator).get(f"/api/v1/credentials/{credential.pk}").content.decode()
+    assert credential.name in api_body and CRED_SECRET not in api_body
+    # Nor does the API sort by what it hides: the order would tell it.
+    newer = Credential.objects.create(name="a-newer", kind="bmc", username="u")
+    Credential.objects.filter(pk=credential.pk).update(updated_at=newer.updated_at - timedelta(1))
+    names = [
+        c["name"]
+        for c in api(operator).get("/api/v1/credentials?ordering=updated_at").data["results"]
+    ]
+    assert names == ["a-newer", credential.name]  # by name, as if not asked
+    auditor = make_user("Auditor")
+    names = [
+        c["name"]
+        for c in api(auditor).get("/api/v1/credentials?ordering=updated_at").data["results"]
+    ]
+    assert names == [credential.name, "a-newer"]
 
 
 @pytest.mark.parametrize("role", SCOPED_ROLES)
