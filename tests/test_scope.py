@@ -589,3 +589,27 @@ def test_role_bound_objects_stay_with_their_role(client, api, world, site_a, rol
     assert api(user).get("/api/v1/audit").status_code == 403
     grant = api(user).get(f"/api/v1/emergency-access/{world['grant'].pk}")
     assert grant.status_code == 404
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+def test_asking_for_someone_elses_access_does_not_tell_who_exists(api, world, site_a, role):
+    """Without the grant permission, an existing, a disabled and a missing account
+    get one answer (it named the missing ones, and said which were disabled)."""
+    user = make_user(role, sites=[site_a])
+    disabled = make_user("User", username="secret-b-disabled")
+    disabled.is_active = False
+    disabled.save()
+    client = api(user)
+    answers = set()
+    for name in ("secret-b-operator", "secret-b-disabled", "secret-b-nobody"):
+        for query in ("", "?dry_run=1"):
+            resp = client.post(
+                f"/api/v1/emergency-access{query}",
+                {"user": name, "role": "Auditor", "hours": 1, "reason": "cover"},
+                format="json",
+            )
+            answers.add((resp.status_code, resp.content.decode().replace(name, "<name>")))
+    if user.has_perm("accounts.grant_emergency_access"):
+        assert len(answers) > 1  # an administrator is told what is wrong with the name
+    else:
+        assert len(answers) == 1 and answers.pop()[0] == 403
