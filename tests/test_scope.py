@@ -124,6 +124,9 @@ def world(site_a, settings):
         ends_at=now + timedelta(hours=2),
         request=access,
     )
+    # A machine that booted and is not placed in any site yet.
+    orphan = make_node("discovered", hostname="secret-b-orphan")
+    node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
     node_a = make_node("discovered", site=site_a, hostname="mine-a01")
     installed_a = make_node("installed", site=site_a, hostname="mine-a02")
     with pytest.raises(node_services.ApprovalRequired) as exc:
@@ -135,9 +138,13 @@ def world(site_a, settings):
         "run_b": run_b,
         "request_b": request_b,
         "node_a": node_a,
+        "orphan": orphan,
         "credential": credential,
         "grant": grant,
     }
+
+
+NO_SITE = "no site"  # a node without a site: only all-sites roles see it
 
 
 def _site_of(obj, depth: int = 3):
@@ -145,7 +152,7 @@ def _site_of(obj, depth: int = 3):
     if isinstance(obj, Site):
         return obj
     if isinstance(obj, Node):
-        return obj.site
+        return obj.site or NO_SITE
     if depth == 0:
         return None
     for field in obj._meta.concrete_fields:
@@ -157,11 +164,11 @@ def _site_of(obj, depth: int = 3):
 
 
 def _b_objects(world) -> dict[type, set]:
-    """Primary keys of site B's objects, by model (every model, registered or not)."""
+    """Primary keys of site B's (and site-less nodes') objects, by model (every model)."""
     out: dict[type, set] = {}
     for model in apps.get_models():
         for obj in model._default_manager.all():
-            if _site_of(obj) == world["site_b"]:
+            if _site_of(obj) in (world["site_b"], NO_SITE):
                 out.setdefault(model, set()).add(obj.pk)
     return out
 
@@ -243,7 +250,8 @@ def test_every_admin_page_hides_site_b(client, world, site_a, role):
     before = {m: m._default_manager.count() for m in admin.site._registry}
     walked = 0
     for model, model_admin in admin.site._registry.items():
-        leaked = [o for o in model_admin.get_queryset(request) if _site_of(o) == world["site_b"]]
+        hidden = (world["site_b"], NO_SITE)
+        leaked = [o for o in model_admin.get_queryset(request) if _site_of(o) in hidden]
         assert not leaked, f"{model.__name__} admin shows site B's {leaked}"
         opts = model._meta
         base = f"/admin/{opts.app_label}/{opts.model_name}/"
@@ -330,9 +338,9 @@ def _operations(methods=("GET",)) -> list[tuple[str, str, object]]:
     )
 
 
-def _detail_url(path: str, world) -> str | None:
+def _detail_url(path: str, world, node=None) -> str | None:
     """``path`` with its parameters naming site B's objects (None: none to name)."""
-    node_b, request_b = world["node_b"], world["request_b"]
+    node_b, request_b = node or world["node_b"], world["request_b"]
     values = {
         "nodes": {"pk": node_b.pk, "id": node_b.pk, "run": world["run_b"].pk},
         "approvals": {"pk": request_b.pk, "id": request_b.pk},
@@ -386,23 +394,26 @@ def test_every_api_list_and_detail_hides_site_b(api, world, site_a, role):
             assert resp.status_code < 500, (path, query, resp.status_code)
             body = resp.content.decode().replace(query, "")  # links echo the query
             assert not _secret_in(body, markers), f"GET {path}{query}"
+        described = client.options(path)  # field choices of the create form
+        assert not _secret_in(described.content.decode(), markers), f"OPTIONS {path}"
     details = 0
     for path, _method, view in operations:
         if "{" not in path:
             continue
-        url = _detail_url(path, world)
-        if url is None:
+        urls = {_detail_url(path, world, node) for node in (world["node_b"], world["orphan"])}
+        if urls == {None}:
             model = _model_of(view)
             assert model is None or not _hangs_off_a_site(model), (
                 f"{path} serves {model.__name__}, which hangs off a site: teach this test "
                 "which of site B's objects it names"
             )
             continue
-        resp = client.get(url)
-        # 404, not 403: not even the object's existence is revealed.
-        assert resp.status_code == 404, (url, resp.status_code)
-        assert not _secret_in(resp.content.decode(), markers), url
-        details += 1
+        for url in urls:
+            resp = client.get(url)
+            # 404, not 403: not even the object's existence is revealed.
+            assert resp.status_code == 404, (url, resp.status_code)
+            assert not _secret_in(resp.content.decode(), markers), url
+            details += 1
     assert details >= 7  # node, events, transitions, preview, runs, logs, request, site
 
 
