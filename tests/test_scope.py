@@ -12,7 +12,13 @@ the walk cannot place fails until it is taught where they live.
 What is looked for: any text of site B's objects (every such text carries
 ``secret-b``, or is site B's MAC) and any site-B primary key in autocomplete
 answers; per-object pages must answer exactly as they do for an id that does
-not exist (a 404 in the API, not 403: not even existence is revealed).
+not exist (a 404 in the API, not 403: not even existence is revealed). A node
+in no site is hidden from these roles just the same.
+
+Scope by role is checked below too: credential metadata (names and kinds only
+for names-only readers, in the admin as in the API), the audit trail, other
+people's emergency grants and accounts, and changelist filters on the fields
+an admin hides.
 """
 
 from __future__ import annotations
@@ -509,6 +515,10 @@ def test_no_changelist_filter_probes_a_field_the_admin_hides(client, world, site
     # The install token's nonce and a request's sealed secrets for every role;
     # a credential's metadata for names-only readers.
     assert {"workflows.WorkflowRun.token_nonce", "approvals.ApprovalRequest.sealed"} <= set(probed)
+    if not user.has_perm("credentials.view_credential"):
+        assert user.has_perm("credentials.view_credential_names") == (
+            "credentials.Credential.username" in probed
+        )
 
 
 def test_recent_actions_name_only_objects_the_user_may_open(client, world, site_a):
