@@ -27,11 +27,14 @@ def visible_log_entries(request, entries: QuerySet, site: admin.AdminSite | None
     objects now.
     """
     site = site or admin.site
+    logged = set(entries.order_by().values_list("content_type_id", flat=True).distinct())
     allowed = Q(pk__in=[])
     for model, model_admin in site._registry.items():
+        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
+        if content_type.pk not in logged:
+            continue  # nothing to show; spares a subquery over, say, every node
         if not model_admin.has_view_or_change_permission(request):
             continue
-        content_type = ContentType.objects.get_for_model(model, for_concrete_model=False)
         ids = (
             model_admin.get_queryset(request)
             .prefetch_related(None)
