@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from audit.admin_scope import HiddenFieldsAdminMixin
+
 from . import services
 from .models import ApprovalRequest, Decision
 
@@ -17,7 +19,7 @@ class DecisionInline(admin.TabularInline):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):
+class ApprovalRequestAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "action",
@@ -30,7 +32,7 @@ class ApprovalRequestAdmin(admin.ModelAdmin):
     list_filter = ("status", "action", "target_type")
     search_fields = ("target_label", "node__hostname", "requested_by__username", "reason")
     inlines = (DecisionInline,)
-    # The sealed secrets of a credential request are never shown.
+    # The sealed secrets of a credential request are never shown (nor filtered on).
     readonly_fields = [f.name for f in ApprovalRequest._meta.fields if f.name != "sealed"]
     exclude = ("sealed",)
 

@@ -7,9 +7,21 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from approvals import services as approvals
+from audit.admin_scope import HiddenFieldsAdminMixin
 
 from . import services
 from .models import Credential
+
+# Mirrors the API (credentials.api.views): view_credential reads metadata;
+# view_credential_names alone reads names and kinds, nothing more.
+NAMES_ONLY_FIELDS = ("name", "kind")
+
+
+def _names_only(request) -> bool:
+    user = request.user
+    return not user.has_perm("credentials.view_credential") and user.has_perm(
+        "credentials.view_credential_names"
+    )
 
 
 class CredentialForm(forms.ModelForm):
@@ -49,8 +61,12 @@ class CredentialForm(forms.ModelForm):
 
 
 @admin.register(Credential)
-class CredentialAdmin(admin.ModelAdmin):
-    """Credentials through the audited services; the admin never renders a secret."""
+class CredentialAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
+    """Credentials through the audited services; the admin never renders a secret.
+
+    Holders of ``view_credential_names`` only (Operators) see names and kinds,
+    as in the API: no other column, field, search or filter.
+    """
 
     form = CredentialForm
     list_display = ("name", "kind", "username", "scope", "has_password", "updated_at")
@@ -66,6 +82,8 @@ class CredentialAdmin(admin.ModelAdmin):
         "updated_by",
     )
 
+    hidden_fields = ("password_ciphertext", "private_key_ciphertext")
+
     @admin.display(boolean=True)
     def has_password(self, obj):
         return obj.has_password
@@ -73,6 +91,25 @@ class CredentialAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def has_private_key(self, obj):
         return obj.has_private_key
+
+    # --- names-only readers -------------------------------------------------
+    def has_view_permission(self, request, obj=None) -> bool:
+        return super().has_view_permission(request, obj) or _names_only(request)
+
+    def get_list_display(self, request):
+        return NAMES_ONLY_FIELDS if _names_only(request) else super().get_list_display(request)
+
+    def get_search_fields(self, request):
+        return ("name",) if _names_only(request) else super().get_search_fields(request)
+
+    def get_fields(self, request, obj=None):
+        return NAMES_ONLY_FIELDS if _names_only(request) else super().get_fields(request, obj)
+
+    def get_exclude(self, request, obj=None):
+        if _names_only(request):
+            shown = {*NAMES_ONLY_FIELDS, "id"}
+            return tuple(f.name for f in Credential._meta.concrete_fields if f.name not in shown)
+        return super().get_exclude(request, obj)
 
     # Every write is a four-eye request: the form's Save asks for it, and the
     # approval page is where a second person makes it happen.

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from audit.admin_mixins import ReadOnlyAdmin
+from audit.admin_scope import HiddenFieldsAdminMixin
 from nodes.permissions import scope_nodes
 from nodes.services import Actor
 
@@ -116,7 +117,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class WorkflowRunAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("id", "node", "version", "status", "progress", "started_at", "finished_at")
     list_filter = ("status",)
     search_fields = ("node__hostname",)

@@ -72,15 +72,22 @@ class EmergencyAccessViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         name = data.get("user") or request.user.get_username()
+        # For oneself, the request permission; for someone else, the grant permission.
+        own = name == request.user.get_username()
+        permission = (
+            "accounts.request_emergency_access" if own else "accounts.grant_emergency_access"
+        )
+        if not request.user.has_perm(permission):
+            # Refused before the name is looked up: whether such an account
+            # exists, or is disabled, is not told to someone who may not ask.
+            raise exceptions.PermissionDenied(
+                "You do not have permission to ask: Emergency access."
+                if own
+                else "You may ask for emergency access only for yourself."
+            )
         target = get_user_model().objects.filter(username=name).first()
         if target is None:
             raise exceptions.ValidationError({"user": f"No user {name!r}."})
-        # For oneself, the request permission; for someone else, the grant permission.
-        permission = (
-            "accounts.request_emergency_access"
-            if target.pk == request.user.pk
-            else "accounts.grant_emergency_access"
-        )
 
         def make():
             role, hours = emergency.clean_request(target, data["role"], data["hours"])

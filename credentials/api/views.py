@@ -44,10 +44,17 @@ class CredentialViewSet(viewsets.ModelViewSet):
     serializer_class = CredentialSerializer
     permission_classes = (IsAuthenticated, CredentialPermissions)
     filterset_fields = ("kind", "name")
-    ordering_fields = ("name", "kind", "updated_at")
     ordering = ("name",)
     lookup_value_regex = r"\d{1,18}"
     http_method_names = ("get", "post", "patch", "delete", "head", "options")
+
+    @property
+    def ordering_fields(self) -> tuple[str, ...]:
+        # Names-only readers cannot sort by what they may not see (it tells its order).
+        request = getattr(self, "request", None)
+        if request is not None and request.user and not _sees_metadata(request.user):
+            return ("name", "kind")
+        return ("name", "kind", "updated_at")
 
     def get_serializer_class(self):
         request = getattr(self, "request", None)
