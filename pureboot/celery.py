@@ -39,6 +39,13 @@ def _log_through_django(loglevel=None, logfile=None, **_kwargs) -> None:
         root.addHandler(handler)
 
 
+@signals.worker_ready.connect
+def _sweep_at_start(sender, **_kwargs) -> None:
+    """A worker that starts (after a crash, a reboot) sweeps abandoned uploads at
+    once, not only at the first beat; ``manage.py bootstrap`` does it too."""
+    sender.app.send_task("workflows.sweep_incoming")
+
+
 @app.on_after_finalize.connect
 def _periodic_tasks(sender: Celery, **_kwargs) -> None:
     from django.conf import settings

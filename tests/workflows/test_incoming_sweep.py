@@ -120,3 +120,17 @@ def test_a_killed_writer_lets_go(incoming, settings):
     assert imagefiles.sweep_incoming() == 0  # young: an upload may have just begun
     _age(path, settings.PUREBOOT_INCOMING_STALE_MINUTES + 1)
     assert imagefiles.sweep_incoming() == 1 and not path.exists()
+
+
+def test_a_worker_sweeps_when_it_starts(monkeypatch):
+    from celery import signals
+
+    class Consumer:  # what worker_ready is sent by
+        pass
+
+    consumer = Consumer()
+    consumer.app = app
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, *a, **kw: sent.append(name))
+    signals.worker_ready.send(sender=consumer)
+    assert sent == ["workflows.sweep_incoming"]
