@@ -43,7 +43,7 @@ def _log_through_django(loglevel=None, logfile=None, **_kwargs) -> None:
 def _sweep_at_start(sender, **_kwargs) -> None:
     """A worker that starts (after a crash, a reboot) sweeps abandoned uploads at
     once, not only at the first beat; ``manage.py bootstrap`` does it too."""
-    sender.app.send_task("workflows.sweep_incoming")
+    sender.app.signature("workflows.sweep_incoming").delay()
 
 
 @app.on_after_finalize.connect

@@ -131,6 +131,14 @@ def test_a_worker_sweeps_when_it_starts(monkeypatch):
     consumer = Consumer()
     consumer.app = app
     sent = []
-    monkeypatch.setattr(app, "send_task", lambda name, *a, **kw: sent.append(name))
+
+    class Signature:
+        def __init__(self, name):
+            self.name = name
+
+        def delay(self):
+            sent.append(self.name)
+
+    monkeypatch.setattr(app, "signature", Signature)
     signals.worker_ready.send(sender=consumer)
     assert sent == ["workflows.sweep_incoming"]
