@@ -3,6 +3,7 @@ emergency grants (read-only: they come from approved requests)."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.contrib.auth.models import Group, User
@@ -93,6 +94,29 @@ class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
         if obj is not None and obj.name in ROLES:
             return False  # a role's group: deleting it breaks every sign-in that maps to it
         return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # "Delete selected" with a role's group among them would answer a bare
+        # 403: say which were refused and why, and delete the others.
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions[name] = (_delete_selected_except_roles, name, description)
+        return actions
+
+
+def _delete_selected_except_roles(modeladmin, request, queryset):
+    roles = sorted(queryset.filter(name__in=ROLES).values_list("name", flat=True))
+    if roles:
+        messages.error(
+            request,
+            f"Not deleted: {', '.join(roles)}: a role's group is never deleted (every "
+            "sign-in that maps to the role would break).",
+        )
+        queryset = queryset.exclude(name__in=ROLES)
+        if not queryset.exists():
+            return None
+    return delete_selected(modeladmin, request, queryset)
 
 
 @admin.register(EmergencyGrant)

@@ -1,15 +1,49 @@
 """The Celery application shared by the web process and the workers."""
 
+import logging
+import logging.config
 import os
 from datetime import timedelta
+from logging.handlers import WatchedFileHandler
 
-from celery import Celery
+from celery import Celery, signals
+
+from .logredact import RedactSecrets
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pureboot.settings")
 
 app = Celery("pureboot")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _log_through_django(loglevel=None, logfile=None, **_kwargs) -> None:
+    """Workers and beat log through settings.LOGGING, whose handler redacts secrets.
+
+    Left to itself, Celery adds handlers of its own (the task loggers', the
+    pool's, ``--logfile``'s) that no redaction filter guards. The worker's
+    ``--loglevel`` still sets the level and ``--logfile`` still adds a file,
+    redacted like the rest.
+    """
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    root = logging.getLogger()
+    if loglevel:
+        root.setLevel(loglevel)
+    if logfile and isinstance(logfile, str):
+        handler = WatchedFileHandler(logfile, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
+        handler.addFilter(RedactSecrets())
+        root.addHandler(handler)
+
+
+@signals.worker_ready.connect
+def _sweep_at_start(sender, **_kwargs) -> None:
+    """A worker that starts (after a crash, a reboot) sweeps abandoned uploads at
+    once, not only at the first beat; ``manage.py bootstrap`` does it too."""
+    sender.app.signature("workflows.sweep_incoming").delay()
 
 
 @app.on_after_finalize.connect

@@ -429,8 +429,13 @@ PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DI
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 
-# Every handler redacts node tokens, passwords and bearer tokens
-# (pureboot/logredact.py); the development server's request lines included.
+# --- logging: no secret in a log ----------------------------------------------
+# One handler, and it redacts node tokens, passwords and bearer tokens
+# (pureboot/logredact.py). Django's own default handlers on the "django" logger
+# (a console handler when DEBUG is on, mail to ADMINS) are removed: they would
+# write request paths, tokens included, unredacted; django.request lines reach
+# the handler below through the root logger. Celery workers log through it
+# too (pureboot/celery.py), and so does the development server.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -441,13 +446,14 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": os.environ.get("PUREBOOT_LOG_LEVEL", "INFO")},
     "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
-# Celery workers log through the handlers above (redaction included).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# --- end of logging ------------------------------------------------------------
 
 # --- four-eye approvals -----------------------------------------------------
 # How long a request waits for its approvals (hours), per action name where

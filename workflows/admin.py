@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from audit.admin_mixins import ReadOnlyAdmin
 from audit.admin_scope import HiddenFieldsAdminMixin
@@ -106,10 +108,25 @@ class WorkflowAdmin(admin.ModelAdmin):
         try:
             outcome = delete_workflow(obj.pk, Actor.of(request.user))
         except WorkflowInUse as exc:
-            messages.error(request, str(exc))
+            messages.error(request, f"Not deleted: {exc}")
             return
-        if outcome == "archived":
-            messages.info(request, f"{obj.name} is kept as archived: retired nodes ran it.")
+        request._pureboot_deleted = outcome == "deleted"
+        if outcome == "deleted":
+            super().log_deletions(request, [obj])
+        else:
+            messages.warning(
+                request, f"Not deleted: {obj.name} is kept as archived (retired nodes ran it)."
+            )
+
+    # The admin would write its "Deleted" history entry and say "deleted
+    # successfully" whatever the service decided: both follow the outcome.
+    def log_deletions(self, request, queryset):
+        return None
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "_pureboot_deleted", False):
+            return super().response_delete(request, obj_display, obj_id)
+        return HttpResponseRedirect(reverse("admin:workflows_workflow_changelist"))
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Bulk deletion would bypass the in-use check; delete one at a time.

@@ -9,6 +9,8 @@ partial is ever left behind.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -20,6 +22,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -56,12 +59,47 @@ def image_root() -> Path:
     return root
 
 
+# --- temporary files in .incoming: in use, or abandoned -----------------------
+# A process writing or checking a temporary file holds a shared lock on its
+# first byte for as long as it uses it: an open-file-description lock (Linux),
+# which lives with that open file whatever else the process opens and closes,
+# and dies with the process when a server is killed. qemu-img's own image locks
+# use other bytes, so they never meet this one.
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
+_FLOCK = struct.Struct("@hhqqi4x")  # struct flock: type, whence, start, len, pid
+
+
+def _lock_first_byte(fd: int, kind: int) -> bool:
+    """Lock byte 0 of ``fd``'s file without waiting; False if another holds it.
+
+    Where such locks are unavailable (another platform, a filesystem without
+    them) this says True: the age threshold alone then decides.
+    """
+    if _F_OFD_SETLK is None:
+        return True
+    try:
+        fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, 0, 1, 0))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        return True
+    return True
+
+
+def hold(path: str | Path) -> BinaryIO:
+    """Mark ``path`` in use until the returned file is closed (see sweep_incoming)."""
+    held = open(path, "rb")  # the caller closes it to release the lock
+    _lock_first_byte(held.fileno(), fcntl.F_RDLCK)
+    return held
+
+
 def sweep_incoming(stale_minutes: int | None = None) -> int:
     """Delete temporary files an interrupted upload or conversion left behind.
 
-    An upload or conversion in progress writes its file continuously, so a
-    file unmodified for ``stale_minutes`` (PUREBOOT_INCOMING_STALE_MINUTES) is
-    abandoned: a server killed mid-upload, a lost connection. Runs at start
+    A file is abandoned when it is unmodified for ``stale_minutes``
+    (PUREBOOT_INCOMING_STALE_MINUTES) and no process holds it (:func:`hold`):
+    a server killed mid-upload, a lost connection. An upload or conversion in
+    progress is never deleted, however long it has not written. Runs at start
     (``manage.py bootstrap``) and periodically (a Celery beat task). Returns
     how many files it deleted.
     """
@@ -70,9 +108,13 @@ def sweep_incoming(stale_minutes: int | None = None) -> int:
     removed = 0
     for path in (image_root() / ".incoming").iterdir():
         try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+            if not path.is_file() or path.is_symlink() or path.stat().st_mtime >= cutoff:
+                continue
+            with path.open("r+b") as probe:  # an exclusive lock needs a writable file
+                if not _lock_first_byte(probe.fileno(), fcntl.F_WRLCK):
+                    continue  # its writer is alive
                 path.unlink()
-                removed += 1
+            removed += 1
         except FileNotFoundError:
             continue  # finished (moved into place) meanwhile
     if removed:
@@ -95,12 +137,21 @@ class HashedTemporaryFile(UploadedFile):
         super().__init__(os.fdopen(fd, "w+b"), name, content_type, 0, charset)
         self.temporary_path = path
         self.hasher = hashlib.sha256()
+        # In use until the request is over (Django closes uploaded files then):
+        # through the upload, the format checks and the move into storage.
+        self._held = hold(path)
 
     def temporary_file_path(self) -> str:
         return self.temporary_path
 
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._held.close()
+
     def discard(self) -> None:
-        self.file.close()
+        self.close()
         Path(self.temporary_path).unlink(missing_ok=True)
 
 
@@ -270,6 +321,7 @@ def convert_to_raw(source: Path, fmt: str) -> tuple[str, int, str]:
         raise ToolMissing("qemu-img is not installed (Debian package qemu-utils)")
     fd, tmp = tempfile.mkstemp(dir=image_root() / ".incoming", prefix="convert-")
     os.close(fd)
+    held = hold(tmp)  # through the conversion, the hashing and the move
     try:
         # Re-check right before converting: the stored file must still be standalone.
         qemu_img_info(source, fmt)
@@ -285,3 +337,4 @@ def convert_to_raw(source: Path, fmt: str) -> tuple[str, int, str]:
         return store(Path(tmp), digest, "raw"), size, digest
     finally:
         Path(tmp).unlink(missing_ok=True)
+        held.close()

@@ -22,7 +22,11 @@ from .serializers import ApprovalRequestSerializer, DecideSerializer
 class ApprovalFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Status.choices)
     action = django_filters.CharFilter(max_length=32)
-    node = django_filters.NumberFilter(field_name="node_id")
+    # A whole number in the range of a node id: anything else is a 400, not a
+    # number the database cannot hold (a 500).
+    node = django_filters.NumberFilter(
+        field_name="node_id", min_value=1, max_value=10**18 - 1, decimal_places=0
+    )
     mine = django_filters.BooleanFilter(method="filter_mine", label="Requested by me")
     awaiting_me = django_filters.BooleanFilter(
         method="filter_awaiting_me", label="Pending, not mine, not yet decided by me"

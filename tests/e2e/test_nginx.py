@@ -272,6 +272,15 @@ def test_no_token_or_password_reaches_any_log(stack):
         )
         assert status == 401
         fetch(f"{base}/api/v1/nodes", Authorization=f"Bearer {token}")
+        for auth in (f"Node {token}", f"Node {token}x"):  # a node's reports: 400, 401
+            fetch(
+                f"{base}/api/v1/report",
+                method="POST",
+                data=b'{"status": "nonsense"}',
+                Authorization=auth,
+                Referer=f"{base}/api/v1/install/{token}/user-data",
+                **{"Content-Type": "application/json"},
+            )
     time.sleep(0.5)  # nginx and gunicorn write their lines after answering
     logs = [p for p in stack.work.iterdir() if p.suffix == ".log"]
     names = {p.name for p in logs}
