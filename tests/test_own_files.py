@@ -13,8 +13,9 @@ from pathlib import Path
 from workflows import installer_checks
 
 ROOT = Path(__file__).resolve().parent.parent
-# A path that climbs to a folder beside the repository: "../shared", a
-# "shared" path part, or three .parent hops from a module one level down.
+# A path that climbs to the reference folder beside the repository: a
+# dot-dot path to it, its name as a quoted path part, or three parent hops
+# from a module one level down.
 ESCAPES = re.compile(r"""\.\./shared|parent\.parent\.parent|["']shared["']""")
 
 
