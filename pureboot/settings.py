@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "hypervisors",
     "approvals",
     "bootserve",
+    "agent",
     "axes",
 ]
 
