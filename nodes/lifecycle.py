@@ -88,6 +88,7 @@ DEPROVISION = Action(
     "Deprovision (secure erase)",
     "nodes.deprovision_node",
     destructive=True,
+    params=("after", "category"),
     four_eye_states=(S.DISCOVERED, S.INSTALLED, S.ACTIVE, S.FAILED),
 )
 MIGRATE = Action(
@@ -145,6 +146,12 @@ IDENTITY_GUARDED_STATES: tuple[str, ...] = tuple(
     s for s in ALL_STATES if s not in (S.DISCOVERED, S.RETIRED)
 )
 IDENTITY_CHANGE = "identity.change"
+
+# Deprovisioning: where the node goes once every disk is wiped and certified,
+# and the NIST SP 800-88 category each disk must meet ("best": the strongest
+# method the disk offers, Purge where it can, else Clear).
+DEPROVISION_AFTER = ("retired", "discovered")
+WIPE_CATEGORIES = ("best", "clear", "purge")
 # States in which the machine holds a system PureBoot installed.
 HOLDS_INSTALLED_SYSTEM: tuple[str, ...] = (
     S.INSTALLED,

@@ -148,6 +148,14 @@ class Node(ConcurrentTransitionMixin, models.Model):
         "reinstalls it: that needs a second person.",
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    inventory = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The hardware inventory the PureBoot agent last reported "
+        "(CPUs, memory, disks, NICs, firmware, SMBIOS identity).",
+    )
+    inventory_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -251,7 +259,9 @@ class Node(ConcurrentTransitionMixin, models.Model):
         self.install_attempts = 0
 
     @_fsm(lc.DEPROVISION)
-    def deprovision(self) -> None:
+    def deprovision(self, after: str = "retired", category: str = "best") -> None:
+        # The wipe's parameters travel in the transition's NodeEvent; the agent
+        # reads them from there when it starts the wipe.
         pass
 
     @_fsm(lc.MIGRATE)

@@ -316,7 +316,15 @@ def _execute(
             from_state=before["state"],
             to_state=node.state,
             message=reason or action.label,
-            details={"action": action.name, **_json_params(kwargs)},
+            details={
+                "action": action.name,
+                **_json_params(kwargs),
+                **(
+                    {"approval": approval.request_id, "approvers": list(approval.approvers)}
+                    if approval
+                    else {}
+                ),
+            },
         )
         audit.record(
             actor=actor.label,
@@ -355,6 +363,17 @@ def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, A
         if workflow is None:
             raise ValidationError({"workflow": f"{action.name} needs a workflow."})
         kwargs["workflow"] = workflow
+    if action.name == "deprovision":
+        after = params.get("after") or "retired"
+        category = params.get("category") or "best"
+        errors = {}
+        if after not in lc.DEPROVISION_AFTER:
+            errors["after"] = f"One of {', '.join(lc.DEPROVISION_AFTER)}, not {after!r}."
+        if category not in lc.WIPE_CATEGORIES:
+            errors["category"] = f"One of {', '.join(lc.WIPE_CATEGORIES)}, not {category!r}."
+        if errors:
+            raise ValidationError(errors)
+        kwargs.update(after=after, category=category)
     return kwargs
 
 

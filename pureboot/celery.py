@@ -75,3 +75,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("accounts.end_emergency_access"),
         name="record the end of emergency access",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
+        sender.signature("agent.fail_lost_jobs"),
+        name="fail agent jobs whose agent went silent",
+    )

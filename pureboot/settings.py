@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -427,6 +428,20 @@ if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
 # Keys that encrypt credentials at rest (first encrypts, all decrypt):
 # PUREBOOT_FERNET_KEYS, or a key file generated once into var/ (mode 600).
 PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DIR)
+# The agent (agent/): the Ed25519 key that signs wipe certificates (made on
+# first use, mode 600), how long a job may go without a word from its agent
+# before it fails as lost, whether discovered machines boot the agent once to
+# report their hardware, and how a wipe is verified ("full" reads every
+# block back; "sample:N" reads N spread regions).
+PUREBOOT_SIGNING_KEY_FILE = Path(
+    os.environ.get("PUREBOOT_SIGNING_KEY_FILE", VAR_DIR / "signing" / "ed25519.pem")
+).resolve()
+PUREBOOT_AGENT_LOST_MINUTES = _env_int("PUREBOOT_AGENT_LOST_MINUTES", 15, 1)
+PUREBOOT_AGENT_HEARTBEAT_SECONDS = _env_int("PUREBOOT_AGENT_HEARTBEAT_SECONDS", 15, 1)
+PUREBOOT_AGENT_INVENTORY = os.environ.get("PUREBOOT_AGENT_INVENTORY", "0") == "1"
+PUREBOOT_WIPE_VERIFY = os.environ.get("PUREBOOT_WIPE_VERIFY", "full")
+if not re.fullmatch(r"full|sample:[1-9][0-9]{0,5}", PUREBOOT_WIPE_VERIFY):
+    raise ImproperlyConfigured('PUREBOOT_WIPE_VERIFY must be "full" or "sample:N" (N >= 1)')
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

@@ -1,0 +1,29 @@
+"""Readable values for the agent's jobs and steps."""
+
+from django.db import models
+
+
+class JobKind(models.TextChoices):
+    INVENTORY = "inventory", "Hardware inventory"
+    WIPE = "wipe", "Secure wipe"
+
+
+class JobStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    STARTED = "started", "Started"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Category(models.TextChoices):
+    """NIST SP 800-88 Rev. 1 sanitization categories PureBoot can perform."""
+
+    CLEAR = "clear", "Clear"
+    PURGE = "purge", "Purge"
