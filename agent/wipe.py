@@ -205,9 +205,7 @@ def check_result(step_params: dict[str, Any], result: dict[str, Any]) -> str | N
         return f"verification failed: {str(verification.get('detail', ''))[:500]}"
     size = step_params["disk"].get("size") or 0
     if verification.get("mode") == "full" and verification.get("bytes_read") != size:
-        return (
-            f"verification read {verification.get('bytes_read')} bytes of a {size}-byte disk"
-        )
+        return f"verification read {verification.get('bytes_read')} bytes of a {size}-byte disk"
     if verification.get("mode") not in ("full", "sampled"):
         return f"unknown verification mode {verification.get('mode')!r}"
     if verification.get("expect") != step_params["expect"]:

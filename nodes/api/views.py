@@ -43,33 +43,10 @@ class CanViewNodes(ModelPermissions):
     perms_map = {method: ["nodes.view_node"] for method in ModelPermissions.perms_map}
 
 
-class NodeViewSet(viewsets.ModelViewSet):
-    """Nodes visible to the requesting user. DELETE retires (history is kept)."""
-
-    serializer_class = NodeSerializer
-    filterset_class = NodeFilterSet
-    permission_classes = (IsAuthenticated, NodePermissions)
-    ordering_fields = ("id", "hostname", "state", "state_changed_at", "last_seen_at", "created_at")
-    ordering = ("hostname", "id")
-    lookup_value_regex = r"\d{1,18}"
-    http_method_names = ("get", "post", "patch", "delete", "head", "options")
-
-    def get_queryset(self):
-        qs = Node.objects.select_related("site", "workflow", "workflow_version").prefetch_related(
-            "interfaces", "tags"
-        )
-        return scope_nodes(self.request.user, qs)
-
-    def filter_queryset(self, queryset):
-        # List filters apply to the list; a node's own endpoints ignore them.
-        if self.action != "list":
-            return queryset
-        return super().filter_queryset(queryset)
-
-    def get_permissions(self):
-        if self.action in {"change_state", "transitions", "events"}:
-            return [IsAuthenticated(), CanViewNodes()]
-        return super().get_permissions()
+class LifecycleAnswers:
+    """The answers of every view that runs a lifecycle action: 202 when a second
+    person must approve (the request is filed here, by the face), 409 for an
+    illegal transition or a conflicting request, 403 when forbidden."""
 
     def handle_exception(self, exc):
         if isinstance(exc, services.ApprovalRequired):
@@ -114,6 +91,35 @@ class NodeViewSet(viewsets.ModelViewSet):
 
     def _actor(self) -> services.Actor:
         return services.Actor.of(self.request.user)
+
+
+class NodeViewSet(LifecycleAnswers, viewsets.ModelViewSet):
+    """Nodes visible to the requesting user. DELETE retires (history is kept)."""
+
+    serializer_class = NodeSerializer
+    filterset_class = NodeFilterSet
+    permission_classes = (IsAuthenticated, NodePermissions)
+    ordering_fields = ("id", "hostname", "state", "state_changed_at", "last_seen_at", "created_at")
+    ordering = ("hostname", "id")
+    lookup_value_regex = r"\d{1,18}"
+    http_method_names = ("get", "post", "patch", "delete", "head", "options")
+
+    def get_queryset(self):
+        qs = Node.objects.select_related("site", "workflow", "workflow_version").prefetch_related(
+            "interfaces", "tags"
+        )
+        return scope_nodes(self.request.user, qs)
+
+    def filter_queryset(self, queryset):
+        # List filters apply to the list; a node's own endpoints ignore them.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    def get_permissions(self):
+        if self.action in {"change_state", "transitions", "events"}:
+            return [IsAuthenticated(), CanViewNodes()]
+        return super().get_permissions()
 
     def _fresh(self, pk: int) -> Node:
         return self.get_queryset().get(pk=pk)

@@ -1,0 +1,346 @@
+"""The agent's jobs: made under the node's lock, advanced by the agent's reports.
+
+The agent asks for its job with its token, runs the first step that has not
+succeeded, reports it started, sends heartbeats while it runs, and reports
+the result. Only results move a node on: the last step of a wipe, verified,
+completes the wipe; a failed step, an unverifiable result or an agent that
+goes silent fails the job and the node, with the reason and the step it
+stopped at. A machine that lost power asks again and re-runs the step it was
+in (wiping again is safe). Nothing here trusts the agent's word for more
+than its own node: every call names the job, and the job must belong to the
+token's node and its current state episode.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest
+from nodes import agent_tokens
+from nodes import services as node_services
+from nodes.choices import EventKind, NodeState
+from nodes.inventory import record_inventory
+from nodes.models import Node, NodeEvent
+
+from . import certificates, wipe
+from .choices import JobKind, JobStatus, StepStatus
+from .models import AgentJob, AgentLogLine
+
+log = logging.getLogger(__name__)
+
+MAX_LOG_LINES_PER_JOB = 20000
+MAX_LOG_LINE = 2000
+
+
+class JobError(Exception):
+    """A report the job cannot take; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 409, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _step(name: str, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "action": action,
+        "params": params or {},
+        "status": StepStatus.PENDING,
+        "started_at": None,
+        "ended_at": None,
+        "attempts": 0,
+        "detail": "",
+    }
+
+
+def _episode(node: Node) -> str:
+    return node.state_changed_at.isoformat()
+
+
+def _wipe_request(node: Node) -> dict[str, Any]:
+    """Who asked for this wipe, who approved it, and how (from the transition's history)."""
+    event = (
+        NodeEvent.objects.filter(
+            node=node, kind=EventKind.TRANSITION, to_state=NodeState.DEPROVISIONING
+        )
+        .order_by("-id")
+        .first()
+    )
+    details = (event.details if event else None) or {}
+    request: dict[str, Any] = {
+        "after": details.get("after", "retired"),
+        "category": details.get("category", "best"),
+        "transition_by": event.actor if event else "",
+        "approval_request": details.get("approval"),
+        "approved_by": details.get("approvers", []),
+        "requested_by": event.actor if event else "",
+        "reason": event.message if event else "",
+    }
+    if details.get("approval"):
+        approval = (
+            ApprovalRequest.objects.select_related("requested_by")
+            .filter(pk=details["approval"])
+            .first()
+        )
+        if approval is not None:
+            who = approval.requested_by
+            request["requested_by"] = f"user:{who.get_username()}" if who else ""
+            request["reason"] = approval.reason
+    return request
+
+
+def _new_job(node: Node) -> AgentJob | None:
+    if node.state == NodeState.DEPROVISIONING:
+        request = _wipe_request(node)
+        return AgentJob.objects.create(
+            node=node,
+            kind=JobKind.WIPE,
+            episode=_episode(node),
+            params={"request": request, "verify": settings.PUREBOOT_WIPE_VERIFY},
+            steps=[_step("inventory", "inventory")],
+        )
+    if node.state == NodeState.DISCOVERED and wants_inventory(node):
+        return AgentJob.objects.create(
+            node=node,
+            kind=JobKind.INVENTORY,
+            episode=_episode(node),
+            steps=[_step("inventory", "inventory")],
+        )
+    return None
+
+
+def wants_inventory(node: Node) -> bool:
+    """A discovered machine boots the agent once to report its hardware (a setting)."""
+    return settings.PUREBOOT_AGENT_INVENTORY and node.inventory_at is None
+
+
+def job_for(token: str) -> tuple[Node, AgentJob | None]:
+    """The job the agent holding ``token`` should run (made now if due), or None.
+
+    Raises AgentTokenInvalid for a token that is forged or whose episode ended.
+    """
+    node = agent_tokens.resolve(token)
+    claims = agent_tokens.claims(token)
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+        if not agent_tokens.still_current(node, claims):
+            raise agent_tokens.AgentTokenInvalid(f"node {node.pk} is {node.state} now")
+        job = AgentJob.objects.filter(node=node, status=JobStatus.RUNNING).first()
+        if job is not None and job.episode != _episode(node):
+            _close(job, JobStatus.CANCELLED, f"node {node.pk} left that state; now {node.state}")
+            job = None
+        if job is None:
+            if AgentJob.objects.filter(node=node, episode=_episode(node)).exists():
+                return node, None  # this episode's job already ended
+            job = _new_job(node)
+        return node, job
+
+
+def next_step(job: AgentJob) -> dict[str, Any] | None:
+    index = job.current_index
+    if job.status != JobStatus.RUNNING or index is None:
+        return None
+    step = job.steps[index]
+    return {
+        "index": index,
+        "name": step["name"],
+        "action": step["action"],
+        "params": step["params"],
+        "resume": step["status"] == StepStatus.STARTED,
+    }
+
+
+def _locked_job(node: Node, job_id: int) -> AgentJob:
+    """Lock the node, then the job; the job must be this node's, running, in this episode."""
+    node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+    job = AgentJob.objects.select_for_update().filter(pk=job_id, node=node).first()
+    if job is None:
+        raise JobError(f"node {node.pk} has no job {job_id}", status=404, code="not_found")
+    if job.status != JobStatus.RUNNING:
+        raise JobError(f"job {job.pk} has ended ({job.status}): {job.error or 'done'}")
+    if job.episode != _episode(node):
+        _close(job, JobStatus.CANCELLED, f"node {node.pk} left that state; now {node.state}")
+        raise JobError(f"node {node.pk} is {node.state} now; job {job.pk} has ended")
+    return job
+
+
+def report_step(
+    node: Node, job_id: int, index: int, status: str, detail: str, result: Any
+) -> AgentJob:
+    """The agent reports step ``index`` started, succeeded or failed."""
+    now = timezone.now().isoformat()
+    with transaction.atomic():
+        job = _locked_job(node, job_id)
+        current = job.current_index
+        if index != current:
+            raise JobError(
+                f"step {index} is not the step to run; job {job.pk} is at "
+                f"{'its end' if current is None else f'step {current}'}"
+            )
+        steps = job.steps
+        step = steps[index]
+        step["detail"] = detail[:2000]
+        job.last_heartbeat_at = timezone.now()
+        if status == StepStatus.STARTED:
+            step.update(status=StepStatus.STARTED, started_at=now, ended_at=None)
+            step["attempts"] = int(step.get("attempts", 0)) + 1
+            job.save(update_fields=["steps", "last_heartbeat_at"])
+            return job
+        if step["status"] != StepStatus.STARTED:
+            raise JobError(f"step {index} ({step['name']}) was never reported started")
+        step["ended_at"] = now
+        if status == StepStatus.FAILED:
+            step["status"] = StepStatus.FAILED
+            _fail(job, node, f"step {index + 1} ({step['name']}) failed: {detail[:1000]}")
+            return job
+        problem = _accept(job, node, step, result)
+        if problem:
+            step["status"] = StepStatus.FAILED
+            step["detail"] = problem[:2000]
+            _fail(job, node, f"step {index + 1} ({step['name']}): {problem}")
+            return job
+        step["status"] = StepStatus.SUCCEEDED
+        job.save(update_fields=["steps", "last_heartbeat_at"])
+        if job.current_index is None:
+            _finish(job, node)
+        return job
+
+
+def _accept(job: AgentJob, node: Node, step: dict[str, Any], result: Any) -> str | None:
+    """Take a step's result; the reason it proves nothing, or None."""
+    if step["action"] == "inventory":
+        if not isinstance(result, dict):
+            return "no inventory in the result"
+        record_inventory(node.pk, result, node_services.Actor.for_node(node.pk))
+        if job.kind == JobKind.WIPE:
+            return _plan_wipe(job, result)
+        return None
+    if step["action"] == "wipe":
+        problem = wipe.check_result(step["params"], result)
+        if problem:
+            return problem
+        step["result"] = {
+            "verification": result["verification"],
+            "output": str(result.get("output", ""))[-2000:],
+        }
+        node = Node.objects.get(pk=node.pk)
+        cert = certificates.issue(job, node, step, result)
+        step["certificate"] = str(cert.uuid)
+        return None
+    return f"unknown step action {step['action']!r}"
+
+
+def _plan_wipe(job: AgentJob, inventory: dict[str, Any]) -> str | None:
+    disks = inventory.get("disks") or []
+    if not disks:
+        return (
+            "the agent found no disks (a controller without a driver in the agent?); "
+            "nothing was wiped"
+        )
+    request = job.params.get("request", {})
+    category = request.get("category", "best")
+    passes = int(request.get("passes", 1))
+    planned = []
+    for disk in disks:
+        try:
+            planned.append(wipe.plan(disk, category, passes))
+        except wipe.WipeImpossible as exc:
+            return str(exc)
+    job.steps = job.steps + [_step(f"wipe {p['disk']['name']}", "wipe", p) for p in planned]
+    return None
+
+
+def _finish(job: AgentJob, node: Node) -> None:
+    if job.kind == JobKind.WIPE:
+        after = job.params.get("request", {}).get("after", "retired")
+        count = sum(1 for s in job.steps if s["action"] == "wipe")
+        node_services.perform(
+            node.pk,
+            "complete_wipe",
+            node_services.SYSTEM,
+            reason=f"{count} disk(s) wiped and verified; certificates issued",
+        )
+        if after == NodeState.DISCOVERED:
+            node_services.perform(
+                node.pk, "rediscover", node_services.SYSTEM, reason="wiped for reuse"
+            )
+    _close(job, JobStatus.SUCCEEDED, "")
+
+
+def _fail(job: AgentJob, node: Node, reason: str) -> None:
+    _close(job, JobStatus.FAILED, reason)
+    current = Node.objects.get(pk=node.pk)
+    if current.state in (NodeState.DEPROVISIONING, NodeState.MIGRATING):
+        node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=reason[:1000])
+
+
+def _close(job: AgentJob, status: str, error: str) -> None:
+    job.status = status
+    job.error = error[:4000]
+    job.finished_at = timezone.now()
+    job.save()
+
+
+def heartbeat(node: Node, job_id: int, data: dict[str, Any]) -> AgentJob:
+    with transaction.atomic():
+        job = _locked_job(node, job_id)
+        job.last_heartbeat_at = timezone.now()
+        job.heartbeat = {**data, "at": job.last_heartbeat_at.isoformat()}
+        job.save(update_fields=["last_heartbeat_at", "heartbeat"])
+    return job
+
+
+def append_log(node: Node, job_id: int, lines: list[str]) -> int:
+    """Store log lines (bounded per job); returns how many were kept."""
+    with transaction.atomic():
+        job = _locked_job(node, job_id)
+        room = MAX_LOG_LINES_PER_JOB - job.log_lines.count()
+        kept = [line[:MAX_LOG_LINE] for line in lines[: max(room, 0)]]
+        if len(kept) < len(lines) and room > 0:
+            kept[-1] = f"[log limit of {MAX_LOG_LINES_PER_JOB} lines reached; later lines dropped]"
+        AgentLogLine.objects.bulk_create(AgentLogLine(job=job, line=line) for line in kept)
+        job.last_heartbeat_at = timezone.now()
+        job.save(update_fields=["last_heartbeat_at"])
+    return len(kept)
+
+
+def fail_lost_jobs(minutes: int | None = None) -> list[int]:
+    """Fail every running job whose agent has been silent too long; returns their ids."""
+    minutes = minutes or settings.PUREBOOT_AGENT_LOST_MINUTES
+    cutoff = timezone.now() - timedelta(minutes=minutes)
+    lost = (
+        AgentJob.objects.filter(status=JobStatus.RUNNING)
+        .annotate(last_word=Coalesce("last_heartbeat_at", "created_at"))
+        .filter(Q(last_word__lt=cutoff))
+        .values_list("pk", "node_id")
+    )
+    failed = []
+    for job_id, node_id in list(lost):
+        with transaction.atomic():
+            node = Node.objects.select_for_update(of=("self",)).get(pk=node_id)
+            job = AgentJob.objects.select_for_update().get(pk=job_id)
+            if job.status != JobStatus.RUNNING:
+                continue
+            last = job.last_heartbeat_at or job.created_at
+            if last >= cutoff:
+                continue
+            if job.episode != _episode(node):
+                _close(job, JobStatus.CANCELLED, f"node left that state; now {node.state}")
+                continue
+            _fail(
+                job,
+                node,
+                f"no word from the agent for {minutes} minutes (last at {last.isoformat()}), "
+                f"stopped at {job.where}",
+            )
+        failed.append(job_id)
+    return failed
