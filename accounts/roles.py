@@ -22,6 +22,9 @@ VIEW_REGISTRY = (
     "workflows.view_imagetemplateversion",
     "workflows.view_bootimage",
     "approvals.view_approvalrequest",
+    "agent.view_agentjob",
+    "agent.view_agentlogline",
+    "agent.view_wipecertificate",
 )
 OPERATE = (
     "nodes.add_node",

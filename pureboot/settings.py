@@ -248,6 +248,7 @@ REST_FRAMEWORK = {
         "user": os.environ.get("PUREBOOT_THROTTLE_USER", "6000/min"),
         "auth": os.environ.get("PUREBOOT_THROTTLE_AUTH", "20/min"),
         "report": os.environ.get("PUREBOOT_THROTTLE_REPORT", "600/min"),
+        "agent": os.environ.get("PUREBOOT_THROTTLE_AGENT", "600/min"),
     },
     "EXCEPTION_HANDLER": "pureboot.api.exceptions.exception_handler",
     # The client address is REMOTE_ADDR as ClientAddressMiddleware resolved it;

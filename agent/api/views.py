@@ -1,0 +1,239 @@
+"""The agent's protocol (node token) and the people-facing wipe endpoints."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, viewsets
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from nodes import agent_tokens
+from nodes import services as node_services
+from nodes.api.views import LifecycleAnswers
+from nodes.models import Node
+from nodes.permissions import scope_nodes
+from pureboot.api.permissions import ModelPermissions
+
+from .. import services, wipe
+from ..models import AgentJob, WipeCertificate
+from .serializers import (
+    AgentJobAnswerSerializer,
+    AgentJobSerializer,
+    DeprovisionSerializer,
+    HeartbeatSerializer,
+    InventorySerializer,
+    LogSerializer,
+    StepReportSerializer,
+    WipeCertificateSerializer,
+)
+
+
+class AgentTokenAuthentication(BaseAuthentication):
+    """``Authorization: Node <token>``: the agent token from the agent's kernel command line."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"node":
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Authorization: Node <token>")
+        token = parts[1].decode("latin-1")
+        try:
+            node = agent_tokens.resolve(token)
+        except agent_tokens.AgentTokenInvalid as exc:
+            raise exceptions.AuthenticationFailed(f"Agent token refused: {exc}.") from None
+        return (None, (node, token))
+
+    def authenticate_header(self, request):
+        return "Node"
+
+
+class HasAgentToken(BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, tuple)
+
+
+class AgentView(APIView):
+    authentication_classes = (AgentTokenAuthentication,)
+    permission_classes = (HasAgentToken,)
+    throttle_classes = (ScopedRateThrottle,)
+    throttle_scope = "agent"
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.JobError):
+            return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
+        if isinstance(exc, agent_tokens.AgentTokenInvalid):
+            exc = exceptions.AuthenticationFailed(f"Agent token refused: {exc}.")
+        return super().handle_exception(exc)
+
+    @property
+    def node(self) -> Node:
+        return self.request.auth[0]
+
+
+def _answer(job, reason: str) -> dict:
+    step = services.next_step(job) if job is not None else None
+    return {
+        "action": "run" if step else "poweroff",
+        "job": job.pk if job is not None else None,
+        "kind": job.kind if job is not None else None,
+        "step": step,
+        "heartbeat_seconds": settings.PUREBOOT_AGENT_HEARTBEAT_SECONDS,
+        "reason": reason,
+    }
+
+
+class JobView(AgentView):
+    """``GET /api/v1/agent/job``: what the agent should do now."""
+
+    @extend_schema(responses=AgentJobAnswerSerializer)
+    def get(self, request):
+        node, job = services.job_for(request.auth[1])
+        if job is None:
+            reason = f"node {node.pk} is {node.state}; nothing for the agent to do"
+        elif job.status != "running":
+            reason = f"job {job.pk} {job.status}: {job.error or 'done'}"
+        else:
+            reason = job.where
+        return Response(_answer(job, reason))
+
+
+class StepView(AgentView):
+    """``POST /api/v1/agent/jobs/{id}/steps/{index}``: a step started, succeeded or failed."""
+
+    @extend_schema(request=StepReportSerializer, responses=AgentJobAnswerSerializer)
+    def post(self, request, pk: str, index: str):
+        serializer = StepReportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = get_object_or_404(AgentJob, pk=int(pk), node=self.node)
+        result = data.get("result")
+        if (
+            data["status"] == "succeeded"
+            and job.steps[min(int(index), len(job.steps) - 1)].get("action") == "inventory"
+        ):
+            inventory = InventorySerializer(data=result)
+            inventory.is_valid(raise_exception=True)
+            result = inventory.validated_data
+        job = services.report_step(
+            self.node, job.pk, int(index), data["status"], data["detail"], result
+        )
+        return Response(_answer(job, job.error or job.where))
+
+
+class HeartbeatView(AgentView):
+    """``POST /api/v1/agent/jobs/{id}/heartbeat``: the agent is alive and where it is."""
+
+    @extend_schema(request=HeartbeatSerializer, responses=AgentJobSerializer)
+    def post(self, request, pk: str):
+        serializer = HeartbeatSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.heartbeat(self.node, int(pk), serializer.validated_data)
+        return Response(AgentJobSerializer(job).data)
+
+
+class LogView(AgentView):
+    """``POST /api/v1/agent/jobs/{id}/log``: lines of the agent's log."""
+
+    @extend_schema(request=LogSerializer, responses={200: OpenApiResponse(description="kept")})
+    def post(self, request, pk: str):
+        serializer = LogSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        kept = services.append_log(self.node, int(pk), serializer.validated_data["lines"])
+        return Response({"kept": kept})
+
+
+class DeprovisionView(LifecycleAnswers, APIView):
+    """``POST /api/v1/deprovision``: securely erase a node's disks (four-eye).
+
+    ``?dry_run=1`` shows, without asking anything, whether a second person
+    must approve and which method each disk would get (from the node's last
+    inventory; unknown until the agent has reported one).
+    """
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(
+        request=DeprovisionSerializer,
+        parameters=[OpenApiParameter("dry_run", bool)],
+        responses={
+            202: OpenApiResponse(description="approval request filed"),
+            200: OpenApiResponse(description="dry run, or done without approval"),
+            403: OpenApiResponse(description="forbidden"),
+            404: OpenApiResponse(description="no such node visible to you"),
+            409: OpenApiResponse(description="illegal transition or pending request"),
+        },
+    )
+    def post(self, request):
+        serializer = DeprovisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        node = get_object_or_404(scope_nodes(request.user), pk=data["node"])
+        params = {"after": data["after"], "category": data["category"]}
+        actor = self._actor()
+        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+            preview = node_services.preview_transition(node.pk, "deprovision", actor, **params)
+            preview["disks_to_wipe"] = _planned(node, data["category"])
+            preview.update(params)
+            return Response(preview)
+        node = node_services.perform(node.pk, "deprovision", actor, reason=data["reason"], **params)
+        return Response({"node": node.pk, "state": node.state, **params})
+
+
+def _planned(node: Node, category: str) -> list[dict] | str:
+    disks = (node.inventory or {}).get("disks")
+    if not disks:
+        return "unknown until the agent reports this machine's disks (it does so first)"
+    planned = []
+    for disk in disks:
+        try:
+            plan = wipe.plan(disk, category)
+            planned.append(
+                {
+                    "disk": wipe.label(disk),
+                    "method": plan["method"],
+                    "category": plan["category"],
+                    "description": plan["description"],
+                }
+            )
+        except wipe.WipeImpossible as exc:
+            planned.append({"disk": wipe.label(disk), "method": None, "error": str(exc)})
+    return planned
+
+
+class CanViewCertificates(ModelPermissions):
+    perms_map = {m: ["agent.view_wipecertificate"] for m in ModelPermissions.perms_map}
+
+
+class WipeCertificateViewSet(viewsets.ReadOnlyModelViewSet):
+    """Wipe certificates of the nodes visible to you (the signed document and signature)."""
+
+    serializer_class = WipeCertificateSerializer
+    permission_classes = (IsAuthenticated, CanViewCertificates)
+    lookup_field = "uuid"
+    filterset_fields = ("node", "method", "category")
+
+    def get_queryset(self):
+        nodes = scope_nodes(self.request.user, Node.objects.all())
+        return WipeCertificate.objects.filter(node__in=nodes).order_by("-created_at", "-id")
+
+
+class CanViewJobs(ModelPermissions):
+    perms_map = {m: ["agent.view_agentjob"] for m in ModelPermissions.perms_map}
+
+
+class AgentJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """The agent's jobs on the nodes visible to you: steps, where it is or stopped, errors."""
+
+    serializer_class = AgentJobSerializer
+    permission_classes = (IsAuthenticated, CanViewJobs)
+    filterset_fields = ("node", "kind", "status")
+
+    def get_queryset(self):
+        nodes = scope_nodes(self.request.user, Node.objects.all())
+        return AgentJob.objects.filter(node__in=nodes).order_by("-created_at", "-id")
