@@ -17,7 +17,11 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 |                             | again while attempts < limit, else fail and boot |
 |                             | the disk                                         |
 | installed, active           | boot the local disk (Rule B)                     |
-| deprovisioning, migrating   | agent (placeholder until the agent exists)       |
+| discovered, no inventory    | agent: report the hardware once (when            |
+|                             | PUREBOOT_AGENT_INVENTORY is on)                  |
+| deprovisioning              | agent: wipe every disk, certify, retire          |
+| migrating                   | boot the local disk (moving a system to new      |
+|                             | hardware is not built yet)                       |
 | retired                     | no answer                                        |
 """
 
@@ -46,6 +50,7 @@ class Step(StrEnum):
     RETRY_INSTALL = "retry_install"  # installing: count one more attempt
     CONTINUE_INSTALL = "continue_install"  # installing, same boot session: no new attempt
     FAIL = "fail"  # installing -> failed (attempt limit reached)
+    AGENT = "agent"  # boot the agent with the node's agent token
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class NodeFacts:
     in_session: bool = False
     # The boot image its workflow names, when that image is not imported.
     missing_image: str = ""
+    # The agent has never reported this machine's hardware.
+    needs_inventory: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class Policy:
     wait_seconds: int = 600
     max_install_attempts: int = 3
     session_seconds: int = 120
+    inventory: bool = False  # discovered machines boot the agent once to report hardware
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,10 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
             return Decision(Kind.WAIT, Step.REGISTER, "unknown machine: discovered", fw)
         return Decision(Kind.IGNORE, Step.NONE, "unknown machine and discovery is off", fw)
     state = node.state
+    if state == S.DISCOVERED and policy.inventory and node.needs_inventory:
+        return Decision(
+            Kind.AGENT, Step.AGENT, "discovered: the agent reports its hardware once", fw
+        )
     if state in (S.DISCOVERED, S.FAILED):
         return Decision(Kind.WAIT, Step.NONE, f"{state}: waiting for an operator", fw)
     if node.missing_image and state in (S.PENDING, S.REPROVISION):
@@ -157,6 +169,15 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
         )
     if state in (S.INSTALLED, S.ACTIVE):
         return Decision(Kind.LOCAL, Step.NONE, f"{state}: boot from the local disk", fw)
-    if state in (S.DEPROVISIONING, S.MIGRATING):
-        return Decision(Kind.AGENT, Step.NONE, f"{state}: the PureBoot agent's job", fw)
+    if state == S.DEPROVISIONING:
+        return Decision(
+            Kind.AGENT, Step.AGENT, "deprovisioning: the agent wipes and certifies its disks", fw
+        )
+    if state == S.MIGRATING:
+        return Decision(
+            Kind.LOCAL,
+            Step.NONE,
+            "migrating: moving a system to new hardware is not built yet; booting the local disk",
+            fw,
+        )
     return Decision(Kind.IGNORE, Step.NONE, f"{state}: no answer", fw)

@@ -201,21 +201,22 @@ def render(
         return None
     if decision.kind == Kind.LOCAL:
         return _local_now(fw, f"PureBoot: {node_name} is {state}; booting the local disk")
-    if decision.kind == Kind.AGENT:
-        return _local_now(
-            fw,
-            f"PureBoot: {node_name} is {state}; the PureBoot agent is not available yet, "
-            "booting the local disk",
+    if decision.kind == Kind.AGENT and install is None:
+        return _local_now(fw, f"PureBoot: {node_name}: {decision.reason}")
+    if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
+        doing, entry = (
+            ("installing", "Install")
+            if decision.kind == Kind.INSTALL
+            else ("starting the PureBoot agent on", "PureBoot agent on")
         )
-    if decision.kind == Kind.INSTALL and install is not None:
         try:
             kernel, initrd = device_path(install.kernel), device_path(install.initrd)
         except ValueError as exc:
             return _local_now(fw, f"PureBoot: cannot install {node_name}: {exc}")
         args = cmdline(install.cmdline)
         return (
-            _menu(0, INSTALL_TIMEOUT, f"PureBoot: installing {node_name}", fallback=1)
-            + f"menuentry {quote(f'Install {node_name}')} --id install {{\n"
+            _menu(0, INSTALL_TIMEOUT, f"PureBoot: {doing} {node_name}", fallback=1)
+            + f"menuentry {quote(f'{entry} {node_name}')} --id install {{\n"
             f"  linux {quote(kernel)}{f' {args}' if args else ''}\n"
             f"  initrd {quote(initrd)}\n"
             "}\n" + _local_entry(fw)

@@ -102,6 +102,42 @@ def install_boot(
     )
 
 
+AGENT_FAMILY = "pureboot-agent"
+
+
+def agent_image(arch: str) -> BootImage | None:
+    """The newest imported agent boot image for ``arch`` (``manage.py build_agent``)."""
+    return (
+        BootImage.objects.filter(family=AGENT_FAMILY, arch=arch)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def agent_boot(node, *, token: str, base_url: str) -> InstallBoot | None:
+    """The PureBoot agent's boot for ``node``: its token and the controller on the command line."""
+    image = agent_image(node.arch)
+    if image is None:
+        return None
+    kernel = f"{image.name}/{image.files.get('kernel', {}).get('name', 'vmlinuz')}"
+    initrd = f"{image.name}/{image.files.get('initrd', {}).get('name', 'initrd.img')}"
+    args = [
+        "console=tty0",
+        "console=ttyS0,115200n8" if node.arch == "x86_64" else "console=ttyAMA0,115200",
+        "quiet",
+        f"pureboot.url={base_url}",
+        f"pureboot.node={node.pk}",
+        f"pureboot.token={token}",
+    ]
+    return InstallBoot(
+        kernel=_file_url(base_url, kernel),
+        initrd=_file_url(base_url, initrd),
+        cmdline=" ".join(args),
+        kernel_file=_boot_root_path(kernel),
+        initrd_file=_boot_root_path(initrd),
+    )
+
+
 def node_install_boot(node, *, token: str, base_url: str) -> InstallBoot | None:
     """``install_boot`` for a node: its pinned version, its hostname (or ``node-<id>``)."""
     if node.workflow_version is None:

@@ -51,19 +51,18 @@ def render(
     name = _quote(node_name)
     if decision.kind == Kind.LOCAL:
         return f"{HEADER}echo PureBoot: {name} is {state}; booting the local disk\n{local}"
-    if decision.kind == Kind.AGENT:
+    if decision.kind == Kind.AGENT and install is None:
+        return f"{HEADER}echo PureBoot: {_quote(decision.reason)}\n{local}"
+    if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
+        doing = "installing" if decision.kind == Kind.INSTALL else "starting the PureBoot agent on"
         return (
-            f"{HEADER}echo PureBoot: {name} is {state}; the PureBoot agent is not available "
-            f"yet, booting the local disk\n{local}"
-        )
-    if decision.kind == Kind.INSTALL and install is not None:
-        return (
-            f"{HEADER}echo PureBoot: installing {name}\n"
+            f"{HEADER}echo PureBoot: {doing} {name}\n"
             f"kernel {install.kernel} initrd=initrd {_quote(install.cmdline)} || goto local\n"
             f"initrd --name initrd {install.initrd} || goto local\n"
             "boot || goto local\n"
             ":local\n"
-            "echo PureBoot: the install boot failed; booting the local disk\n"
+            f"echo PureBoot: the {'install' if decision.kind == Kind.INSTALL else 'agent'} "
+            "boot failed; booting the local disk\n"
             f"{local}"
         )
     rounds = max(wait_seconds // max(poll_seconds, 1), 1)

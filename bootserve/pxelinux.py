@@ -124,21 +124,24 @@ def render(
         return None
     if decision.kind == Kind.LOCAL:
         return _local(node_name, state, "booting the local disk")
-    if decision.kind == Kind.AGENT:
-        return _local(
-            node_name, state, "the PureBoot agent is not available yet, booting the local disk"
-        )
-    if decision.kind == Kind.INSTALL and install is not None:
+    if decision.kind == Kind.AGENT and install is None:
+        return _local(node_name, state, decision.reason)
+    if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
         name = _line(node_name)
+        doing, entry = (
+            ("installing", "Install")
+            if decision.kind == Kind.INSTALL
+            else ("starting the PureBoot agent on", "PureBoot agent on")
+        )
         return (
             "DEFAULT install\n"
             "PROMPT 0\n"
             f"TIMEOUT {INSTALL_TIMEOUT}\n"
             "ONERROR local\n"
-            f"MENU TITLE PureBoot: installing {name}\n"
-            f"SAY PureBoot: installing {name} (the local disk if the kernel cannot be fetched)\n"
+            f"MENU TITLE PureBoot: {doing} {name}\n"
+            f"SAY PureBoot: {doing} {name} (the local disk if the kernel cannot be fetched)\n"
             "LABEL install\n"
-            f"  MENU LABEL Install {name}\n"
+            f"  MENU LABEL {entry} {name}\n"
             f"  KERNEL {_line(install.kernel)}\n"
             f"  INITRD {_line(install.initrd)}\n"
             f"  APPEND {_line(install.cmdline)}\n"

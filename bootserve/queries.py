@@ -80,7 +80,8 @@ def _select(vendor: str, native: bool, macs: int, uuid: bool, serial: bool) -> s
         nodes, where = f"{node} n", f"n.{node_id} IN ({' UNION ALL '.join(matches)})"
     sql = (
         f"SELECT {columns}, v.{_col(WorkflowVersion, 'definition')}, "
-        f"CASE WHEN n.{seen_at} IS NULL OR n.{seen_at} < %s THEN 1 ELSE 0 END "
+        f"CASE WHEN n.{seen_at} IS NULL OR n.{seen_at} < %s THEN 1 ELSE 0 END, "
+        f"CASE WHEN n.{_col(Node, 'inventory_at')} IS NULL THEN 1 ELSE 0 END "
         f"FROM {nodes} LEFT JOIN {version} v "
         f"ON v.{_col(WorkflowVersion, 'id')} = n.{_col(Node, 'workflow_version')} "
         f"WHERE {where} ORDER BY n.{node_id} LIMIT 1"
@@ -134,7 +135,7 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         row = cursor.fetchone()
         if row is None:
             return None
-        pk, hostname, state, arch, firmware, attempts, definition, stale = row
+        pk, hostname, state, arch, firmware, attempts, definition, stale, no_inventory = row
         if stale:
             _seen_now(db, cursor, native, pk)
     finally:
@@ -147,6 +148,7 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         firmware=firmware,
         install_attempts=attempts,
         can_install=definition is not None and pxe_boot_task(_json(definition)) is not None,
+        needs_inventory=bool(no_inventory),
     )
 
 

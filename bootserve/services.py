@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from nodes import agent_tokens
 from nodes import services as node_services
 from nodes.choices import Arch, Firmware, NodeState
 from nodes.models import Node, is_pi_with_serial
@@ -30,7 +31,7 @@ from workflows.models import BootImage, WorkflowRun
 
 from . import discovery
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
-from .install import InstallBoot, boot_task, node_install_boot
+from .install import InstallBoot, agent_boot, boot_task, node_install_boot
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def policy() -> Policy:
         wait_seconds=settings.PUREBOOT_BOOT_WAIT_SECONDS,
         max_install_attempts=settings.PUREBOOT_MAX_INSTALL_ATTEMPTS,
         session_seconds=settings.PUREBOOT_BOOT_SESSION_SECONDS,
+        inventory=settings.PUREBOOT_AGENT_INVENTORY,
     )
 
 
@@ -95,6 +97,7 @@ def facts(node: Node) -> NodeFacts:
         missing_image=_missing_image(node)
         if node.state in (NodeState.PENDING, NodeState.REPROVISION, NodeState.INSTALLING)
         else "",
+        needs_inventory=node.inventory_at is None,
     )
 
 
@@ -144,6 +147,18 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
 
 def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
     """Do the step ``decision`` names to ``node`` (locked by the caller)."""
+    if decision.step == Step.AGENT:
+        boot = agent_boot(node, token=agent_tokens.issue(node), base_url=base_url)
+        if boot is None:
+            missing = Decision(
+                Kind.LOCAL,
+                Step.NONE,
+                f"{node.state}: no PureBoot agent image for {node.arch} is imported "
+                f"(manage.py build_agent --arch {node.arch}); booting the local disk",
+                decision.firmware,
+            )
+            return BootAnswer(missing, node)
+        return BootAnswer(decision, node, boot)
     if decision.step == Step.START_INSTALL:
         node, run, token = workflow_services.start_install(node.pk)
         return _install_answer(decision, node, token, base_url)

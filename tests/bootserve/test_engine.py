@@ -21,8 +21,8 @@ def facts(state, attempts=0, can_install=True, firmware="uefi"):
         ("installing", Kind.INSTALL, Step.RETRY_INSTALL),
         ("installed", Kind.LOCAL, Step.NONE),
         ("active", Kind.LOCAL, Step.NONE),
-        ("deprovisioning", Kind.AGENT, Step.NONE),
-        ("migrating", Kind.AGENT, Step.NONE),
+        ("deprovisioning", Kind.AGENT, Step.AGENT),
+        ("migrating", Kind.LOCAL, Step.NONE),
         ("retired", Kind.IGNORE, Step.NONE),
     ],
 )

@@ -177,9 +177,19 @@ def test_pxelinux_install_without_a_boot_waits():
     assert parse_pxelinux(text)[0]["DEFAULT"] == "local"
 
 
+def test_pxelinux_agent_boots_the_agent_with_its_command_line():
+    text = pxelinux.render(
+        decision(Kind.AGENT), node_name="web-01", state="deprovisioning", install=INSTALL
+    )
+    globals_, labels = parse_pxelinux(text)
+    assert globals_["DEFAULT"] == "install" and "PureBoot agent on web-01" in text
+    assert INSTALL.cmdline in text and "local" in labels
+
+
 @pytest.mark.parametrize("kind", [Kind.LOCAL, Kind.AGENT])
 def test_pxelinux_local_and_agent_boot_the_disk(kind):
-    text = pxelinux.render(decision(kind), node_name="web-01", state="active", install=INSTALL)
+    install = INSTALL if kind == Kind.LOCAL else None  # an agent boot without its image
+    text = pxelinux.render(decision(kind), node_name="web-01", state="active", install=install)
     globals_, labels = parse_pxelinux(text)
     assert globals_["DEFAULT"] == "local"
     assert list(labels) == ["local"]
