@@ -252,7 +252,7 @@ def _plan_wipe(job: AgentJob, inventory: dict[str, Any]) -> str | None:
     planned = []
     for disk in disks:
         try:
-            planned.append(wipe.plan(disk, category, passes))
+            planned.append({**wipe.plan(disk, category, passes), "verify": job.params["verify"]})
         except wipe.WipeImpossible as exc:
             return str(exc)
     job.steps = job.steps + [_step(f"wipe {p['disk']['name']}", "wipe", p) for p in planned]
