@@ -62,24 +62,45 @@ def _fields_words(request: ApprovalRequest) -> str:
 # --- node actions -------------------------------------------------------------
 
 NODE_WORDS = {
-    "deprovision": "It is marked for secure erasure and PureBoot stops installing it; nothing "
-    "wipes its disks yet (the on-node agent is not built), so it keeps booting its own disk "
-    "until the erasure is done by other means.",
+    "deprovision": "At its next network boot it starts the PureBoot agent, which lists its "
+    "disks and sanitizes every one of them ({category}), then reads each disk back to prove "
+    "it; PureBoot signs a wipe certificate per disk and the node becomes {after}. Everything "
+    "on its disks is lost. If a disk cannot be wiped as asked, or the read-back finds data, "
+    "the node fails with the reason and nothing more is written.",
     "reprovision": "It will be installed again; what is on its disk now is lost.",
     "retire": "It will no longer be answered by PureBoot.",
     "migrate": "It is marked as migrating; nothing moves its system to other hardware yet "
-    "(the agent is not built), so it keeps booting its own disk until the migration is "
+    "(migration is not built), so it keeps booting its own disk until the migration is "
     "cancelled.",
     "assign": "PureBoot installed this machine before: assigning a workflow installs it "
     "again, and what is on its disk now is lost.",
 }
 
 
+CATEGORY_WORDS = {
+    "best": "by the strongest method each disk offers: a NIST SP 800-88 Purge command where "
+    "the disk has one, otherwise Clear by overwriting every block",
+    "purge": "by NIST SP 800-88 Purge only: a disk without a Purge command fails the wipe "
+    "before anything is written",
+    "clear": "by the strongest method each disk offers, at least NIST SP 800-88 Clear",
+}
+
+
+def _node_words(action: str, params: dict) -> str:
+    words = NODE_WORDS.get(action, "")
+    if action == "deprovision":
+        category = params.get("category") or "best"
+        after = params.get("after") or "retired"
+        after_words = "retired" if after == "retired" else "discovered again, ready for reuse"
+        return words.format(category=CATEGORY_WORDS.get(category, category), after=after_words)
+    return words
+
+
 def _node_kind(action: lc.Action) -> Kind:
     def describe(request: ApprovalRequest) -> str:
         return (
             f"{action.label} node {request.target_label} (#{request.node_id}): "
-            f"{request.node_state} → {action.target}. {NODE_WORDS.get(action.name, '')}"
+            f"{request.node_state} → {action.target}. {_node_words(action.name, request.params)}"
         ).strip()
 
     def execute(

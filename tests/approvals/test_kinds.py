@@ -363,10 +363,17 @@ def test_awaiting_me_lists_only_what_i_may_decide(api, alice, bob):
 
 
 def test_approval_texts_promise_only_what_happens():
-    """Red team: the approval page said "Its disks will be wiped"; nothing wiped them."""
-    from approvals.kinds import NODE_WORDS
+    """Red team: the approval page said "Its disks will be wiped"; nothing wiped them.
 
-    assert "nothing wipes its disks yet" in NODE_WORDS["deprovision"]
+    Now the agent wipes them: the text says how (the category asked), what
+    proves it, and where the node ends (tests/agent/ run the whole wipe).
+    """
+    from approvals.kinds import NODE_WORDS, _node_words
+
     assert "nothing moves its system" in NODE_WORDS["migrate"]
+    purge = _node_words("deprovision", {"category": "purge", "after": "discovered"})
+    assert "Purge only" in purge and "discovered again" in purge and "reads each disk back" in purge
+    best = _node_words("deprovision", {})
+    assert "strongest method" in best and "becomes retired" in best
     for words in NODE_WORDS.values():
         assert "will be wiped" not in words and "will be moved" not in words
