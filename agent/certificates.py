@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audit import services as audit
@@ -200,3 +201,10 @@ def _check_audit(document: dict[str, Any], verdict: Verdict) -> None:
         verdict.fail(f"the audit trail does not verify: {report}")
         return
     verdict.facts.append(f"audit event #{event.seq} matches; {report}")
+
+
+def render_html(cert: WipeCertificate) -> str:
+    """The certificate for people: every field of the signed document, escaped."""
+    return render_to_string(
+        "agent/certificate.html", {"doc": json.loads(cert.document), "cert": cert}
+    )

@@ -50,7 +50,13 @@ def render(
     local = local_boot(decision.firmware)
     name = _quote(node_name)
     if decision.kind == Kind.LOCAL:
-        return f"{HEADER}echo PureBoot: {name} is {state}; booting the local disk\n{local}"
+        # Installed and active machines need no why; any other state does.
+        why = (
+            ""
+            if state in ("installed", "active")
+            else f"echo PureBoot: {_quote(decision.reason)}\n"
+        )
+        return f"{HEADER}echo PureBoot: {name} is {state}; booting the local disk\n{why}{local}"
     if decision.kind == Kind.AGENT and install is None:
         return f"{HEADER}echo PureBoot: {_quote(decision.reason)}\n{local}"
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:

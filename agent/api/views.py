@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -19,7 +21,7 @@ from nodes.models import Node
 from nodes.permissions import scope_nodes
 from pureboot.api.permissions import ModelPermissions
 
-from .. import services, wipe
+from .. import certificates, services, wipe
 from ..models import AgentJob, WipeCertificate
 from .serializers import (
     AgentJobAnswerSerializer,
@@ -216,11 +218,30 @@ class WipeCertificateViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WipeCertificateSerializer
     permission_classes = (IsAuthenticated, CanViewCertificates)
     lookup_field = "uuid"
+    lookup_value_regex = (
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    )
     filterset_fields = ("node", "method", "category")
 
     def get_queryset(self):
         nodes = scope_nodes(self.request.user, Node.objects.all())
         return WipeCertificate.objects.filter(node__in=nodes).order_by("-created_at", "-id")
+
+    @extend_schema(responses={200: OpenApiResponse(description="the certificate file")})
+    @action(detail=True, methods=["get"])
+    def export(self, request, uuid=None):
+        """The certificate as one JSON file for ``manage.py verify_certificate``."""
+        cert = self.get_object()
+        response = Response(certificates.export(cert))
+        response["Content-Disposition"] = f'attachment; filename="wipe-{cert.uuid}.json"'
+        return response
+
+    @extend_schema(responses={200: OpenApiResponse(description="HTML page")})
+    @action(detail=True, methods=["get"])
+    def html(self, request, uuid=None):
+        """The certificate as a page for people (print it to PDF from the browser)."""
+        cert = self.get_object()
+        return HttpResponse(certificates.render_html(cert), content_type="text/html; charset=utf-8")
 
 
 class CanViewJobs(ModelPermissions):
