@@ -104,9 +104,7 @@ def assign(node, content=NETBOOT):
     )
 
 
-@pytest.mark.parametrize(
-    "state", ["discovered", "failed", "installed", "active", "migrating"]
-)
+@pytest.mark.parametrize("state", ["discovered", "failed", "installed", "active", "migrating"])
 @pytest.mark.parametrize(
     "query",
     [
