@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from audit import services as audit
 from workflows import isoimport
+from workflows.bootimages import install_boot_image
 from workflows.models import BootImage
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -100,47 +98,14 @@ class Command(BaseCommand):
         return path
 
     def _install(self, boot_root, name, staging, info, files, source, existing) -> None:
-        target = boot_root / name
-        old = boot_root / f".old-{name}"
-        shutil.rmtree(old, ignore_errors=True)
-        moved_old = swapped = False
-        try:
-            with transaction.atomic():
-                if existing:
-                    existing.delete()
-                image = BootImage.objects.create(
-                    name=name,
-                    family=info.family,
-                    version=info.version,
-                    arch=info.arch,
-                    volume_id=info.volume_id,
-                    files=files,
-                    source=isoimport.redact_url(source) if "://" in source else source,
-                    author_name="system",
-                )
-                audit.record(
-                    actor="system",
-                    action="bootimage.replace" if existing else "bootimage.import",
-                    object_type="workflows.bootimage",
-                    object_id=image.pk,
-                    details={
-                        "name": name,
-                        "family": info.family,
-                        "version": info.version,
-                        "files": {r: f["sha256"] for r, f in files.items()},
-                    },
-                )
-                # Swap the folder last, still inside the transaction.
-                if target.exists():
-                    target.rename(old)
-                    moved_old = True
-                staging.rename(target)
-                swapped = True
-        except Exception:
-            # Put the files back as they were: the row was rolled back too.
-            if swapped:
-                target.rename(staging)
-            if moved_old:
-                old.rename(target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        install_boot_image(
+            name=name,
+            family=info.family,
+            version=info.version,
+            arch=info.arch,
+            volume_id=info.volume_id,
+            files=files,
+            source=isoimport.redact_url(source) if "://" in source else source,
+            staging=staging,
+            replace=True,  # the caller checked --replace
+        )

@@ -12,6 +12,8 @@ bound|renew)
         ip route del default 2>/dev/null
         ip route add default via "${router%% *}" dev "$interface"
     fi
+    : > /etc/resolv.conf
+    for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
     ;;
 esac
 exit 0
