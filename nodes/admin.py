@@ -9,7 +9,7 @@ from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdmin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
@@ -89,6 +89,8 @@ class NodeAdmin(admin.ModelAdmin):
         "last_seen_at",
         "created_at",
         "updated_at",
+        "inventory_summary",
+        "inventory_at",
     )
     fieldsets = (
         (None, {"fields": ("hostname", "site", "tags", "state_column", "workflow")}),
@@ -97,6 +99,7 @@ class NodeAdmin(admin.ModelAdmin):
             {"fields": ("serial", "system_uuid", "arch", "firmware", "vendor", "model")},
         ),
         ("Metadata", {"fields": ("metadata",), "classes": ("collapse",)}),
+        ("Hardware inventory", {"fields": ("inventory_summary", "inventory_at")}),
         (
             "Lifecycle",
             {
@@ -112,6 +115,46 @@ class NodeAdmin(admin.ModelAdmin):
     )
     inlines = (InterfaceInline,)
     change_form_template = "admin/nodes/node/change_form.html"
+
+    @admin.display(description="reported by the agent")
+    def inventory_summary(self, obj: Node):
+        inventory = obj.inventory or {}
+        if not inventory:
+            return "not reported yet"
+        cpus = inventory.get("cpus") or {}
+        rows = [
+            format_html(
+                "<li>{} CPU(s) {}, {} MiB memory, firmware {} (Secure Boot {})</li>",
+                cpus.get("count", "?"),
+                cpus.get("model", ""),
+                (inventory.get("memory_bytes") or 0) // 2**20,
+                (inventory.get("firmware") or {}).get("mode", "?"),
+                (inventory.get("firmware") or {}).get("secure_boot", "?"),
+            )
+        ]
+        for disk in inventory.get("disks") or []:
+            rows.append(
+                format_html(
+                    "<li>disk {}: {} {} ({} bytes, {}{})</li>",
+                    disk.get("name"),
+                    disk.get("model"),
+                    disk.get("serial"),
+                    disk.get("size"),
+                    disk.get("transport"),
+                    ", rotational" if disk.get("rotational") else "",
+                )
+            )
+        for nic in inventory.get("nics") or []:
+            rows.append(
+                format_html(
+                    "<li>NIC {}: {} ({} Mbit/s, {})</li>",
+                    nic.get("name"),
+                    nic.get("mac"),
+                    nic.get("speed_mbps"),
+                    nic.get("driver"),
+                )
+            )
+        return format_html("<ul>{}</ul>", format_html_join("", "{}", ((r,) for r in rows)))
 
     @admin.display(description="state", ordering="state")
     def state_column(self, obj: Node):

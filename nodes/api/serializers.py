@@ -82,6 +82,8 @@ class NodeSerializer(serializers.ModelSerializer):
             "state_changed_at",
             "install_attempts",
             "last_seen_at",
+            "inventory",
+            "inventory_at",
             "created_at",
             "updated_at",
         )
@@ -90,6 +92,8 @@ class NodeSerializer(serializers.ModelSerializer):
             "state_changed_at",
             "install_attempts",
             "last_seen_at",
+            "inventory",
+            "inventory_at",
             "created_at",
             "updated_at",
         )
