@@ -35,6 +35,9 @@ TOOL_PACKAGES = (
 )
 
 
+ALTERNATIVES_LEFT_OUT = frozenset({"libelogind0"})
+
+
 @dataclass(frozen=True)
 class Package:
     name: str
@@ -95,8 +98,14 @@ def closure(deb: str, roots: list[str]) -> list[str]:
     names = {
         line.split(":")[0] for line in out.splitlines() if line and not line.startswith((" ", "<"))
     }
-    # Only libraries and the named tools go in: no maintainer-script machinery.
-    return sorted(n for n in names if n in roots or n.startswith(("lib", "zlib")))
+    # Only libraries and the named tools go in: no maintainer-script machinery,
+    # and of alternative providers of one library (libsystemd0 | libelogind0)
+    # only Debian's default, so no file is provided twice.
+    return sorted(
+        n
+        for n in names
+        if (n in roots or n.startswith(("lib", "zlib"))) and n not in ALTERNATIVES_LEFT_OUT
+    )
 
 
 def metadata(deb: str, names: list[str]) -> list[Package]:

@@ -63,15 +63,15 @@ class AgentVM(VM):
         cmd[cmd.index("-m") + 1] = "768"
         return cmd + [
             "-drive",
-            f"file={self.disks['nvme']},if=none,id=nv0,format=raw",
+            f"file={self.disks['nvme']},if=none,id=pbnvme,format=raw",
             "-device",
-            "nvme,serial=PBNVME01,drive=nv0",
+            "nvme,serial=PBNVME01,drive=pbnvme",
             "-device",
             "ahci,id=ahci0",
             "-drive",
-            f"file={self.disks['sata']},if=none,id=sd0,format=raw",
+            f"file={self.disks['sata']},if=none,id=pbsata,format=raw",
             "-device",
-            "ide-hd,drive=sd0,bus=ahci0.0,serial=PBSATA01",
+            "ide-hd,drive=pbsata,bus=ahci0.0,serial=PBSATA01",
         ]
 
     def pattern_left(self) -> dict[str, int]:

@@ -26,7 +26,7 @@ transport_of() {  # name
 
 nvme_caps() {  # name (nvme0n1) -> capabilities JSON
     ctrl=/dev/${1%n[0-9]*}
-    if nvme id-ctrl "$ctrl" -o json > /tmp/idctrl.json 2>>/tmp/inventory.err; then
+    if nvme id-ctrl "$ctrl" -o json > /tmp/idctrl.json; then
         jq '{
             nvme_sanitize: ([if (.sanicap % 2) == 1 then "crypto" else empty end,
                              if ((.sanicap / 2 | floor) % 2) == 1 then "block" else empty end,
@@ -35,12 +35,13 @@ nvme_caps() {  # name (nvme0n1) -> capabilities JSON
             nvme_format_crypto: (((.fna / 4 | floor) % 2) == 1)
         }' /tmp/idctrl.json
     else
+        echo "nvme id-ctrl $ctrl failed: Sanitize and Format support unknown" >&2
         echo '{}'
     fi
 }
 
 ata_caps() {  # path -> capabilities JSON from hdparm -I's Security section
-    if hdparm -I "$1" > /tmp/hdparm.txt 2>>/tmp/inventory.err; then
+    if hdparm -I "$1" > /tmp/hdparm.txt 2>/dev/null; then
         sec=$(sed -n '/^Security:/,/^[A-Z]/p' /tmp/hdparm.txt)
         has() { echo "$sec" | grep -q "$1" && echo true || echo false; }
         supported=$(echo "$sec" | grep -Eq '^\s+supported$' && echo true || echo false)
@@ -66,10 +67,10 @@ disk_json() {  # name
     serial=$(sysval "$sys/device/serial")
     [ -z "$serial" ] && serial=$(sysval "$sys/serial")
     if [ -z "$serial" ] && [ "$transport" = sata ]; then
-        serial=$(hdparm -I "$dev" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1)
+        serial=$(hdparm -I "$dev" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1 | sed 's/\s*$//')
     fi
     if [ -z "$serial" ] && command -v sg_inq >/dev/null; then
-        serial=$(sg_inq -p 0x80 "$dev" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1)
+        serial=$(sg_inq -p 0x80 "$dev" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1 | sed 's/\s*$//')
     fi
     rotational=$( [ "$(cat "$sys/queue/rotational" 2>/dev/null)" = 1 ] && echo true || echo false)
     removable=$( [ "$(cat "$sys/removable" 2>/dev/null)" = 1 ] && echo true || echo false)

@@ -31,8 +31,8 @@ size=$(blockdev --getsize64 "$dev") || die "cannot read the size of $dev"
 [ "$size" = "$want_size" ] || die "$dev has $size bytes, the planned disk $want_size; not wiping"
 if [ -n "$want_serial" ]; then
     serial=$(cat "/sys/block/$name/device/serial" "/sys/block/$name/serial" 2>/dev/null | head -n 1 | sed 's/^ *//; s/ *$//')
-    [ -z "$serial" ] && serial=$(hdparm -I "$dev" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1)
-    [ -z "$serial" ] && serial=$(sg_inq -p 0x80 "$dev" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1)
+    [ -z "$serial" ] && serial=$(hdparm -I "$dev" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1 | sed 's/\s*$//')
+    [ -z "$serial" ] && serial=$(sg_inq -p 0x80 "$dev" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1 | sed 's/\s*$//')
     [ "$serial" = "$want_serial" ] || die "$dev has serial '$serial', the planned disk '$want_serial'; not wiping"
 fi
 
