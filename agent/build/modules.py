@@ -24,7 +24,7 @@ MODULES = {
     ).split(),
     "aarch64": (
         "virtio_pci virtio_mmio virtio_net virtio_blk virtio_scsi sd_mod nvme ahci iscsi_tcp "
-        "mmc_block sdhci_iproc bcmgenet broadcom xhci_pci usb_storage vfat nls_cp437 "
+        "mmc_block sdhci_iproc genet broadcom xhci_pci usb_storage vfat nls_cp437 "
         "nls_iso8859_1 ext4 af_packet"
     ).split(),
 }

@@ -81,6 +81,11 @@ run_step() {  # job index action
     fi
     if send "$base/steps/$index" /tmp/report.json /tmp/report.out; then
         say "step $index: $action $( [ "$rc" = 0 ] && echo succeeded || echo failed)"
+        # The answer says what next; "poweroff" when the job has ended (done or failed).
+        if [ "$(jq -r .action /tmp/report.out 2>/dev/null)" = poweroff ]; then
+            say "done: $(jq -r .reason /tmp/report.out)"
+            exit 0
+        fi
     else
         say "step $index: the controller refused the result: $(cat /tmp/report.out)"
     fi
