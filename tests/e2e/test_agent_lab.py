@@ -87,6 +87,8 @@ class AgentVM(VM):
 @pytest.fixture(scope="module")
 def lab():
     workdir = Path(tempfile.mkdtemp(prefix="pureboot-agentlab-"))
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     lab = Lab(workdir)
     try:
         lab.up()
@@ -100,8 +102,6 @@ def lab():
         yield lab
     finally:
         lab.down()
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for pattern in ("logs/*.log", "vms/*/console-*.log", "vms/*/qemu-*.log"):
             for path in workdir.glob(pattern):
                 target = ARTIFACTS / str(path.relative_to(workdir)).replace("/", "__")
@@ -181,6 +181,23 @@ def test_1_deprovision_wipes_virtio_nvme_and_sata_and_certifies_each(lab):
             indent=1,
         )
     )
+
+
+def test_3_the_agent_build_is_reproducible(lab):
+    """A second build from the same packages gives the same bytes as the imported one."""
+    out = lab.dir / "rebuild"
+    lab.manage(
+        "build_agent",
+        "--cache",
+        str(artifacts.cache_dir() / "agent"),
+        "--no-import",
+        "--output",
+        str(out),
+        timeout=900,
+    )
+    imported = lab.boot_root / "pureboot-agent-x86_64"
+    for name in ("vmlinuz", "initrd.img"):
+        assert (out / name).read_bytes() == (imported / name).read_bytes(), name
 
 
 def test_2_power_cut_and_lost_controller_mid_wipe_never_end_in_done(lab):
