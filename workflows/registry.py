@@ -224,7 +224,7 @@ TASK_TYPES: dict[str, TaskType] = {
                     choices=("auto", "raw", "qcow2", "vhdx", "wim", "tar.gz", "squashfs"),
                 ),
             ),
-            not_built="the PureBoot agent that runs it on the node is not built yet",
+            not_built="the PureBoot agent wipes disks today but deploys no image yet",
         ),
         TaskType(
             "disk_wipe",
@@ -240,7 +240,8 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("passes", "int", default=1, minimum=1, maximum=35),
                 Param("disks", "list[str]", default=()),
             ),
-            not_built="the PureBoot agent that runs it on the node is not built yet",
+            not_built="wiping is a lifecycle action, not a workflow step: ask for it with "
+            "POST /api/v1/deprovision (the agent wipes and certifies every disk)",
         ),
         TaskType(
             "partition",
@@ -252,7 +253,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("layout", "choice", default="direct", choices=("direct", "lvm", "custom")),
                 Param("partitions", "list[dict]", default=()),
             ),
-            not_built="the PureBoot agent that runs it on the node is not built yet",
+            not_built="the PureBoot agent wipes disks today but lays out no partitions yet",
         ),
         TaskType(
             "domain_join",
@@ -264,7 +265,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("ou", "str", default=""),
                 Param("credential", "str", default="", help="Name of a stored credential"),
             ),
-            not_built="the PureBoot agent that runs it on the node is not built yet",
+            not_built="nothing joins a machine to a domain yet",
         ),
         TaskType(
             "script_run",

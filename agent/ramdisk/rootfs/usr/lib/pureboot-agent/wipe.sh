@@ -25,16 +25,9 @@ MiB=1048576
 log() { echo "$*" >&2; say "$name: $*"; }
 die() { log "FAILED: $*"; exit 1; }
 
-[ -b "$dev" ] || die "$dev is not a block device here"
-size=$(blockdev --getsize64 "$dev") || die "cannot read the size of $dev"
-# Device names can change between boots: wipe only the disk that was planned.
-[ "$size" = "$want_size" ] || die "$dev has $size bytes, the planned disk $want_size; not wiping"
-if [ -n "$want_serial" ]; then
-    serial=$(cat "/sys/block/$name/device/serial" "/sys/block/$name/serial" 2>/dev/null | head -n 1 | sed 's/^ *//; s/ *$//')
-    [ -z "$serial" ] && serial=$(hdparm -I "$dev" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1 | sed 's/\s*$//')
-    [ -z "$serial" ] && serial=$(sg_inq -p 0x80 "$dev" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1 | sed 's/\s*$//')
-    [ "$serial" = "$want_serial" ] || die "$dev has serial '$serial', the planned disk '$want_serial'; not wiping"
-fi
+. /usr/lib/pureboot-agent/disk.sh
+check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
+size=$want_size
 
 regions() {  # count -> region offsets in MiB: the first, the last, the rest random
     total=$(( (size + MiB - 1) / MiB ))

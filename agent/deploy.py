@@ -1,0 +1,122 @@
+"""Image deployment by the agent: which disk, what to write, and what the deployed system gets.
+
+A workflow's ``image_deploy`` step names a block image template (raw, or
+qcow2/VHDX through their raw copy), optionally a version, and a rule for
+the target disk. Once the agent has reported the machine's disks, PureBoot
+picks the disk by that rule and refuses, before a byte is written, a disk
+smaller than the image. The agent streams the raw image from the controller
+(nginx sends it in production) straight to the disk, reads back exactly the
+image's length and compares its SHA-256 with the version's, then adds a
+small ``CIDATA`` partition after the image holding NoCloud ``meta-data`` and
+``user-data`` (hostname, SSH keys, and the first-boot report), which
+cloud-init reads on the deployed system's first boot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from workflows.models import ImageTemplate, ImageTemplateVersion
+
+SEED_BYTES = 4 * 1024 * 1024  # the CIDATA partition
+
+
+class DeployImpossible(Exception):
+    """The image cannot go onto this machine as asked; nothing was written."""
+
+
+def version_for(task: dict[str, Any]) -> ImageTemplateVersion:
+    """The template version a workflow's image_deploy step names, ready to stream."""
+    template = ImageTemplate.objects.filter(name=task["image"]).first()
+    if template is None:
+        raise DeployImpossible(f"image template {task['image']!r} does not exist")
+    if template.kind != "block":
+        raise DeployImpossible(
+            f"image template {template.name!r} is a file-level image; the agent deploys "
+            "block images (raw, qcow2, VHDX) only"
+        )
+    versions = template.versions.all()
+    version = (
+        versions.filter(number=task["version"]).first()
+        if task.get("version")
+        else versions.order_by("-number").first()
+    )
+    if version is None:
+        raise DeployImpossible(f"image template {template.name!r} has no such version")
+    if version.format in ("qcow2", "vhdx") and version.conversion != "done":
+        raise DeployImpossible(
+            f"{version} has no raw copy yet (conversion {version.conversion}"
+            f"{': ' + version.error if version.error else ''})"
+        )
+    return version
+
+
+def raw_file(version: ImageTemplateVersion) -> tuple[str, int, str]:
+    """(path under the image root, size, SHA-256) of the bytes that go on the disk."""
+    if version.format == "raw":
+        return version.path, version.size, version.sha256
+    return version.raw_path, int(version.raw_size or 0), version.raw_sha256
+
+
+def choose_disk(disks: list[dict[str, Any]], rule: str, needed: int) -> dict[str, Any]:
+    """The target disk by ``rule``: smallest, largest, serial:X or /dev/NAME."""
+    fixed = [d for d in disks if not d.get("removable")] or disks
+    if not fixed:
+        raise DeployImpossible("the agent found no disks")
+    rule = rule or "smallest"
+    if rule == "smallest":
+        fitting = [d for d in fixed if d["size"] >= needed]
+        if not fitting:
+            largest = max(fixed, key=lambda d: d["size"])
+            raise DeployImpossible(
+                f"no disk holds the image ({needed} bytes): the largest, {largest['name']}, "
+                f"has {largest['size']}; nothing was written"
+            )
+        disk = min(fitting, key=lambda d: (d["size"], d["name"]))
+    elif rule == "largest":
+        disk = max(fixed, key=lambda d: (d["size"], d["name"]))
+    elif rule.startswith("serial:"):
+        disk = next((d for d in disks if d.get("serial") == rule[7:]), None)
+        if disk is None:
+            raise DeployImpossible(f"no disk has serial {rule[7:]!r}")
+    elif rule.startswith("/dev/"):
+        disk = next((d for d in disks if d.get("path") == rule), None)
+        if disk is None:
+            raise DeployImpossible(f"no disk {rule}")
+    else:
+        raise DeployImpossible(f"unknown disk rule {rule!r}")
+    if disk["size"] < needed:
+        raise DeployImpossible(
+            f"disk {disk['name']} has {disk['size']} bytes; the image and its first-boot "
+            f"partition need {needed}; nothing was written"
+        )
+    return disk
+
+
+def seed(node, token: str, base_url: str, task: dict[str, Any]) -> dict[str, str]:
+    """NoCloud meta-data and user-data for the deployed system's first boot."""
+    hostname = node.hostname or f"node-{node.pk}"
+    meta = {
+        "instance-id": f"pureboot-{node.pk}-{token[-12:]}",
+        "local-hostname": hostname,
+        # For systems without cloud-init (and PureBoot's lab OS): where to report.
+        "pureboot-report-url": f"{base_url}/api/v1/report",
+        "pureboot-token": token,
+    }
+    report = (
+        f"curl -fsS -X POST -H 'Authorization: Node {token}' -H 'Content-Type: "
+        f"application/json' -d '{{\"status\": \"active\"}}' {base_url}/api/v1/report"
+    )
+    user = {
+        "hostname": hostname.split(".")[0],
+        "fqdn": hostname if "." in hostname else None,
+        "ssh_authorized_keys": list(task.get("ssh_keys") or []),
+        "runcmd": [report],
+    }
+    user = {k: v for k, v in user.items() if v not in (None, [])}
+    return {
+        "meta_data": yaml.safe_dump(meta, sort_keys=True),
+        "user_data": "#cloud-config\n" + yaml.safe_dump(user, sort_keys=True, width=1000),
+    }

@@ -1,0 +1,67 @@
+# PureBoot agent: write a block image to a disk, prove it, add the first-boot data.
+# Usage: deploy.sh PARAMS.json   (the step's parameters from the controller)
+# Prints the result as JSON on stdout; the log goes to stderr.
+#
+# The image streams from the controller (curl, with the node's token) straight
+# into the disk (dd with O_DIRECT): no copy is held in RAM. Then exactly the
+# image's length is read back past the page cache and its SHA-256 compared
+# with the template version's. Last, a 4 MiB FAT partition labelled CIDATA
+# is added after the image, holding NoCloud meta-data and user-data.
+set -o pipefail
+. /usr/lib/pureboot-agent/lib.sh
+P=$1
+dev=$(jq -r .disk.path "$P")
+name=$(jq -r .disk.name "$P")
+want_size=$(jq -r .disk.size "$P")
+want_serial=$(jq -r '.disk.serial // ""' "$P")
+image=$(jq -r .url "$P")
+size=$(jq -r .size "$P")
+sha=$(jq -r .sha256 "$P")
+BS=4194304
+
+log() { echo "$*" >&2; say "$name: $*"; }
+die() { log "FAILED: $*"; exit 1; }
+
+. /usr/lib/pureboot-agent/disk.sh
+check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
+
+log "writing the image ($size bytes) to $dev"
+started=$(date +%s)
+curl -sS -f --cacert "$CA_FILE" -H "Authorization: Node $TOKEN" --connect-timeout 10 "$URL$image" 2>/tmp/curl.err \
+    | dd of="$dev" bs=$BS iflag=fullblock oflag=direct conv=fsync 2>/tmp/dd.err \
+    || die "streaming the image failed: $(cat /tmp/curl.err /tmp/dd.err | tail -n 3)"
+written=$(( $(date +%s) - started ))
+blockdev --flushbufs "$dev" 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+log "reading $size bytes back to check the SHA-256"
+got=$(dd if="$dev" bs=$BS count=$(( (size + BS - 1) / BS )) iflag=direct 2>/dev/null | head -c "$size" | sha256sum | cut -c1-64) \
+    || die "reading the disk back failed"
+[ "$got" = "$sha" ] || die "the disk reads back SHA-256 $got, the image is $sha"
+log "SHA-256 matches ($got)"
+
+seed=none
+if [ "$(jq -r '.seed != null' "$P")" = true ]; then
+    label=$(sfdisk --dump "$dev" 2>/dev/null | sed -n 's/^label: *//p')
+    case "$label" in
+    gpt)
+        sfdisk --relocate gpt-bak-std "$dev" >&2 2>&1 || die "cannot move the GPT backup to the disk's end"
+        type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7 ;;
+    dos) type=c ;;
+    *) die "the image has no partition table sfdisk knows ($label); cannot add the first-boot data" ;;
+    esac
+    echo "size=4MiB, type=$type" | sfdisk --append --no-reread "$dev" >&2 2>&1 \
+        || die "no room for the first-boot partition after the image"
+    blockdev --rereadpt "$dev" 2>/dev/null || partx -u "$dev" 2>/dev/null
+    sleep 1
+    part=$(ls /sys/block/"$name"/ | grep "^$name" | sort -V | tail -n 1)
+    [ -b "/dev/$part" ] || die "the first-boot partition did not appear"
+    mkfs.vfat -n CIDATA "/dev/$part" >&2 || die "mkfs.vfat failed"
+    jq -r .seed.meta_data "$P" > /tmp/meta-data
+    jq -r .seed.user_data "$P" > /tmp/user-data
+    mcopy -i "/dev/$part" /tmp/meta-data /tmp/user-data ::/ >&2 || die "writing the first-boot data failed"
+    sync
+    seed="/dev/$part"
+    log "first-boot data written to $seed (CIDATA)"
+fi
+jq -n --arg sha "$got" --argjson bytes "$size" --argjson seconds "$written" --arg seed "$seed" \
+    '{sha256: $sha, bytes: $bytes, write_seconds: $seconds, seed_partition: $seed}'

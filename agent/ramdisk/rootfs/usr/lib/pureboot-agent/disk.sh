@@ -1,0 +1,20 @@
+# PureBoot agent: is the disk at this path still the one the controller planned?
+# Device names can change between boots; nothing is written to another disk.
+disk_serial() {  # path name
+    s=$(cat "/sys/block/$2/device/serial" "/sys/block/$2/serial" 2>/dev/null | head -n 1 | sed 's/^ *//; s/ *$//')
+    [ -z "$s" ] && s=$(hdparm -I "$1" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1 | sed 's/\s*$//')
+    [ -z "$s" ] && s=$(sg_inq -p 0x80 "$1" 2>/dev/null | sed -n 's/^\s*Unit serial number:\s*//p' | head -n 1 | sed 's/\s*$//')
+    echo "$s"
+}
+
+check_disk() {  # path name size serial; sets DISK_PROBLEM on failure
+    DISK_PROBLEM=""
+    [ -b "$1" ] || { DISK_PROBLEM="$1 is not a block device here"; return 1; }
+    have=$(blockdev --getsize64 "$1") || { DISK_PROBLEM="cannot read the size of $1"; return 1; }
+    [ "$have" = "$3" ] || { DISK_PROBLEM="$1 has $have bytes, the planned disk $3; not writing"; return 1; }
+    if [ -n "$4" ]; then
+        serial=$(disk_serial "$1" "$2")
+        [ "$serial" = "$4" ] || { DISK_PROBLEM="$1 has serial '$serial', the planned disk '$4'; not writing"; return 1; }
+    fi
+    return 0
+}
