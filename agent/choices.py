@@ -6,6 +6,7 @@ from django.db import models
 class JobKind(models.TextChoices):
     INVENTORY = "inventory", "Hardware inventory"
     WIPE = "wipe", "Secure wipe"
+    DEPLOY = "deploy", "Image deployment"
 
 
 class JobStatus(models.TextChoices):

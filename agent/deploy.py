@@ -18,46 +18,9 @@ from typing import Any
 
 import yaml
 
-from workflows.models import ImageTemplate, ImageTemplateVersion
+from workflows.images import DeployImpossible, deployable_version, raw_file
 
 SEED_BYTES = 4 * 1024 * 1024  # the CIDATA partition
-
-
-class DeployImpossible(Exception):
-    """The image cannot go onto this machine as asked; nothing was written."""
-
-
-def version_for(task: dict[str, Any]) -> ImageTemplateVersion:
-    """The template version a workflow's image_deploy step names, ready to stream."""
-    template = ImageTemplate.objects.filter(name=task["image"]).first()
-    if template is None:
-        raise DeployImpossible(f"image template {task['image']!r} does not exist")
-    if template.kind != "block":
-        raise DeployImpossible(
-            f"image template {template.name!r} is a file-level image; the agent deploys "
-            "block images (raw, qcow2, VHDX) only"
-        )
-    versions = template.versions.all()
-    version = (
-        versions.filter(number=task["version"]).first()
-        if task.get("version")
-        else versions.order_by("-number").first()
-    )
-    if version is None:
-        raise DeployImpossible(f"image template {template.name!r} has no such version")
-    if version.format in ("qcow2", "vhdx") and version.conversion != "done":
-        raise DeployImpossible(
-            f"{version} has no raw copy yet (conversion {version.conversion}"
-            f"{': ' + version.error if version.error else ''})"
-        )
-    return version
-
-
-def raw_file(version: ImageTemplateVersion) -> tuple[str, int, str]:
-    """(path under the image root, size, SHA-256) of the bytes that go on the disk."""
-    if version.format == "raw":
-        return version.path, version.size, version.sha256
-    return version.raw_path, int(version.raw_size or 0), version.raw_sha256
 
 
 def choose_disk(disks: list[dict[str, Any]], rule: str, needed: int) -> dict[str, Any]:
@@ -107,7 +70,7 @@ def seed(node, token: str, base_url: str, task: dict[str, Any]) -> dict[str, str
     }
     report = (
         f"curl -fsS -X POST -H 'Authorization: Node {token}' -H 'Content-Type: "
-        f"application/json' -d '{{\"status\": \"active\"}}' {base_url}/api/v1/report"
+        f'application/json\' -d \'{{"status": "active"}}\' {base_url}/api/v1/report'
     )
     user = {
         "hostname": hostname.split(".")[0],
@@ -120,3 +83,6 @@ def seed(node, token: str, base_url: str, task: dict[str, Any]) -> dict[str, str
         "meta_data": yaml.safe_dump(meta, sort_keys=True),
         "user_data": "#cloud-config\n" + yaml.safe_dump(user, sort_keys=True, width=1000),
     }
+
+
+__all__ = ["DeployImpossible", "deployable_version", "raw_file", "choose_disk", "seed"]

@@ -23,6 +23,14 @@ class AgentJob(models.Model):
 
     node = models.ForeignKey("nodes.Node", on_delete=models.CASCADE, related_name="agent_jobs")
     kind = models.CharField(max_length=16, choices=JobKind.choices)
+    run = models.ForeignKey(
+        "workflows.WorkflowRun",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="agent_jobs",
+        help_text="The install this job deploys the image of (image deployment only)",
+    )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.RUNNING)
     episode = models.CharField(max_length=40, help_text="The node's state_changed_at when made")
     params = models.JSONField(default=dict, blank=True)

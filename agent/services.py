@@ -29,8 +29,12 @@ from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.inventory import record_inventory
 from nodes.models import Node, NodeEvent
+from workflows import services as workflow_services
+from workflows.choices import RunStatus
+from workflows.context import public_base_url
+from workflows.models import WorkflowRun
 
-from . import certificates, wipe
+from . import certificates, deploy, wipe
 from .choices import JobKind, JobStatus, StepStatus
 from .models import AgentJob, AgentLogLine
 
@@ -123,12 +127,37 @@ def wants_inventory(node: Node) -> bool:
     return settings.PUREBOOT_AGENT_INVENTORY and node.inventory_at is None
 
 
+def resolve(token: str) -> tuple[Node, WorkflowRun | None]:
+    """The node an agent's token belongs to, and the install run for an image deployment.
+
+    A lifecycle job's agent holds an agent token (nodes.agent_tokens); an
+    image deployment's agent holds the install's own token, which is good
+    while that install runs. Raises AgentTokenInvalid otherwise.
+    """
+    try:
+        return agent_tokens.resolve(token), None
+    except agent_tokens.AgentTokenInvalid as lifecycle_error:
+        try:
+            run = workflow_services.resolve_token(token)
+        except workflow_services.TokenInvalid:
+            raise lifecycle_error from None
+        if deploy_task(run) is None:
+            raise agent_tokens.AgentTokenInvalid("this install deploys no image") from None
+        return run.node, run
+
+
+def deploy_task(run: WorkflowRun) -> dict[str, Any] | None:
+    return next((t for t in run.version.tasks if t["type"] == "image_deploy"), None)
+
+
 def job_for(token: str) -> tuple[Node, AgentJob | None]:
     """The job the agent holding ``token`` should run (made now if due), or None.
 
     Raises AgentTokenInvalid for a token that is forged or whose episode ended.
     """
-    node = agent_tokens.resolve(token)
+    node, run = resolve(token)
+    if run is not None:
+        return _deploy_job(node, run, token)
     claims = agent_tokens.claims(token)
     with transaction.atomic():
         node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
@@ -143,6 +172,40 @@ def job_for(token: str) -> tuple[Node, AgentJob | None]:
                 return node, None  # this episode's job already ended
             job = _new_job(node)
         return node, job
+
+
+def _deploy_job(node: Node, run: WorkflowRun, token: str) -> tuple[Node, AgentJob | None]:
+    with transaction.atomic():
+        node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+        run = WorkflowRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.RUNNING or node.state != NodeState.INSTALLING:
+            raise agent_tokens.AgentTokenInvalid("the install this token belonged to has ended")
+        job = AgentJob.objects.filter(node=node, status=JobStatus.RUNNING).first()
+        if job is not None and job.run_id != run.pk:
+            _close(job, JobStatus.CANCELLED, f"superseded by install run {run.pk}")
+            job = None
+        if job is None:
+            if AgentJob.objects.filter(run=run).exists():
+                return node, None
+            job = AgentJob.objects.create(
+                node=node,
+                kind=JobKind.DEPLOY,
+                run=run,
+                episode=f"run:{run.pk}",
+                params={"task": deploy_task(run)},
+                steps=[_step("inventory", "inventory")],
+            )
+        return node, job
+
+
+def _current(job: AgentJob, node: Node) -> bool:
+    """Whether the node is still where the job was made for."""
+    if job.kind == JobKind.DEPLOY:
+        return (
+            node.state == NodeState.INSTALLING
+            and WorkflowRun.objects.filter(pk=job.run_id, status=RunStatus.RUNNING).exists()
+        )
+    return job.episode == _episode(node)
 
 
 def next_step(job: AgentJob) -> dict[str, Any] | None:
@@ -167,7 +230,7 @@ def _locked_job(node: Node, job_id: int) -> AgentJob:
         raise JobError(f"node {node.pk} has no job {job_id}", status=404, code="not_found")
     if job.status != JobStatus.RUNNING:
         raise JobError(f"job {job.pk} has ended ({job.status}): {job.error or 'done'}")
-    if job.episode != _episode(node):
+    if not _current(job, node):
         _close(job, JobStatus.CANCELLED, f"node {node.pk} left that state; now {node.state}")
         raise JobError(f"node {node.pk} is {node.state} now; job {job.pk} has ended")
     return job
@@ -209,7 +272,7 @@ def report_step(
             _fail(job, node, f"step {index + 1} ({step['name']}): {problem}")
             return job
         step["status"] = StepStatus.SUCCEEDED
-        job.save(update_fields=["steps", "last_heartbeat_at"])
+        job.save(update_fields=["steps", "params", "last_heartbeat_at"])
         if job.current_index is None:
             _finish(job, node)
         return job
@@ -223,6 +286,17 @@ def _accept(job: AgentJob, node: Node, step: dict[str, Any], result: Any) -> str
         record_inventory(node.pk, result, node_services.Actor.for_node(node.pk))
         if job.kind == JobKind.WIPE:
             return _plan_wipe(job, result)
+        if job.kind == JobKind.DEPLOY:
+            return _plan_deploy(job, node, result)
+        return None
+    if step["action"] == "deploy":
+        expected = step["params"]["sha256"]
+        if not isinstance(result, dict) or result.get("sha256") != expected:
+            got = result.get("sha256") if isinstance(result, dict) else None
+            return f"the disk read back SHA-256 {got!r}, the image is {expected}"
+        step["result"] = {
+            k: result.get(k) for k in ("sha256", "bytes", "write_seconds", "seed_partition")
+        }
         return None
     if step["action"] == "wipe":
         problem = wipe.check_result(step["params"], result)
@@ -259,7 +333,45 @@ def _plan_wipe(job: AgentJob, inventory: dict[str, Any]) -> str | None:
     return None
 
 
+def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | None:
+    task = job.params["task"]
+    try:
+        version = deploy.deployable_version(task)
+        _, size, sha = deploy.raw_file(version)
+        # Room after the image for the first-boot partition and a GPT backup header.
+        disk = deploy.choose_disk(
+            inventory.get("disks") or [], task.get("disk", ""), size + deploy.SEED_BYTES + 2**20
+        )
+    except deploy.DeployImpossible as exc:
+        return str(exc)
+    token = workflow_services.issue_token(job.run)
+    params = {
+        "url": f"/api/v1/agent/jobs/{job.pk}/image",
+        "image": str(version),
+        "size": size,
+        "sha256": sha,
+        "disk": {k: disk.get(k) for k in ("name", "path", "model", "serial", "size", "transport")},
+        "seed": deploy.seed(Node.objects.get(pk=node.pk), token, public_base_url(), task),
+    }
+    job.params = {**job.params, "version": version.pk}
+    job.steps = job.steps + [_step(f"deploy {version} to {disk['name']}", "deploy", params)]
+    return None
+
+
 def _finish(job: AgentJob, node: Node) -> None:
+    if job.kind == JobKind.DEPLOY:
+        step = job.steps[-1]
+        workflow_services.handle_report(
+            job.run_id,
+            {
+                "status": "installed",
+                "progress": 100,
+                "logs": [
+                    f"agent: {step['params']['image']} written to {step['params']['disk']['name']} "
+                    f"and read back (SHA-256 {step['params']['sha256']})"
+                ],
+            },
+        )
     if job.kind == JobKind.WIPE:
         after = job.params.get("request", {}).get("after", "retired")
         count = sum(1 for s in job.steps if s["action"] == "wipe")
@@ -278,6 +390,11 @@ def _finish(job: AgentJob, node: Node) -> None:
 
 def _fail(job: AgentJob, node: Node, reason: str) -> None:
     _close(job, JobStatus.FAILED, reason)
+    if job.kind == JobKind.DEPLOY:
+        run = WorkflowRun.objects.filter(pk=job.run_id, status=RunStatus.RUNNING).first()
+        if run is not None:
+            workflow_services.handle_report(run.pk, {"status": "failed", "logs": [reason[:1000]]})
+        return
     current = Node.objects.get(pk=node.pk)
     if current.state in (NodeState.DEPROVISIONING, NodeState.MIGRATING):
         node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=reason[:1000])
@@ -333,7 +450,7 @@ def fail_lost_jobs(minutes: int | None = None) -> list[int]:
             last = job.last_heartbeat_at or job.created_at
             if last >= cutoff:
                 continue
-            if job.episode != _episode(node):
+            if not _current(job, node):
                 _close(job, JobStatus.CANCELLED, f"node left that state; now {node.state}")
                 continue
             _fail(

@@ -102,6 +102,13 @@ class Decision:
     firmware: str  # for the local-boot commands: bios, uefi or pi
 
 
+def _importer(image: str) -> str:
+    """The command that makes ``image``."""
+    if image.startswith("pureboot-agent-"):
+        return f"manage.py build_agent --arch {image.removeprefix('pureboot-agent-')}"
+    return "manage.py import_iso"
+
+
 def _firmware(node: NodeFacts | None, client: Client) -> str:
     return client.firmware or (node.firmware if node else None) or "bios"
 
@@ -124,8 +131,8 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
         return Decision(
             Kind.WAIT,
             Step.NONE,
-            f"{state}: boot image {node.missing_image!r} is not imported (manage.py import_iso); "
-            "no install starts without it",
+            f"{state}: boot image {node.missing_image!r} is not imported "
+            f"({_importer(node.missing_image)}); no install starts without it",
             fw,
         )
     if node.missing_image and state == S.INSTALLING:

@@ -31,9 +31,13 @@ def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
     return pxe_boot_task(version.definition)
 
 
+NETWORK_BOOT_TASKS = ("pxe_boot", "image_deploy")
+
+
 def pxe_boot_task(definition: dict[str, Any]) -> dict[str, Any] | None:
-    """The network install boot of a version's definition (its pxe_boot task), if any."""
-    return next((t for t in definition.get("tasks", []) if t["type"] == "pxe_boot"), None)
+    """The network install boot of a version's definition, if any: its pxe_boot task,
+    or its image_deploy task (the install boot is then the PureBoot agent)."""
+    return next((t for t in definition.get("tasks", []) if t["type"] in NETWORK_BOOT_TASKS), None)
 
 
 def _is_url(path: str) -> bool:
@@ -81,7 +85,7 @@ def install_boot(
 ) -> InstallBoot | None:
     """The install boot for a node with this pinned version, or None if it has none."""
     task = boot_task(version)
-    if task is None:
+    if task is None or task["type"] != "pxe_boot":
         return None
     kernel, initrd = task.get("kernel", ""), task.get("initrd", "")
     if task.get("boot_image"):
@@ -142,6 +146,9 @@ def node_install_boot(node, *, token: str, base_url: str) -> InstallBoot | None:
     """``install_boot`` for a node: its pinned version, its hostname (or ``node-<id>``)."""
     if node.workflow_version is None:
         return None
+    task = boot_task(node.workflow_version)
+    if task is not None and task["type"] == "image_deploy":
+        return agent_boot(node, token=token, base_url=base_url)
     return install_boot(
         node.workflow_version,
         hostname=node.hostname or f"node-{node.pk}",

@@ -31,7 +31,7 @@ from workflows.models import BootImage, WorkflowRun
 
 from . import discovery
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
-from .install import InstallBoot, agent_boot, boot_task, node_install_boot
+from .install import InstallBoot, agent_boot, agent_image, boot_task, node_install_boot
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ def find_node(client: Client) -> Node | None:
 def _missing_image(node: Node) -> str:
     """The boot image the node's pinned workflow boots from, if it is not imported."""
     task = boot_task(node.workflow_version) if node.workflow_version_id else None
+    if task is not None and task["type"] == "image_deploy":
+        # The agent deploys the image: its boot image is the one that must exist.
+        return "" if agent_image(node.arch) else f"pureboot-agent-{node.arch}"
     image = (task or {}).get("boot_image")
     if image and not BootImage.objects.filter(name=image).exists():
         return image

@@ -53,6 +53,20 @@ def _sample_context(definition: Definition, params: dict) -> dict:
     }
 
 
+def _check_deployable(definition: Definition, task: dict, index: int) -> None:
+    from .images import DeployImpossible, deployable_version
+
+    try:
+        version = deployable_version(task)
+    except DeployImpossible as exc:
+        raise DefinitionError(f"{exc}: upload it first", path=f"tasks[{index}].image") from None
+    if version.arch and version.arch not in definition.arch:
+        raise DefinitionError(
+            f"{version} is for {version.arch}; this workflow is for {', '.join(definition.arch)}",
+            path=f"tasks[{index}].image",
+        )
+
+
 def check_definition(definition: Definition) -> CheckResult:
     """Raise DefinitionError when the installer config fails its checker.
 
@@ -65,6 +79,8 @@ def check_definition(definition: Definition) -> CheckResult:
 
     result = CheckResult()
     for index, task in enumerate(definition.tasks):
+        if task["type"] == "image_deploy":
+            _check_deployable(definition, task, index)
         image = task.get("boot_image") if task["type"] == "pxe_boot" else None
         if image and not BootImage.objects.filter(name=image).exists():
             raise DefinitionError(

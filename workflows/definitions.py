@@ -254,6 +254,7 @@ def parse(text: str | bytes) -> Definition:
                 f"task type {task['type']!r} is not available yet: {reason}",
                 path=f"tasks[{index}].type",
             )
+    _check_image_deploy(tasks)
     _check_folded_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
 
@@ -262,6 +263,28 @@ def parse(text: str | bytes) -> Definition:
 # anything else would be accepted and silently never run.
 FOLDED_MANAGERS = ("auto", "apt", "dnf", "yum", "pacman")
 FOLDED_INTERPRETERS = ("bash", "sh", "python")
+
+
+def _check_image_deploy(tasks: list[dict]) -> None:
+    """An image deployment is the whole install: the agent boots, writes, and reports."""
+    deploys = [i for i, t in enumerate(tasks) if t["type"] == "image_deploy"]
+    if not deploys:
+        return
+    if len(deploys) > 1:
+        raise DefinitionError("a workflow deploys one image", path=f"tasks[{deploys[1]}].type")
+    for index, task in enumerate(tasks):
+        if task["type"] == "pxe_boot" or TASK_TYPES[task["type"]].renders:
+            raise DefinitionError(
+                f"{task['type']} cannot share a workflow with image_deploy: the agent is the "
+                "machine's install boot and the image is its system",
+                path=f"tasks[{index}].type",
+            )
+        if task["type"] in ("package_install", "script_run"):
+            raise DefinitionError(
+                f"{task['type']} runs inside an installer; an image deployment has none "
+                "(bake it into the image, or use its first boot)",
+                path=f"tasks[{index}].type",
+            )
 
 
 def _check_folded_steps(tasks: list[dict]) -> None:

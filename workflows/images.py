@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -184,3 +185,40 @@ def _remove_unreferenced(relative: str) -> None:
     if ImageTemplateVersion.objects.filter(Q(path=relative) | Q(raw_path=relative)).exists():
         return
     (imagefiles.image_root() / relative).unlink(missing_ok=True)
+
+
+class DeployImpossible(Exception):
+    """The image cannot go onto this machine as asked; nothing was written."""
+
+
+def deployable_version(task: dict[str, Any]) -> ImageTemplateVersion:
+    """The template version a workflow's image_deploy step names, ready to stream."""
+    template = ImageTemplate.objects.filter(name=task["image"]).first()
+    if template is None:
+        raise DeployImpossible(f"image template {task['image']!r} does not exist")
+    if template.kind != "block":
+        raise DeployImpossible(
+            f"image template {template.name!r} is a file-level image; the agent deploys "
+            "block images (raw, qcow2, VHDX) only"
+        )
+    versions = template.versions.all()
+    version = (
+        versions.filter(number=task["version"]).first()
+        if task.get("version")
+        else versions.order_by("-number").first()
+    )
+    if version is None:
+        raise DeployImpossible(f"image template {template.name!r} has no such version")
+    if version.format in ("qcow2", "vhdx") and version.conversion != "done":
+        raise DeployImpossible(
+            f"{version} has no raw copy yet (conversion {version.conversion}"
+            f"{': ' + version.error if version.error else ''})"
+        )
+    return version
+
+
+def raw_file(version: ImageTemplateVersion) -> tuple[str, int, str]:
+    """(path under the image root, size, SHA-256) of the bytes that go on the disk."""
+    if version.format == "raw":
+        return version.path, version.size, version.sha256
+    return version.raw_path, int(version.raw_size or 0), version.raw_sha256

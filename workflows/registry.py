@@ -148,6 +148,17 @@ class TaskType:
         return out
 
 
+def _disk_rule(params: dict[str, Any], path: str) -> None:
+    rule = params["disk"]
+    if rule in ("smallest", "largest"):
+        return
+    if re.fullmatch(r"serial:[\x21-\x7e]{1,128}", rule) or re.fullmatch(
+        r"/dev/[a-z][a-z0-9]{0,31}", rule
+    ):
+        return
+    raise ParamError(f"{path}.disk", "use smallest, largest, serial:<serial> or /dev/<name>")
+
+
 def _boot_files(params: dict[str, Any], path: str) -> None:
     """pxe_boot names a boot image (from import_iso), or a kernel and an initrd."""
     if params["boot_image"]:
@@ -212,19 +223,21 @@ TASK_TYPES: dict[str, TaskType] = {
         ),
         TaskType(
             "image_deploy",
-            "Write an OS image to disk",
+            "Write a block OS image to disk (the PureBoot agent)",
             NODE,
             (
-                Param("image", "str", required=True),
-                Param("target", "str", default=""),
+                Param("image", "str", required=True, max_length=100, help="An image template"),
+                Param("version", "int", default=0, minimum=0, help="0: the latest version"),
                 Param(
-                    "format",
-                    "choice",
-                    default="auto",
-                    choices=("auto", "raw", "qcow2", "vhdx", "wim", "tar.gz", "squashfs"),
+                    "disk",
+                    "str",
+                    default="smallest",
+                    max_length=140,
+                    help="smallest, largest, serial:<serial> or /dev/<name>",
                 ),
+                Param("ssh_keys", "list[str]", default=(), help="SSH public keys for first boot"),
             ),
-            not_built="the PureBoot agent wipes disks today but deploys no image yet",
+            validate=_disk_rule,
         ),
         TaskType(
             "disk_wipe",

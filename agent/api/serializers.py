@@ -92,9 +92,10 @@ class StepSerializer(serializers.Serializer):
 
 
 class AgentJobAnswerSerializer(serializers.Serializer):
-    """What the agent should do now: run a step, or power off (nothing left to do)."""
+    """What the agent should do now: run a step, power off (nothing left to do), or
+    reboot (into the system it has just deployed)."""
 
-    action = serializers.ChoiceField(("run", "poweroff"))
+    action = serializers.ChoiceField(("run", "poweroff", "reboot"))
     job = serializers.IntegerField(allow_null=True)
     kind = serializers.CharField(allow_null=True)
     step = StepSerializer(allow_null=True)

@@ -6,6 +6,7 @@ from .views import (
     AgentJobViewSet,
     DeprovisionView,
     HeartbeatView,
+    ImageView,
     JobView,
     LogView,
     StepView,
@@ -27,6 +28,7 @@ urlpatterns = [
         r"^agent/jobs/(?P<pk>\d{1,18})/heartbeat/?$", HeartbeatView.as_view(), name="agent-beat"
     ),
     re_path(r"^agent/jobs/(?P<pk>\d{1,18})/log/?$", LogView.as_view(), name="agent-log"),
+    re_path(r"^agent/jobs/(?P<pk>\d{1,18})/image/?$", ImageView.as_view(), name="agent-image"),
     re_path(r"^deprovision/?$", DeprovisionView.as_view(), name="deprovision"),
     *router.urls,
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, viewsets
@@ -20,6 +20,10 @@ from nodes.api.views import LifecycleAnswers
 from nodes.models import Node
 from nodes.permissions import scope_nodes
 from pureboot.api.permissions import ModelPermissions
+from pureboot.http import serve_file
+from workflows import imagefiles
+from workflows.images import raw_file
+from workflows.models import ImageTemplateVersion
 
 from .. import certificates, services, wipe
 from ..models import AgentJob, WipeCertificate
@@ -46,7 +50,7 @@ class AgentTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization: Node <token>")
         token = parts[1].decode("latin-1")
         try:
-            node = agent_tokens.resolve(token)
+            node, _run = services.resolve(token)
         except agent_tokens.AgentTokenInvalid as exc:
             raise exceptions.AuthenticationFailed(f"Agent token refused: {exc}.") from None
         return (None, (node, token))
@@ -80,8 +84,11 @@ class AgentView(APIView):
 
 def _answer(job, reason: str) -> dict:
     step = services.next_step(job) if job is not None else None
+    action = "run" if step else "poweroff"
+    if job is not None and job.kind == "deploy" and job.status == "succeeded":
+        action = "reboot"  # into the system it has just written
     return {
-        "action": "run" if step else "poweroff",
+        "action": action,
         "job": job.pk if job is not None else None,
         "kind": job.kind if job is not None else None,
         "step": step,
@@ -126,6 +133,29 @@ class StepView(AgentView):
             self.node, job.pk, int(index), data["status"], data["detail"], result
         )
         return Response(_answer(job, job.error or job.where))
+
+
+class ImageView(AgentView):
+    """``GET /api/v1/agent/jobs/{id}/image``: the raw image a deploy step streams to disk.
+
+    Only for the job's own agent, while its deploy step is the one to run;
+    sent by nginx (X-Accel-Redirect) when PUREBOOT_ACCEL_REDIRECT is set.
+    """
+
+    throttle_classes = ()  # one request per deployment, and range retries
+
+    @extend_schema(responses={200: OpenApiResponse(description="the raw image")})
+    def get(self, request, pk: str):
+        job = get_object_or_404(AgentJob, pk=int(pk), node=self.node, status="running")
+        step = services.next_step(job)
+        if step is None or step["action"] != "deploy":
+            raise Http404("This job has no image to stream now.")
+        version = get_object_or_404(ImageTemplateVersion, pk=job.params.get("version"))
+        relative, size, sha = raw_file(version)
+        path = imagefiles.image_root() / relative
+        if not path.is_file():
+            raise Http404("The image file is missing on the controller; see the server log.")
+        return serve_file(request, path, relative=relative, etag=sha, filename=f"{version.pk}.img")
 
 
 class HeartbeatView(AgentView):

@@ -67,6 +67,7 @@ run_step() {  # job index action
     case "$action" in
     inventory) sh "$LIB/inventory.sh" > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     wipe) sh "$LIB/wipe.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
+    deploy) sh "$LIB/deploy.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     *) echo "this agent cannot run steps of type $action" >> /tmp/step.log; rc=2 ;;
     esac
     kill "$beat" 2>/dev/null
@@ -82,10 +83,11 @@ run_step() {  # job index action
     if send "$base/steps/$index" /tmp/report.json /tmp/report.out; then
         say "step $index: $action $( [ "$rc" = 0 ] && echo succeeded || echo failed)"
         # The answer says what next; "poweroff" when the job has ended (done or failed).
-        if [ "$(jq -r .action /tmp/report.out 2>/dev/null)" = poweroff ]; then
-            say "done: $(jq -r .reason /tmp/report.out)"
-            exit 0
-        fi
+        case "$(jq -r .action /tmp/report.out 2>/dev/null)" in
+        poweroff) say "done: $(jq -r .reason /tmp/report.out)"; exit 0 ;;
+        reboot) say "done: $(jq -r .reason /tmp/report.out); rebooting into the deployed system"
+            sync; reboot -f ;;
+        esac
     else
         say "step $index: the controller refused the result: $(cat /tmp/report.out)"
     fi
@@ -115,6 +117,10 @@ while :; do
         sleep "$wait"; wait=$((wait * 2)); [ "$wait" -gt 60 ] && wait=60
         continue ;;
     esac
+    if [ "$(jq -r .action /tmp/job.json)" = reboot ]; then
+        say "done: $(jq -r .reason /tmp/job.json); rebooting into the deployed system"
+        sync; reboot -f
+    fi
     if [ "$(jq -r .action /tmp/job.json)" != run ]; then
         say "done: $(jq -r .reason /tmp/job.json)"
         exit 0
