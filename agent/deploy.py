@@ -58,8 +58,26 @@ def choose_disk(disks: list[dict[str, Any]], rule: str, needed: int) -> dict[str
     return disk
 
 
-def seed(node, token: str, base_url: str, task: dict[str, Any]) -> dict[str, str]:
-    """NoCloud meta-data and user-data for the deployed system's first boot."""
+def network_config(task: dict[str, Any], inventory: dict[str, Any]) -> str | None:
+    """NoCloud network-config (version 2) when the workflow keeps the provisioning address."""
+    net = inventory.get("network") or {}
+    if task.get("network") != "keep" or not net.get("address") or not net.get("mac"):
+        return None
+    ethernet: dict[str, Any] = {
+        "match": {"macaddress": net["mac"]},
+        "addresses": [net["address"]],
+    }
+    if net.get("gateway"):
+        ethernet["routes"] = [{"to": "default", "via": net["gateway"]}]
+    if net.get("dns"):
+        ethernet["nameservers"] = {"addresses": list(net["dns"])}
+    return yaml.safe_dump({"version": 2, "ethernets": {"provisioning": ethernet}}, sort_keys=True)
+
+
+def seed(
+    node, token: str, base_url: str, task: dict[str, Any], inventory: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """NoCloud meta-data, user-data and (when asked) network-config for the first boot."""
     hostname = node.hostname or f"node-{node.pk}"
     meta = {
         "instance-id": f"pureboot-{node.pk}-{token[-12:]}",
@@ -79,10 +97,14 @@ def seed(node, token: str, base_url: str, task: dict[str, Any]) -> dict[str, str
         "runcmd": [report],
     }
     user = {k: v for k, v in user.items() if v not in (None, [])}
-    return {
+    out = {
         "meta_data": yaml.safe_dump(meta, sort_keys=True),
         "user_data": "#cloud-config\n" + yaml.safe_dump(user, sort_keys=True, width=1000),
     }
+    network = network_config(task, inventory or {})
+    if network:
+        out["network_config"] = network
+    return out
 
 
 __all__ = ["DeployImpossible", "deployable_version", "raw_file", "choose_disk", "seed"]

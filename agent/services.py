@@ -340,7 +340,7 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
         _, size, sha = deploy.raw_file(version)
         # Room after the image for the first-boot partition and a GPT backup header.
         disk = deploy.choose_disk(
-            inventory.get("disks") or [], task.get("disk", ""), size + deploy.SEED_BYTES + 2**20
+            inventory.get("disks") or [], task.get("target", ""), size + deploy.SEED_BYTES + 2**20
         )
     except deploy.DeployImpossible as exc:
         return str(exc)
@@ -351,7 +351,9 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
         "size": size,
         "sha256": sha,
         "disk": {k: disk.get(k) for k in ("name", "path", "model", "serial", "size", "transport")},
-        "seed": deploy.seed(Node.objects.get(pk=node.pk), token, public_base_url(), task),
+        "seed": deploy.seed(
+            Node.objects.get(pk=node.pk), token, public_base_url(), task, inventory
+        ),
     }
     job.params = {**job.params, "version": version.pk}
     job.steps = job.steps + [_step(f"deploy {version} to {disk['name']}", "deploy", params)]

@@ -149,14 +149,14 @@ class TaskType:
 
 
 def _disk_rule(params: dict[str, Any], path: str) -> None:
-    rule = params["disk"]
+    rule = params["target"]
     if rule in ("smallest", "largest"):
         return
     if re.fullmatch(r"serial:[\x21-\x7e]{1,128}", rule) or re.fullmatch(
         r"/dev/[a-z][a-z0-9]{0,31}", rule
     ):
         return
-    raise ParamError(f"{path}.disk", "use smallest, largest, serial:<serial> or /dev/<name>")
+    raise ParamError(f"{path}.target", "use smallest, largest, serial:<serial> or /dev/<name>")
 
 
 def _boot_files(params: dict[str, Any], path: str) -> None:
@@ -229,13 +229,21 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("image", "str", required=True, max_length=100, help="An image template"),
                 Param("version", "int", default=0, minimum=0, help="0: the latest version"),
                 Param(
-                    "disk",
+                    "target",
                     "str",
                     default="smallest",
                     max_length=140,
-                    help="smallest, largest, serial:<serial> or /dev/<name>",
+                    help="The disk: smallest, largest, serial:<serial> or /dev/<name>",
                 ),
                 Param("ssh_keys", "list[str]", default=(), help="SSH public keys for first boot"),
+                Param(
+                    "network",
+                    "choice",
+                    default="dhcp",
+                    choices=("dhcp", "keep"),
+                    help="dhcp: the deployed system asks its network's DHCP; keep: it keeps "
+                    "the address the agent was given, statically",
+                ),
             ),
             validate=_disk_rule,
         ),

@@ -53,6 +53,16 @@ class NicSerializer(serializers.Serializer):
     driver = serializers.CharField(**TEXT)
 
 
+class NetworkSerializer(serializers.Serializer):
+    """The address the agent was given on the provisioning network."""
+
+    interface = serializers.CharField(max_length=32)
+    mac = serializers.CharField(max_length=17)
+    address = serializers.RegexField(r"^[0-9.]{7,15}/[0-9]{1,2}$")
+    gateway = serializers.IPAddressField(protocol="ipv4", required=False, allow_blank=True)
+    dns = serializers.ListField(child=serializers.IPAddressField(), max_length=8, required=False)
+
+
 class InventorySerializer(serializers.Serializer):
     """The hardware the agent found (the body of the inventory step's result)."""
 
@@ -62,6 +72,7 @@ class InventorySerializer(serializers.Serializer):
     nics = NicSerializer(many=True, max_length=64, required=False)
     firmware = serializers.DictField(child=serializers.CharField(max_length=64), required=False)
     system = serializers.DictField(child=serializers.CharField(**TEXT), required=False)
+    network = NetworkSerializer(required=False, allow_null=True)
 
 
 class StepReportSerializer(serializers.Serializer):

@@ -56,8 +56,8 @@ def upload(api, content: bytes, name="lab-os", fmt="raw"):
     return answer
 
 
-def deploy_workflow(api, disk="smallest", image="lab-os", **extra):
-    task = {"type": "image_deploy", "image": image, "disk": disk, **extra}
+def deploy_workflow(api, target="smallest", image="lab-os", **extra):
+    task = {"type": "image_deploy", "image": image, "target": target, **extra}
     content = yaml.safe_dump(
         {"name": "deploy", "arch": ["x86_64"], "firmware": ["bios", "uefi"], "tasks": [task]}
     )
@@ -137,7 +137,7 @@ def test_a_checksum_mismatch_fails_the_install_with_the_reason(api, client):
 
 
 def test_a_disk_too_small_is_refused_before_anything_is_written(api, client):
-    node, content, agent = start(api, client, disk="largest")
+    node, content, agent = start(api, client, target="largest")
     job = agent.job().json()
     tiny = [{**DISKS[2], "size": 512 * 1024}]
     answer = agent.run(job["job"], 0, inventory(disks=tiny)).json()
@@ -164,8 +164,8 @@ def test_the_image_is_served_only_to_its_own_running_deploy_step(api, client):
     "extra, words",
     [
         ({"image": "missing"}, "image template 'missing' does not exist"),
-        ({"disk": "fastest"}, "use smallest, largest"),
-        ({"disk": "/dev/../etc"}, "use smallest, largest"),
+        ({"target": "fastest"}, "use smallest, largest"),
+        ({"target": "/dev/../etc"}, "use smallest, largest"),
     ],
 )
 def test_a_workflow_that_cannot_deploy_is_refused_at_save(api, extra, words):

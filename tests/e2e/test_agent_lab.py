@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from .bootlab import artifacts
-from .bootlab.lab import ROOT, VM, Lab
+from .bootlab.lab import BASE, ROOT, VM, Lab
 
 pytestmark = pytest.mark.bootlab
 
@@ -231,3 +231,69 @@ def test_2_power_cut_and_lost_controller_mid_wipe_never_end_in_done(lab):
     assert jobs[0]["steps"][1]["attempts"] == 2  # the interrupted step ran again
     certs = lab.api("GET", f"/api/v1/wipe-certificates?node={node['id']}")["results"]
     assert len(certs) == 3
+
+
+class DeployVM(VM):
+    """A lab machine with one blank virtio disk, larger than the image it gets."""
+
+    DISK_MB = 80
+
+    def __init__(self, lab: Lab, name: str, mac: str) -> None:
+        super().__init__(lab, name, mac, "bios", disk="blank", system_uuid=None)
+        with self.disk.open("r+b") as f:
+            f.truncate(self.DISK_MB * 1024 * 1024)
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("-m") + 1] = "768"
+        return cmd
+
+
+DEPLOY_WORKFLOW = """name: lab-deploy
+description: The lab's OS image, written by the PureBoot agent
+arch: [x86_64]
+firmware: [bios]
+tasks:
+  - type: image_deploy
+    image: lab-os
+    target: smallest
+    network: keep
+"""
+
+
+def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
+    image = lab.os_image.read_bytes()
+    uploaded = lab.curl(
+        "-X", "POST", "-H", f"Authorization: Bearer {lab.token}",
+        "-F", "name=lab-os", "-F", "format=raw", "-F", "arch=x86_64",
+        "-F", f"file=@{lab.os_image}", "-w", "\n%{http_code}",
+        f"{BASE}/api/v1/templates",
+    )  # fmt: skip
+    assert uploaded.endswith("201"), uploaded
+    lab.api("POST", "/api/v1/workflows", {"content": DEPLOY_WORKFLOW})
+    vm = DeployVM(lab, "deploy1", "52:54:00:a6:00:04")
+
+    vm.power_on()
+    vm.wait_for("waiting for an assignment", 120)
+    node = lab.wait_node(vm.mac, state="discovered")
+    lab.api("PATCH", f"/api/v1/nodes/{node['id']}", {"hostname": "deploy1"})
+    lab.change_state(node["id"], "pending", workflow="lab-deploy")
+    vm.wait_for("rebooting into the deployed system", 400)
+    console = vm.wait_off(60)
+    assert "SHA-256 matches" in console and "first-boot data written" in console
+    lab.wait_node(vm.mac, state="installed", timeout=10)
+    # From outside the guest: the image, byte for byte, then the first-boot partition.
+    disk = vm.disk.read_bytes()
+    assert disk[: len(image)] == image
+    second = disk[446 + 16 : 446 + 32]  # the MBR's second partition entry
+    assert second[4] == 0x0C and int.from_bytes(second[8:12], "little") * 512 >= len(image)
+
+    # Power on again: PureBoot's DHCP ignores an installed machine, the firmware
+    # boots the disk, and the deployed system's first boot reports `active`.
+    console = vm.boot(240)
+    assert "PBLAB: booted from the local disk" in console
+    assert "PBLAB: first-boot data found: deploy1" in console
+    assert "PBLAB: reported active" in console
+    node = lab.wait_node(vm.mac, state="active", timeout=10)
+    runs = lab.api("GET", f"/api/v1/nodes/{node['id']}/runs")["results"]
+    assert runs[0]["status"] == "succeeded"

@@ -11,7 +11,10 @@
 #                    reports `active` with the token the installer left, then
 #                    forgets the token (it uses the address the installer had:
 #                    PureBoot's DHCP no longer answers it); every boot prints a
-#                    marker and powers off.
+#                    marker and powers off. Deployed as an image by the PureBoot
+#                    agent, it plays cloud-init's part instead: it reads the
+#                    NoCloud seed in the CIDATA partition the agent added (the
+#                    token in meta-data, the address in network-config).
 # Every line meant for the test starts with "PBLAB:" on the serial console.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin
 /bin/busybox --install -s /bin
@@ -50,6 +53,18 @@ report() {  # base token status progress message
 wait_for_disk() {
     for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && return 0; sleep 1; done
     say "no disk /dev/vda"; return 1
+}
+
+# The NoCloud seed the PureBoot agent writes after a deployed image: a FAT
+# partition labelled CIDATA. The lab OS has no FAT driver, so it reads the
+# seed's text straight off the partition.
+seed_from_cidata() {
+    for SEED_PART in /dev/vda4 /dev/vda3 /dev/vda2; do
+        [ -b "$SEED_PART" ] || continue
+        dd if="$SEED_PART" bs=4096 count=1024 2>/dev/null | tr -c '[:print:]\n' '\n' > /tmp/seed.txt
+        grep -q '^pureboot-token: ' /tmp/seed.txt && return 0
+    done
+    return 1
 }
 
 case "$(arg pb.mode)" in
@@ -92,6 +107,18 @@ os)
         sleep 2
         report "$3" "$2" active 100 "lab: first boot"
         dd if=/dev/zero of=/dev/vda bs=512 seek=$STATE_SECTOR count=1 conv=notrunc 2>/dev/null
+        say "first boot done"
+    elif seed_from_cidata; then
+        token=$(sed -n 's/^pureboot-token: //p' /tmp/seed.txt | head -n 1)
+        url=$(sed -n 's/^pureboot-report-url: //p' /tmp/seed.txt | head -n 1)
+        address=$(sed -n 's/^ *- \([0-9.]*\/[0-9]*\)$/\1/p' /tmp/seed.txt | head -n 1)
+        say "first-boot data found: $(sed -n 's/^local-hostname: //p' /tmp/seed.txt | head -n 1)"
+        ip link set eth0 up && ip addr add "$address" dev eth0 && say "static address $address"
+        sleep 2
+        report "${url%/api/v1/report}" "$token" active 100 "lab: first boot of the deployed image"
+        # A real system's cloud-init marks the instance as done; the lab OS
+        # forgets the seed the same way: the next boot is not a first boot.
+        dd if=/dev/zero of="$SEED_PART" bs=4096 count=1024 conv=notrunc 2>/dev/null
         say "first boot done"
     else
         say "not the first boot"

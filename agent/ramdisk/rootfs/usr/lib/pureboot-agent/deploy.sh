@@ -58,7 +58,12 @@ if [ "$(jq -r '.seed != null' "$P")" = true ]; then
     mkfs.vfat -n CIDATA "/dev/$part" >&2 || die "mkfs.vfat failed"
     jq -r .seed.meta_data "$P" > /tmp/meta-data
     jq -r .seed.user_data "$P" > /tmp/user-data
-    mcopy -i "/dev/$part" /tmp/meta-data /tmp/user-data ::/ >&2 || die "writing the first-boot data failed"
+    files="/tmp/meta-data /tmp/user-data"
+    if [ "$(jq -r '.seed.network_config != null' "$P")" = true ]; then
+        jq -r .seed.network_config "$P" > /tmp/network-config
+        files="$files /tmp/network-config"
+    fi
+    mcopy -i "/dev/$part" $files ::/ >&2 || die "writing the first-boot data failed"
     sync
     seed="/dev/$part"
     log "first-boot data written to $seed (CIDATA)"

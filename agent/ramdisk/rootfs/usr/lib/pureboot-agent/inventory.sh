@@ -139,6 +139,17 @@ uuid=$(sysval $dmi/product_uuid)
 [ -z "$product" ] && product=$(sysval /proc/device-tree/model)
 [ -z "$serial" ] && serial=$(sysval /proc/device-tree/serial-number)
 
+# The address this agent was given (the interface of the default route).
+netif=$(ip -4 route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1)}' | head -n 1)
+network='null'
+if [ -n "$netif" ]; then
+    network=$(jq -n --arg i "$netif" --arg mac "$(cat /sys/class/net/$netif/address)" \
+        --arg a "$(ip -4 -o addr show "$netif" | awk '{print $4}' | head -n 1)" \
+        --arg g "$(ip -4 route show default | awk '{print $3}' | head -n 1)" \
+        --argjson dns "$(sed -n 's/^nameserver *//p' /etc/resolv.conf 2>/dev/null | jq -R . | jq -s .)" \
+        '{interface: $i, mac: $mac, address: $a, gateway: $g, dns: $dns}')
+fi
+
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name:\s*//p' | head -n 1)
 memory=$(( $(sed -n 's/^MemTotal:\s*\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
@@ -146,7 +157,7 @@ memory=$(( $(sed -n 's/^MemTotal:\s*\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
 jq -n --slurpfile disks /tmp/disks.jsonl --slurpfile nics /tmp/nics.jsonl \
     --arg cpus "$cpus" --arg cpu_model "$cpu_model" --argjson memory "$memory" \
     --arg mode "$mode" --arg sb "$sb" --arg vendor "$vendor" --arg product "$product" \
-    --arg serial "$serial" --arg uuid "$uuid" --arg arch "$(uname -m)" \
-    '{cpus: {count: $cpus, model: $cpu_model, arch: $arch}, memory_bytes: $memory,
+    --arg serial "$serial" --arg uuid "$uuid" --arg arch "$(uname -m)" --argjson network "$network" \
+    '{cpus: {count: $cpus, model: $cpu_model, arch: $arch}, memory_bytes: $memory, network: $network,
       disks: $disks, nics: $nics, firmware: {mode: $mode, secure_boot: $sb},
       system: {vendor: $vendor, product: $product, serial: $serial, uuid: $uuid}}'
