@@ -42,6 +42,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.models import EmergencyGrant
 from accounts.roles import ROLES
+from agent.models import AgentJob, AgentLogLine, WipeCertificate
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from credentials import services as credentials
@@ -130,6 +131,26 @@ def world(site_a, settings):
         ends_at=now + timedelta(hours=2),
         request=access,
     )
+    # A site-B machine being wiped: its agent job, log and a certificate.
+    wiping_b = make_node("deprovisioning", site=site_b, hostname="secret-b-old04")
+    job_b = AgentJob.objects.create(
+        node=wiping_b,
+        kind="wipe",
+        episode="x",
+        steps=[{"name": f"{SECRET} step", "action": "inventory", "status": "pending"}],
+    )
+    AgentLogLine.objects.create(job=job_b, line=f"{SECRET} agent log line")
+    certificate_b = WipeCertificate.objects.create(
+        node=wiping_b,
+        job=job_b,
+        disk_serial="SECRET-B-DISK",
+        disk_model=SECRET,
+        method="overwrite",
+        category="clear",
+        document=f'{{"machine": "{SECRET}"}}',
+        signature="x",
+        key_id="0" * 64,
+    )
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")
     node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
@@ -147,6 +168,8 @@ def world(site_a, settings):
         "orphan": orphan,
         "credential": credential,
         "grant": grant,
+        "job_b": job_b,
+        "certificate_b": certificate_b,
     }
 
 
@@ -353,6 +376,8 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "sites": {"slug": world["site_b"].slug},
         # Not site-bound: someone else's grant (its request names no node).
         "emergency-access": {"pk": world["grant"].pk},
+        "agent-jobs": {"pk": world["job_b"].pk, "id": world["job_b"].pk},
+        "wipe-certificates": {"uuid": world["certificate_b"].uuid},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]
     if resource not in values:

@@ -26,6 +26,7 @@ from workflows.images import raw_file
 from workflows.models import ImageTemplateVersion
 
 from .. import certificates, services, wipe
+from ..filtersets import AgentJobFilterSet, WipeCertificateFilterSet
 from ..models import AgentJob, WipeCertificate
 from .serializers import (
     AgentJobAnswerSerializer,
@@ -251,7 +252,7 @@ class WipeCertificateViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = (
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     )
-    filterset_fields = ("node", "method", "category")
+    filterset_class = WipeCertificateFilterSet
 
     def get_queryset(self):
         nodes = scope_nodes(self.request.user, Node.objects.all())
@@ -283,7 +284,7 @@ class AgentJobViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = AgentJobSerializer
     permission_classes = (IsAuthenticated, CanViewJobs)
-    filterset_fields = ("node", "kind", "status")
+    filterset_class = AgentJobFilterSet
 
     def get_queryset(self):
         nodes = scope_nodes(self.request.user, Node.objects.all())
