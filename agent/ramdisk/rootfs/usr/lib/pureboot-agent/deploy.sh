@@ -63,9 +63,13 @@ if [ "$(jq -r '.seed != null' "$P")" = true ]; then
         jq -r .seed.network_config "$P" > /tmp/network-config
         files="$files /tmp/network-config"
     fi
-    # mtools refuses a FAT whose size is not a multiple of the disk's reported
-    # track geometry; the partition is fine, the check is for floppies.
-    MTOOLS_SKIP_CHECK=1 mcopy -i "/dev/$part" $files ::/ >&2 || die "writing the first-boot data failed"
+    # The kernel's FAT driver writes the files (no iconv tables needed).
+    mkdir -p /tmp/cidata
+    mount -t vfat -o codepage=437,iocharset=iso8859-1 "/dev/$part" /tmp/cidata >&2 \
+        || die "cannot mount the first-boot partition"
+    cp $files /tmp/cidata/ >&2 || { umount /tmp/cidata; die "writing the first-boot data failed"; }
+    sync
+    umount /tmp/cidata || die "cannot unmount the first-boot partition"
     sync
     seed="/dev/$part"
     log "first-boot data written to $seed (CIDATA)"
