@@ -282,10 +282,12 @@ def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
     console = vm.wait_off(60)
     assert "SHA-256 matches" in console and "first-boot data written" in console
     lab.wait_node(vm.mac, state="installed", timeout=10)
-    # From outside the guest: the image, byte for byte, then the first-boot partition.
+    # From outside the guest: the image byte for byte, except the MBR's second
+    # partition entry, which now points at the first-boot partition after it.
     disk = vm.disk.read_bytes()
-    assert disk[: len(image)] == image
-    second = disk[446 + 16 : 446 + 32]  # the MBR's second partition entry
+    second = disk[446 + 16 : 446 + 32]
+    assert disk[:462] == image[:462] and disk[478 : len(image)] == image[478:]
+    assert image[462:478] == bytes(16)
     assert second[4] == 0x0C and int.from_bytes(second[8:12], "little") * 512 >= len(image)
 
     # Power on again: PureBoot's DHCP ignores an installed machine, the firmware
