@@ -275,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["pureboot.api.schema.strip_trailing_slashes"],
+    "ENUM_NAME_OVERRIDES": {
+        "AgentJobStatusEnum": "agent.choices.JobStatus",
+        "AgentStepReportStatusEnum": ["started", "succeeded", "failed"],
+    },
 }
 
 
