@@ -61,7 +61,7 @@ wait_for_disk() {
 seed_from_cidata() {
     for SEED_PART in /dev/vda4 /dev/vda3 /dev/vda2; do
         [ -b "$SEED_PART" ] || continue
-        dd if="$SEED_PART" bs=4096 count=1024 2>/dev/null | tr -c '[:print:]\n' '\n' > /tmp/seed.txt
+        dd if="$SEED_PART" bs=4096 count=1024 2>/dev/null | tr '\000-\011\013-\037\177-\377' '\n' > /tmp/seed.txt
         grep -q '^pureboot-token: ' /tmp/seed.txt && return 0
     done
     return 1
