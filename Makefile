@@ -151,6 +151,7 @@ lab: $(VENV)/.installed-dev lab-tools
 bench: $(VENV)/.installed-dev
 	$(BIN)/python tests/bench/tftp_bench.py
 	$(BIN)/python tests/bench/http_bench.py
+	$(BIN)/python tests/bench/deploy_bench.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -26,11 +26,11 @@ die() { log "FAILED: $*"; exit 1; }
 check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
 
 log "writing the image ($size bytes) to $dev"
-started=$(date +%s)
+started=$(cut -d' ' -f1 /proc/uptime)
 curl -sS -f --cacert "$CA_FILE" -H "Authorization: Node $TOKEN" --connect-timeout 10 "$URL$image" 2>/tmp/curl.err \
     | dd of="$dev" bs=$BS iflag=fullblock oflag=direct conv=fsync 2>/tmp/dd.err \
     || die "streaming the image failed: $(cat /tmp/curl.err /tmp/dd.err | tail -n 3)"
-written=$(( $(date +%s) - started ))
+written=$(awk -v a="$started" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }')
 blockdev --flushbufs "$dev" 2>/dev/null
 echo 3 > /proc/sys/vm/drop_caches
 log "reading $size bytes back to check the SHA-256"
