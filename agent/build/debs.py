@@ -32,6 +32,7 @@ TOOL_PACKAGES = (
     "xz-utils",
     "dosfstools",
     "mtools",
+    "openssl",
 )
 
 

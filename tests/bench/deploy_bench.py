@@ -56,7 +56,7 @@ now() { cut -d' ' -f1 /proc/uptime; }
 jq -n --argjson d "$disk_size" --argjson s "$size" --arg sha "$sha" \
     '{disk: {path: "/dev/vda", name: "vda", size: $d, serial: ""}, url: "/image.img",
       size: $s, sha256: $sha, seed: null}' > /tmp/p.json
-export URL="http://10.0.2.2:$port" TOKEN=bench
+URL="http://10.0.2.2:$port"
 i=0
 while [ "$i" -lt "$runs" ]; do
     echo 3 > /proc/sys/vm/drop_caches
@@ -123,6 +123,7 @@ def main() -> None:
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="pureboot-deploy-bench-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers read the image as their own user
         image = work / "image.img"
         block = hashlib.sha256(b"pureboot").digest() * (1024 * 1024 // 32)
         with image.open("wb") as f:
@@ -150,7 +151,8 @@ def main() -> None:
         console = work / "console.log"
         append = (
             f"console=ttyS0 quiet bench.port={PORT} bench.size={size} bench.sha={sha} "
-            f"bench.runs={RUNS} bench.disk_size={disk.stat().st_size}"
+            f"bench.runs={RUNS} bench.disk_size={disk.stat().st_size} "
+            f"pureboot.url=http://10.0.2.2:{PORT} pureboot.token=bench"
         )
         started = time.monotonic()
         try:
@@ -166,10 +168,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
+        shutil.copyfile(console, CACHE / "deploy-console.log")
         lines = [line.split() for line in console.read_text(errors="replace").splitlines()]
         peer = [float(x[3]) - float(x[2]) for x in lines if x[:2] == ["BENCH", "peer"]]
         ours = [x for x in lines if x[:2] == ["BENCH", "pureboot"]]
-        if len(peer) != RUNS or len(ours) != RUNS or any(x[5] != sha for x in ours):
+        if len(peer) != RUNS or len(ours) != RUNS or any(x[-1] != sha for x in ours):
             sys.exit(
                 f"deploy bench: the guest did not finish its runs:\n{console.read_text()[-3000:]}"
             )
