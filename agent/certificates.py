@@ -101,6 +101,9 @@ def issue(
             "regions": verification.get("regions"),
             "result": "passed",
             "detail": str(verification.get("detail", ""))[:1000],
+            # Where the agent's verified result came from (see README: the
+            # PXE trust model): the address on the provisioning network.
+            "reported_from": step.get("reported_from", ""),
         },
         "request": job.params.get("request", {}),
         "audit": {"seq": event.seq, "hash": event.hash},

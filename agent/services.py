@@ -237,9 +237,9 @@ def _locked_job(node: Node, job_id: int) -> AgentJob:
 
 
 def report_step(
-    node: Node, job_id: int, index: int, status: str, detail: str, result: Any
+    node: Node, job_id: int, index: int, status: str, detail: str, result: Any, source: str = ""
 ) -> AgentJob:
-    """The agent reports step ``index`` started, succeeded or failed."""
+    """The agent reports step ``index`` started, succeeded or failed (from address ``source``)."""
     now = timezone.now().isoformat()
     with transaction.atomic():
         job = _locked_job(node, job_id)
@@ -261,6 +261,7 @@ def report_step(
         if step["status"] != StepStatus.STARTED:
             raise JobError(f"step {index} ({step['name']}) was never reported started")
         step["ended_at"] = now
+        step["reported_from"] = source[:64]
         if status == StepStatus.FAILED:
             step["status"] = StepStatus.FAILED
             _fail(job, node, f"step {index + 1} ({step['name']}) failed: {detail[:1000]}")

@@ -131,7 +131,13 @@ class StepView(AgentView):
             inventory.is_valid(raise_exception=True)
             result = inventory.validated_data
         job = services.report_step(
-            self.node, job.pk, int(index), data["status"], data["detail"], result
+            self.node,
+            job.pk,
+            int(index),
+            data["status"],
+            data["detail"],
+            result,
+            source=request.META.get("REMOTE_ADDR", ""),
         )
         return Response(_answer(job, job.error or job.where))
 
