@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from workflows.choices import RunStatus
+
 
 class JobKind(models.TextChoices):
     INVENTORY = "inventory", "Hardware inventory"
@@ -9,11 +11,8 @@ class JobKind(models.TextChoices):
     DEPLOY = "deploy", "Image deployment"
 
 
-class JobStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+# A job ends the way an install run does: the same four statuses.
+JobStatus = RunStatus
 
 
 class StepStatus(models.TextChoices):

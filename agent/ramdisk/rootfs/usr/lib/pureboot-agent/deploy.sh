@@ -10,19 +10,13 @@
 set -o pipefail
 . /usr/lib/pureboot-agent/lib.sh
 P=$1
-dev=$(jq -r .disk.path "$P")
-name=$(jq -r .disk.name "$P")
-want_size=$(jq -r .disk.size "$P")
-want_serial=$(jq -r '.disk.serial // ""' "$P")
+. /usr/lib/pureboot-agent/disk.sh
+disk_params "$P"
 image=$(jq -r .url "$P")
 size=$(jq -r .size "$P")
 sha=$(jq -r .sha256 "$P")
 BS=4194304
 
-log() { echo "$*" >&2; say "$name: $*"; }
-die() { log "FAILED: $*"; exit 1; }
-
-. /usr/lib/pureboot-agent/disk.sh
 check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
 
 log "writing the image ($size bytes) to $dev"

@@ -1,5 +1,14 @@
-# PureBoot agent: is the disk at this path still the one the controller planned?
+# PureBoot agent: the step's disk, and is it still the one the controller planned?
 # Device names can change between boots; nothing is written to another disk.
+
+disk_params() {  # PARAMS.json: the planned disk, and log/die for the step
+    dev=$(jq -r .disk.path "$1")
+    name=$(jq -r .disk.name "$1")
+    want_size=$(jq -r .disk.size "$1")
+    want_serial=$(jq -r '.disk.serial // ""' "$1")
+}
+log() { echo "$*" >&2; say "$name: $*"; }
+die() { log "FAILED: $*"; exit 1; }
 disk_serial() {  # path name
     s=$(cat "/sys/block/$2/device/serial" "/sys/block/$2/serial" 2>/dev/null | head -n 1 | sed 's/^ *//; s/ *$//')
     [ -z "$s" ] && s=$(hdparm -I "$1" 2>/dev/null | sed -n 's/^\s*Serial Number:\s*//p' | head -n 1 | sed 's/\s*$//')

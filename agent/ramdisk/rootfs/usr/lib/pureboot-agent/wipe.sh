@@ -12,20 +12,14 @@
 set -o pipefail
 . /usr/lib/pureboot-agent/lib.sh
 P=$1
-dev=$(jq -r .disk.path "$P")
-name=$(jq -r .disk.name "$P")
-want_size=$(jq -r .disk.size "$P")
-want_serial=$(jq -r '.disk.serial // ""' "$P")
+. /usr/lib/pureboot-agent/disk.sh
+disk_params "$P"
 method=$(jq -r .method "$P")
 expect=$(jq -r .expect "$P")
 passes=$(jq -r '.passes // 1' "$P")
 verify=$(jq -r '.verify // "full"' "$P")
 MiB=1048576
 
-log() { echo "$*" >&2; say "$name: $*"; }
-die() { log "FAILED: $*"; exit 1; }
-
-. /usr/lib/pureboot-agent/disk.sh
 check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
 size=$want_size
 
