@@ -105,14 +105,15 @@ def closure(deb: str, roots: list[str]) -> list[str]:
     return sorted(
         n
         for n in names
-        if (n in roots or n.startswith(("lib", "zlib"))) and n not in ALTERNATIVES_LEFT_OUT
+        if (n in roots or n.startswith(("lib", "zlib")))
+        and n not in ALTERNATIVES_LEFT_OUT
+        and not n.endswith("-perl")  # Perl modules: nothing in the agent runs Perl
     )
 
 
-def metadata(deb: str, names: list[str]) -> list[Package]:
-    out = _run(["apt-cache", "show", "--no-all-versions", *[f"{n}:{deb}" for n in names]])
+def _stanzas(out: str, deb: str) -> list[Package]:
     packages = []
-    for stanza in out.strip().split("\n\n"):
+    for stanza in (part for part in out.strip().split("\n\n") if part.strip()):
         fields = {}
         for line in stanza.splitlines():
             if line[:1] not in (" ", "") and ":" in line:
@@ -129,10 +130,23 @@ def metadata(deb: str, names: list[str]) -> list[Package]:
                 fields["SHA256"],
             )
         )
-    missing = set(names) - {p.name for p in packages}
+    return packages
+
+
+def metadata(deb: str, names: list[str]) -> list[Package]:
+    """apt's candidate of each package for ``deb`` (or architecture-independent)."""
+    out = _run(["apt-cache", "show", "--no-all-versions", *[f"{n}:{deb}" for n in names]])
+    packages = {p.name: p for p in _stanzas(out, deb)}
+    # A foreign architecture has no "pkg:arm64" for architecture-independent
+    # packages: ask for those unqualified.
+    rest = [n for n in names if n not in packages]
+    if rest:
+        out = _run(["apt-cache", "show", "--no-all-versions", *rest])
+        packages.update({p.name: p for p in _stanzas(out, deb) if p.name in rest})
+    missing = set(names) - set(packages)
     if missing:
         raise BuildError(f"apt has no {deb} candidate for: {', '.join(sorted(missing))}")
-    return sorted(packages, key=lambda p: p.name)
+    return sorted(packages.values(), key=lambda p: p.name)
 
 
 def local_name(p: Package) -> str:
@@ -145,7 +159,11 @@ def fetch(packages: list[Package], cache: Path, deb: str) -> dict[str, Path]:
     cache.mkdir(parents=True, exist_ok=True)
     wanted = [p for p in packages if not (cache / local_name(p)).exists()]
     if wanted:
-        _run(["apt-get", "download", *[f"{p.name}:{deb}={p.version}" for p in wanted]], cwd=cache)
+        names = [
+            f"{p.name}={p.version}" if p.arch == "all" else f"{p.name}:{deb}={p.version}"
+            for p in wanted
+        ]
+        _run(["apt-get", "download", *names], cwd=cache)
     files = {}
     for p in packages:
         path = cache / local_name(p)
