@@ -98,7 +98,7 @@ BUILD_FILES := /usr/include/ldap.h:libldap-dev /usr/include/sasl/sasl.h:libsasl2
 # The boot lab (tests/e2e/bootlab) also needs QEMU, its firmware and the
 # tools that build the lab's disk image.
 LAB_TOOLS := qemu-system-x86_64:qemu-system-x86 syslinux:syslinux mcopy:mtools \
-	mkfs.fat:dosfstools sfdisk:fdisk
+	mkfs.fat:dosfstools sfdisk:fdisk qemu-system-aarch64:qemu-system-arm
 LAB_TOOL_FILES := /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf \
 	/usr/lib/syslinux/mbr/mbr.bin:syslinux-common /usr/lib/PXELINUX/pxelinux.0:pxelinux
 

@@ -299,3 +299,42 @@ def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
     node = lab.wait_node(vm.mac, state="active", timeout=10)
     runs = lab.api("GET", f"/api/v1/nodes/{node['id']}/runs")["results"]
     assert runs[0]["status"] == "succeeded"
+
+
+def test_5_the_arm64_agent_boots_and_reaches_the_controller(lab):
+    """The aarch64 build (Debian's arm64 packages) boots on QEMU's virt machine, loads its
+    drivers, gets a lease from PureBoot's DHCP and speaks to the controller with curl."""
+    qemu = shutil.which("qemu-system-aarch64")
+    assert qemu, "qemu-system-aarch64 is missing: apt-get install qemu-system-arm"
+    foreign = subprocess.run(
+        ["dpkg", "--print-foreign-architectures"], capture_output=True, text=True
+    ).stdout.split()
+    if "arm64" not in foreign:  # the lab runs as root; build_agent says the same to people
+        subprocess.run(["dpkg", "--add-architecture", "arm64"], check=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=900)
+    out = lab.dir / "agent-arm64"
+    lab.manage(
+        "build_agent", "--arch", "aarch64", "--no-import", "--output", str(out),
+        "--cache", str(artifacts.cache_dir() / "agent"), timeout=1800,
+    )  # fmt: skip
+    console = lab.dir / "arm64-console.log"
+    tap = lab.tap()
+    proc = subprocess.run(
+        lab.in_ns(
+            qemu, "-M", "virt", "-cpu", "cortex-a57", "-m", "768", "-display", "none",
+            "-monitor", "none", "-no-reboot", "-serial", f"file:{console}",
+            "-kernel", str(out / "vmlinuz"), "-initrd", str(out / "initrd.img"),
+            "-append", f"console=ttyAMA0 pureboot.url={BASE} pureboot.token=not-a-token",
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:a6:00:05",
+        ),
+        capture_output=True,
+        timeout=600,
+    )  # fmt: skip
+    text = console.read_text(errors="replace")
+    shutil.copyfile(console, ARTIFACTS / "arm64-console.log")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "PureBoot agent: ready" in text, text[-3000:]
+    # A forged token: the controller answered, the agent refused to act and powered off.
+    assert "the controller refused this agent's token" in text
+    assert "aarch64" in (out / "manifest.json").read_text()
