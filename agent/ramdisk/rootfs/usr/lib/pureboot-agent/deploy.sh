@@ -21,9 +21,17 @@ check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
 
 log "writing the image ($size bytes) to $dev"
 started=$(cut -d' ' -f1 /proc/uptime)
-curl -sS -f --cacert "$CA_FILE" -H "Authorization: Node $TOKEN" --connect-timeout 10 "$URL$image" 2>/tmp/curl.err \
-    | dd of="$dev" bs=$BS iflag=fullblock oflag=direct conv=fsync 2>/tmp/dd.err \
-    || die "streaming the image failed: $(cat /tmp/curl.err /tmp/dd.err | tail -n 3)"
+# A controller that goes away mid-stream is waited for: the image is written
+# again from its start, up to 6 times, before the step fails.
+attempt=1
+until curl -sS -f --cacert "$CA_FILE" -H "Authorization: Node $TOKEN" --connect-timeout 10 "$URL$image" 2>/tmp/curl.err \
+    | dd of="$dev" bs=$BS iflag=fullblock oflag=direct conv=fsync 2>/tmp/dd.err; do
+    [ "$attempt" -ge 6 ] && die "streaming the image failed: $(cat /tmp/curl.err /tmp/dd.err | tail -n 3)"
+    log "streaming the image failed ($(tail -n 1 /tmp/curl.err)); again in $((attempt * 10))s"
+    sleep $((attempt * 10))
+    attempt=$((attempt + 1))
+    started=$(cut -d' ' -f1 /proc/uptime)
+done
 written=$(awk -v a="$started" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.2f", b - a }')
 blockdev --flushbufs "$dev" 2>/dev/null
 echo 3 > /proc/sys/vm/drop_caches
