@@ -317,6 +317,13 @@ def test_5_the_arm64_agent_boots_and_reaches_the_controller(lab):
         "build_agent", "--arch", "aarch64", "--no-import", "--output", str(out),
         "--cache", str(artifacts.cache_dir() / "agent"), timeout=1800,
     )  # fmt: skip
+    # PureBoot's DHCP answers only machines it provisions: register this one.
+    lab.api(
+        "POST",
+        "/api/v1/nodes",
+        {"hostname": "arm01", "arch": "aarch64", "firmware": "uefi",
+         "interfaces": [{"mac": "52:54:00:a6:00:05"}]},
+    )  # fmt: skip
     console = lab.dir / "arm64-console.log"
     tap = lab.tap()
     proc = subprocess.run(
