@@ -54,6 +54,13 @@ def request_and_approve(api, node, **body):
     return alice, bob, request_id
 
 
+def approved_wipe(api, client, node, **body) -> ScriptedAgent:
+    """A deprovision asked and approved, the agent imported, and the machine's agent booted."""
+    request_and_approve(api, node, **body)
+    import_agent_image()
+    return ScriptedAgent(boot_token(client, MAC))
+
+
 def test_an_approved_deprovision_wipes_every_disk_and_certifies_each(api, client, site, tmp_path):
     node = make_node("active", site=site, macs=[MAC], hostname="db01", serial="SRV-1")
     alice, bob, request_id = request_and_approve(api, node)
@@ -135,9 +142,7 @@ def test_a_wiped_machine_can_come_back_as_discovered(api, client, site):
 
 def test_purge_demanded_of_a_disk_without_purge_fails_before_anything_is_written(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node, category="purge")
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node, category="purge")
     job = agent.job().json()
     answer = agent.run(job["job"], 0, inventory()).json()
     assert answer["action"] == "poweroff"
@@ -162,9 +167,7 @@ def test_purge_demanded_of_a_disk_without_purge_fails_before_anything_is_written
 )
 def test_a_result_that_does_not_prove_the_wipe_fails_the_node(api, client, site, spoil, reason):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()
     step = agent.run(job["job"], 0, inventory()).json()["step"]
     result = wipe_result(step["params"])
@@ -182,9 +185,7 @@ def test_a_result_that_does_not_prove_the_wipe_fails_the_node(api, client, site,
 
 def test_a_machine_without_disks_is_not_declared_wiped(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()
     agent.run(job["job"], 0, inventory(disks=[]))
     assert Node.objects.get(pk=node.pk).state == "failed"
@@ -193,9 +194,7 @@ def test_a_machine_without_disks_is_not_declared_wiped(api, client, site):
 
 def test_a_power_cut_mid_step_resumes_that_step(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()
     step = agent.run(job["job"], 0, inventory()).json()["step"]
     assert agent.step(job["job"], step["index"], "started").status_code == 200
@@ -214,9 +213,7 @@ def test_a_power_cut_mid_step_resumes_that_step(api, client, site):
 
 def test_a_silent_agent_fails_the_job_and_the_node_saying_where(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()
     step = agent.run(job["job"], 0, inventory()).json()["step"]
     agent.step(job["job"], step["index"], "started")
@@ -237,9 +234,7 @@ def test_a_silent_agent_fails_the_job_and_the_node_saying_where(api, client, sit
 
 def test_heartbeats_keep_a_long_step_alive(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()
     AgentJob.objects.filter(pk=job["job"]).update(
         last_heartbeat_at=timezone.now() - timedelta(hours=1)
@@ -254,9 +249,7 @@ def test_heartbeats_keep_a_long_step_alive(api, client, site):
 def test_the_protocol_refuses_out_of_order_and_foreign_reports(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
     other = make_node("active", site=site, macs=["52:54:00:99:99:99"])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()["job"]
     assert agent.step(job, 1, "started").status_code == 409  # not the current step
     finished = agent.step(job, 0, "succeeded", inventory())
@@ -295,9 +288,7 @@ def test_a_token_from_an_earlier_state_is_void(api, client, site):
 )
 def test_a_malformed_inventory_is_refused_and_nothing_is_recorded(api, client, site, bad):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()["job"]
     agent.step(job, 0, "started")
     answer = agent.step(job, 0, "succeeded", {**inventory(), **bad})
@@ -308,9 +299,7 @@ def test_a_malformed_inventory_is_refused_and_nothing_is_recorded(api, client, s
 
 def test_logs_are_kept_bounded(api, client, site):
     node = make_node("active", site=site, macs=[MAC])
-    request_and_approve(api, node)
-    import_agent_image()
-    agent = ScriptedAgent(boot_token(client, MAC))
+    agent = approved_wipe(api, client, node)
     job = agent.job().json()["job"]
     ok = agent.client.post(f"/api/v1/agent/jobs/{job}/log", {"lines": ["a", "b"]}, format="json")
     assert ok.status_code == 200 and ok.json() == {"kept": 2}
