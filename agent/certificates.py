@@ -69,7 +69,8 @@ def issue(
         },
     )
     verification = result["verification"]
-    kid = signing.key_id(signing.private_key().public_key())
+    key = signing.private_key()
+    kid = signing.key_id(key.public_key())
     document = {
         "format": FORMAT,
         "certificate": str(cert_id),
@@ -109,7 +110,7 @@ def issue(
         "audit": {"seq": event.seq, "hash": event.hash},
     }
     text = canonical(document)
-    signature, kid = signing.sign(text.encode("ascii"))
+    signature = signing.sign(key, text.encode("ascii"))
     return WipeCertificate.objects.create(
         uuid=cert_id,
         node=node,

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from workflows.images import DeployImpossible, deployable_version, raw_file
+from workflows.images import DeployImpossible
 
 SEED_BYTES = 4 * 1024 * 1024  # the CIDATA partition
 
@@ -105,6 +105,3 @@ def seed(
     if network:
         out["network_config"] = network
     return out
-
-
-__all__ = ["DeployImpossible", "deployable_version", "raw_file", "choose_disk", "seed"]

@@ -32,6 +32,7 @@ from nodes.models import Node, NodeEvent
 from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.context import public_base_url
+from workflows.images import DeployImpossible, deployable_version, raw_file
 from workflows.models import WorkflowRun
 
 from . import certificates, deploy, wipe
@@ -64,10 +65,6 @@ def _step(name: str, action: str, params: dict[str, Any] | None = None) -> dict[
         "attempts": 0,
         "detail": "",
     }
-
-
-def _episode(node: Node) -> str:
-    return node.state_changed_at.isoformat()
 
 
 def _wipe_request(node: Node) -> dict[str, Any]:
@@ -108,7 +105,7 @@ def _new_job(node: Node) -> AgentJob | None:
         return AgentJob.objects.create(
             node=node,
             kind=JobKind.WIPE,
-            episode=_episode(node),
+            episode=agent_tokens.episode(node),
             params={"request": request, "verify": settings.PUREBOOT_WIPE_VERIFY},
             steps=[_step("inventory", "inventory")],
         )
@@ -116,7 +113,7 @@ def _new_job(node: Node) -> AgentJob | None:
         return AgentJob.objects.create(
             node=node,
             kind=JobKind.INVENTORY,
-            episode=_episode(node),
+            episode=agent_tokens.episode(node),
             steps=[_step("inventory", "inventory")],
         )
     return None
@@ -164,11 +161,11 @@ def job_for(token: str) -> tuple[Node, AgentJob | None]:
         if not agent_tokens.still_current(node, claims):
             raise agent_tokens.AgentTokenInvalid(f"node {node.pk} is {node.state} now")
         job = AgentJob.objects.filter(node=node, status=JobStatus.RUNNING).first()
-        if job is not None and job.episode != _episode(node):
+        if job is not None and job.episode != agent_tokens.episode(node):
             _close(job, JobStatus.CANCELLED, f"node {node.pk} left that state; now {node.state}")
             job = None
         if job is None:
-            if AgentJob.objects.filter(node=node, episode=_episode(node)).exists():
+            if AgentJob.objects.filter(node=node, episode=agent_tokens.episode(node)).exists():
                 return node, None  # this episode's job already ended
             job = _new_job(node)
         return node, job
@@ -205,7 +202,24 @@ def _current(job: AgentJob, node: Node) -> bool:
             node.state == NodeState.INSTALLING
             and WorkflowRun.objects.filter(pk=job.run_id, status=RunStatus.RUNNING).exists()
         )
-    return job.episode == _episode(node)
+    return job.episode == agent_tokens.episode(node)
+
+
+def instructions(job: AgentJob | None, reason: str) -> dict[str, Any]:
+    """What the agent should do now: run the next step, power off, or (after a
+    deployment) reboot into the system it has just written."""
+    step = next_step(job) if job is not None else None
+    action = "run" if step else "poweroff"
+    if job is not None and job.kind == JobKind.DEPLOY and job.status == JobStatus.SUCCEEDED:
+        action = "reboot"
+    return {
+        "action": action,
+        "job": job.pk if job is not None else None,
+        "kind": job.kind if job is not None else None,
+        "step": step,
+        "heartbeat_seconds": settings.PUREBOOT_AGENT_HEARTBEAT_SECONDS,
+        "reason": reason,
+    }
 
 
 def next_step(job: AgentJob) -> dict[str, Any] | None:
@@ -337,13 +351,13 @@ def _plan_wipe(job: AgentJob, inventory: dict[str, Any]) -> str | None:
 def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | None:
     task = job.params["task"]
     try:
-        version = deploy.deployable_version(task)
-        _, size, sha = deploy.raw_file(version)
+        version = deployable_version(task)
+        _, size, sha = raw_file(version)
         # Room after the image for the first-boot partition and a GPT backup header.
         disk = deploy.choose_disk(
             inventory.get("disks") or [], task.get("target", ""), size + deploy.SEED_BYTES + 2**20
         )
-    except deploy.DeployImpossible as exc:
+    except DeployImpossible as exc:
         return str(exc)
     token = workflow_services.issue_token(job.run)
     params = {

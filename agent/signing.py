@@ -76,10 +76,9 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
     )
 
 
-def sign(data: bytes) -> tuple[str, str]:
-    """(signature base64, key id) for ``data``."""
-    key = private_key()
-    return base64.b64encode(key.sign(data)).decode("ascii"), key_id(key.public_key())
+def sign(key: Ed25519PrivateKey, data: bytes) -> str:
+    """The base64 signature of ``data`` with ``key`` (from :func:`private_key`)."""
+    return base64.b64encode(key.sign(data)).decode("ascii")
 
 
 def load_public(pem: bytes) -> Ed25519PublicKey:
@@ -96,7 +95,8 @@ def known_public_key(kid: str) -> Ed25519PublicKey | None:
     """A public key PureBoot has signed with, by id (None if unknown here)."""
     if not kid or not all(c in "0123456789abcdef" for c in kid) or len(kid) != 64:
         return None
-    private_key()  # make sure the current key's public half is on file
+    if key_path().exists():
+        private_key()  # the current key's public half is kept on file (never made here)
     pub_file = key_path().parent / f"{kid}.pub"
     if not pub_file.exists():
         return None

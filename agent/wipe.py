@@ -187,6 +187,29 @@ def plan(disk: dict[str, Any], category: str, passes: int = 1) -> dict[str, Any]
     }
 
 
+def plan_inventory(inventory: dict[str, Any] | None, category: str) -> list[dict] | str:
+    """Each reported disk's method for ``category`` (a dry run's view), or why unknown."""
+    disks = (inventory or {}).get("disks")
+    if not disks:
+        return "unknown until the agent reports this machine's disks (it does so first)"
+    planned = []
+    for disk in disks:
+        try:
+            step = plan(disk, category)
+        except WipeImpossible as exc:
+            planned.append({"disk": label(disk), "method": None, "error": str(exc)})
+            continue
+        planned.append(
+            {
+                "disk": label(disk),
+                "method": step["method"],
+                "category": step["category"],
+                "description": step["description"],
+            }
+        )
+    return planned
+
+
 def label(disk: dict[str, Any]) -> str:
     parts = [disk.get("name") or "?", disk.get("model") or "", disk.get("serial") or ""]
     return " ".join(p for p in parts if p).strip()

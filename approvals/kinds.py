@@ -62,7 +62,9 @@ def _fields_words(request: ApprovalRequest) -> str:
 # --- node actions -------------------------------------------------------------
 
 NODE_WORDS = {
-    "deprovision": "At its next network boot it starts the PureBoot agent, which lists its "
+    "deprovision": "At its next network boot it starts the PureBoot agent (once "
+    "manage.py build_agent has imported one for its architecture; until then it boots its "
+    "own disk and nothing is wiped), which lists its "
     "disks and sanitizes every one of them ({category}), then reads each disk back to prove "
     "it; PureBoot signs a wipe certificate per disk and the node becomes {after}. Everything "
     "on its disks is lost. If a disk cannot be wiped as asked, or the read-back finds data, "

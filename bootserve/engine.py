@@ -102,6 +102,13 @@ class Decision:
     firmware: str  # for the local-boot commands: bios, uefi or pi
 
 
+# What the boot menus call an install boot and an agent boot: (doing, menu entry).
+BOOT_WORDS = {
+    Kind.INSTALL: ("installing", "Install"),
+    Kind.AGENT: ("starting the PureBoot agent on", "PureBoot agent on"),
+}
+
+
 def _importer(image: str) -> str:
     """The command that makes ``image``."""
     if image.startswith("pureboot-agent-"):

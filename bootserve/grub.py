@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from nodes.identifiers import normalize_mac
 
-from .engine import Decision, Kind
+from .engine import BOOT_WORDS, Decision, Kind
 from .install import InstallBoot
 
 PREFIX = "grub"
@@ -204,11 +204,7 @@ def render(
     if decision.kind == Kind.AGENT and install is None:
         return _local_now(fw, f"PureBoot: {node_name}: {decision.reason}")
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
-        doing, entry = (
-            ("installing", "Install")
-            if decision.kind == Kind.INSTALL
-            else ("starting the PureBoot agent on", "PureBoot agent on")
-        )
+        doing, entry = BOOT_WORDS[decision.kind]
         try:
             kernel, initrd = device_path(install.kernel), device_path(install.initrd)
         except ValueError as exc:

@@ -7,7 +7,7 @@ and a controller that is down never leaves a machine stuck.
 
 from __future__ import annotations
 
-from .engine import Decision, Kind
+from .engine import BOOT_WORDS, Decision, Kind
 from .install import InstallBoot
 
 HEADER = "#!ipxe\n"
@@ -60,7 +60,7 @@ def render(
     if decision.kind == Kind.AGENT and install is None:
         return f"{HEADER}echo PureBoot: {_quote(decision.reason)}\n{local}"
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
-        doing = "installing" if decision.kind == Kind.INSTALL else "starting the PureBoot agent on"
+        doing = BOOT_WORDS[decision.kind][0]
         return (
             f"{HEADER}echo PureBoot: {doing} {name}\n"
             f"kernel {install.kernel} initrd=initrd {_quote(install.cmdline)} || goto local\n"

@@ -26,7 +26,7 @@ import re
 
 from nodes.identifiers import normalize_mac, normalize_uuid
 
-from .engine import Decision, Kind
+from .engine import BOOT_WORDS, Decision, Kind
 from .install import InstallBoot
 
 CONFIG_DIR = "pxelinux.cfg"
@@ -128,11 +128,7 @@ def render(
         return _local(node_name, state, decision.reason)
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
         name = _line(node_name)
-        doing, entry = (
-            ("installing", "Install")
-            if decision.kind == Kind.INSTALL
-            else ("starting the PureBoot agent on", "PureBoot agent on")
-        )
+        doing, entry = BOOT_WORDS[decision.kind]
         return (
             "DEFAULT install\n"
             "PROMPT 0\n"

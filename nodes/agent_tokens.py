@@ -25,14 +25,15 @@ class AgentTokenInvalid(Exception):
     """The token is malformed, forged, or its state episode has ended."""
 
 
-def _episode(node: Node) -> str:
+def episode(node: Node) -> str:
+    """The state episode a token or a job belongs to: when the node entered its state."""
     return node.state_changed_at.isoformat()
 
 
 def issue(node: Node) -> str:
     """The agent token for ``node`` in its current state episode."""
     return signing.Signer(salt=TOKEN_SALT).sign_object(
-        {"n": node.pk, "s": node.state, "e": _episode(node)}
+        {"n": node.pk, "s": node.state, "e": episode(node)}
     )
 
 
@@ -58,7 +59,7 @@ def still_current(node: Node, data: dict) -> bool:
     return (
         node.state in AGENT_STATES
         and data.get("s") == node.state
-        and data.get("e") == _episode(node)
+        and data.get("e") == episode(node)
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -83,21 +82,6 @@ class AgentView(APIView):
         return self.request.auth[0]
 
 
-def _answer(job, reason: str) -> dict:
-    step = services.next_step(job) if job is not None else None
-    action = "run" if step else "poweroff"
-    if job is not None and job.kind == "deploy" and job.status == "succeeded":
-        action = "reboot"  # into the system it has just written
-    return {
-        "action": action,
-        "job": job.pk if job is not None else None,
-        "kind": job.kind if job is not None else None,
-        "step": step,
-        "heartbeat_seconds": settings.PUREBOOT_AGENT_HEARTBEAT_SECONDS,
-        "reason": reason,
-    }
-
-
 class JobView(AgentView):
     """``GET /api/v1/agent/job``: what the agent should do now."""
 
@@ -110,7 +94,7 @@ class JobView(AgentView):
             reason = f"job {job.pk} {job.status}: {job.error or 'done'}"
         else:
             reason = job.where
-        return Response(_answer(job, reason))
+        return Response(services.instructions(job, reason))
 
 
 class StepView(AgentView):
@@ -139,7 +123,7 @@ class StepView(AgentView):
             result,
             source=request.META.get("REMOTE_ADDR", ""),
         )
-        return Response(_answer(job, job.error or job.where))
+        return Response(services.instructions(job, job.error or job.where))
 
 
 class ImageView(AgentView):
@@ -217,32 +201,11 @@ class DeprovisionView(LifecycleAnswers, APIView):
         actor = self._actor()
         if request.query_params.get("dry_run") in ("1", "true", "yes"):
             preview = node_services.preview_transition(node.pk, "deprovision", actor, **params)
-            preview["disks_to_wipe"] = _planned(node, data["category"])
+            preview["disks_to_wipe"] = wipe.plan_inventory(node.inventory, data["category"])
             preview.update(params)
             return Response(preview)
         node = node_services.perform(node.pk, "deprovision", actor, reason=data["reason"], **params)
         return Response({"node": node.pk, "state": node.state, **params})
-
-
-def _planned(node: Node, category: str) -> list[dict] | str:
-    disks = (node.inventory or {}).get("disks")
-    if not disks:
-        return "unknown until the agent reports this machine's disks (it does so first)"
-    planned = []
-    for disk in disks:
-        try:
-            plan = wipe.plan(disk, category)
-            planned.append(
-                {
-                    "disk": wipe.label(disk),
-                    "method": plan["method"],
-                    "category": plan["category"],
-                    "description": plan["description"],
-                }
-            )
-        except wipe.WipeImpossible as exc:
-            planned.append({"disk": wipe.label(disk), "method": None, "error": str(exc)})
-    return planned
 
 
 class CanViewCertificates(ModelPermissions):
