@@ -25,6 +25,7 @@ VIEW_REGISTRY = (
     "agent.view_agentjob",
     "agent.view_agentlogline",
     "agent.view_wipecertificate",
+    "nodes.view_migration",
 )
 OPERATE = (
     "nodes.add_node",

@@ -1,11 +1,13 @@
 """The agent's jobs, their logs and the wipe certificates in the admin: read-only, scoped."""
 
 from django.contrib import admin
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.admin_mixins import ReadOnlyAdmin
 from audit.admin_scope import HiddenFieldsAdminMixin
+from nodes.models import Migration
 from nodes.permissions import scope_nodes
 
 from .models import AgentJob, AgentLogLine, WipeCertificate
@@ -74,3 +76,31 @@ class WipeCertificateAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdm
     def page(self, obj):
         url = reverse("wipecertificate-html", kwargs={"uuid": obj.uuid})
         return format_html('<a href="{}">view / print</a>', url)
+
+
+@admin.register(Migration)
+class MigrationAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
+    """1:1 hardware migrations: who moves where, how far, and the checksums."""
+
+    list_display = ("id", "source", "target", "status", "requested_by", "created_at")
+    list_filter = ("status",)
+    search_fields = ("source__hostname", "target__hostname")
+    readonly_fields = (
+        "source",
+        "target",
+        "status",
+        "disk",
+        "requested_by",
+        "approval",
+        "reason",
+        "transfer",
+        "error",
+        "created_at",
+        "finished_at",
+    )
+    exclude = ("chap_secret",)
+
+    def get_queryset(self, request):
+        nodes = scope_nodes(request.user)
+        qs = super().get_queryset(request)
+        return qs.filter(Q(source__in=nodes) | Q(target__in=nodes)).distinct()

@@ -9,6 +9,11 @@ class JobKind(models.TextChoices):
     INVENTORY = "inventory", "Hardware inventory"
     WIPE = "wipe", "Secure wipe"
     DEPLOY = "deploy", "Image deployment"
+    MIGRATE_OUT = "migrate_out", "Migration: copy the disk out"
+    MIGRATE_IN = "migrate_in", "Migration: restore the copy"
+
+
+MIGRATION_KINDS = (JobKind.MIGRATE_OUT, JobKind.MIGRATE_IN)
 
 
 # A job ends the way an install run does: the same four statuses.

@@ -7,6 +7,8 @@ whatever the reader may see.
 
 import django_filters
 
+from nodes.models import Migration
+
 from .choices import JobKind, JobStatus
 from .models import AgentJob, WipeCertificate
 
@@ -30,3 +32,13 @@ class WipeCertificateFilterSet(django_filters.FilterSet):
     class Meta:
         model = WipeCertificate
         fields = ("node", "method", "category", "disk_serial")
+
+
+class MigrationFilterSet(django_filters.FilterSet):
+    source = django_filters.NumberFilter(field_name="source_id", min_value=1, max_value=10**18)
+    target = django_filters.NumberFilter(field_name="target_id", min_value=1, max_value=10**18)
+    status = django_filters.ChoiceFilter(choices=Migration.Status.choices)
+
+    class Meta:
+        model = Migration
+        fields = ("source", "target", "status")

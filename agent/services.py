@@ -18,25 +18,29 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from nodes import agent_tokens
+from nodes import lifecycle as lc
 from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.inventory import record_inventory
-from nodes.models import Node, NodeEvent
+from nodes.models import Migration, Node, NodeEvent
 from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.context import public_base_url
 from workflows.images import DeployImpossible, deployable_version, raw_file
 from workflows.models import WorkflowRun
 
-from . import certificates, deploy, wipe
-from .choices import JobKind, JobStatus, StepStatus
+from . import certificates, deploy, iscsi, wipe
+from .choices import MIGRATION_KINDS, JobKind, JobStatus, StepStatus
 from .models import AgentJob, AgentLogLine
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,18 @@ def _new_job(node: Node) -> AgentJob | None:
             params={"request": request, "verify": settings.PUREBOOT_WIPE_VERIFY},
             steps=[_step("inventory", "inventory")],
         )
+    if node.state == NodeState.MIGRATING:
+        migration = node_services.running_migration(node.pk)
+        if migration is None:
+            return None
+        source = migration.source_id == node.pk
+        return AgentJob.objects.create(
+            node=node,
+            kind=JobKind.MIGRATE_OUT if source else JobKind.MIGRATE_IN,
+            episode=agent_tokens.episode(node),
+            params={"migration": migration.pk},
+            steps=[_step("inventory", "inventory")],
+        )
     if node.state == NodeState.DISCOVERED and wants_inventory(node):
         return AgentJob.objects.create(
             node=node,
@@ -147,17 +163,18 @@ def deploy_task(run: WorkflowRun) -> dict[str, Any] | None:
     return next((t for t in run.version.tasks if t["type"] == "image_deploy"), None)
 
 
-def job_for(token: str) -> tuple[Node, AgentJob | None]:
-    """The job the agent holding ``token`` should run (made now if due), or None.
+def job_for(token: str, source: str = "") -> tuple[Node, AgentJob | None]:
+    """The job the agent holding ``token`` (at address ``source``) should run, or None.
 
-    Raises AgentTokenInvalid for a token that is forged or whose episode ended.
+    Made now if due. Raises AgentTokenInvalid for a token that is forged or
+    whose episode ended.
     """
     node, run = resolve(token)
     if run is not None:
         return _deploy_job(node, run, token)
     claims = agent_tokens.claims(token)
     with transaction.atomic():
-        node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+        node = _lock(node.pk)
         if not agent_tokens.still_current(node, claims):
             raise agent_tokens.AgentTokenInvalid(f"node {node.pk} is {node.state} now")
         job = AgentJob.objects.filter(node=node, status=JobStatus.RUNNING).first()
@@ -168,7 +185,16 @@ def job_for(token: str) -> tuple[Node, AgentJob | None]:
             if AgentJob.objects.filter(node=node, episode=agent_tokens.episode(node)).exists():
                 return node, None  # this episode's job already ended
             job = _new_job(node)
+        if job is not None and job.kind == JobKind.MIGRATE_IN:
+            _prepare_restore(job, node, source)
         return node, job
+
+
+def _lock(node_id: int) -> Node:
+    """Lock the node (and the other machine of its running migration, in id order)."""
+    partner = node_services.running_migration(node_id)
+    node_services.lock_nodes(node_id, partner.other(node_id) if partner else None)
+    return Node.objects.select_for_update(of=("self",)).get(pk=node_id)
 
 
 def _deploy_job(node: Node, run: WorkflowRun, token: str) -> tuple[Node, AgentJob | None]:
@@ -210,7 +236,11 @@ def instructions(job: AgentJob | None, reason: str) -> dict[str, Any]:
     deployment) reboot into the system it has just written."""
     step = next_step(job) if job is not None else None
     action = "run" if step else "poweroff"
-    if job is not None and job.kind == JobKind.DEPLOY and job.status == JobStatus.SUCCEEDED:
+    if step and step["action"] == "restore" and not step["params"]:
+        action, step = "wait", None  # the source has not finished its copy
+        reason = f"waiting for the source machine's copy: {reason}"
+    reboots = (JobKind.DEPLOY, JobKind.MIGRATE_IN)
+    if job is not None and job.kind in reboots and job.status == JobStatus.SUCCEEDED:
         action = "reboot"
     return {
         "action": action,
@@ -227,18 +257,23 @@ def next_step(job: AgentJob) -> dict[str, Any] | None:
     if job.status != JobStatus.RUNNING or index is None:
         return None
     step = job.steps[index]
+    params = step["params"]
+    if step["action"] in ("copy_out", "restore") and params:
+        # The CHAP secret is kept encrypted on the migration, handed only to its agent.
+        migration = Migration.objects.get(pk=job.params["migration"])
+        params = {**params, "chap": iscsi.chap(migration)}
     return {
         "index": index,
         "name": step["name"],
         "action": step["action"],
-        "params": step["params"],
+        "params": params,
         "resume": step["status"] == StepStatus.STARTED,
     }
 
 
 def _locked_job(node: Node, job_id: int) -> AgentJob:
     """Lock the node, then the job; the job must be this node's, running, in this episode."""
-    node = Node.objects.select_for_update(of=("self",)).get(pk=node.pk)
+    node = _lock(node.pk)
     job = AgentJob.objects.select_for_update().filter(pk=job_id, node=node).first()
     if job is None:
         raise JobError(f"node {node.pk} has no job {job_id}", status=404, code="not_found")
@@ -280,7 +315,7 @@ def report_step(
             step["status"] = StepStatus.FAILED
             _fail(job, node, f"step {index + 1} ({step['name']}) failed: {detail[:1000]}")
             return job
-        problem = _accept(job, node, step, result)
+        problem = _accept(job, node, step, result, source)
         if problem:
             step["status"] = StepStatus.FAILED
             step["detail"] = problem[:2000]
@@ -293,7 +328,9 @@ def report_step(
         return job
 
 
-def _accept(job: AgentJob, node: Node, step: dict[str, Any], result: Any) -> str | None:
+def _accept(
+    job: AgentJob, node: Node, step: dict[str, Any], result: Any, source: str = ""
+) -> str | None:
     """Take a step's result; the reason it proves nothing, or None."""
     if step["action"] == "inventory":
         if not isinstance(result, dict):
@@ -303,7 +340,14 @@ def _accept(job: AgentJob, node: Node, step: dict[str, Any], result: Any) -> str
             return _plan_wipe(job, result)
         if job.kind == JobKind.DEPLOY:
             return _plan_deploy(job, node, result)
+        if job.kind == JobKind.MIGRATE_OUT:
+            return _plan_copy(job, result, source)
+        if job.kind == JobKind.MIGRATE_IN:
+            # Planned when the source's copy is on the controller (see _prepare_restore).
+            job.steps = job.steps + [_step("restore the copy", "restore")]
         return None
+    if step["action"] in ("copy_out", "restore"):
+        return _accept_copy(job, step, result)
     if step["action"] == "deploy":
         expected = step["params"]["sha256"]
         if not isinstance(result, dict) or result.get("sha256") != expected:
@@ -375,6 +419,145 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
     return None
 
 
+def _plan_copy(job: AgentJob, inventory: dict[str, Any], source: str) -> str | None:
+    """The source's disk to move, and the LUN it is copied into (admitting only this machine)."""
+    migration = Migration.objects.select_for_update().get(pk=job.params["migration"])
+    disks = inventory.get("disks") or []
+    if not migration.disk and len(disks) != 1:
+        return (
+            f"the source machine has {len(disks)} disks; a migration without a disk rule moves "
+            "a machine with exactly one (ask again with disk=serial:SERIAL, /dev/NAME, smallest or "
+            "largest)"
+        )
+    try:
+        disk = deploy.choose_disk(disks, migration.disk or "smallest", 1)
+    except DeployImpossible as exc:
+        return str(exc)
+    try:
+        transfer = iscsi.create(migration, int(disk["size"]), source)
+    except iscsi.IscsiError as exc:
+        return f"the controller cannot make the migration's iSCSI LUN: {exc}"
+    migration.transfer = {**transfer, "source_disk": _disk_words(disk)}
+    migration.save(update_fields=["transfer", "chap_secret"])
+    params = {
+        **{k: transfer[k] for k in ("portal", "port", "iqn", "lun", "size")},
+        "disk": _disk_words(disk),
+        "initiator": _initiator(job),
+    }
+    job.steps = job.steps + [_step(f"copy {disk['name']} to the controller", "copy_out", params)]
+    return None
+
+
+def _prepare_restore(job: AgentJob, node: Node, source: str) -> None:
+    """Once the source's copy is on the controller, plan the target's restore (both locked)."""
+    index = job.current_index
+    if index is None or job.steps[index]["action"] != "restore" or job.steps[index]["params"]:
+        return
+    migration = Migration.objects.select_for_update().get(pk=job.params["migration"])
+    if migration.status != Migration.Status.RESTORING:
+        job.last_heartbeat_at = timezone.now()  # waiting is not being lost
+        job.save(update_fields=["last_heartbeat_at"])
+        return
+    size = int(migration.transfer["size"])
+    problem = None
+    try:
+        disk = deploy.choose_disk(
+            (Node.objects.get(pk=node.pk).inventory or {}).get("disks") or [], "smallest", size
+        )
+        iscsi.admit(migration, source)
+    except DeployImpossible as exc:
+        problem = f"no disk of this machine holds the source's {size} bytes: {exc}"
+    except iscsi.IscsiError as exc:
+        problem = f"the controller cannot admit this machine to the migration's LUN: {exc}"
+    if problem:
+        job.steps[index].update(status=StepStatus.FAILED, detail=problem)
+        _fail(job, node, f"step {index + 1} (restore the copy): {problem}")
+        return
+    migration.transfer = {**migration.transfer, "target_disk": _disk_words(disk)}
+    migration.save(update_fields=["transfer"])
+    job.steps[index]["name"] = f"restore the copy to {disk['name']}"
+    job.steps[index]["params"] = {
+        **{k: migration.transfer[k] for k in ("portal", "port", "iqn", "lun", "size", "sha256")},
+        "disk": _disk_words(disk),
+        "initiator": _initiator(job),
+    }
+    job.last_heartbeat_at = timezone.now()
+    job.save(update_fields=["steps", "last_heartbeat_at"])
+
+
+def _accept_copy(job: AgentJob, step: dict[str, Any], result: Any) -> str | None:
+    """A copy (source to LUN) or a restore (LUN to target), checked by its SHA-256."""
+    if not isinstance(result, dict):
+        return "no result"
+    sha = str(result.get("sha256", ""))
+    size = step["params"]["size"]
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        return f"no SHA-256 in the result ({sha[:80]!r})"
+    if result.get("bytes") != size:
+        return f"{result.get('bytes')!r} bytes were copied, the disk is {size}"
+    migration = Migration.objects.select_for_update().get(pk=job.params["migration"])
+    if not migration.running:
+        return f"migration {migration.pk} has ended ({migration.status})"
+    if step["action"] == "copy_out":
+        if result.get("lun_sha256") != sha:
+            return (
+                f"the copy on the controller reads SHA-256 {result.get('lun_sha256')!r}, the "
+                f"source disk {sha}"
+            )
+        migration.transfer = {**migration.transfer, "sha256": sha}
+        migration.status = Migration.Status.RESTORING
+        migration.save(update_fields=["transfer", "status"])
+    elif sha != step["params"]["sha256"]:
+        wanted = step["params"]["sha256"]
+        return f"the target's disk reads back SHA-256 {sha}, the source's was {wanted}"
+    else:
+        migration.transfer = {**migration.transfer, "target_sha256": sha}
+        migration.save(update_fields=["transfer"])
+    step["result"] = {k: result.get(k) for k in ("sha256", "bytes", "seconds")}
+    return None
+
+
+def _complete_migration(job: AgentJob) -> None:
+    """The target holds the checked copy: the node takes it over, the old machine is
+    handed back and a deprovision request is filed for it (its own approval)."""
+    migration = node_services.complete_migration(
+        job.params["migration"],
+        f"migration {job.params['migration']}: the disk was copied and restored, SHA-256 "
+        f"{job.steps[-1]['params']['sha256']} on both machines",
+    )
+    migration.transfer = {**migration.transfer, **_file_deprovision(migration)}
+    migration.save(update_fields=["transfer"])
+
+
+def _file_deprovision(migration: Migration) -> dict[str, Any]:
+    """Ask, in the requester's name, for the old machine's secure wipe."""
+    name = migration.requested_by.removeprefix("user:")
+    user = get_user_model().objects.filter(username=name, is_active=True).first()
+    if user is None:
+        return {"deprovision_request": None, "deprovision_error": f"no active user {name!r}"}
+    try:
+        request = approvals.request_transition(
+            migration.target_id,
+            lc.DEPROVISION,
+            node_services.Actor.of(user),
+            reason=f"the old machine of node {migration.source_id} after migration {migration.pk}",
+            params={"after": "retired", "category": "best"},
+        )
+    except (node_services.TransitionError, ValidationError) as exc:
+        log.warning("migration %s: no deprovision request filed: %s", migration.pk, exc)
+        return {"deprovision_request": None, "deprovision_error": str(exc)[:500]}
+    return {"deprovision_request": request.pk}
+
+
+def _disk_words(disk: dict[str, Any]) -> dict[str, Any]:
+    return {k: disk.get(k) for k in ("name", "path", "model", "serial", "size", "transport")}
+
+
+def _initiator(job: AgentJob) -> str:
+    """The initiator name the agent logs in with (names the node, for tgt's logs)."""
+    return f"{settings.PUREBOOT_ISCSI_IQN_PREFIX}:agent-node-{job.node_id}"
+
+
 def _finish(job: AgentJob, node: Node) -> None:
     if job.kind == JobKind.DEPLOY:
         step = job.steps[-1]
@@ -389,6 +572,8 @@ def _finish(job: AgentJob, node: Node) -> None:
                 ],
             },
         )
+    if job.kind == JobKind.MIGRATE_IN:
+        _complete_migration(job)
     if job.kind == JobKind.WIPE:
         after = job.params.get("request", {}).get("after", "retired")
         count = sum(1 for s in job.steps if s["action"] == "wipe")
@@ -412,8 +597,13 @@ def _fail(job: AgentJob, node: Node, reason: str) -> None:
         if run is not None:
             workflow_services.handle_report(run.pk, {"status": "failed", "logs": [reason[:1000]]})
         return
+    if job.kind in MIGRATION_KINDS:
+        node_services.end_migration(
+            job.params["migration"], Migration.Status.FAILED, f"node {node.pk}: {reason}"
+        )
+        return
     current = Node.objects.get(pk=node.pk)
-    if current.state in (NodeState.DEPROVISIONING, NodeState.MIGRATING):
+    if current.state == NodeState.DEPROVISIONING:
         node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=reason[:1000])
 
 
@@ -478,3 +668,46 @@ def fail_lost_jobs(minutes: int | None = None) -> list[int]:
             )
         failed.append(job_id)
     return failed
+
+
+def teardown_migration(migration_id: int) -> bool:
+    """Remove the iSCSI target and LUN file of a migration that has ended; True if removed."""
+    migration = Migration.objects.filter(pk=migration_id).first()
+    if migration is None or migration.running:
+        return False
+    try:
+        iscsi.destroy(migration)
+    except iscsi.IscsiError as exc:
+        log.error("migration %s: its iSCSI LUN could not be removed: %s", migration_id, exc)
+        return False
+    return True
+
+
+def migration_plan(source_id: int, target: int, disk: str = "") -> dict[str, Any]:
+    """For a dry run: the source disk that would move and the target disk it would land on,
+    from the machines' last inventories (None where no inventory says yet)."""
+    plan: dict[str, Any] = {"disk_to_copy": None, "disk_to_overwrite": None, "problem": None}
+    disks = (Node.objects.get(pk=source_id).inventory or {}).get("disks")
+    if not disks:
+        plan["problem"] = "the source's disks are known once the agent has run on it"
+        return plan
+    if not disk and len(disks) != 1:
+        plan["problem"] = f"the source has {len(disks)} disks: name one with a disk rule"
+        return plan
+    try:
+        chosen = deploy.choose_disk(disks, disk or "smallest", 1)
+    except DeployImpossible as exc:
+        plan["problem"] = str(exc)
+        return plan
+    plan["disk_to_copy"] = _disk_words(chosen)
+    target_disks = (Node.objects.get(pk=target).inventory or {}).get("disks")
+    if not target_disks:
+        plan["problem"] = "the target's disks are known once the agent has run on it"
+        return plan
+    try:
+        plan["disk_to_overwrite"] = _disk_words(
+            deploy.choose_disk(target_disks, "smallest", int(chosen["size"]))
+        )
+    except DeployImpossible as exc:
+        plan["problem"] = f"the target has no disk large enough: {exc}"
+    return plan

@@ -8,3 +8,9 @@ from . import services
 @shared_task(name="agent.fail_lost_jobs")
 def fail_lost_jobs() -> list[int]:
     return services.fail_lost_jobs()
+
+
+@shared_task(name="agent.teardown_migration")
+def teardown_migration(migration_id: int) -> bool:
+    """Remove an ended migration's iSCSI LUN (queued by nodes.services on commit)."""
+    return services.teardown_migration(migration_id)

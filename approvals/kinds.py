@@ -71,9 +71,18 @@ NODE_WORDS = {
     "the node fails with the reason and nothing more is written.",
     "reprovision": "It will be installed again; what is on its disk now is lost.",
     "retire": "It will no longer be answered by PureBoot.",
-    "migrate": "It is marked as migrating; nothing moves its system to other hardware yet "
-    "(migration is not built), so it keeps booting its own disk until the migration is "
-    "cancelled.",
+    "migrate": "Its system moves to {target}. At their next network boots both machines "
+    "start the PureBoot agent (once manage.py build_agent has imported one for their "
+    "architecture; until then nothing moves). The agent on this machine copies {disk} over "
+    "iSCSI (CHAP, only this machine's address admitted) to a temporary LUN on the controller "
+    "and checks the copy by SHA-256; this machine's disk is only read. The agent on {target} "
+    "checks that one of its disks is large enough, overwrites that disk with the copy "
+    "(everything on it is lost) and checks it by SHA-256. Then this node's name, workflow, "
+    "site, credentials and DHCP entry move to the new machine, which becomes active and boots "
+    "the copied system; the old machine is handed back as a discovered node holding the old "
+    "system, and a deprovision request is filed for it (its wipe needs its own approval). The "
+    "LUN is deleted. If any step fails, this node goes back to active on its own machine, "
+    "untouched, and the other machine is failed with the reason.",
     "assign": "PureBoot installed this machine before: assigning a workflow installs it "
     "again, and what is on its disk now is lost.",
 }
@@ -95,6 +104,17 @@ def _node_words(action: str, params: dict) -> str:
         after = params.get("after") or "retired"
         after_words = "retired" if after == "retired" else "discovered again, ready for reuse"
         return words.format(category=CATEGORY_WORDS.get(category, category), after=after_words)
+    if action == "migrate":
+        target = Node.objects.filter(pk=params.get("target")).prefetch_related("interfaces").first()
+        target_words = (
+            f"node {target} (#{target.pk}, MAC "
+            f"{', '.join(i.mac for i in target.interfaces.all()) or 'none'})"
+            if target
+            else f"node #{params.get('target')} (gone)"
+        )
+        disk = params.get("disk")
+        disk_words = f"the disk matching {disk!r}" if disk else "its only disk"
+        return words.format(target=target_words, disk=disk_words)
     return words
 
 
@@ -136,7 +156,7 @@ def _node_kind(action: lc.Action) -> Kind:
 def _node_binding(request: ApprovalRequest) -> str:
     """The node's state and identities now, under its row lock."""
     node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-    return node_services.binding(node)
+    return node_services.approval_binding(node, request.action, request.params)
 
 
 def _requester(request: ApprovalRequest):

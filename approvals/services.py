@@ -490,11 +490,17 @@ def _execute(request: ApprovalRequest, approvers: list) -> None:
 
 def _changed(request: ApprovalRequest, now: str) -> str:
     if request.target_type == "node":
-        state = json.loads(now).get("state") if now.startswith("{") else now
+        current = json.loads(now) if now.startswith("{") else {"state": now}
+        state = current.get("state")
         if state != request.node_state:
             return (
                 f"node {request.node_id} is {state} now, not {request.node_state} as when the "
                 "request was made; nothing was done"
+            )
+        if "target" in current and current["target"] != json.loads(request.snapshot).get("target"):
+            return (
+                f"the machine to migrate onto (node {request.params.get('target')}) changed state "
+                "or identities since the request was made, or is gone; nothing was done"
             )
         return (
             f"node {request.node_id}'s identities (MAC, system UUID, serial) changed since "

@@ -67,8 +67,7 @@ MODES = ("full", "proxy")
 BIOS_LOADERS = {"ipxe": "undionly.kpxe", "pxelinux": "lpxelinux.0"}
 # States whose machines need the network to boot: the wait script
 # (discovered, failed), the installer and its own DHCP (pending, reprovision,
-# installing), the agent (deprovisioning). Migrating machines boot their disk
-# until moving a system to new hardware is built.
+# installing), the agent (deprovisioning, migrating).
 ANSWERED_STATES = frozenset(
     {
         S.DISCOVERED,
@@ -77,9 +76,10 @@ ANSWERED_STATES = frozenset(
         S.INSTALLING,
         S.REPROVISION,
         S.DEPROVISIONING,
+        S.MIGRATING,
     }
 )
-IGNORED_STATES = frozenset({S.INSTALLED, S.ACTIVE, S.MIGRATING, S.RETIRED})
+IGNORED_STATES = frozenset({S.INSTALLED, S.ACTIVE, S.RETIRED})
 IGNORE_TAG = "pureboot-ignore"
 REMOVED_FILE = "removed"  # MACs that belong to no node any more
 LOCK_FILE = ".lock"  # dot: dnsmasq skips it

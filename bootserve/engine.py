@@ -20,8 +20,8 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 | discovered, no inventory    | agent: report the hardware once (when            |
 |                             | PUREBOOT_AGENT_INVENTORY is on)                  |
 | deprovisioning              | agent: wipe every disk, certify, retire          |
-| migrating                   | boot the local disk (moving a system to new      |
-|                             | hardware is not built yet)                       |
+| migrating                   | agent: copy the disk out to the controller's     |
+|                             | iSCSI LUN (source) or restore it (target)        |
 | retired                     | no answer                                        |
 """
 
@@ -189,9 +189,9 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
         )
     if state == S.MIGRATING:
         return Decision(
-            Kind.LOCAL,
-            Step.NONE,
-            "migrating: moving a system to new hardware is not built yet; booting the local disk",
+            Kind.AGENT,
+            Step.AGENT,
+            "migrating: the agent copies the disk out (source) or restores the copy (target)",
             fw,
         )
     return Decision(Kind.IGNORE, Step.NONE, f"{state}: no answer", fw)

@@ -31,7 +31,7 @@ its SD card from a config file; only a missing ``start4.elf`` ends the network
 boot for sure and sends it to its next boot mode. So installed and active
 Pis, Pis failed at the attempt limit, discovered and failed Pis (an unknown Pi
 is registered as discovered by its first request, then moves on like them),
-Pis in deprovisioning (the agent has no Raspberry Pi boot yet) or migrating, and retired Pis
+Pis in deprovisioning or migrating (the agent has no Raspberry Pi boot yet), and retired Pis
 all get not found, and boot whatever their ``BOOT_ORDER`` names next.
 
 One boot, one boot request. A Pi fetches a dozen files per boot and some of

@@ -90,6 +90,14 @@ def _decrypt(token: str) -> str:
         ) from None
 
 
+def decrypt(token: str) -> str:
+    """A secret PureBoot keeps for its own use (a migration's iSCSI CHAP secret), in clear.
+
+    Callers hand it only to the machine that needs it, never to a log or a person.
+    """
+    return _decrypt(token)
+
+
 def reveal_sealed(token: str) -> str:
     """Open an approval request's sealed secrets, only to store them in a credential.
 

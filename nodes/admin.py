@@ -260,6 +260,10 @@ class NodeAdmin(admin.ModelAdmin):
                 lifecycle_actions=services.available_actions(node, actor),
                 transition_url=reverse("admin:nodes_node_transition", args=[node.pk]),
                 workflows=Workflow.objects.all(),
+                # Machines a migration may move onto: discovered, same architecture, yours.
+                migration_targets=self.get_queryset(request)
+                .filter(state="discovered", arch=node.arch)
+                .exclude(pk=node.pk)[:500],
                 node_events=node.events.select_related("user")[:50],
                 state_badge=state_badge(node.state),
                 # The approvals app's reverse relation; nodes does not import it.
@@ -282,6 +286,8 @@ class NodeAdmin(admin.ModelAdmin):
                 messages.error(request, "Choose a workflow to assign.")
                 return back
             params["workflow"] = workflow
+        if name == "migrate":
+            params.update(target=request.POST.get("target"), disk=request.POST.get("disk", ""))
         try:
             services.perform(
                 node.pk,

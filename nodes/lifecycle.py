@@ -98,11 +98,22 @@ MIGRATE = Action(
     "Migrate to new hardware",
     "nodes.migrate_node",
     destructive=True,
+    params=("target", "disk"),
     four_eye_states=(S.ACTIVE,),
 )
-COMPLETE_MIGRATION = Action(
-    "complete_migration", (S.MIGRATING,), S.DEPROVISIONING, "Complete migration", None
+# The machine a migration moves to: a discovered node, taken by the migration.
+RECEIVE_MIGRATION = Action(
+    "receive_migration", (S.DISCOVERED,), S.MIGRATING, "Receive a migration", None
 )
+# Success: the node (its identity) is active on the new machine...
+COMPLETE_MIGRATION = Action(
+    "complete_migration", (S.MIGRATING,), S.ACTIVE, "Complete migration", None
+)
+# ...and the old machine is handed back as discovered, a deprovision request filed for it.
+RELEASE_HARDWARE = Action(
+    "release_hardware", (S.MIGRATING,), S.DISCOVERED, "Hand back after migration", None
+)
+# The source stays what it was: its disk was only read.
 CANCEL_MIGRATION = Action(
     "cancel_migration", (S.MIGRATING,), S.ACTIVE, "Cancel migration", "nodes.migrate_node"
 )
@@ -131,7 +142,9 @@ ACTIONS: dict[str, Action] = {
         REPROVISION,
         DEPROVISION,
         MIGRATE,
+        RECEIVE_MIGRATION,
         COMPLETE_MIGRATION,
+        RELEASE_HARDWARE,
         CANCEL_MIGRATION,
         COMPLETE_WIPE,
         RETIRE,

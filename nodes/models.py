@@ -265,12 +265,23 @@ class Node(ConcurrentTransitionMixin, models.Model):
         pass
 
     @_fsm(lc.MIGRATE)
-    def migrate(self) -> None:
+    def migrate(self, target=None, disk: str = "") -> None:
+        # nodes.services moves the target with it and records the Migration.
+        pass
+
+    @_fsm(lc.RECEIVE_MIGRATION)
+    def receive_migration(self) -> None:
         pass
 
     @_fsm(lc.COMPLETE_MIGRATION)
     def complete_migration(self) -> None:
         pass
+
+    @_fsm(lc.RELEASE_HARDWARE)
+    def release_hardware(self) -> None:
+        self.workflow = None
+        self.workflow_version = None
+        self.install_attempts = 0
 
     @_fsm(lc.CANCEL_MIGRATION)
     def cancel_migration(self) -> None:
@@ -343,3 +354,74 @@ class NodeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} {self.kind} {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class Migration(models.Model):
+    """A 1:1 hardware migration: ``source``'s system and identity move to ``target``'s machine.
+
+    The node row ``source`` is the identity (name, workflow, site, owner,
+    credentials, DHCP entry, history); ``target`` is the discovered machine
+    it moves to. When the copy has been restored and checked, the two rows
+    swap their hardware (MACs, system UUID, serial, inventory): ``source``
+    becomes active on the new machine and ``target`` now describes the old
+    one, handed back as discovered with a deprovision request filed for it.
+    The transfer goes through a temporary iSCSI LUN on the controller;
+    ``transfer`` holds its address and the copy's checksums, and the CHAP
+    secret is kept encrypted (credentials' keys) in ``chap_secret``.
+    """
+
+    class Status(models.TextChoices):
+        COPYING = "copying", "Copying the source's disk to the controller"
+        RESTORING = "restoring", "Restoring the copy onto the target"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    RUNNING = (Status.COPYING, Status.RESTORING)
+
+    source = models.ForeignKey(
+        "nodes.Node", on_delete=models.PROTECT, related_name="migrations_out"
+    )
+    target = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="migrations_in")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COPYING)
+    disk = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Which of the source's disks moves (a disk rule: smallest, largest, "
+        "serial:SERIAL, /dev/NAME); empty: the source must have exactly one disk.",
+    )
+    requested_by = models.CharField(max_length=150, blank=True)
+    approval = models.PositiveBigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    transfer = models.JSONField(default=dict, blank=True)
+    chap_secret = models.TextField(blank=True, editable=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(status__in=("copying", "restoring")),
+                name="migration_one_running_per_source",
+            ),
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=models.Q(status__in=("copying", "restoring")),
+                name="migration_one_running_per_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"migration {self.pk}: node {self.source_id} -> node {self.target_id} ({self.status})"
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.status in self.RUNNING
+
+    def other(self, node_id: int) -> int:
+        return self.target_id if node_id == self.source_id else self.source_id

@@ -447,6 +447,19 @@ PUREBOOT_AGENT_INVENTORY = os.environ.get("PUREBOOT_AGENT_INVENTORY", "0") == "1
 PUREBOOT_WIPE_VERIFY = os.environ.get("PUREBOOT_WIPE_VERIFY", "full")
 if not re.fullmatch(r"full|sample:[1-9][0-9]{0,5}", PUREBOOT_WIPE_VERIFY):
     raise ImproperlyConfigured('PUREBOOT_WIPE_VERIFY must be "full" or "sample:N" (N >= 1)')
+# 1:1 migration over iSCSI: the tgtadm command that reaches the controller's
+# tgt daemon (e.g. "sudo -n /usr/sbin/tgtadm" where the web app does not run
+# as root; "-C N" picks a tgtd control port), the address agents reach the
+# iSCSI portal at (default: PUREBOOT_PUBLIC_URL's host), where the temporary
+# LUN files live, and the IQN prefix of the targets PureBoot makes.
+PUREBOOT_ISCSI_TGTADM = os.environ.get("PUREBOOT_ISCSI_TGTADM", "tgtadm").strip()
+PUREBOOT_ISCSI_PORTAL = os.environ.get("PUREBOOT_ISCSI_PORTAL", "").strip()
+PUREBOOT_ISCSI_DIR = Path(os.environ.get("PUREBOOT_ISCSI_DIR", VAR_DIR / "iscsi")).resolve()
+PUREBOOT_ISCSI_IQN_PREFIX = os.environ.get("PUREBOOT_ISCSI_IQN_PREFIX", "iqn.2026-12.org.pureboot")
+if not re.fullmatch(r"iqn\.\d{4}-\d{2}\.[a-z0-9.-]{1,200}", PUREBOOT_ISCSI_IQN_PREFIX):
+    raise ImproperlyConfigured(
+        "PUREBOOT_ISCSI_IQN_PREFIX must look like iqn.YYYY-MM.reversed.domain (lower case)"
+    )
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 

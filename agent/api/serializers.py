@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from nodes.lifecycle import DEPROVISION_AFTER, WIPE_CATEGORIES
+from nodes.models import Migration
 
 from ..models import AgentJob, WipeCertificate
 
@@ -106,7 +107,7 @@ class AgentJobAnswerSerializer(serializers.Serializer):
     """What the agent should do now: run a step, power off (nothing left to do), or
     reboot (into the system it has just deployed)."""
 
-    action = serializers.ChoiceField(("run", "poweroff", "reboot"))
+    action = serializers.ChoiceField(("run", "wait", "poweroff", "reboot"))
     job = serializers.IntegerField(allow_null=True)
     kind = serializers.CharField(allow_null=True)
     step = StepSerializer(allow_null=True)
@@ -140,6 +141,44 @@ class DeprovisionSerializer(serializers.Serializer):
     after = serializers.ChoiceField(DEPROVISION_AFTER, default="retired")
     category = serializers.ChoiceField(WIPE_CATEGORIES, default="best")
     reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+class MigrateSerializer(serializers.Serializer):
+    source = serializers.IntegerField(
+        min_value=1, max_value=10**18, help_text="The active node whose system moves"
+    )
+    target = serializers.IntegerField(
+        min_value=1, max_value=10**18, help_text="The discovered machine it moves onto"
+    )
+    disk = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        required=False,
+        default="",
+        help_text="Which of the source's disks moves: smallest, largest, serial:SERIAL or "
+        "/dev/NAME; empty when the source has exactly one disk",
+    )
+    reason = serializers.CharField(max_length=1000, allow_blank=True, required=False, default="")
+
+
+class MigrationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Migration
+        fields = (
+            "id",
+            "source",
+            "target",
+            "status",
+            "disk",
+            "requested_by",
+            "approval",
+            "reason",
+            "transfer",
+            "error",
+            "created_at",
+            "finished_at",
+        )
+        read_only_fields = fields
 
 
 class WipeCertificateSerializer(serializers.ModelSerializer):

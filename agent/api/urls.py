@@ -9,6 +9,8 @@ from .views import (
     ImageView,
     JobView,
     LogView,
+    MigrateView,
+    MigrationViewSet,
     StepView,
     WipeCertificateViewSet,
 )
@@ -16,6 +18,7 @@ from .views import (
 router = OptionalSlashRouter()
 router.register("wipe-certificates", WipeCertificateViewSet, basename="wipecertificate")
 router.register("agent-jobs", AgentJobViewSet, basename="agentjob")
+router.register("migrations", MigrationViewSet, basename="migration")
 
 urlpatterns = [
     re_path(r"^agent/job/?$", JobView.as_view(), name="agent-job"),
@@ -30,5 +33,6 @@ urlpatterns = [
     re_path(r"^agent/jobs/(?P<pk>\d{1,18})/log/?$", LogView.as_view(), name="agent-log"),
     re_path(r"^agent/jobs/(?P<pk>\d{1,18})/image/?$", ImageView.as_view(), name="agent-image"),
     re_path(r"^deprovision/?$", DeprovisionView.as_view(), name="deprovision"),
+    re_path(r"^migrate/?$", MigrateView.as_view(), name="migrate"),
     *router.urls,
 ]

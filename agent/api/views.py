@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from nodes import agent_tokens
 from nodes import services as node_services
 from nodes.api.views import LifecycleAnswers
-from nodes.models import Node
+from nodes.models import Migration, Node
 from nodes.permissions import scope_nodes
 from pureboot.api.permissions import ModelPermissions
 from pureboot.http import serve_file
@@ -25,7 +26,7 @@ from workflows.images import raw_file
 from workflows.models import ImageTemplateVersion
 
 from .. import certificates, services, wipe
-from ..filtersets import AgentJobFilterSet, WipeCertificateFilterSet
+from ..filtersets import AgentJobFilterSet, MigrationFilterSet, WipeCertificateFilterSet
 from ..models import AgentJob, WipeCertificate
 from .serializers import (
     AgentJobAnswerSerializer,
@@ -34,6 +35,8 @@ from .serializers import (
     HeartbeatSerializer,
     InventorySerializer,
     LogSerializer,
+    MigrateSerializer,
+    MigrationSerializer,
     StepReportSerializer,
     WipeCertificateSerializer,
 )
@@ -87,7 +90,7 @@ class JobView(AgentView):
 
     @extend_schema(responses=AgentJobAnswerSerializer)
     def get(self, request):
-        node, job = services.job_for(request.auth[1])
+        node, job = services.job_for(request.auth[1], request.META.get("REMOTE_ADDR", ""))
         if job is None:
             reason = f"node {node.pk} is {node.state}; nothing for the agent to do"
         elif job.status != "running":
@@ -206,6 +209,59 @@ class DeprovisionView(LifecycleAnswers, APIView):
             return Response(preview)
         node = node_services.perform(node.pk, "deprovision", actor, reason=data["reason"], **params)
         return Response({"node": node.pk, "state": node.state, **params})
+
+
+class MigrateView(LifecycleAnswers, APIView):
+    """``POST /api/v1/migrate``: move an active node's system and identity to another machine.
+
+    Four-eye: answered 202 with the approval request. ``?dry_run=1`` shows,
+    without asking anything, whether a second person must approve and which
+    disk would be copied onto which (from the machines' last inventories;
+    unknown until the agent has reported one).
+    """
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(
+        request=MigrateSerializer,
+        parameters=[OpenApiParameter("dry_run", bool)],
+        responses={
+            202: OpenApiResponse(description="approval request filed"),
+            200: OpenApiResponse(description="dry run"),
+            400: OpenApiResponse(description="bad target or disk rule"),
+            403: OpenApiResponse(description="forbidden"),
+            404: OpenApiResponse(description="no such source node visible to you"),
+            409: OpenApiResponse(description="illegal transition or pending request"),
+        },
+    )
+    def post(self, request):
+        serializer = MigrateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        node = get_object_or_404(scope_nodes(request.user), pk=data["source"])
+        params = {"target": data["target"], "disk": data["disk"]}
+        actor = self._actor()
+        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+            preview = node_services.preview_migration(node.pk, actor, **params)
+            return Response({**preview, **services.migration_plan(node.pk, **params)})
+        node = node_services.perform(node.pk, "migrate", actor, reason=data["reason"], **params)
+        return Response({"node": node.pk, "state": node.state, **params})
+
+
+class MigrationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Hardware migrations whose source or target you can see."""
+
+    serializer_class = MigrationSerializer
+    permission_classes = (IsAuthenticated, ModelPermissions)
+    filterset_class = MigrationFilterSet
+
+    def get_queryset(self):
+        nodes = scope_nodes(self.request.user, Node.objects.all())
+        return (
+            Migration.objects.filter(Q(source__in=nodes) | Q(target__in=nodes))
+            .distinct()
+            .order_by("-created_at", "-id")
+        )
 
 
 class CanViewCertificates(ModelPermissions):

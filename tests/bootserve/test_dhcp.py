@@ -31,8 +31,8 @@ from tests.factories import make_node
 from tests.processes import stop
 
 ANSWERED = ["discovered", "failed", "pending", "installing", "reprovision"]
-ANSWERED += ["deprovisioning"]
-IGNORED = ["installed", "active", "migrating", "retired"]
+ANSWERED += ["deprovisioning", "migrating"]
+IGNORED = ["installed", "active", "retired"]
 
 
 def network(**kw) -> dhcp.BootNetwork:

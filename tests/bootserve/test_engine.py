@@ -22,7 +22,7 @@ def facts(state, attempts=0, can_install=True, firmware="uefi"):
         ("installed", Kind.LOCAL, Step.NONE),
         ("active", Kind.LOCAL, Step.NONE),
         ("deprovisioning", Kind.AGENT, Step.AGENT),
-        ("migrating", Kind.LOCAL, Step.NONE),
+        ("migrating", Kind.AGENT, Step.AGENT),
         ("retired", Kind.IGNORE, Step.NONE),
     ],
 )

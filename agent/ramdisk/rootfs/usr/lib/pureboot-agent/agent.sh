@@ -68,6 +68,7 @@ run_step() {  # job index action
     inventory) sh "$LIB/inventory.sh" > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     wipe) sh "$LIB/wipe.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     deploy) sh "$LIB/deploy.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
+    copy_out|restore) sh "$LIB/migrate.sh" "$action" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     *) echo "this agent cannot run steps of type $action" >> /tmp/step.log; rc=2 ;;
     esac
     kill "$beat" 2>/dev/null
@@ -120,6 +121,12 @@ while :; do
     if [ "$(jq -r .action /tmp/job.json)" = reboot ]; then
         say "done: $(jq -r .reason /tmp/job.json); rebooting into the deployed system"
         sync; reboot -f
+    fi
+    if [ "$(jq -r .action /tmp/job.json)" = wait ]; then
+        # The other machine of a migration is not there yet: ask again (this is its heartbeat).
+        say "waiting: $(jq -r .reason /tmp/job.json)"
+        sleep "$(jq -r '.heartbeat_seconds // 15' /tmp/job.json)"
+        continue
     fi
     if [ "$(jq -r .action /tmp/job.json)" != run ]; then
         say "done: $(jq -r .reason /tmp/job.json)"

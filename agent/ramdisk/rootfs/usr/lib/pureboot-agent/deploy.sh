@@ -15,7 +15,6 @@ disk_params "$P"
 image=$(jq -r .url "$P")
 size=$(jq -r .size "$P")
 sha=$(jq -r .sha256 "$P")
-BS=4194304
 
 check_disk "$dev" "$name" "$want_size" "$want_serial" || die "$DISK_PROBLEM"
 
@@ -38,18 +37,7 @@ echo 3 > /proc/sys/vm/drop_caches
 log "reading $size bytes back to check the SHA-256"
 # Exactly the image's length, in whole blocks then 512-byte sectors (no byte
 # copying in between), hashed by OpenSSL (assembler, CPU extensions).
-read_image() {
-    full=$((size / BS)); rest=$((size % BS))
-    dd if="$dev" bs=$BS count=$full iflag=direct 2>/dev/null
-    if [ "$rest" -gt 0 ]; then
-        if [ $((rest % 512)) = 0 ]; then
-            dd if="$dev" bs=512 skip=$((full * BS / 512)) count=$((rest / 512)) iflag=direct 2>/dev/null
-        else
-            dd if="$dev" bs=$BS skip=$full count=1 iflag=direct 2>/dev/null | head -c "$rest"
-        fi
-    fi
-}
-got=$(read_image | openssl dgst -sha256 -r | cut -c1-64) || die "reading the disk back failed"
+got=$(sha_range "$dev" "$size") || die "reading the disk back failed"
 [ "$got" = "$sha" ] || die "the disk reads back SHA-256 $got, the image is $sha"
 log "SHA-256 matches ($got)"
 

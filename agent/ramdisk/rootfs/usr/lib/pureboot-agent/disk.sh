@@ -27,3 +27,28 @@ check_disk() {  # path name size serial; sets DISK_PROBLEM on failure
     fi
     return 0
 }
+
+BS=4194304
+read_range() {  # dev size: exactly SIZE bytes from the start of DEV, past the page cache
+    full=$(($2 / BS)); rest=$(($2 % BS))
+    dd if="$1" bs=$BS count=$full iflag=direct 2>/dev/null || return 1
+    if [ "$rest" -gt 0 ]; then
+        if [ $((rest % 512)) = 0 ]; then
+            dd if="$1" bs=512 skip=$((full * BS / 512)) count=$((rest / 512)) iflag=direct 2>/dev/null
+        else
+            dd if="$1" bs=$BS skip=$full count=1 iflag=direct 2>/dev/null | head -c "$rest"
+        fi
+    fi
+}
+sha_range() {  # dev size: the SHA-256 of its first SIZE bytes (OpenSSL's)
+    read_range "$1" "$2" | openssl dgst -sha256 -r | cut -c1-64
+}
+copy_range() {  # from to size: whole blocks, then the remaining 512-byte sectors
+    full=$(($3 / BS)); rest=$(($3 % BS))
+    [ $((rest % 512)) = 0 ] || { echo "$3 is not a whole number of sectors" >&2; return 1; }
+    dd if="$1" of="$2" bs=$BS count=$full iflag=direct oflag=direct conv=fsync 2>/tmp/dd.err || return 1
+    if [ "$rest" -gt 0 ]; then
+        dd if="$1" of="$2" bs=512 skip=$((full * BS / 512)) seek=$((full * BS / 512)) \
+            count=$((rest / 512)) iflag=direct oflag=direct conv=fsync 2>>/tmp/dd.err || return 1
+    fi
+}
