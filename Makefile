@@ -87,7 +87,7 @@ TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debcon
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
 	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
-	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light
+	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light /usr/sbin/tgtd:tgt
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)

@@ -6,4 +6,5 @@ class AgentConfig(AppConfig):
     verbose_name = "Provisioning agent"
 
     def ready(self) -> None:
+        from . import tasks  # noqa: F401  (nodes.services queues teardown by name; see bootserve)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -325,6 +325,8 @@ def report_step(
         job.save(update_fields=["steps", "params", "last_heartbeat_at"])
         if job.current_index is None:
             _finish(job, node)
+        elif job.kind == JobKind.MIGRATE_IN:
+            _prepare_restore(job, node, source)
         return job
 
 

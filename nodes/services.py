@@ -345,6 +345,7 @@ def _transition(
     reason: str,
     kwargs: dict[str, Any] | None = None,
     approval: gate.Approval | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """Move ``node`` (locked, checked) by ``action``: its history, audit event and DHCP entry."""
     kwargs = kwargs or {}
@@ -367,6 +368,7 @@ def _transition(
         details={
             "action": action.name,
             **_json_params(kwargs),
+            **(details or {}),
             **(
                 {"approval": approval.request_id, "approvers": list(approval.approvers)}
                 if approval
@@ -464,8 +466,8 @@ def _start_migration(
         lc.RECEIVE_MIGRATION,
         actor,
         f"taking over node {node} (#{node.pk}) by migration" + (f": {reason}" if reason else ""),
-        {"source": node.pk},
-        approval,
+        approval=approval,
+        details={"source": node.pk},
     )
     Migration.objects.create(
         source=node,

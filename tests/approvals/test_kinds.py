@@ -370,7 +370,9 @@ def test_approval_texts_promise_only_what_happens():
     """
     from approvals.kinds import NODE_WORDS, _node_words
 
-    assert "nothing moves its system" in NODE_WORDS["migrate"]
+    migrate = _node_words("migrate", {"target": 10**9, "disk": "serial:X1"})
+    assert "node #1000000000 (gone)" in migrate and "the disk matching 'serial:X1'" in migrate
+    assert "SHA-256" in migrate and "its wipe needs its own approval" in migrate
     purge = _node_words("deprovision", {"category": "purge", "after": "discovered"})
     assert "Purge only" in purge and "discovered again" in purge and "reads each disk back" in purge
     best = _node_words("deprovision", {})

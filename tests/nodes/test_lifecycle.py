@@ -21,13 +21,23 @@ EXPECTED = {
     "reprovision": ({"installed", "active", "failed"}, "reprovision"),
     "deprovision": ({"discovered", "installed", "active", "failed"}, "deprovisioning"),
     "migrate": ({"active"}, "migrating"),
-    "complete_migration": ({"migrating"}, "deprovisioning"),
+    "receive_migration": ({"discovered"}, "migrating"),
+    "complete_migration": ({"migrating"}, "active"),
+    "release_hardware": ({"migrating"}, "discovered"),
     "cancel_migration": ({"migrating"}, "active"),
     "complete_wipe": ({"deprovisioning"}, "retired"),
     "retire": (set(NodeState.values) - {"retired"}, "retired"),
     "rediscover": ({"retired"}, "discovered"),
 }
-SYSTEM_ONLY = {"start_install", "complete_install", "fail", "complete_migration", "complete_wipe"}
+SYSTEM_ONLY = {
+    "start_install",
+    "complete_install",
+    "fail",
+    "receive_migration",
+    "complete_migration",
+    "release_hardware",
+    "complete_wipe",
+}
 CASES = [(a, s) for a in EXPECTED for s in NodeState.values]
 
 
@@ -46,6 +56,8 @@ def test_declarations_match_the_table():
 
 
 def _params(action):
+    if action == "migrate":
+        return {"target": make_node("discovered").pk}
     return {"workflow": make_workflow()} if action == "assign" else {}
 
 
