@@ -43,6 +43,7 @@ from guardian.shortcuts import assign_perm
 from accounts.models import EmergencyGrant
 from accounts.roles import ROLES
 from agent.models import AgentJob, AgentLogLine, WipeCertificate
+from nodes.models import Migration
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from credentials import services as credentials
@@ -151,6 +152,13 @@ def world(site_a, settings):
         signature="x",
         key_id="0" * 64,
     )
+    # A site-B migration between two site-B machines.
+    migration_b = Migration.objects.create(
+        source=make_node("migrating", site=site_b, hostname="secret-b-src05"),
+        target=make_node("migrating", site=site_b, hostname="secret-b-dst06"),
+        reason=f"{SECRET} migration",
+        transfer={"iqn": f"iqn.2026-12.org.pureboot:{SECRET.lower()}"},
+    )
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")
     node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
@@ -170,6 +178,7 @@ def world(site_a, settings):
         "grant": grant,
         "job_b": job_b,
         "certificate_b": certificate_b,
+        "migration_b": migration_b,
     }
 
 
@@ -378,6 +387,7 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "emergency-access": {"pk": world["grant"].pk},
         "agent-jobs": {"pk": world["job_b"].pk, "id": world["job_b"].pk},
         "wipe-certificates": {"uuid": world["certificate_b"].uuid},
+        "migrations": {"pk": world["migration_b"].pk, "id": world["migration_b"].pk},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]
     if resource not in values:

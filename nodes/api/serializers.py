@@ -125,6 +125,19 @@ class StateChangeSerializer(serializers.Serializer):
     workflow = serializers.SlugRelatedField(
         slug_field="name", queryset=Workflow.objects.all(), required=False
     )
+    target = serializers.IntegerField(
+        min_value=1,
+        max_value=10**18,
+        required=False,
+        help_text="migrate: the discovered node to move onto (as POST /api/v1/migrate)",
+    )
+    disk = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="migrate: which of the source's disks moves (smallest, largest, "
+        "serial:SERIAL, /dev/NAME; empty with one disk)",
+    )
 
     def validate(self, attrs):
         if not attrs.get("state") and not attrs.get("action"):

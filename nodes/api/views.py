@@ -186,6 +186,8 @@ class NodeViewSet(LifecycleAnswers, viewsets.ModelViewSet):
         else:
             name = services.resolve_action(node, data["state"], actor).name
         params = {"workflow": data["workflow"]} if "workflow" in data else {}
+        if name == services.lc.MIGRATE.name:
+            params.update(target=data.get("target"), disk=data.get("disk", ""))
         if request.query_params.get("dry_run") in ("1", "true", "yes"):
             return Response(services.preview_transition(node.pk, name, actor, **params))
         services.perform(node.pk, name, actor, reason=data.get("reason", ""), **params)

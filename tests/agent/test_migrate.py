@@ -219,6 +219,12 @@ def test_bad_targets_and_disk_rules_are_refused_before_anything_is_asked(api, ma
         f"/api/v1/nodes/{source.pk}/state", {"action": "migrate"}, format="json"
     )
     assert generic.status_code == 400 and "discovered node" in str(generic.data)
+    generic = api(alice).patch(
+        f"/api/v1/nodes/{source.pk}/state",
+        {"action": "migrate", "target": target.pk},
+        format="json",
+    )
+    assert generic.status_code == 202  # the same request as POST /api/v1/migrate
 
 
 def test_a_dry_run_names_the_disks_and_asks_nothing(api, machines):
@@ -305,7 +311,11 @@ def test_a_migration_copies_restores_checks_and_hands_the_identity_over(
     assert migration.status == "succeeded"
     assert migration.transfer["target_sha256"] == SHA
     request = ApprovalRequest.objects.get(pk=migration.transfer["deprovision_request"])
-    assert (request.action, request.node_id, request.status) == ("deprovision", target.pk, "pending")
+    assert (request.action, request.node_id, request.status) == (
+        "deprovision",
+        target.pk,
+        "pending",
+    )
     assert request.requested_by.username == "alice"
     audit = AuditEvent.objects.get(action="node.migrated")
     assert audit.changes["hardware"]["from"]["macs"] == [OLD_MAC]

@@ -69,7 +69,7 @@ def test_transition_table_as_system(action, state):
     if state in sources and lc.ACTIONS[action].needs_second_person(state, node.ever_installed):
         # Destructive: a person requests, another approves; never the system alone.
         with pytest.raises(services.TransitionForbidden, match="needs a person"):
-            services.perform(node.pk, action, services.SYSTEM, reason="t")
+            services.perform(node.pk, action, services.SYSTEM, reason="t", **_params(action))
         node.refresh_from_db()
         assert node.state == state
         assert not NodeEvent.objects.filter(node=node, kind="transition").exists()

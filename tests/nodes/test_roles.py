@@ -166,7 +166,10 @@ def test_lifecycle_actions_by_role(api, site_a, role, action, state):
     allowed = action in ACTIONS_BY_ROLE[role]
     listed = {t["action"] for t in client.get(f"/api/v1/nodes/{node.pk}/transitions").json()}
     assert (action in listed) is allowed
-    resp = client.patch(f"/api/v1/nodes/{node.pk}/state", {"action": action}, format="json")
+    body = {"action": action}
+    if action == "migrate":
+        body["target"] = make_node("discovered", site=site_a).pk
+    resp = client.patch(f"/api/v1/nodes/{node.pk}/state", body, format="json")
     if allowed and lc.ACTIONS[action].destructive:
         # Accepted as a request: a second person must approve; the node waits.
         assert resp.status_code == 202, resp.content
