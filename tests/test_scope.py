@@ -43,13 +43,12 @@ from guardian.shortcuts import assign_perm
 from accounts.models import EmergencyGrant
 from accounts.roles import ROLES
 from agent.models import AgentJob, AgentLogLine, WipeCertificate
-from nodes.models import Migration
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from credentials import services as credentials
 from credentials.models import Credential
 from nodes import services as node_services
-from nodes.models import Node, Site
+from nodes.models import Migration, Node, Site
 from tests.factories import make_node, make_user, make_workflow, sealed
 from workflows import services as workflow_services
 from workflows.models import RunLogLine
