@@ -13,10 +13,12 @@ token's node and its current state episode.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -185,9 +187,28 @@ def job_for(token: str, source: str = "") -> tuple[Node, AgentJob | None]:
             if AgentJob.objects.filter(node=node, episode=agent_tokens.episode(node)).exists():
                 return node, None  # this episode's job already ended
             job = _new_job(node)
-        if job is not None and job.kind == JobKind.MIGRATE_IN:
-            _prepare_restore(job, node, source)
+        if job is not None and job.kind in MIGRATION_KINDS and job.status == JobStatus.RUNNING:
+            _check_address(job, source)
+            if job.kind == JobKind.MIGRATE_IN:
+                _prepare_restore(job, node, source)
         return node, job
+
+
+def _check_address(job: AgentJob, source: str) -> None:
+    """A migration job belongs to the address that first spoke for it (the LUN admits
+    that address only): a second host with a copy of the token is refused."""
+    if job.kind not in MIGRATION_KINDS or not source:
+        return
+    pinned = job.params.get("address")
+    if pinned is None:
+        job.params = {**job.params, "address": source}
+        job.save(update_fields=["params"])
+    elif pinned != source:
+        raise JobError(
+            f"job {job.pk} belongs to the machine at {pinned}; {source} is refused",
+            status=403,
+            code="permission_denied",
+        )
 
 
 def _lock(node_id: int) -> Node:
@@ -298,6 +319,7 @@ def report_step(
                 f"step {index} is not the step to run; job {job.pk} is at "
                 f"{'its end' if current is None else f'step {current}'}"
             )
+        _check_address(job, source)
         steps = job.steps
         step = steps[index]
         step["detail"] = detail[:2000]
@@ -506,9 +528,11 @@ def _accept_copy(job: AgentJob, step: dict[str, Any], result: Any) -> str | None
                 f"the copy on the controller reads SHA-256 {result.get('lun_sha256')!r}, the "
                 f"source disk {sha}"
             )
-        migration.transfer = {**migration.transfer, "sha256": sha}
-        migration.status = Migration.Status.RESTORING
-        migration.save(update_fields=["transfer", "status"])
+        # The controller hashes the LUN file itself before the target may restore it.
+        migration.transfer = {**migration.transfer, "sha256": sha, "controller_check": "pending"}
+        migration.save(update_fields=["transfer"])
+        check = current_app.signature("agent.check_migration_copy", args=[migration.pk])
+        transaction.on_commit(check.delay, robust=True)
     elif sha != step["params"]["sha256"]:
         wanted = step["params"]["sha256"]
         return f"the target's disk reads back SHA-256 {sha}, the source's was {wanted}"
@@ -713,3 +737,42 @@ def migration_plan(source_id: int, target: int, disk: str = "") -> dict[str, Any
     except DeployImpossible as exc:
         plan["problem"] = f"the target has no disk large enough: {exc}"
     return plan
+
+
+def check_migration_copy(migration_id: int) -> str:
+    """Hash the migration's LUN file on the controller; only a copy whose hash is the
+    source's own moves the migration on to the restore. Returns what was decided."""
+    migration = Migration.objects.filter(pk=migration_id).first()
+    if migration is None or migration.status != Migration.Status.COPYING:
+        return "not copying"
+    wanted = migration.transfer.get("sha256")
+    size = int(migration.transfer.get("size") or 0)
+    digest = hashlib.sha256()
+    try:
+        with iscsi.backing_file(migration).open("rb") as handle:
+            left = size
+            while left > 0:
+                chunk = handle.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+        got = digest.hexdigest() if left == 0 else f"short by {left} bytes"
+    except OSError as exc:
+        got = f"unreadable ({exc.strerror})"
+    with transaction.atomic():
+        node_services.lock_nodes(migration.source_id, migration.target_id)
+        migration = Migration.objects.select_for_update().get(pk=migration_id)
+        if migration.status != Migration.Status.COPYING:
+            return "not copying"
+        if got != wanted:
+            node_services.end_migration(
+                migration.pk,
+                Migration.Status.FAILED,
+                f"the copy on the controller hashes {got}; the source reported {wanted}",
+            )
+            return "failed"
+        migration.transfer = {**migration.transfer, "controller_check": got}
+        migration.status = Migration.Status.RESTORING
+        migration.save(update_fields=["transfer", "status"])
+    return "restoring"

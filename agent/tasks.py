@@ -14,3 +14,9 @@ def fail_lost_jobs() -> list[int]:
 def teardown_migration(migration_id: int) -> bool:
     """Remove an ended migration's iSCSI LUN (queued by nodes.services on commit)."""
     return services.teardown_migration(migration_id)
+
+
+@shared_task(name="agent.check_migration_copy")
+def check_migration_copy(migration_id: int) -> str:
+    """Hash a migration's copy on the controller (queued when the source reports it)."""
+    return services.check_migration_copy(migration_id)

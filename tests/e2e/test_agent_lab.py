@@ -84,14 +84,21 @@ class AgentVM(VM):
         return left
 
 
+TGT_CONTROL_PORT = "77"  # tgtd's admin socket, /run/tgtd/socket.77: the lab's own
+
+
 @pytest.fixture(scope="module")
 def lab():
     workdir = Path(tempfile.mkdtemp(prefix="pureboot-agentlab-"))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    lab = Lab(workdir)
+    tgtd, tgtadm = shutil.which("tgtd"), shutil.which("tgtadm")
+    assert tgtd and tgtadm, "tgtd is missing: apt-get install tgt (the migration's iSCSI target)"
+    lab = Lab(workdir, PUREBOOT_ISCSI_TGTADM=f"{tgtadm} -C {TGT_CONTROL_PORT}")
     try:
         lab.up()
+        # The controller's iSCSI target daemon, inside the lab's network namespace.
+        lab.spawn("tgtd", [tgtd, "-f", "-C", TGT_CONTROL_PORT])
         started = time.monotonic()
         out = lab.manage(
             "build_agent", "--cache", str(artifacts.cache_dir() / "agent"), timeout=1800
@@ -101,6 +108,10 @@ def lab():
         lab.approver = lab.second_admin_token()
         yield lab
     finally:
+        tgt = lab.procs.pop("tgtd", None)
+        if tgt is not None:
+            tgt.kill()  # tgtd stops only on SIGKILL
+            tgt.wait()
         lab.down()
         for pattern in ("logs/*.log", "vms/*/console-*.log", "vms/*/qemu-*.log"):
             for path in workdir.glob(pattern):
@@ -299,6 +310,7 @@ def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
     node = lab.wait_node(vm.mac, state="active", timeout=10)
     runs = lab.api("GET", f"/api/v1/nodes/{node['id']}/runs")["results"]
     assert runs[0]["status"] == "succeeded"
+    lab.deployed = vm  # test 6 moves this machine's system to new hardware
 
 
 def test_5_the_arm64_agent_boots_and_reaches_the_controller(lab):
@@ -345,3 +357,73 @@ def test_5_the_arm64_agent_boots_and_reaches_the_controller(lab):
     # A forged token: the controller answered, the agent refused to act and powered off.
     assert "the controller refused this agent's token" in text
     assert "aarch64" in (out / "manifest.json").read_text()
+
+
+class MigrationTargetVM(DeployVM):
+    """The new machine: one blank virtio disk, larger than the old machine's."""
+
+    DISK_MB = 96
+
+
+def test_6_migration_moves_the_disk_and_the_identity_then_wipes_the_old_machine(lab):
+    old = getattr(lab, "deployed", None)
+    assert old is not None, "test 6 migrates the machine test 4 deployed: run the whole module"
+    node = lab.node(old.mac)
+    assert node["state"] == "active" and node["hostname"] == "deploy1"
+    old_disk = old.disk.read_bytes()
+    new = MigrationTargetVM(lab, "newbox", "52:54:00:a6:00:06")
+    lab.api("POST", "/api/v1/nodes", {"interfaces": [{"mac": new.mac}]})
+    target = lab.node(new.mac)
+
+    asked = lab.api(
+        "POST", "/api/v1/migrate", {"source": node["id"], "target": target["id"], "reason": "lab"}
+    )
+    request = asked["approval_request"]
+    assert lab.node(old.mac)["state"] == "active"  # nothing before the second person
+    lab.api("POST", f"/api/v1/approvals/{request['id']}/approve", {}, token=lab.approver)
+    lab.wait_node(old.mac, state="migrating", timeout=10)
+    lab.wait_node(new.mac, state="migrating", timeout=10)
+
+    # The new machine boots first: its agent reports its hardware and waits.
+    new.power_on()
+    new.wait_for("waiting for the source machine's copy", 240)
+    # The old machine copies its disk to the controller's LUN and powers off.
+    console = old.boot(400)
+    assert "logging in to iqn." in console and "copying " in console, console[-3000:]
+    assert "step 1: copy_out succeeded" in console, console[-3000:]
+    # The new machine restores it, checks it and reboots (QEMU: -no-reboot, it stops).
+    console = new.wait_off(400)
+    assert "restoring " in console and "step 1: restore succeeded" in console, console[-3000:]
+    assert "rebooting" in console
+
+    # From outside: the new disk holds the old disk byte for byte; the old disk is untouched.
+    assert new.disk.read_bytes()[: len(old_disk)] == old_disk
+    assert old.disk.read_bytes() == old_disk
+    moved = lab.node(new.mac)
+    assert moved["id"] == node["id"] and moved["hostname"] == "deploy1"
+    assert moved["state"] == "active"
+    handed_back = lab.node(old.mac)
+    assert handed_back["id"] == target["id"] and handed_back["state"] == "discovered"
+    migration = lab.api("GET", f"/api/v1/migrations?source={node['id']}")["results"][0]
+    assert migration["status"] == "succeeded"
+    assert migration["transfer"]["sha256"] == migration["transfer"]["target_sha256"]
+    iqn = migration["transfer"]["iqn"]
+    shown = subprocess.run(
+        ["tgtadm", "-C", TGT_CONTROL_PORT, "--lld", "iscsi", "--op", "show", "--mode", "target"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert iqn not in shown  # the LUN is gone
+
+    # The new machine boots the moved system from its disk (PureBoot ignores an active node).
+    console = new.boot(240)
+    assert "PBLAB: booted from the local disk" in console
+
+    # The old machine's wipe was asked for on its own; a second person approves it.
+    wipe = migration["transfer"]["deprovision_request"]
+    assert wipe and lab.api("GET", f"/api/v1/approvals/{wipe}")["status"] == "pending"
+    lab.api("POST", f"/api/v1/approvals/{wipe}/approve", {}, token=lab.approver)
+    lab.wait_node(old.mac, state="deprovisioning", timeout=10)
+    old.boot(400)
+    lab.wait_node(old.mac, state="retired", timeout=30)
+    data = old.disk.read_bytes()
+    assert data.count(0) == len(data), "the old machine's disk still holds data"
