@@ -10,6 +10,7 @@ lab (tests/e2e/test_agent_lab.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ OLD_MAC = "52:54:00:aa:00:01"
 NEW_MAC = "52:54:00:bb:00:02"
 SOURCE_ADDR = "10.99.0.101"
 TARGET_ADDR = "10.99.0.102"
-SHA = "ab" * 32
+SHA = "ab" * 32  # what a scripted agent reports where the controller cannot check it
 ONE_DISK = [DISKS[2]]  # the source: one 48 MiB virtio disk
 BIG_DISK = [{**DISKS[0], "size": 64 * 2**20}]  # the target: one 64 MiB NVMe disk
 
@@ -127,6 +128,28 @@ def agent_at(client, mac: str, address: str) -> ScriptedAgent:
 
 def copy_result(params, sha=SHA, lun_sha=None):
     return {"sha256": sha, "lun_sha256": lun_sha or sha, "bytes": params["size"], "seconds": 1.5}
+
+
+def fill_lun(lun_dir, migration, seed: bytes = b"db01 system ") -> str:
+    """What the source's agent writes through iSCSI: the disk's bytes, into the LUN file."""
+    size = ONE_DISK[0]["size"]
+    data = (seed * (size // len(seed) + 1))[:size]
+    (lun_dir / f"migration-{migration.pk}.img").write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def copied(out, lun_dir, migration, capture, sha=None) -> dict:
+    """The source's agent copies its disk into the LUN and reports; the controller checks."""
+    answer = out.job().json()
+    real = fill_lun(lun_dir, migration)
+    with capture(execute=True):
+        answer = out.run(
+            answer["job"],
+            answer["step"]["index"],
+            copy_result(answer["step"]["params"], sha or real),
+        ).json()
+    migration.refresh_from_db()
+    return answer
 
 
 def started(api, client, machines) -> tuple[Migration, ScriptedAgent, ScriptedAgent]:
@@ -283,20 +306,23 @@ def test_a_migration_copies_restores_checks_and_hands_the_identity_over(
     into.job()
     assert services.fail_lost_jobs() == []
 
-    answer = out.run(step and answer["job"], step["index"], copy_result(step["params"])).json()
+    real = fill_lun(lun_dir, migration)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = out.run(answer["job"], step["index"], copy_result(step["params"], real)).json()
     assert answer["action"] == "poweroff"
     migration.refresh_from_db()
-    assert migration.status == "restoring" and migration.transfer["sha256"] == SHA
+    assert migration.status == "restoring" and migration.transfer["sha256"] == real
+    assert migration.transfer["controller_check"] == real  # hashed on the controller itself
 
     answer = into.job().json()
     step = answer["step"]
-    assert step["action"] == "restore" and step["params"]["sha256"] == SHA
+    assert step["action"] == "restore" and step["params"]["sha256"] == real
     assert step["params"]["disk"]["serial"] == "PBNVME01"
     listing = shown(tgtd)
     assert TARGET_ADDR in listing and SOURCE_ADDR not in listing  # the source's turn is over
 
     with django_capture_on_commit_callbacks(execute=True):
-        answer = into.run(answer["job"], step["index"], copy_result(step["params"])).json()
+        answer = into.run(answer["job"], step["index"], copy_result(step["params"], real)).json()
     assert answer["action"] == "reboot", answer
 
     source = Node.objects.get(pk=source.pk)
@@ -309,7 +335,7 @@ def test_a_migration_copies_restores_checks_and_hands_the_identity_over(
     assert target.serial == "OLD-1" and target.site_id == source.site_id
     migration.refresh_from_db()
     assert migration.status == "succeeded"
-    assert migration.transfer["target_sha256"] == SHA
+    assert migration.transfer["target_sha256"] == real
     request = ApprovalRequest.objects.get(pk=migration.transfer["deprovision_request"])
     assert (request.action, request.node_id, request.status) == (
         "deprovision",
@@ -332,8 +358,7 @@ def test_a_checksum_mismatch_fails_the_target_and_leaves_the_source_active(
 ):
     source, target = machines
     migration, out, into = started(api, client, machines)
-    answer = out.job().json()
-    out.run(answer["job"], answer["step"]["index"], copy_result(answer["step"]["params"]))
+    copied(out, lun_dir, migration, django_capture_on_commit_callbacks)
     answer = into.job().json()
     step = answer["step"]
     with django_capture_on_commit_callbacks(execute=True):
@@ -370,15 +395,18 @@ def test_a_copy_that_does_not_match_its_lun_fails_before_the_target_writes(
     assert into.job().status_code == 401  # its episode ended: it never restores
 
 
-def test_a_target_too_small_fails_before_anything_is_written(api, client, machines, lun_dir):
+def test_a_target_too_small_fails_before_anything_is_written(
+    api, client, machines, lun_dir, django_capture_on_commit_callbacks
+):
     source, target = machines
     migration = approved(api, source, target)
     import_agent_image()
     out = agent_at(client, OLD_MAC, SOURCE_ADDR)
     into = agent_at(client, NEW_MAC, TARGET_ADDR)
     answer = out.job().json()
-    answer = out.run(answer["job"], 0, inventory(ONE_DISK)).json()
-    out.run(answer["job"], answer["step"]["index"], copy_result(answer["step"]["params"]))
+    out.run(answer["job"], 0, inventory(ONE_DISK)).json()
+    copied(out, lun_dir, migration, django_capture_on_commit_callbacks)
+    assert migration.status == "restoring"
     answer = into.job().json()
     answer = into.run(answer["job"], 0, inventory([DISKS[1]])).json()  # 32 MiB < 48 MiB
     assert answer["action"] == "poweroff"
@@ -433,6 +461,39 @@ def test_one_machine_cannot_act_for_the_other(api, client, machines, lun_dir):
     assert "chap" not in json.dumps(into.job().json())
     migration.refresh_from_db()
     assert migration.status == "copying"
+
+
+def test_a_second_host_with_a_copy_of_the_token_gets_neither_the_secret_nor_the_lun(
+    api, client, machines, lun_dir, tgtd
+):
+    """A host that learned the source's token (or spoofed its MAC later) is refused:
+    the job belongs to the address that first spoke for it, which alone the LUN admits."""
+    source, target = machines
+    migration, out, into = started(api, client, machines)
+    thief = ScriptedAgent(out.client._credentials["HTTP_AUTHORIZATION"].split()[1])
+    thief.client.defaults["REMOTE_ADDR"] = "10.99.0.166"
+    answer = thief.job()
+    assert answer.status_code == 403 and SOURCE_ADDR in answer.json()["detail"]
+    assert "chap" not in answer.content.decode()
+    job = AgentJob.objects.get(node=source)
+    assert thief.step(job.pk, 1, "started").status_code == 403
+    assert "10.99.0.166" not in shown(tgtd)
+    assert out.job().json()["step"]["action"] == "copy_out"  # the real machine goes on
+
+
+def test_a_source_that_lies_about_its_copy_fails_the_migration(
+    api, client, machines, lun_dir, tgtd, django_capture_on_commit_callbacks
+):
+    """The controller hashes the LUN itself: a claimed checksum that is not the copy's
+    never reaches the target."""
+    source, target = machines
+    migration, out, into = started(api, client, machines)
+    answer = copied(out, lun_dir, migration, django_capture_on_commit_callbacks, sha="ab" * 32)
+    assert answer["action"] == "poweroff"
+    assert migration.status == "failed" and "the copy on the controller hashes" in migration.error
+    assert Node.objects.get(pk=source.pk).state == "active"
+    assert Node.objects.get(pk=target.pk).state == "failed"
+    assert iscsi.iqn(migration) not in shown(tgtd)
 
 
 def test_a_second_migration_of_the_same_machine_is_refused(api, machines, site, lun_dir):
