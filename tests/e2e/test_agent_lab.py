@@ -289,9 +289,19 @@ def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
     node = lab.wait_node(vm.mac, state="discovered")
     lab.api("PATCH", f"/api/v1/nodes/{node['id']}", {"hostname": "deploy1"})
     lab.change_state(node["id"], "pending", workflow="lab-deploy")
+    # The controller goes away just as the deploy step starts: the agent waits for it
+    # (the stream is written again from its start, a result is sent again); only the
+    # result the controller takes marks the node installed.
+    vm.wait_for("deploy started", 300)
+    lab.stop_controller()
+    time.sleep(8)
+    lab.start_controller()
     vm.wait_for("rebooting into the deployed system", 400)
     console = vm.wait_off(60)
     assert "SHA-256 matches" in console and "first-boot data written" in console
+    assert "streaming the image failed" in console or "controller unavailable" in console, console[
+        -3000:
+    ]
     lab.wait_node(vm.mac, state="installed", timeout=10)
     # From outside the guest: the image byte for byte, except the MBR's second
     # partition entry, which now points at the first-boot partition after it.
