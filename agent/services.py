@@ -35,6 +35,7 @@ from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.inventory import record_inventory
 from nodes.models import Migration, Node, NodeEvent
+from workflows import partitions
 from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.context import public_base_url
@@ -372,6 +373,8 @@ def _accept(
         return None
     if step["action"] in ("copy_out", "restore"):
         return _accept_copy(job, step, result)
+    if step["action"] == "deploy_files":
+        return _accept_files(step, result)
     if step["action"] == "deploy":
         expected = step["params"]["sha256"]
         if not isinstance(result, dict) or result.get("sha256") != expected:
@@ -418,9 +421,17 @@ def _plan_wipe(job: AgentJob, inventory: dict[str, Any]) -> str | None:
 
 def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | None:
     task = job.params["task"]
+    node = Node.objects.get(pk=node.pk)
     try:
         version = deployable_version(task)
         _, size, sha = raw_file(version)
+        if version.template.kind == "file":
+            layout_task = next((t for t in job.run.version.tasks if t["type"] == "partition"), None)
+            if layout_task is None:
+                raise DeployImpossible(
+                    f"{version} is a file-level image and the workflow lays out no disk"
+                )
+            return _plan_files(job, node, inventory, task, version, layout_task)
         # Room after the image for the first-boot partition and a GPT backup header.
         disk = deploy.choose_disk(
             inventory.get("disks") or [], task.get("target", ""), size + deploy.SEED_BYTES + 2**20
@@ -433,13 +444,74 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
         "image": str(version),
         "size": size,
         "sha256": sha,
-        "disk": {k: disk.get(k) for k in ("name", "path", "model", "serial", "size", "transport")},
-        "seed": deploy.seed(
-            Node.objects.get(pk=node.pk), token, public_base_url(), task, inventory
-        ),
+        "disk": _disk_words(disk),
+        "seed": deploy.seed(node, token, public_base_url(), task, inventory),
     }
     job.params = {**job.params, "version": version.pk}
     job.steps = job.steps + [_step(f"deploy {version} to {disk['name']}", "deploy", params)]
+    return None
+
+
+def _plan_files(job, node, inventory, task, version, layout_task) -> None:
+    """A file-level image: the disk laid out as the partition step says, the archive
+    unpacked onto it, every file read back against the archive's manifest."""
+    firmware = (inventory.get("firmware") or {}).get("mode")
+    if firmware == "bios":
+        raise DeployImpossible(
+            f"this machine boots BIOS; {version} is a file-level image, which boots by the UEFI "
+            "loader it brings (PureBoot installs no boot loader): use a block image"
+        )
+    try:
+        layout = partitions.parse(layout_task, node.arch)
+    except partitions.LayoutError as exc:
+        raise DeployImpossible(f"the partition step: {exc}") from None
+    unpacked = int(version.virtual_size or 0)
+    root = next(p for p in layout if p["role"] == "root")
+    if root["mib"] is not None and root["mib"] * 2**20 < unpacked + unpacked // 10:
+        raise DeployImpossible(
+            f"the root partition ({root['mib']} MiB) is smaller than {version} unpacked "
+            f"({unpacked} bytes, and a tenth more for the file system)"
+        )
+    needed = partitions.needed_bytes(layout, unpacked)
+    disk = deploy.choose_disk(inventory.get("disks") or [], layout_task.get("disk", ""), needed)
+    token = workflow_services.issue_token(job.run)
+    _, size, sha = raw_file(version)
+    params = {
+        "url": f"/api/v1/agent/jobs/{job.pk}/image",
+        "image": str(version),
+        "format": version.format,
+        "size": size,
+        "sha256": sha,
+        "files_sha256": version.content_sha256,
+        "files": version.files,
+        "disk": _disk_words(disk),
+        "table": layout_task.get("table", "gpt"),
+        "partitions": layout,
+        "seed": deploy.seed(node, token, public_base_url(), task, inventory),
+    }
+    job.params = {**job.params, "version": version.pk}
+    name = f"partition {disk['name']} and unpack {version}"
+    job.steps = job.steps + [_step(name, "deploy_files", params)]
+    return None
+
+
+def _accept_files(step: dict[str, Any], result: Any) -> str | None:
+    """The archive arrived whole, and every file read back from the disk is the archive's."""
+    if not isinstance(result, dict):
+        return "no result"
+    params = step["params"]
+    if result.get("sha256") != params["sha256"]:
+        got = result.get("sha256")
+        return f"the archive streamed had SHA-256 {got!r}, the image is {params['sha256']}"
+    if result.get("files_sha256") != params["files_sha256"]:
+        return (
+            f"the files read back from the disk ({result.get('files')!r} files) have manifest "
+            f"SHA-256 {result.get('files_sha256')!r}, the image's ({params['files']} files) is "
+            f"{params['files_sha256']}"
+        )
+    step["result"] = {
+        k: result.get(k) for k in ("sha256", "files_sha256", "files", "write_seconds", "partitions")
+    }
     return None
 
 

@@ -65,6 +65,27 @@ def _check_deployable(definition: Definition, task: dict, index: int) -> None:
             f"{version} is for {version.arch}; this workflow is for {', '.join(definition.arch)}",
             path=f"tasks[{index}].image",
         )
+    layout = next((t for t in definition.tasks if t["type"] == "partition"), None)
+    if version.template.kind == "block" and layout is not None:
+        raise DefinitionError(
+            f"{version} is a block image: it carries its own partition table; remove the "
+            "partition step",
+            path=f"tasks[{index}].image",
+        )
+    if version.template.kind == "file":
+        if layout is None:
+            raise DefinitionError(
+                f"{version} is a file-level image: add a partition step before it that lays "
+                "out the disk (at least an esp and a root partition)",
+                path=f"tasks[{index}].image",
+            )
+        if not any(p.get("role") == "esp" for p in layout["partitions"]):
+            raise DefinitionError(
+                f"{version} is a file-level image, and PureBoot installs no boot loader: the "
+                "image boots by the UEFI loader it brings in /boot/efi, so the layout needs an "
+                "esp partition",
+                path=f"tasks[{index}].image",
+            )
 
 
 def check_definition(definition: Definition) -> CheckResult:

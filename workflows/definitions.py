@@ -268,6 +268,20 @@ FOLDED_INTERPRETERS = ("bash", "sh", "python")
 def _check_image_deploy(tasks: list[dict]) -> None:
     """An image deployment is the whole install: the agent boots, writes, and reports."""
     deploys = [i for i, t in enumerate(tasks) if t["type"] == "image_deploy"]
+    layouts = [i for i, t in enumerate(tasks) if t["type"] == "partition"]
+    if layouts and not deploys:
+        raise DefinitionError(
+            "a partition step lays the disk out for a file-level image_deploy (installers "
+            "partition the disk themselves): add the image_deploy after it",
+            path=f"tasks[{layouts[0]}].type",
+        )
+    if len(layouts) > 1:
+        raise DefinitionError("a workflow lays out one disk", path=f"tasks[{layouts[1]}].type")
+    if layouts and layouts[0] > deploys[0]:
+        raise DefinitionError(
+            "the partition step comes before the image_deploy it lays the disk out for",
+            path=f"tasks[{layouts[0]}].type",
+        )
     if not deploys:
         return
     if len(deploys) > 1:

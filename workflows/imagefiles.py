@@ -24,12 +24,16 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 BLOCK_FORMATS = ("raw", "qcow2", "vhdx")
-FILE_FORMATS = ("wim", "tar.gz", "squashfs")
+FILE_FORMATS = ("wim", "tar.gz", "tar.zst", "squashfs")
+# File-level formats the agent streams onto partitions (wim: the Windows path;
+# squashfs cannot be unpacked from a stream).
+ARCHIVE_FORMATS = ("tar.gz", "tar.zst")
 FORMATS = BLOCK_FORMATS + FILE_FORMATS
 SUFFIX = {
     "raw": ".img",
@@ -37,6 +41,7 @@ SUFFIX = {
     "vhdx": ".vhdx",
     "wim": ".wim",
     "tar.gz": ".tar.gz",
+    "tar.zst": ".tar.zst",
     "squashfs": ".squashfs",
 }
 CHUNK = 1024 * 1024
@@ -253,18 +258,69 @@ def _check_squashfs(path: Path, size: int) -> None:
         raise FormatMismatch(f"squashfs is truncated: {bytes_used} bytes used, file has {size}")
 
 
-def _check_targz(path: Path) -> None:
-    if _head(path, 2) != b"\x1f\x8b":
+def _check_tar(path: Path, fmt: str) -> dict:
+    """Read the whole archive once: it must be complete, and its file manifest is made.
+
+    The manifest is what the agent proves after unpacking, by reading every
+    file back from the disk: the SHA-256 of the lines ``<sha256>  ./<path>``
+    (sorted bytewise by path) of every regular file, hard links included
+    with their target's content, the last entry of a path winning as tar
+    extracts it. Returns the unpacked size, file count and that digest.
+    """
+    if fmt == "tar.gz" and _head(path, 2) != b"\x1f\x8b":
         raise FormatMismatch("not gzip data (tar.gz starts with 1f 8b)")
+    if fmt == "tar.zst" and _head(path, 4) != b"\x28\xb5\x2f\xfd":
+        raise FormatMismatch("not zstd data (tar.zst starts with 28 b5 2f fd)")
+    files: dict[bytes, str] = {}
+    unpacked = 0
+    members = 0
     try:
-        with tarfile.open(path, mode="r:gz") as archive:
-            members = 0
-            for _member in archive:
-                members += 1
-            if members == 0:
-                raise FormatMismatch("the tar archive is empty")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise FormatMismatch(f"not a complete tar.gz archive: {exc}") from None
+        with path.open("rb") as raw:
+            if fmt == "tar.zst":
+                stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+                archive = tarfile.open(fileobj=stream, mode="r|")
+            else:
+                archive = tarfile.open(fileobj=raw, mode="r|gz")
+            with archive:
+                for member in archive:
+                    members += 1
+                    name = _archive_path(member.name)
+                    if member.isreg():
+                        files[name] = _sha256_of(archive.extractfile(member))
+                        unpacked += member.size
+                    elif member.islnk():
+                        target = _archive_path(member.linkname)
+                        if target not in files:
+                            raise FormatMismatch(
+                                f"hard link {member.name!r} points at {member.linkname!r}, which "
+                                "is not a file earlier in the archive"
+                            )
+                        files[name] = files[target]
+                    else:
+                        files.pop(name, None)  # a later directory or link replaces a file
+    except (tarfile.TarError, EOFError, OSError, zstandard.ZstdError) as exc:
+        raise FormatMismatch(f"not a complete {fmt} archive: {exc}") from None
+    if members == 0:
+        raise FormatMismatch("the tar archive is empty")
+    manifest = hashlib.sha256()
+    for name in sorted(files):
+        manifest.update(files[name].encode() + b"  ./" + name + b"\n")
+    return {"virtual_size": unpacked, "content_sha256": manifest.hexdigest(), "files": len(files)}
+
+
+def _sha256_of(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _archive_path(name: str) -> bytes:
+    """A member's path as it lands under the target root, as bytes (``./`` and ``/`` off)."""
+    parts = [p for p in name.encode("utf-8", "surrogateescape").split(b"/") if p not in (b"", b".")]
+    if b".." in parts:
+        raise FormatMismatch(f"{name!r} climbs out of the target with '..'")
+    return b"/".join(parts)
 
 
 def check_format(path: Path, fmt: str) -> dict:
@@ -299,9 +355,8 @@ def check_format(path: Path, fmt: str) -> dict:
     if fmt == "squashfs":
         _check_squashfs(path, size)
         return {}
-    if fmt == "tar.gz":
-        _check_targz(path)
-        return {}
+    if fmt in ARCHIVE_FORMATS:
+        return _check_tar(path, fmt)
     raise FormatMismatch(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 

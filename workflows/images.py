@@ -96,6 +96,8 @@ def upload_version(
                 sha256=upload.sha256,
                 path=relative,
                 virtual_size=facts.get("virtual_size"),
+                content_sha256=facts.get("content_sha256", ""),
+                files=facts.get("files"),
                 author=actor.user,
                 author_name=actor.user.get_username() if actor.user else actor.label,
                 conversion="pending" if fmt in ("qcow2", "vhdx") else "none",
@@ -196,11 +198,6 @@ def deployable_version(task: dict[str, Any]) -> ImageTemplateVersion:
     template = ImageTemplate.objects.filter(name=task["image"]).first()
     if template is None:
         raise DeployImpossible(f"image template {task['image']!r} does not exist")
-    if template.kind != "block":
-        raise DeployImpossible(
-            f"image template {template.name!r} is a file-level image; the agent deploys "
-            "block images (raw, qcow2, VHDX) only"
-        )
     versions = template.versions.all()
     version = (
         versions.filter(number=task["version"]).first()
@@ -209,6 +206,21 @@ def deployable_version(task: dict[str, Any]) -> ImageTemplateVersion:
     )
     if version is None:
         raise DeployImpossible(f"image template {template.name!r} has no such version")
+    if version.format == "wim":
+        raise DeployImpossible(
+            f"{version} is a WIM image: WIM images are applied by the Windows path, which is "
+            "not built yet"
+        )
+    if version.format == "squashfs":
+        raise DeployImpossible(
+            f"{version} is a squashfs image, which cannot be unpacked from a stream: "
+            "upload the same tree as tar.zst or tar.gz"
+        )
+    if version.format in imagefiles.ARCHIVE_FORMATS and not version.content_sha256:
+        raise DeployImpossible(
+            f"{version} was uploaded before PureBoot recorded archives' file manifests: "
+            "upload it again"
+        )
     if version.format in ("qcow2", "vhdx") and version.conversion != "done":
         raise DeployImpossible(
             f"{version} has no raw copy yet (conversion {version.conversion}"
@@ -218,7 +230,8 @@ def deployable_version(task: dict[str, Any]) -> ImageTemplateVersion:
 
 
 def raw_file(version: ImageTemplateVersion) -> tuple[str, int, str]:
-    """(path under the image root, size, SHA-256) of the bytes that go on the disk."""
-    if version.format == "raw":
+    """(path under the image root, size, SHA-256) of the bytes the agent streams: a block
+    image's raw bytes, or an archive as uploaded."""
+    if version.format in ("raw", *imagefiles.ARCHIVE_FORMATS):
         return version.path, version.size, version.sha256
     return version.raw_path, int(version.raw_size or 0), version.raw_sha256

@@ -184,7 +184,16 @@ class ImageTemplateVersion(models.Model):
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     path = models.CharField(max_length=255, help_text="Relative to PUREBOOT_IMAGE_ROOT")
-    virtual_size = models.PositiveBigIntegerField(null=True, blank=True)
+    virtual_size = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Block images: the disk size; archives: the unpacked size"
+    )
+    content_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Archives: the SHA-256 of their file manifest (every file's SHA-256 and "
+        "path), which the agent proves by reading the files back from the disk",
+    )
+    files = models.PositiveIntegerField(null=True, blank=True, help_text="Archives: regular files")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

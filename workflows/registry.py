@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import partitions
+
 NODE = "node"
 CONTROLLER = "controller"
 
@@ -148,7 +150,7 @@ class TaskType:
         return out
 
 
-def _disk_rule(params: dict[str, Any], path: str) -> None:
+def _disk_rule(params: dict[str, Any], path: str, field: str = "target") -> None:
     rule = params["target"]
     if rule in ("smallest", "largest"):
         return
@@ -156,7 +158,15 @@ def _disk_rule(params: dict[str, Any], path: str) -> None:
         r"/dev/[a-z][a-z0-9]{0,31}", rule
     ):
         return
-    raise ParamError(f"{path}.target", "use smallest, largest, serial:<serial> or /dev/<name>")
+    raise ParamError(f"{path}.{field}", "use smallest, largest, serial:<serial> or /dev/<name>")
+
+
+def _partition_layout(params: dict[str, Any], path: str) -> None:
+    _disk_rule({"target": params["disk"]}, path, field="disk")
+    try:
+        partitions.parse(params)
+    except partitions.LayoutError as exc:
+        raise ParamError(f"{path}.{exc.field}", exc.message) from None
 
 
 def _boot_files(params: dict[str, Any], path: str) -> None:
@@ -266,15 +276,32 @@ TASK_TYPES: dict[str, TaskType] = {
         ),
         TaskType(
             "partition",
-            "Partition a disk",
+            "Lay out a disk's partitions for a file-level image (the PureBoot agent)",
             NODE,
             (
-                Param("disk", "str", default=""),
+                Param(
+                    "disk",
+                    "str",
+                    default="smallest",
+                    max_length=140,
+                    help="The disk: smallest, largest, serial:<serial> or /dev/<name>",
+                ),
                 Param("table", "choice", default="gpt", choices=("gpt", "msdos")),
-                Param("layout", "choice", default="direct", choices=("direct", "lvm", "custom")),
-                Param("partitions", "list[dict]", default=()),
+                Param(
+                    "layout",
+                    "choice",
+                    default="direct",
+                    choices=("direct", "lvm", "custom"),
+                    help="direct: plain partitions (lvm and custom are not built yet)",
+                ),
+                Param(
+                    "partitions",
+                    "list[dict]",
+                    default=(),
+                    help="[{role: esp|boot|root|swap|data, size: 512M|20G|rest, fs, mount, label}]",
+                ),
             ),
-            not_built="the PureBoot agent wipes disks today but lays out no partitions yet",
+            validate=_partition_layout,
         ),
         TaskType(
             "domain_join",

@@ -130,7 +130,7 @@ class StepView(AgentView):
 
 
 class ImageView(AgentView):
-    """``GET /api/v1/agent/jobs/{id}/image``: the raw image a deploy step streams to disk.
+    """``GET /api/v1/agent/jobs/{id}/image``: the raw image (or the archive) a deploy step streams.
 
     Only for the job's own agent, while its deploy step is the one to run;
     sent by nginx (X-Accel-Redirect) when PUREBOOT_ACCEL_REDIRECT is set.
@@ -142,7 +142,7 @@ class ImageView(AgentView):
     def get(self, request, pk: str):
         job = get_object_or_404(AgentJob, pk=int(pk), node=self.node, status="running")
         step = services.next_step(job)
-        if step is None or step["action"] != "deploy":
+        if step is None or step["action"] not in ("deploy", "deploy_files"):
             raise Http404("This job has no image to stream now.")
         version = get_object_or_404(ImageTemplateVersion, pk=job.params.get("version"))
         relative, size, sha = raw_file(version)

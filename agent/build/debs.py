@@ -33,6 +33,8 @@ TOOL_PACKAGES = (
     "dosfstools",
     "mtools",
     "openssl",
+    "e2fsprogs",
+    "tar",
 )
 
 

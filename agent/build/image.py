@@ -19,7 +19,7 @@ TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 PROGRAMS = (
     "lsblk blkdiscard blockdev wipefs blkid findmnt partx lscpu sfdisk nvme hdparm "
     "sg_sanitize sg_inq sg_readcap sg_vpd sg_format sg_turs sg_opcodes curl iscsiadm iscsid "
-    "jq zstd xz mkfs.fat mkfs.vfat mcopy mdir mformat openssl"
+    "jq zstd xz mkfs.fat mkfs.vfat mcopy mdir mformat openssl mke2fs mkfs.ext4 tar"
 ).split()
 BIN_DIRS = ("usr/sbin", "usr/bin", "sbin", "bin")
 # SOURCE_DATE_EPOCH (reproducible-builds.org) or a fixed moment: never "now".

@@ -21,7 +21,7 @@ def test_examples_parse_with_defaults():
 @pytest.mark.parametrize(
     "kind",
     [
-        "disk_wipe", "partition", "domain_join", "reboot", "chain_boot",
+        "disk_wipe", "domain_join", "reboot", "chain_boot",
         "ovirt_vm_create", "ovirt_vm_start", "ovirt_vm_configure", "template_sync",
         "live_migrate",
     ],

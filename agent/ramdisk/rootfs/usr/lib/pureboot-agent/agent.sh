@@ -68,6 +68,7 @@ run_step() {  # job index action
     inventory) sh "$LIB/inventory.sh" > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     wipe) sh "$LIB/wipe.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     deploy) sh "$LIB/deploy.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
+    deploy_files) sh "$LIB/files.sh" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     copy_out|restore) sh "$LIB/migrate.sh" "$action" /tmp/params.json > /tmp/result.json 2>>/tmp/step.log || rc=$? ;;
     *) echo "this agent cannot run steps of type $action" >> /tmp/step.log; rc=2 ;;
     esac
