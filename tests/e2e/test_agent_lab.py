@@ -437,3 +437,121 @@ def test_6_migration_moves_the_disk_and_the_identity_then_wipes_the_old_machine(
     lab.wait_node(old.mac, state="retired", timeout=30)
     data = old.disk.read_bytes()
     assert data.count(0) == len(data), "the old machine's disk still holds data"
+
+
+class FilesVM(VM):
+    """A UEFI machine (OVMF) with one blank virtio disk for a file-level image."""
+
+    DISK_MB = 160
+
+    def __init__(self, lab: Lab, name: str, mac: str) -> None:
+        super().__init__(lab, name, mac, "uefi", disk="blank", system_uuid=None)
+        with self.disk.open("r+b") as f:
+            f.truncate(self.DISK_MB * 1024 * 1024)
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("-m") + 1] = "768"
+        return cmd
+
+
+FILES_WORKFLOW = """name: lab-files
+description: A root file system unpacked by the PureBoot agent onto the layout below
+arch: [x86_64]
+firmware: [uefi]
+tasks:
+  - type: partition
+    table: gpt
+    partitions:
+      - {role: esp, size: 64M}
+      - {role: swap, size: 8M}
+      - {role: root, size: rest}
+  - type: image_deploy
+    image: lab-root
+"""
+
+
+def lab_root_archive(path: Path) -> dict[str, bytes]:
+    """A small root file system as tar.gz; returns the files it holds."""
+    import io
+    import tarfile
+
+    files = {
+        "etc/os-release": b"ID=pureboot-lab\n",
+        "etc/hostname": b"template\n",
+        "boot/efi/EFI/BOOT/BOOTX64.EFI": b"MZ" + bytes(range(256)) * 64,
+        "usr/bin/hello": b"#!/bin/sh\necho hello\n",
+        "srv/data/big.bin": bytes(range(256)) * 4096,
+    }
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o755 if "bin/" in name else 0o644
+            archive.addfile(info, io.BytesIO(content))
+        link = tarfile.TarInfo("usr/bin/hello-again")
+        link.type, link.linkname = tarfile.LNKTYPE, "usr/bin/hello"
+        archive.addfile(link)
+    return files
+
+
+def _debugfs_cat(image: Path, path: str) -> bytes:
+    done = subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_7_a_file_level_image_goes_onto_the_partitions_the_workflow_lays_out(lab):
+    archive = lab.dir / "lab-root.tar.gz"
+    files = lab_root_archive(archive)
+    uploaded = lab.curl(
+        "-X", "POST", "-H", f"Authorization: Bearer {lab.token}",
+        "-F", "name=lab-root", "-F", "format=tar.gz", "-F", "arch=x86_64",
+        "-F", f"file=@{archive}", "-w", "\n%{http_code}",
+        f"{BASE}/api/v1/templates",
+    )  # fmt: skip
+    assert uploaded.endswith("201"), uploaded
+    lab.api("POST", "/api/v1/workflows", {"content": FILES_WORKFLOW})
+    vm = FilesVM(lab, "files1", "52:54:00:a6:00:07")
+
+    vm.power_on()
+    vm.wait_for("waiting for an assignment", 180)
+    node = lab.wait_node(vm.mac, state="discovered")
+    lab.api("PATCH", f"/api/v1/nodes/{node['id']}", {"hostname": "files1"})
+    lab.change_state(node["id"], "pending", workflow="lab-files")
+    vm.wait_for("rebooting into the deployed system", 400)
+    console = vm.wait_off(60)
+    assert "files read back and match the image's manifest" in console, console[-3000:]
+    lab.wait_node(vm.mac, state="installed", timeout=10)
+
+    # From outside the guest: the table the workflow asked for...
+    disk = vm.disk
+    table = json.loads(
+        subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, check=True).stdout
+    )["partitiontable"]
+    assert table["label"] == "gpt"
+    parts = table["partitions"]
+    assert [p["type"] for p in parts] == [
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",  # EFI system partition
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",  # Linux swap
+        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",  # Linux root (x86-64)
+    ]
+    assert parts[0]["size"] * 512 == 64 * 2**20 and parts[1]["size"] * 512 == 8 * 2**20
+    data = disk.read_bytes()
+    esp, root = lab.dir / "esp.img", lab.dir / "root.img"
+    for part, out in ((parts[0], esp), (parts[2], root)):
+        out.write_bytes(data[part["start"] * 512 : (part["start"] + part["size"]) * 512])
+    # ...the ESP holds the image's boot/efi files, the root file system the rest...
+    loader = subprocess.run(
+        ["mtype", "-i", str(esp), "::/EFI/BOOT/BOOTX64.EFI"], capture_output=True, check=True
+    ).stdout
+    assert loader == files["boot/efi/EFI/BOOT/BOOTX64.EFI"]
+    for name in ("etc/os-release", "usr/bin/hello", "usr/bin/hello-again", "srv/data/big.bin"):
+        want = files["usr/bin/hello" if name.endswith("again") else name]
+        assert _debugfs_cat(root, f"/{name}") == want, name
+    # ...and the first boot's data: mounts by UUID, the NoCloud seed naming the node.
+    fstab = _debugfs_cat(root, "/etc/fstab").decode()
+    assert "\t/\text4\t" in fstab and "\t/boot/efi\tvfat\t" in fstab and "\tswap\t" in fstab
+    seed = _debugfs_cat(root, "/var/lib/cloud/seed/nocloud/meta-data").decode()
+    assert "local-hostname: files1" in seed

@@ -40,6 +40,8 @@ TOOLS = {
     "mcopy": "mtools",
     "mkfs.fat": "dosfstools",
     "sfdisk": "fdisk",
+    "debugfs": "e2fsprogs",
+    "mtype": "mtools",
     "grub-mkstandalone": "grub-common",
     "dpkg": "dpkg",
     "apt-get": "apt",

@@ -32,7 +32,10 @@ tar.gz) unpack() { gzip -dc; } ;;
 tar.zst) unpack() { zstd -dcq; } ;;
 *) die "this agent cannot unpack $format archives" ;;
 esac
-tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is missing from this agent"
+case "$(tar --version 2>/dev/null)" in
+*"GNU tar"*) ;;
+*) die "GNU tar is missing from this agent" ;;
+esac
 
 unmount_all() {
     for m in $(grep " $T" /proc/mounts | awk '{print $2}' | sort -r); do umount "$m" 2>/dev/null; done
