@@ -20,12 +20,12 @@ MODULES = {
     "x86_64": (
         "virtio_pci virtio_net virtio_blk virtio_scsi sd_mod nvme ahci ata_piix e1000 e1000e "
         "igb ixgbe r8169 tg3 bnxt_en crc32c_intel crc32c_generic iscsi_tcp mmc_block sdhci_pci "
-        "xhci_pci usb_storage vfat nls_cp437 nls_iso8859_1 ext4 af_packet"
+        "xhci_pci usb_storage vfat nls_cp437 nls_iso8859_1 nls_utf8 ext4 af_packet"
     ).split(),
     "aarch64": (
         "virtio_pci virtio_mmio virtio_net virtio_blk virtio_scsi sd_mod nvme ahci crc32c_generic "
         "iscsi_tcp mmc_block sdhci_iproc genet broadcom xhci_pci usb_storage vfat nls_cp437 "
-        "nls_iso8859_1 ext4 af_packet"
+        "nls_iso8859_1 nls_utf8 ext4 af_packet"
     ).split(),
 }
 

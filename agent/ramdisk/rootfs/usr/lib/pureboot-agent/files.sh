@@ -32,9 +32,10 @@ tar.gz) unpack() { gzip -dc; } ;;
 tar.zst) unpack() { zstd -dcq; } ;;
 *) die "this agent cannot unpack $format archives" ;;
 esac
-case "$(tar --version 2>/dev/null)" in
+version=$(tar --version 2>&1)
+case "$version" in
 *"GNU tar"*) ;;
-*) die "GNU tar is missing from this agent" ;;
+*) die "GNU tar is missing from this agent ($(command -v tar): $(echo "$version" | head -n 2 | tr '\n' ' '))" ;;
 esac
 
 unmount_all() {
@@ -85,7 +86,7 @@ mount_all() {  # OPTIONS: the root first, then the others by mount point depth
             mkdir -p "$T$point" 2>/dev/null
             opts=$1
             # FAT keeps no owners or modes: "quiet" lets tar's chown/chmod pass.
-            [ "$fs" = vfat ] && opts="$opts,quiet"
+            [ "$fs" = vfat ] && opts="$opts,quiet,codepage=437,iocharset=utf8"
             mount -t "$fs" -o "$opts" "/dev/$part" "$T$point" || exit 1
         done
 }

@@ -1,6 +1,20 @@
 # PureBoot agent: helpers shared by the job loop and the step scripts.
 # Every line meant for people (and the boot lab) starts with "PureBoot agent:".
 
+# BusyBox's shell runs its own applet for a name before it looks at PATH
+# (busybox tar for tar, busybox blkdiscard for blkdiscard, ...). The agent's
+# real tools that share a name with an applet are called by their path.
+APPLETS=" $(busybox --list 2>/dev/null | tr '\n' ' ') "
+for real in /bin/* /sbin/* /usr/bin/* /usr/sbin/*; do
+    name=${real##*/}
+    case "$name" in busybox|*[!A-Za-z0-9_]*) continue ;; esac
+    if [ -L "$real" ]; then
+        case "$(readlink "$real")" in *busybox) continue ;; esac
+    fi
+    case "$APPLETS" in *" $name "*) eval "$name() { $real \"\$@\"; }" ;; esac
+done
+unset real name
+
 say() { echo "PureBoot agent: $*" > /dev/console 2>/dev/null || echo "PureBoot agent: $*"; }
 
 CMDLINE=$(cat /proc/cmdline 2>/dev/null)
