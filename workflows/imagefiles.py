@@ -34,6 +34,10 @@ FILE_FORMATS = ("wim", "tar.gz", "tar.zst", "squashfs")
 # File-level formats the agent streams onto partitions (wim: the Windows path;
 # squashfs cannot be unpacked from a stream).
 ARCHIVE_FORMATS = ("tar.gz", "tar.zst")
+# An archive is read whole at upload: bounds against decompression bombs (a
+# root file system packs 2-5 times; a tree of zeros can pack 1000 times).
+MAX_EXPANSION = 100
+MAX_ARCHIVE_FILES = 2_000_000
 FORMATS = BLOCK_FORMATS + FILE_FORMATS
 SUFFIX = {
     "raw": ".img",
@@ -274,6 +278,7 @@ def _check_tar(path: Path, fmt: str) -> dict:
     files: dict[bytes, str] = {}
     unpacked = 0
     members = 0
+    limit = max(path.stat().st_size * MAX_EXPANSION, 2**30)
     try:
         with path.open("rb") as raw:
             if fmt == "tar.zst":
@@ -284,8 +289,15 @@ def _check_tar(path: Path, fmt: str) -> dict:
             with archive:
                 for member in archive:
                     members += 1
+                    if members > MAX_ARCHIVE_FILES:
+                        raise FormatMismatch(f"more than {MAX_ARCHIVE_FILES} archive members")
                     name = _archive_path(member.name)
                     if member.isreg():
+                        if unpacked + member.size > limit:
+                            raise FormatMismatch(
+                                f"it unpacks to more than {limit} bytes ({MAX_EXPANSION} times "
+                                "its size, or 1 GiB): a decompression bomb, not a file system"
+                            )
                         files[name] = _sha256_of(archive.extractfile(member))
                         unpacked += member.size
                     elif member.islnk():

@@ -118,6 +118,30 @@ def test_an_archive_upload_records_its_file_manifest(api, compress, fmt):
     assert version.virtual_size == sum(len(c) for _p, c, k in tree() if k == "file")
 
 
+def test_a_decompression_bomb_is_refused_without_unpacking_it_anywhere(api, settings):
+    class Zeros(io.RawIOBase):  # 1 GiB of zeros without holding it
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            buffer[:] = bytes(len(buffer))
+            return len(buffer)
+
+    import gzip
+
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed:
+        with tarfile.open(fileobj=packed, mode="w|") as archive:
+            info = tarfile.TarInfo("zeros")
+            info.size = 2**30 + 1  # packs to a few MiB; the header alone gives it away
+            archive.addfile(info, io.BufferedReader(Zeros(), 1 << 20))
+    answer = upload(api, out.getvalue())
+    assert answer.status_code == 400 and "decompression bomb" in str(answer.data)
+    assert not ImageTemplateVersion.objects.exists()
+    incoming = settings.PUREBOOT_IMAGE_ROOT / ".incoming"
+    assert not any(incoming.iterdir())  # nothing left half-written
+
+
 def test_archives_that_climb_out_or_link_nowhere_are_refused(api):
     climbing = make_tar([("../etc/passwd", b"x", "file")])
     assert "climbs out" in str(upload(api, climbing).data)
