@@ -74,12 +74,11 @@ def _step(name: str, action: str, params: dict[str, Any] | None = None) -> dict[
     }
 
 
-def _wipe_request(node: Node) -> dict[str, Any]:
-    """Who asked for this wipe, who approved it, and how (from the transition's history)."""
+def _wipe_request(node: Node, into=(NodeState.DEPROVISIONING,)) -> dict[str, Any]:
+    """Who asked for this wipe, who approved it, and how (from the history of the
+    transition into ``into``: deprovisioning, or the assignment whose workflow wipes)."""
     event = (
-        NodeEvent.objects.filter(
-            node=node, kind=EventKind.TRANSITION, to_state=NodeState.DEPROVISIONING
-        )
+        NodeEvent.objects.filter(node=node, kind=EventKind.TRANSITION, to_state__in=into)
         .order_by("-id")
         .first()
     )
@@ -425,6 +424,9 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
     try:
         version = deployable_version(task)
         _, size, sha = raw_file(version)
+        problem = _plan_workflow_wipe(job, node, inventory)
+        if problem:
+            return problem
         if version.template.kind == "file":
             layout_task = next((t for t in job.run.version.tasks if t["type"] == "partition"), None)
             if layout_task is None:
@@ -449,6 +451,38 @@ def _plan_deploy(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | 
     }
     job.params = {**job.params, "version": version.pk}
     job.steps = job.steps + [_step(f"deploy {version} to {disk['name']}", "deploy", params)]
+    return None
+
+
+def _plan_workflow_wipe(job: AgentJob, node: Node, inventory: dict[str, Any]) -> str | None:
+    """The workflow's disk_wipe step: the disks it names (or all) wiped before the write."""
+    task = next((t for t in job.run.version.tasks if t["type"] == "disk_wipe"), None)
+    if task is None:
+        return None
+    disks = inventory.get("disks") or []
+    if not disks:
+        return "the agent found no disks; nothing was wiped or written"
+    chosen: dict[str, dict[str, Any]] = {}
+    for rule in task.get("disks") or []:
+        disk = deploy.choose_disk(disks, rule, 0)
+        chosen[disk["path"]] = disk
+    targets = list(chosen.values()) if task.get("disks") else disks
+    request = _wipe_request(node, into=(NodeState.PENDING, NodeState.REPROVISION))
+    request.update(category=task.get("category", "best"), after=NodeState.INSTALLED)
+    request["reason"] = f"workflow {job.run.version} step disk_wipe: {request['reason']}".strip()
+    job.params = {**job.params, "request": request, "verify": settings.PUREBOOT_WIPE_VERIFY}
+    planned = []
+    for disk in targets:
+        try:
+            planned.append(
+                {
+                    **wipe.plan(disk, task.get("category", "best"), int(task.get("passes", 1))),
+                    "verify": settings.PUREBOOT_WIPE_VERIFY,
+                }
+            )
+        except wipe.WipeImpossible as exc:
+            return str(exc)
+    job.steps = job.steps + [_step(f"wipe {p['disk']['name']}", "wipe", p) for p in planned]
     return None
 
 

@@ -269,6 +269,16 @@ def _check_image_deploy(tasks: list[dict]) -> None:
     """An image deployment is the whole install: the agent boots, writes, and reports."""
     deploys = [i for i, t in enumerate(tasks) if t["type"] == "image_deploy"]
     layouts = [i for i, t in enumerate(tasks) if t["type"] == "partition"]
+    wipes = [i for i, t in enumerate(tasks) if t["type"] == "disk_wipe"]
+    if wipes and (not deploys or wipes[0] > deploys[0] or (layouts and wipes[0] > layouts[0])):
+        raise DefinitionError(
+            "disk_wipe runs in the PureBoot agent before an image is written: put it before "
+            "the workflow's partition and image_deploy steps (to wipe a machine for good, "
+            "deprovision it: POST /api/v1/deprovision)",
+            path=f"tasks[{wipes[0]}].type",
+        )
+    if len(wipes) > 1:
+        raise DefinitionError("a workflow wipes once", path=f"tasks[{wipes[1]}].type")
     if layouts and not deploys:
         raise DefinitionError(
             "a partition step lays the disk out for a file-level image_deploy (installers "

@@ -161,6 +161,13 @@ def _disk_rule(params: dict[str, Any], path: str, field: str = "target") -> None
     raise ParamError(f"{path}.{field}", "use smallest, largest, serial:<serial> or /dev/<name>")
 
 
+def _wipe_disks(params: dict[str, Any], path: str) -> None:
+    if len(params["disks"]) > 64:
+        raise ParamError(f"{path}.disks", "at most 64 disk rules")
+    for index, rule in enumerate(params["disks"]):
+        _disk_rule({"target": rule}, path, field=f"disks[{index}]")
+
+
 def _partition_layout(params: dict[str, Any], path: str) -> None:
     _disk_rule({"target": params["disk"]}, path, field="disk")
     try:
@@ -259,20 +266,27 @@ TASK_TYPES: dict[str, TaskType] = {
         ),
         TaskType(
             "disk_wipe",
-            "Securely erase disks",
+            "Securely erase disks before the image is written (the PureBoot agent)",
             NODE,
             (
                 Param(
-                    "method",
+                    "category",
                     "choice",
-                    default="auto",
-                    choices=("auto", "blkdiscard", "shred", "nvme-format", "ata-secure-erase"),
+                    default="best",
+                    choices=("best", "clear", "purge"),
+                    help="NIST SP 800-88: best (Purge where the disk can, else Clear), clear, "
+                    "or purge (a disk without a Purge command fails the install)",
                 ),
-                Param("passes", "int", default=1, minimum=1, maximum=35),
-                Param("disks", "list[str]", default=()),
+                Param("passes", "int", default=1, minimum=1, maximum=35, help="overwrite passes"),
+                Param(
+                    "disks",
+                    "list[str]",
+                    default=(),
+                    help="Disk rules (smallest, largest, serial:<serial>, /dev/<name>); "
+                    "empty: every disk",
+                ),
             ),
-            not_built="wiping is a lifecycle action, not a workflow step: ask for it with "
-            "POST /api/v1/deprovision (the agent wipes and certifies every disk)",
+            validate=_wipe_disks,
         ),
         TaskType(
             "partition",

@@ -191,3 +191,68 @@ def test_an_image_deploy_cannot_share_a_workflow_with_an_installer(api):
     assert answer.status_code == 400 and "cannot share a workflow with image_deploy" in str(
         answer.data
     )
+
+
+def test_a_workflow_wipe_runs_before_the_image_and_certifies_each_disk(api, client):
+    import json as _json
+
+    from agent.models import WipeCertificate
+    from workflows.models import Workflow
+
+    from .helpers import wipe_result
+
+    content = raw_image()
+    upload(api, content)
+    import_agent_image()
+    tasks = [
+        {"type": "disk_wipe", "category": "clear", "disks": ["serial:PBSATA01", "/dev/vda"]},
+        {"type": "image_deploy", "image": "lab-os", "target": "smallest"},
+    ]
+    doc = yaml.safe_dump({"name": "wipe-deploy", "arch": ["x86_64"], "tasks": tasks})
+    admin = api(make_user("Admin"))
+    assert admin.post("/api/v1/workflows", {"content": doc}, format="json").status_code == 201
+    node = make_node("discovered", macs=[MAC], hostname="web08")
+    node_services.perform(
+        node.pk, "assign", node_services.SYSTEM, workflow=Workflow.objects.get(name="wipe-deploy")
+    )
+    client.get(f"/boot/ipxe?mac={MAC}")
+    agent = ScriptedAgent(boot_token(client, MAC))
+    job = agent.job().json()
+    answer = agent.run(job["job"], 0, inventory()).json()
+    wiped = []
+    while answer["step"]["action"] == "wipe":
+        step = answer["step"]
+        wiped.append(step["params"]["disk"]["name"])
+        assert step["params"]["category"] == "clear"
+        answer = agent.run(job["job"], step["index"], wipe_result(step["params"])).json()
+    assert wiped == ["sda", "vda"]  # the disks the rules name, not the NVMe one
+    step = answer["step"]
+    assert step["action"] == "deploy" and step["index"] == 3
+    done = agent.run(
+        job["job"], 3, {"sha256": step["params"]["sha256"], "bytes": len(content)}
+    ).json()
+    assert done["action"] == "reboot"
+    assert Node.objects.get(pk=node.pk).state == "installed"
+    certs = WipeCertificate.objects.filter(node=node).order_by("disk_serial")
+    assert [c.disk_serial for c in certs] == ["PBSATA01", "PBVIRTIO01"]
+    request = _json.loads(certs[0].document)["request"]
+    assert request["after"] == "installed" and "disk_wipe" in request["reason"]
+    assert request["transition_by"] == "system"
+
+
+@pytest.mark.parametrize(
+    "tasks,words",
+    [
+        ([{"type": "disk_wipe"}], "before the workflow's partition and image_deploy"),
+        (
+            [{"type": "image_deploy", "image": "lab-os"}, {"type": "disk_wipe"}],
+            "before the workflow's partition and image_deploy",
+        ),
+        ([{"type": "disk_wipe", "disks": ["rm -rf"]}], "tasks[0].disks[0]"),
+    ],
+)
+def test_a_wipe_step_outside_an_image_deployment_is_refused_at_save(api, tasks, words):
+    upload(api, raw_image())
+    doc = yaml.safe_dump({"name": "w", "arch": ["x86_64"], "tasks": tasks})
+    answer = api(make_user("Admin")).post("/api/v1/workflows", {"content": doc}, format="json")
+    assert answer.status_code == 400 and words in str(answer.data), answer.data

@@ -21,7 +21,7 @@ def test_examples_parse_with_defaults():
 @pytest.mark.parametrize(
     "kind",
     [
-        "disk_wipe", "domain_join", "reboot", "chain_boot",
+        "domain_join", "reboot", "chain_boot",
         "ovirt_vm_create", "ovirt_vm_start", "ovirt_vm_configure", "template_sync",
         "live_migrate",
     ],
@@ -124,7 +124,7 @@ def test_unknown_task_type_lists_known_ones():
         ("  - type: reboot\n    delay: soon\n", "tasks[0].delay", "whole number"),
         ("  - type: reboot\n    delay: 99999\n", "tasks[0].delay", "at most 3600"),
         ("  - type: reboot\n    colour: red\n", "tasks[0].colour", "unknown parameter"),
-        ("  - type: disk_wipe\n    method: magnets\n", "tasks[0].method", "one of"),
+        ("  - type: disk_wipe\n    category: magnets\n", "tasks[0].category", "one of"),
         ("  - type: package_install\n    packages: {a: 1}\n", "tasks[0].packages", "list"),
         (
             "  - type: ovirt_vm_start\n    wait_for_ip: yes please\n",

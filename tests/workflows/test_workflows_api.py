@@ -173,5 +173,6 @@ def test_bad_bodies_are_400(admin_client, body, ctype):
 def test_task_types_say_which_are_available(admin_client):
     types = {t["name"]: t for t in admin_client.get("/api/v1/workflows/task-types").json()}
     assert types["ubuntu_autoinstall"]["available"] is True
-    assert types["disk_wipe"]["available"] is False
-    assert "agent" in types["disk_wipe"]["not_available_because"]
+    assert types["disk_wipe"]["available"] is True
+    assert types["domain_join"]["available"] is False
+    assert "domain" in types["domain_join"]["not_available_because"]
