@@ -240,7 +240,8 @@ TASK_TYPES: dict[str, TaskType] = {
         ),
         TaskType(
             "image_deploy",
-            "Write a block OS image to disk (the PureBoot agent)",
+            "Write an OS image to disk: a block image, or a file-level one onto the partition "
+            "step's layout (the PureBoot agent)",
             NODE,
             (
                 Param("image", "str", required=True, max_length=100, help="An image template"),
@@ -250,7 +251,8 @@ TASK_TYPES: dict[str, TaskType] = {
                     "str",
                     default="smallest",
                     max_length=140,
-                    help="The disk: smallest, largest, serial:<serial> or /dev/<name>",
+                    help="The disk (block images; a file-level image goes on the partition "
+                    "step's disk): smallest, largest, serial:<serial> or /dev/<name>",
                 ),
                 Param("ssh_keys", "list[str]", default=(), help="SSH public keys for first boot"),
                 Param(
