@@ -151,6 +151,16 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
 def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
     """Do the step ``decision`` names to ``node`` (locked by the caller)."""
     if decision.step == Step.AGENT:
+        if node.state == NodeState.MIGRATING and node_services.running_migration(node.pk) is None:
+            # Marked migrating before migration was built: nothing for the agent to do.
+            stray = Decision(
+                Kind.LOCAL,
+                Step.NONE,
+                "migrating, but no migration names this machine (cancel_migration ends it); "
+                "booting the local disk",
+                decision.firmware,
+            )
+            return BootAnswer(stray, node)
         boot = agent_boot(node, token=agent_tokens.issue(node), base_url=base_url)
         if boot is None:
             missing = Decision(

@@ -505,3 +505,13 @@ def test_a_second_migration_of_the_same_machine_is_refused(api, machines, site, 
         "/api/v1/migrate", {"source": other.pk, "target": target.pk}, format="json"
     )
     assert answer.status_code == 400 and "is migrating" in str(answer.data["target"])
+
+
+def test_a_node_marked_migrating_without_a_migration_boots_its_disk(client):
+    """Nodes put in `migrating` before migration was built have no Migration: their
+    machine boots its own disk, saying how to end it, instead of an agent with no job."""
+    make_node("migrating", macs=[OLD_MAC], hostname="legacy01")
+    import_agent_image()
+    script = client.get(f"/boot/ipxe?mac={OLD_MAC}").content.decode()
+    assert "pureboot-agent" not in script and "cancel_migration" in script
+    assert "sanboot" in script or "exit" in script

@@ -248,9 +248,10 @@ class DeployVM(VM):
     """A lab machine with one blank virtio disk, larger than the image it gets."""
 
     DISK_MB = 80
+    FIRMWARE = "bios"
 
     def __init__(self, lab: Lab, name: str, mac: str) -> None:
-        super().__init__(lab, name, mac, "bios", disk="blank", system_uuid=None)
+        super().__init__(lab, name, mac, self.FIRMWARE, disk="blank", system_uuid=None)
         with self.disk.open("r+b") as f:
             f.truncate(self.DISK_MB * 1024 * 1024)
 
@@ -439,20 +440,11 @@ def test_6_migration_moves_the_disk_and_the_identity_then_wipes_the_old_machine(
     assert data.count(0) == len(data), "the old machine's disk still holds data"
 
 
-class FilesVM(VM):
+class FilesVM(DeployVM):
     """A UEFI machine (OVMF) with one blank virtio disk for a file-level image."""
 
     DISK_MB = 160
-
-    def __init__(self, lab: Lab, name: str, mac: str) -> None:
-        super().__init__(lab, name, mac, "uefi", disk="blank", system_uuid=None)
-        with self.disk.open("r+b") as f:
-            f.truncate(self.DISK_MB * 1024 * 1024)
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        cmd[cmd.index("-m") + 1] = "768"
-        return cmd
+    FIRMWARE = "uefi"
 
 
 FILES_WORKFLOW = """name: lab-files
