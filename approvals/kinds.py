@@ -166,6 +166,11 @@ def _requester(request: ApprovalRequest):
 def _node_site(request: ApprovalRequest, user) -> str | None:
     if not can_access_node(user, request.node):
         return f"You have no access to node {request.node_id}'s site."
+    if request.action == lc.MIGRATE.name:
+        # A migration hands the node to another machine: the approver sees both.
+        target = Node.objects.filter(pk=request.params.get("target")).first()
+        if target is None or not can_access_node(user, target):
+            return "You have no access to the site of the machine this migration moves onto."
     return None
 
 

@@ -515,3 +515,23 @@ def test_a_node_marked_migrating_without_a_migration_boots_its_disk(client):
     script = client.get(f"/boot/ipxe?mac={OLD_MAC}").content.decode()
     assert "pureboot-agent" not in script and "cancel_migration" in script
     assert "sanboot" in script or "exit" in script
+
+
+def test_an_approver_who_cannot_see_the_target_machine_cannot_approve(api, site, lun_dir):
+    other = Site.objects.create(name="Other", slug="other")
+    source = make_node("active", site=site, macs=[OLD_MAC], hostname="db01")
+    target = make_node("discovered", site=other, macs=[NEW_MAC])
+    alice = make_user("Operator", sites=[site, other], username="alice")
+    _, answer = ask(api, source, target, user=alice)
+    assert answer.status_code == 202, answer.data
+    request_id = answer.data["approval_request"]["id"]
+    bob = make_user("Operator", sites=[site], username="bob")  # sees the source only
+    refused = api(bob).post(f"/api/v1/approvals/{request_id}/approve", {}, format="json")
+    assert refused.status_code in (403, 404), refused.data
+    assert Node.objects.get(pk=source.pk).state == "active"
+    carol = make_user("Operator", sites=[site, other], username="carol")
+    assert (
+        api(carol).post(f"/api/v1/approvals/{request_id}/approve", {}, format="json").status_code
+        == 200
+    )
+    assert Node.objects.get(pk=target.pk).state == "migrating"
