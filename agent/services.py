@@ -31,6 +31,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from nodes import agent_tokens
 from nodes import lifecycle as lc
+from nodes import migration as node_migration
 from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.inventory import record_inventory
@@ -116,7 +117,7 @@ def _new_job(node: Node) -> AgentJob | None:
             steps=[_step("inventory", "inventory")],
         )
     if node.state == NodeState.MIGRATING:
-        migration = node_services.running_migration(node.pk)
+        migration = node_migration.running(node.pk)
         if migration is None:
             return None
         source = migration.source_id == node.pk
@@ -213,8 +214,8 @@ def _check_address(job: AgentJob, source: str) -> None:
 
 def _lock(node_id: int) -> Node:
     """Lock the node (and the other machine of its running migration, in id order)."""
-    partner = node_services.running_migration(node_id)
-    node_services.lock_nodes(node_id, partner.other(node_id) if partner else None)
+    partner = node_migration.running(node_id)
+    node_migration.lock_nodes(node_id, partner.other(node_id) if partner else None)
     return Node.objects.select_for_update(of=("self",)).get(pk=node_id)
 
 
@@ -652,7 +653,7 @@ def _accept_copy(job: AgentJob, step: dict[str, Any], result: Any) -> str | None
 def _complete_migration(job: AgentJob) -> None:
     """The target holds the checked copy: the node takes it over, the old machine is
     handed back and a deprovision request is filed for it (its own approval)."""
-    migration = node_services.complete_migration(
+    migration = node_migration.complete(
         job.params["migration"],
         f"migration {job.params['migration']}: the disk was copied and restored, SHA-256 "
         f"{job.steps[-1]['params']['sha256']} on both machines",
@@ -730,7 +731,7 @@ def _fail(job: AgentJob, node: Node, reason: str) -> None:
             workflow_services.handle_report(run.pk, {"status": "failed", "logs": [reason[:1000]]})
         return
     if job.kind in MIGRATION_KINDS:
-        node_services.end_migration(
+        node_migration.end(
             job.params["migration"], Migration.Status.FAILED, f"node {node.pk}: {reason}"
         )
         return
@@ -867,12 +868,12 @@ def check_migration_copy(migration_id: int) -> str:
     except OSError as exc:
         got = f"unreadable ({exc.strerror})"
     with transaction.atomic():
-        node_services.lock_nodes(migration.source_id, migration.target_id)
+        node_migration.lock_nodes(migration.source_id, migration.target_id)
         migration = Migration.objects.select_for_update().get(pk=migration_id)
         if migration.status != Migration.Status.COPYING:
             return "not copying"
         if got != wanted:
-            node_services.end_migration(
+            node_migration.end(
                 migration.pk,
                 Migration.Status.FAILED,
                 f"the copy on the controller hashes {got}; the source reported {wanted}",

@@ -22,6 +22,7 @@ from accounts import services as accounts
 from audit import clearing
 from credentials import services as credentials
 from nodes import lifecycle as lc
+from nodes import migration as node_migration
 from nodes import services as node_services
 from nodes.models import Node
 from nodes.permissions import can_access_node
@@ -156,7 +157,7 @@ def _node_kind(action: lc.Action) -> Kind:
 def _node_binding(request: ApprovalRequest) -> str:
     """The node's state and identities now, under its row lock."""
     node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
-    return node_services.approval_binding(node, request.action, request.params)
+    return node_migration.approval_binding(node, request.action, request.params)
 
 
 def _requester(request: ApprovalRequest):

@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from nodes import agent_tokens
+from nodes import migration as node_migration
 from nodes import services as node_services
 from nodes.choices import Arch, Firmware, NodeState
 from nodes.models import Node, is_pi_with_serial
@@ -151,7 +152,7 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
 def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
     """Do the step ``decision`` names to ``node`` (locked by the caller)."""
     if decision.step == Step.AGENT:
-        if node.state == NodeState.MIGRATING and node_services.running_migration(node.pk) is None:
+        if node.state == NodeState.MIGRATING and node_migration.running(node.pk) is None:
             # Marked migrating before migration was built: nothing for the agent to do.
             stray = Decision(
                 Kind.LOCAL,

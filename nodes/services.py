@@ -10,16 +10,12 @@ actor's permission again inside it, changes the node, and writes a NodeEvent
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django_fsm import has_transition_perm
 
@@ -27,14 +23,29 @@ from audit import services as audit
 from pureboot import gate
 
 from . import lifecycle as lc
-from .choices import EventKind, Firmware, NodeState
+from . import migration
+from .choices import EventKind, NodeState
 from .identifiers import normalize_mac
 from .models import Migration, NetworkInterface, Node, NodeEvent, Site, Tag, is_pi_with_serial
 from .permissions import can_access_node, can_access_site
+from .transitions import (  # noqa: F401  (names callers know from nodes.services)
+    MAX_REASON_LENGTH,
+    SYSTEM,
+    Actor,
+    IllegalTransition,
+    TransitionError,
+    TransitionForbidden,
+    binding,
+    diff,
+    json_params,
+    pin_version,
+    queue_dhcp_sync,
+    record,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_REASON_LENGTH = 1000
 NEEDS_INTERFACE = (
     "A node needs at least one network interface (a Raspberry Pi may give its serial instead)."
 )
@@ -49,54 +60,6 @@ EDITABLE_FIELDS = (
     "model",
     "metadata",
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who performs an operation: a person, a node (its token) or the system."""
-
-    label: str
-    user: Any = None
-
-    @classmethod
-    def of(cls, user) -> Actor:
-        return cls(f"user:{user.get_username()}", user)
-
-    @classmethod
-    def for_node(cls, node_id: int) -> Actor:
-        return cls(f"node:{node_id}")
-
-    @property
-    def is_person(self) -> bool:
-        return self.user is not None
-
-
-SYSTEM = Actor("system")
-
-
-class TransitionError(Exception):
-    """Base for refused lifecycle changes."""
-
-
-@dataclass
-class IllegalTransition(TransitionError):
-    """The node's current state does not allow the requested change (HTTP 409)."""
-
-    node_id: int
-    current: str
-    requested: str
-    allowed: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        allowed = ", ".join(self.allowed) or "none"
-        return (
-            f"Node {self.node_id} is {self.current}; it cannot go to {self.requested}. "
-            f"Allowed targets for you now: {allowed}."
-        )
-
-
-class TransitionForbidden(TransitionError):
-    """The actor may not perform this change (HTTP 403)."""
 
 
 # --- queries -----------------------------------------------------------------
@@ -180,24 +143,6 @@ def perform(
 ApprovalRequired = gate.ApprovalRequired
 
 
-def binding(node: Node) -> str:
-    """What an approval for ``node`` is bound to: its state and every identity it boots by.
-
-    An approval made for one machine is void once a MAC, UUID or serial (or
-    the state) changed: it can never hit another machine.
-    """
-    return gate.binding(_identity_fields(node))
-
-
-def _identity_fields(node: Node) -> dict[str, Any]:
-    return {
-        "state": node.state,
-        "serial": node.serial,
-        "system_uuid": str(node.system_uuid) if node.system_uuid else "",
-        "macs": sorted(node.interfaces.values_list("mac", flat=True)),
-    }
-
-
 def target(node_id: int) -> str:
     return f"node:{node_id}"
 
@@ -262,7 +207,7 @@ def preview_migration(node_id: int, actor: Actor, **params: Any) -> dict[str, An
     kwargs = _transition_kwargs(lc.MIGRATE, params)
     with transaction.atomic():
         node = Node.objects.get(pk=node_id)
-        target = _migration_target(node, actor, kwargs)
+        target = migration.check_target(node, actor, kwargs)
     return {**preview, "target": target.pk, "target_hostname": str(target), **kwargs}
 
 
@@ -283,7 +228,7 @@ def _execute(
     kwargs = _transition_kwargs(action, params)
     with transaction.atomic():
         # A migration moves two nodes: both rows are locked, in id order, first.
-        lock_nodes(node_id, kwargs.get("target"), *_migration_partners(node_id))
+        migration.lock_nodes(node_id, kwargs.get("target"), *migration.partners(node_id))
         node = (
             Node.objects.select_for_update(of=("self",))
             .select_related("workflow", "workflow_version")
@@ -301,19 +246,19 @@ def _execute(
                 )
         elif not action.system_allowed:
             raise TransitionForbidden(f"{action.name} needs a person.")
-        running = running_migration(node.pk) if node.state == NodeState.MIGRATING else None
+        running = migration.running(node.pk) if node.state == NodeState.MIGRATING else None
         if action is lc.CANCEL_MIGRATION and running and running.target_id == node.pk:
             raise TransitionError(
                 f"Node {node.pk} is the machine migration {running.pk} moves to; cancel the "
                 f"migration on its source, node {running.source_id}."
             )
-        target = _migration_target(node, actor, kwargs) if action is lc.MIGRATE else None
+        target = migration.check_target(node, actor, kwargs) if action is lc.MIGRATE else None
         if action.needs_second_person(node.state, node.ever_installed) or approval:
             _four_eye(
                 node,
                 action.name,
                 actor,
-                bound_to=_migration_binding(node, target) if target else binding(node),
+                bound_to=migration.bound_to(node, target) if target else binding(node),
                 approval=approval,
                 proposal=gate.Proposal(
                     action.name,
@@ -323,9 +268,9 @@ def _execute(
                     reason,
                 ),
             )
-        _transition(node, action, actor, reason, kwargs, approval)
+        record(node, action, actor, reason, kwargs, approval)
         if target is not None:
-            _start_migration(node, target, actor, reason, kwargs, approval)
+            migration.start(node, target, actor, reason, kwargs, approval)
         if running is not None:
             running.refresh_from_db()
             if running.running:  # the node left the migration some other way than its end
@@ -334,287 +279,8 @@ def _execute(
                     if action is lc.CANCEL_MIGRATION
                     else Migration.Status.FAILED
                 )
-                _close_migration(running, status, reason or action.label)
+                migration.close(running, status, reason or action.label)
     return node
-
-
-def _transition(
-    node: Node,
-    action: lc.Action,
-    actor: Actor,
-    reason: str,
-    kwargs: dict[str, Any] | None = None,
-    approval: gate.Approval | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Move ``node`` (locked, checked) by ``action``: its history, audit event and DHCP entry."""
-    kwargs = kwargs or {}
-    before = snapshot(node)
-    if node.state in lc.HOLDS_INSTALLED_SYSTEM:
-        node.ever_installed = True  # whatever way it got there
-    getattr(node, action.name)(**_pin_version(node, action, kwargs))
-    node.state_changed_at = timezone.now()
-    node.save()
-    after = snapshot(node)
-    changes = diff(before, after)
-    NodeEvent.objects.create(
-        node=node,
-        kind=EventKind.TRANSITION,
-        actor=actor.label,
-        user=actor.user,
-        from_state=before["state"],
-        to_state=node.state,
-        message=reason or action.label,
-        details={
-            "action": action.name,
-            **_json_params(kwargs),
-            **(details or {}),
-            **(
-                {"approval": approval.request_id, "approvers": list(approval.approvers)}
-                if approval
-                else {}
-            ),
-        },
-    )
-    audit.record(
-        actor=actor.label,
-        action=f"node.{action.name}",
-        object_type="nodes.node",
-        object_id=node.pk,
-        changes=changes,
-        message=reason,
-    )
-    _queue_dhcp_sync(node.pk)
-    log.info("node %s: %s -> %s by %s", node.pk, before["state"], node.state, actor.label)
-
-
-# --- migration: two nodes move together -----------------------------------------
-
-
-def running_migration(node_id: int) -> Migration | None:
-    """The migration ``node_id`` is the source or the target of, while it runs."""
-    return (
-        Migration.objects.filter(status__in=Migration.RUNNING)
-        .filter(Q(source_id=node_id) | Q(target_id=node_id))
-        .first()
-    )
-
-
-def _migration_partners(node_id: int) -> tuple[int, ...]:
-    migration = running_migration(node_id)
-    return (migration.other(node_id),) if migration else ()
-
-
-def lock_nodes(*node_ids: int | None) -> None:
-    """Lock node rows in id order (two transactions locking a pair never deadlock)."""
-    ids = sorted({i for i in node_ids if i is not None})
-    list(Node.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk"))
-
-
-def _migration_target(node: Node, actor: Actor, kwargs: dict[str, Any]) -> Node:
-    """The machine ``node`` would migrate to (locked): a discovered node the actor may see."""
-    target = Node.objects.select_for_update(of=("self",)).filter(pk=kwargs["target"]).first()
-    if target is None or (actor.is_person and not can_access_node(actor.user, target)):
-        raise ValidationError({"target": f"No node {kwargs['target']} visible to you."})
-    if target.pk == node.pk:
-        raise ValidationError({"target": "A node cannot migrate onto itself."})
-    if target.state != NodeState.DISCOVERED:
-        raise ValidationError(
-            {
-                "target": f"Node {target.pk} is {target.state}; a migration moves only onto a "
-                "discovered machine (one that holds nothing PureBoot manages)."
-            }
-        )
-    if node.firmware == Firmware.PI or target.firmware == Firmware.PI:
-        raise ValidationError(
-            {"target": "Raspberry Pis cannot migrate yet: the agent has no Raspberry Pi boot."}
-        )
-    if target.arch != node.arch:
-        raise ValidationError(
-            {
-                "target": f"Node {target.pk} is {target.arch}; "
-                f"node {node.pk}'s system is {node.arch}."
-            }
-        )
-    return target
-
-
-def approval_binding(node: Node, action: str, params: dict[str, Any]) -> str:
-    """What a four-eye request on ``node`` is bound to; a migration's, to both machines."""
-    if action != lc.MIGRATE.name:
-        return binding(node)
-    target = Node.objects.select_for_update(of=("self",)).filter(pk=params.get("target")).first()
-    return _migration_binding(node, target)
-
-
-def _migration_binding(node: Node, target: Node | None) -> str:
-    return gate.binding(
-        {**_identity_fields(node), "target": _identity_fields(target) if target else None}
-    )
-
-
-def _start_migration(
-    node: Node,
-    target: Node,
-    actor: Actor,
-    reason: str,
-    kwargs: dict[str, Any],
-    approval: gate.Approval | None,
-) -> None:
-    _transition(
-        target,
-        lc.RECEIVE_MIGRATION,
-        actor,
-        f"taking over node {node} (#{node.pk}) by migration" + (f": {reason}" if reason else ""),
-        approval=approval,
-        details={"source": node.pk},
-    )
-    Migration.objects.create(
-        source=node,
-        target=target,
-        disk=kwargs.get("disk", ""),
-        requested_by=actor.label,
-        approval=approval.request_id if approval else None,
-        reason=reason,
-    )
-
-
-def _close_migration(migration: Migration, status: str, reason: str) -> None:
-    """End a running migration (both rows locked): the source back to active, untouched;
-    the target failed (or, when cancelled, discovered again); the LUN torn down."""
-    migration.status = status
-    migration.error = reason[:4000]
-    migration.finished_at = timezone.now()
-    migration.save(update_fields=["status", "error", "finished_at"])
-    words = f"migration {migration.pk} {status}: {reason}"[:MAX_REASON_LENGTH]
-    source = Node.objects.select_for_update(of=("self",)).get(pk=migration.source_id)
-    if source.state == NodeState.MIGRATING:
-        _transition(source, lc.CANCEL_MIGRATION, SYSTEM, words)
-    target = Node.objects.select_for_update(of=("self",)).get(pk=migration.target_id)
-    if target.state == NodeState.MIGRATING:
-        action = lc.FAIL if status == Migration.Status.FAILED else lc.RELEASE_HARDWARE
-        _transition(target, action, SYSTEM, words)
-    _queue_migration_teardown(migration.pk)
-
-
-def end_migration(migration_id: int, status: str, reason: str) -> Migration:
-    """Fail or cancel a running migration; nothing is done if it has already ended."""
-    with transaction.atomic():
-        migration = Migration.objects.get(pk=migration_id)
-        lock_nodes(migration.source_id, migration.target_id)
-        migration = Migration.objects.select_for_update().get(pk=migration_id)
-        if migration.running:
-            _close_migration(migration, status, reason)
-    return migration
-
-
-HARDWARE_FIELDS = (
-    "serial",
-    "system_uuid",
-    "arch",
-    "firmware",
-    "vendor",
-    "model",
-    "inventory",
-    "inventory_at",
-)
-
-
-def complete_migration(migration_id: int, reason: str) -> Migration:
-    """The copy is on the target and checked: the node takes over the target's machine.
-
-    The two rows swap their hardware (interfaces, system UUID, serial,
-    inventory); the node (``source``) becomes active on the new machine with
-    everything that names it unchanged (id, host name, workflow, site,
-    owner, credentials, DHCP entry, history), and ``target`` now describes
-    the old machine, handed back as discovered. Raises TransitionError when
-    the migration has ended or a node left it meanwhile.
-    """
-    with transaction.atomic():
-        migration = Migration.objects.get(pk=migration_id)
-        lock_nodes(migration.source_id, migration.target_id)
-        migration = Migration.objects.select_for_update().get(pk=migration_id)
-        source = Node.objects.get(pk=migration.source_id)
-        target = Node.objects.get(pk=migration.target_id)
-        if not migration.running or {source.state, target.state} != {NodeState.MIGRATING}:
-            raise TransitionError(f"migration {migration.pk} has ended ({migration.status})")
-        old = _hardware(source)
-        new = _hardware(target)
-        _swap_hardware(source, target)
-        migration.status = Migration.Status.SUCCEEDED
-        migration.finished_at = timezone.now()
-        migration.save(update_fields=["status", "finished_at"])
-        _transition(source, lc.COMPLETE_MIGRATION, SYSTEM, reason)
-        target.refresh_from_db()
-        target.site_id = source.site_id  # the old machine stands where the node stood
-        target.save(update_fields=["site"])
-        _transition(
-            target,
-            lc.RELEASE_HARDWARE,
-            SYSTEM,
-            f"the old machine of node {source} (#{source.pk}), whose system moved by migration "
-            f"{migration.pk}; it still holds that system until it is deprovisioned",
-        )
-        audit.record(
-            actor=SYSTEM.label,
-            action="node.migrated",
-            object_type="nodes.node",
-            object_id=source.pk,
-            changes={"hardware": {"from": old, "to": new}, "old_hardware_node": target.pk},
-            message=reason,
-        )
-        _queue_migration_teardown(migration.pk)
-    return migration
-
-
-def _hardware(node: Node) -> dict[str, Any]:
-    return {
-        "macs": sorted(node.interfaces.values_list("mac", flat=True)),
-        "serial": node.serial,
-        "system_uuid": str(node.system_uuid) if node.system_uuid else "",
-    }
-
-
-def _swap_hardware(source: Node, target: Node) -> None:
-    ifaces = {
-        n.pk: list(n.interfaces.values_list("mac", "name", "is_primary")) for n in (source, target)
-    }
-    NetworkInterface.objects.filter(node__in=(source, target)).delete()
-    values = {f: (getattr(source, f), getattr(target, f)) for f in HARDWARE_FIELDS}
-    # Unique fields (system UUID, a Pi's serial) are cleared on one row first.
-    target.system_uuid = None
-    target.serial = ""
-    target.save(update_fields=["system_uuid", "serial"])
-    for field_name, (of_source, of_target) in values.items():
-        setattr(source, field_name, of_target)
-        setattr(target, field_name, of_source)
-    source.save(update_fields=list(HARDWARE_FIELDS))
-    target.save(update_fields=list(HARDWARE_FIELDS))
-    NetworkInterface.objects.bulk_create(
-        [
-            NetworkInterface(node=owner, mac=mac, name=name, is_primary=primary)
-            for owner, donor in ((source, target), (target, source))
-            for mac, name, primary in ifaces[donor.pk]
-        ]
-    )
-
-
-def _queue_migration_teardown(migration_id: int) -> None:
-    """The migration's temporary iSCSI LUN is removed by the agent app's task, on commit."""
-    teardown = current_app.signature("agent.teardown_migration", args=[migration_id])
-    transaction.on_commit(teardown.delay, robust=True)
-
-
-def _queue_dhcp_sync(node_id: int) -> None:
-    """DHCP answers follow the lifecycle (Rule E): rewrite the node's dnsmasq host entry.
-
-    Queued by name on commit (the boot server app owns the task); a queueing
-    failure is logged, never undoing a committed change. Off while
-    PUREBOOT_DHCP_HOSTSDIR is empty.
-    """
-    if settings.PUREBOOT_DHCP_HOSTSDIR:
-        sync = current_app.signature("bootserve.sync_dhcp_host", args=[node_id])
-        transaction.on_commit(sync.delay, robust=True)
 
 
 def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, Any]:
@@ -641,47 +307,8 @@ def _transition_kwargs(action: lc.Action, params: dict[str, Any]) -> dict[str, A
             raise ValidationError(errors)
         kwargs.update(after=after, category=category)
     if action is lc.MIGRATE:
-        kwargs.update(_migrate_kwargs(params))
+        kwargs.update(migration.kwargs_of(params))
     return kwargs
-
-
-def _migrate_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    target = params.get("target")
-    if isinstance(target, Node):
-        target = target.pk
-    try:
-        target = int(target)
-        if not 0 < target < 2**63:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValidationError(
-            {"target": "migrate needs the id of the discovered node to move onto."}
-        ) from None
-    disk = params.get("disk") or ""
-    if (
-        not isinstance(disk, str)
-        or len(disk) > 200
-        or not re.fullmatch(r"|smallest|largest|serial:[\x21-\x7e]{1,128}|/dev/[\w./-]{1,64}", disk)
-    ):
-        raise ValidationError(
-            {
-                "disk": "A disk rule: smallest, largest, serial:SERIAL or /dev/NAME (or empty "
-                "when the machine has one disk)."
-            }
-        )
-    return {"target": target, "disk": disk}
-
-
-def _pin_version(node: Node, action: lc.Action, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Assigning pins the workflow's current version: later edits never touch this node."""
-    if action.name != "assign":
-        return kwargs
-    version = kwargs["workflow"].check_assignable(node)
-    return {**kwargs, "version": version}
-
-
-def _json_params(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) for k, v in kwargs.items()}
 
 
 def fail_stuck_installs(timeout_minutes: int | None = None) -> list[int]:
@@ -750,7 +377,7 @@ def create_node(
                 object_id=node.pk,
                 changes={k: {"before": None, "after": v} for k, v in after.items()},
             )
-            _queue_dhcp_sync(node.pk)
+            queue_dhcp_sync(node.pk)
     except IntegrityError as exc:
         raise ValidationError(
             "Another change registered the same identifier at the same moment; retry."
@@ -839,7 +466,7 @@ def update_node(
                     details={"approval_request": approval.request_id} if approval else None,
                 )
                 if "interfaces" in changes:
-                    _queue_dhcp_sync(node.pk)
+                    queue_dhcp_sync(node.pk)
     except IntegrityError as exc:
         raise ValidationError(
             "Another change registered the same identifier at the same moment; retry."
@@ -952,36 +579,3 @@ def _set_interfaces(node: Node, wanted: dict[str, dict[str, Any]], actor: Actor)
 
 
 # --- audit snapshots ---------------------------------------------------------
-
-
-def snapshot(node: Node) -> dict[str, Any]:
-    """The node's audited fields as JSON values."""
-    data: dict[str, Any] = {
-        "hostname": node.hostname,
-        "site": node.site.slug if node.site_id else None,
-        "serial": node.serial,
-        "system_uuid": str(node.system_uuid) if node.system_uuid else None,
-        "arch": node.arch,
-        "firmware": node.firmware,
-        "vendor": node.vendor,
-        "model": node.model,
-        "metadata": node.metadata,
-        "state": node.state,
-        "workflow": node.workflow.name if node.workflow_id else None,
-        "workflow_version": node.workflow_version.number if node.workflow_version_id else None,
-        "install_attempts": node.install_attempts,
-    }
-    if node.pk:
-        data["interfaces"] = sorted(
-            f"{i.mac}{' (primary)' if i.is_primary else ''}" for i in node.interfaces.all()
-        )
-        data["tags"] = sorted(t.name for t in node.tags.all())
-    return data
-
-
-def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        key: {"before": before.get(key), "after": after.get(key)}
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    }
