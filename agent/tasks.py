@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import services
+from . import migration, services
 
 
 @shared_task(name="agent.fail_lost_jobs")
@@ -13,10 +13,10 @@ def fail_lost_jobs() -> list[int]:
 @shared_task(name="agent.teardown_migration")
 def teardown_migration(migration_id: int) -> bool:
     """Remove an ended migration's iSCSI LUN (queued by nodes.services on commit)."""
-    return services.teardown_migration(migration_id)
+    return migration.teardown(migration_id)
 
 
 @shared_task(name="agent.check_migration_copy")
 def check_migration_copy(migration_id: int) -> str:
     """Hash a migration's copy on the controller (queued when the source reports it)."""
-    return services.check_migration_copy(migration_id)
+    return migration.check_copy(migration_id)

@@ -25,9 +25,10 @@ from workflows import imagefiles
 from workflows.images import raw_file
 from workflows.models import ImageTemplateVersion
 
-from .. import certificates, services, wipe
+from .. import certificates, migration, services, wipe
 from ..filtersets import AgentJobFilterSet, MigrationFilterSet, WipeCertificateFilterSet
 from ..models import AgentJob, WipeCertificate
+from ..steps import JobError
 from .serializers import (
     AgentJobAnswerSerializer,
     AgentJobSerializer,
@@ -74,7 +75,7 @@ class AgentView(APIView):
     throttle_scope = "agent"
 
     def handle_exception(self, exc):
-        if isinstance(exc, services.JobError):
+        if isinstance(exc, JobError):
             return Response({"detail": str(exc), "code": exc.code}, status=exc.status)
         if isinstance(exc, agent_tokens.AgentTokenInvalid):
             exc = exceptions.AuthenticationFailed(f"Agent token refused: {exc}.")
@@ -243,7 +244,7 @@ class MigrateView(LifecycleAnswers, APIView):
         actor = self._actor()
         if request.query_params.get("dry_run") in ("1", "true", "yes"):
             preview = node_services.preview_migration(node.pk, actor, **params)
-            return Response({**preview, **services.migration_plan(node.pk, **params)})
+            return Response({**preview, **migration.plan(node.pk, **params)})
         node = node_services.perform(node.pk, "migrate", actor, reason=data["reason"], **params)
         return Response({"node": node.pk, "state": node.state, **params})
 
