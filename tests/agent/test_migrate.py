@@ -24,6 +24,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from agent import iscsi, services
+from agent import migration as agent_migration
 from agent.models import AgentJob
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
@@ -138,16 +139,30 @@ def fill_lun(lun_dir, migration, seed: bytes = b"db01 system ") -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def worker_runs(callbacks, name: str, migration) -> None:
+    """What a Celery worker does with the task queued on commit: it was queued, and it runs.
+
+    With Redis (the services leg) a queued task goes to the broker, not to this
+    test's transaction; in-process (SQLite) it has already run, and runs again
+    as a no-op.
+    """
+    names = [getattr(getattr(cb, "__self__", None), "task", None) for cb in callbacks]
+    assert name in names, names
+    {"agent.check_migration_copy": agent_migration.check_copy,
+     "agent.teardown_migration": agent_migration.teardown}[name](migration.pk)  # fmt: skip
+
+
 def copied(out, lun_dir, migration, capture, sha=None) -> dict:
     """The source's agent copies its disk into the LUN and reports; the controller checks."""
     answer = out.job().json()
     real = fill_lun(lun_dir, migration)
-    with capture(execute=True):
+    with capture(execute=True) as callbacks:
         answer = out.run(
             answer["job"],
             answer["step"]["index"],
             copy_result(answer["step"]["params"], sha or real),
         ).json()
+    worker_runs(callbacks, "agent.check_migration_copy", migration)
     migration.refresh_from_db()
     return answer
 
@@ -307,9 +322,10 @@ def test_a_migration_copies_restores_checks_and_hands_the_identity_over(
     assert services.fail_lost_jobs() == []
 
     real = fill_lun(lun_dir, migration)
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         answer = out.run(answer["job"], step["index"], copy_result(step["params"], real)).json()
     assert answer["action"] == "poweroff"
+    worker_runs(callbacks, "agent.check_migration_copy", migration)
     migration.refresh_from_db()
     assert migration.status == "restoring" and migration.transfer["sha256"] == real
     assert migration.transfer["controller_check"] == real  # hashed on the controller itself
@@ -321,9 +337,10 @@ def test_a_migration_copies_restores_checks_and_hands_the_identity_over(
     listing = shown(tgtd)
     assert TARGET_ADDR in listing and SOURCE_ADDR not in listing  # the source's turn is over
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         answer = into.run(answer["job"], step["index"], copy_result(step["params"], real)).json()
     assert answer["action"] == "reboot", answer
+    worker_runs(callbacks, "agent.teardown_migration", migration)
 
     source = Node.objects.get(pk=source.pk)
     target = Node.objects.get(pk=target.pk)
@@ -361,11 +378,12 @@ def test_a_checksum_mismatch_fails_the_target_and_leaves_the_source_active(
     copied(out, lun_dir, migration, django_capture_on_commit_callbacks)
     answer = into.job().json()
     step = answer["step"]
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         answer = into.run(
             answer["job"], step["index"], copy_result(step["params"], sha="cd" * 32)
         ).json()
     assert answer["action"] == "poweroff"
+    worker_runs(callbacks, "agent.teardown_migration", migration)
     source = Node.objects.get(pk=source.pk)
     target = Node.objects.get(pk=target.pk)
     assert source.state == "active" and target.state == "failed"
@@ -491,6 +509,7 @@ def test_a_source_that_lies_about_its_copy_fails_the_migration(
     answer = copied(out, lun_dir, migration, django_capture_on_commit_callbacks, sha="ab" * 32)
     assert answer["action"] == "poweroff"
     assert migration.status == "failed" and "the copy on the controller hashes" in migration.error
+    agent_migration.teardown(migration.pk)  # queued when it ended (as in the test above)
     assert Node.objects.get(pk=source.pk).state == "active"
     assert Node.objects.get(pk=target.pk).state == "failed"
     assert iscsi.iqn(migration) not in shown(tgtd)
