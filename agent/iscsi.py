@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import secrets
 import shlex
 import shutil
@@ -70,7 +71,7 @@ def _tgtadm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     command = [*shlex.split(settings.PUREBOOT_ISCSI_TGTADM), "--lld", "iscsi", *args]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise IscsiError(
             f"{command[0]} is not installed (apt-get install tgt) or PUREBOOT_ISCSI_TGTADM is wrong"
         ) from None
@@ -98,17 +99,25 @@ def create(migration: Migration, size: int, initiator: str) -> dict:
     """
     initiator = _address(initiator)
     directory = settings.PUREBOOT_ISCSI_DIR
-    directory.mkdir(parents=True, exist_ok=True)
     path = backing_file(migration)
-    free = shutil.disk_usage(directory).free + (path.stat().st_size if path.exists() else 0)
-    if free < size:
-        raise IscsiError(
-            f"the controller has {free} bytes free in {directory}; the disk to copy is "
-            f"{size} bytes (PUREBOOT_ISCSI_DIR)"
-        )
-    destroy(migration)
-    with path.open("wb") as handle:
-        handle.truncate(size)  # sparse: blocks are used as the copy arrives
+    try:
+        # A whole machine's disk lands here: only the controller's own user reads it.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        free = shutil.disk_usage(directory).free + (path.stat().st_size if path.exists() else 0)
+        if free < size:
+            raise IscsiError(
+                f"the controller has {free} bytes free in {directory}; the disk to copy is "
+                f"{size} bytes (PUREBOOT_ISCSI_DIR)"
+            )
+        destroy(migration)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, size)  # sparse: blocks are used as the copy arrives
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise IscsiError(f"cannot make the LUN file in {directory}: {exc.strerror}") from None
     secret = secrets.token_urlsafe(12)  # 16 characters: every initiator's CHAP limit
     number = str(tid(migration))
     _tgtadm("--op", "new", "--mode", "target", "--tid", number, "-T", iqn(migration))
@@ -156,10 +165,26 @@ def destroy(migration: Migration) -> None:
     number = str(tid(migration))
     _tgtadm("--op", "delete", "--force", "--mode", "target", "--tid", number, check=False)
     _tgtadm("--op", "delete", "--mode", "account", "--user", chap_user(migration), check=False)
-    backing_file(migration).unlink(missing_ok=True)
+    try:
+        backing_file(migration).unlink(missing_ok=True)
+    except OSError as exc:
+        raise IscsiError(f"cannot remove {backing_file(migration)}: {exc.strerror}") from None
 
 
 def exists(migration: Migration) -> bool:
     """Whether tgtd has the migration's target (for tests and the operator)."""
     shown = _tgtadm("--op", "show", "--mode", "target")
     return f": {iqn(migration)}\n" in shown.stdout + "\n"
+
+
+def leftovers() -> list[int]:
+    """Migration ids whose LUN file is still in PUREBOOT_ISCSI_DIR."""
+    directory = settings.PUREBOOT_ISCSI_DIR
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.glob("migration-*.img"):
+        number = path.name.removeprefix("migration-").removesuffix(".img")
+        if number.isdigit():
+            found.append(int(number))
+    return sorted(found)

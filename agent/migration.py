@@ -75,7 +75,8 @@ def plan_copy(job: AgentJob, inventory: dict[str, Any], source: str) -> str | No
         transfer = iscsi.create(migration, int(disk["size"]), source)
     except iscsi.IscsiError as exc:
         return f"the controller cannot make the migration's iSCSI LUN: {exc}"
-    migration.transfer = {**transfer, "source_disk": disk_words(disk)}
+    firmware = (inventory.get("firmware") or {}).get("mode") or ""
+    migration.transfer = {**transfer, "source_disk": disk_words(disk), "source_firmware": firmware}
     migration.save(update_fields=["transfer", "chap_secret"])
     params = {
         **{k: transfer[k] for k in ("portal", "port", "iqn", "lun", "size")},
@@ -101,10 +102,19 @@ def prepare_restore(job: AgentJob, node: Node, source: str) -> str | None:
         return None
     size = int(migration.transfer["size"])
     problem = None
-    try:
-        disk = deploy.choose_disk(
-            (Node.objects.get(pk=node.pk).inventory or {}).get("disks") or [], "smallest", size
+    inventory = Node.objects.get(pk=node.pk).inventory or {}
+    theirs = migration.transfer.get("source_firmware") or ""
+    ours = (inventory.get("firmware") or {}).get("mode") or ""
+    if theirs and ours and theirs != ours:
+        # The copied system boots the way its old machine did: a UEFI system on a BIOS
+        # machine (or the reverse) would be checked, handed over and never boot.
+        job.steps[index].update(status=StepStatus.FAILED)
+        return (
+            f"step {index + 1} (restore the copy): the source machine boots {theirs}, this one "
+            f"{ours}; the copied system would not boot here. Nothing was written."
         )
+    try:
+        disk = deploy.choose_disk(inventory.get("disks") or [], "smallest", size)
         iscsi.admit(migration, source)
     except DeployImpossible as exc:
         problem = f"no disk of this machine holds the source's {size} bytes: {exc}"
@@ -277,3 +287,14 @@ def plan(source_id: int, target: int, disk: str = "") -> dict[str, Any]:
     except DeployImpossible as exc:
         plan["problem"] = f"the target has no disk large enough: {exc}"
     return plan
+
+
+def sweep() -> list[int]:
+    """Remove the LUN of every migration that has ended but still has one (a teardown
+    lost with its task, or tgtd down when it ran); returns the ids removed."""
+    ended = set(
+        Migration.objects.filter(pk__in=iscsi.leftovers())
+        .exclude(status__in=Migration.RUNNING)
+        .values_list("pk", flat=True)
+    )
+    return [pk for pk in sorted(ended) if teardown(pk)]

@@ -397,19 +397,21 @@ def _close(job: AgentJob, status: str, error: str) -> None:
     job.save()
 
 
-def heartbeat(node: Node, job_id: int, data: dict[str, Any]) -> AgentJob:
+def heartbeat(node: Node, job_id: int, data: dict[str, Any], source: str = "") -> AgentJob:
     with transaction.atomic():
         job = _locked_job(node, job_id)
+        migration.check_address(job, source)
         job.last_heartbeat_at = timezone.now()
         job.heartbeat = {**data, "at": job.last_heartbeat_at.isoformat()}
         job.save(update_fields=["last_heartbeat_at", "heartbeat"])
     return job
 
 
-def append_log(node: Node, job_id: int, lines: list[str]) -> int:
+def append_log(node: Node, job_id: int, lines: list[str], source: str = "") -> int:
     """Store log lines (bounded per job); returns how many were kept."""
     with transaction.atomic():
         job = _locked_job(node, job_id)
+        migration.check_address(job, source)
         room = MAX_LOG_LINES_PER_JOB - job.log_lines.count()
         kept = [line[:MAX_LOG_LINE] for line in lines[: max(room, 0)]]
         if len(kept) < len(lines) and room > 0:
@@ -433,7 +435,7 @@ def fail_lost_jobs(minutes: int | None = None) -> list[int]:
     failed = []
     for job_id, node_id in list(lost):
         with transaction.atomic():
-            node = Node.objects.select_for_update(of=("self",)).get(pk=node_id)
+            node = _lock(node_id)  # with the other machine of a migration, in id order
             job = AgentJob.objects.select_for_update().get(pk=job_id)
             if job.status != JobStatus.RUNNING:
                 continue

@@ -20,3 +20,9 @@ def teardown_migration(migration_id: int) -> bool:
 def check_migration_copy(migration_id: int) -> str:
     """Hash a migration's copy on the controller (queued when the source reports it)."""
     return migration.check_copy(migration_id)
+
+
+@shared_task(name="agent.sweep_migration_luns")
+def sweep_migration_luns() -> list[int]:
+    """Remove LUNs that outlived their migration (periodic)."""
+    return migration.sweep()

@@ -155,7 +155,11 @@ def _node_kind(action: lc.Action) -> Kind:
 
 
 def _node_binding(request: ApprovalRequest) -> str:
-    """The node's state and identities now, under its row lock."""
+    """The node's state and identities now, under its row lock (a migration's: both
+    machines' rows, locked in id order as every migration path locks them)."""
+    target = request.params.get("target")
+    if request.action == lc.MIGRATE.name and isinstance(target, int):
+        node_migration.lock_nodes(request.node_id, target)
     node = Node.objects.select_for_update(of=("self",)).get(pk=request.node_id)
     return node_migration.approval_binding(node, request.action, request.params)
 

@@ -90,8 +90,10 @@ def approval_binding(node: Node, action: str, params: dict[str, Any]) -> str:
     """What a four-eye request on ``node`` is bound to; a migration's, to both machines."""
     if action != lc.MIGRATE.name:
         return binding(node)
-    target = Node.objects.select_for_update(of=("self",)).filter(pk=params.get("target")).first()
-    return bound_to(node, target)
+    target_id = params.get("target")
+    target_id = target_id if isinstance(target_id, int) else None
+    lock_nodes(node.pk, target_id)  # both rows, in id order, as perform() locks them
+    return bound_to(node, Node.objects.filter(pk=target_id).first())
 
 
 def bound_to(node: Node, target: Node | None) -> str:

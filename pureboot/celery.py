@@ -80,3 +80,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("agent.fail_lost_jobs"),
         name="fail agent jobs whose agent went silent",
     )
+    sender.add_periodic_task(
+        timedelta(minutes=15),
+        sender.signature("agent.sweep_migration_luns"),
+        name="remove migration LUNs that outlived their migration",
+    )

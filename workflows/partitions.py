@@ -115,9 +115,11 @@ def _partition(
         mount = item.get("mount", "")
         if not isinstance(mount, str) or not _MOUNT.match(mount) or mount == "/":
             raise LayoutError(f"{field}.mount", "a data partition needs a mount point such as /srv")
-        if ".." in mount.split("/"):
-            raise LayoutError(f"{field}.mount", "no '..' in a mount point")
-        mount = mount.rstrip("/")
+        parts = mount.split("/")[1:]
+        if any(p in ("", ".", "..") for p in parts):
+            raise LayoutError(
+                f"{field}.mount", "a plain absolute path: no '.', '..' or empty components"
+            )
     elif "mount" in item and item["mount"] != mount:
         raise LayoutError(f"{field}.mount", f"a {role} partition is mounted at {mount or 'none'}")
     if mount:

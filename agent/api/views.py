@@ -160,7 +160,9 @@ class HeartbeatView(AgentView):
     def post(self, request, pk: str):
         serializer = HeartbeatSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = services.heartbeat(self.node, int(pk), serializer.validated_data)
+        job = services.heartbeat(
+            self.node, int(pk), serializer.validated_data, request.META.get("REMOTE_ADDR", "")
+        )
         return Response(AgentJobSerializer(job).data)
 
 
@@ -171,7 +173,12 @@ class LogView(AgentView):
     def post(self, request, pk: str):
         serializer = LogSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        kept = services.append_log(self.node, int(pk), serializer.validated_data["lines"])
+        kept = services.append_log(
+            self.node,
+            int(pk),
+            serializer.validated_data["lines"],
+            request.META.get("REMOTE_ADDR", ""),
+        )
         return Response({"kept": kept})
 
 

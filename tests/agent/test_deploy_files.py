@@ -166,6 +166,8 @@ P0 = "partitions[0]"
         ([{"role": "data", "size": "1G"}, ROOT], {}, f"{P0}.mount", "mount point"),
         ([{"role": "data", "size": "1G", "mount": "/srv/../etc"}, ROOT], {}, f"{P0}.mount", "'..'"),
         ([{**ROOT, "mount": "/home"}], {}, f"{P0}.mount", "mounted at /"),
+        ([{"role": "data", "size": "1G", "mount": "/."}, ROOT], {}, f"{P0}.mount", "'.'"),
+        ([{"role": "data", "size": "1G", "mount": "//"}, ROOT], {}, f"{P0}.mount", "empty"),
         ([{**ROOT, "colour": "red"}], {}, P0, "unknown keys colour"),
         ([ROOT], {"layout": "lvm"}, "layout", "lvm layouts are not built yet"),
         (

@@ -554,3 +554,51 @@ def test_an_approver_who_cannot_see_the_target_machine_cannot_approve(api, site,
         == 200
     )
     assert Node.objects.get(pk=target.pk).state == "migrating"
+
+
+def test_a_target_that_boots_differently_is_refused_before_anything_is_written(
+    api, client, machines, lun_dir, django_capture_on_commit_callbacks
+):
+    """A UEFI system copied onto a BIOS machine would check out and never boot."""
+    source, target = machines
+    migration = approved(api, source, target)
+    import_agent_image()
+    out = agent_at(client, OLD_MAC, SOURCE_ADDR)
+    into = agent_at(client, NEW_MAC, TARGET_ADDR)
+    answer = out.job().json()
+    uefi = {**inventory(ONE_DISK), "firmware": {"mode": "uefi", "secure_boot": "disabled"}}
+    out.run(answer["job"], 0, uefi)
+    copied(out, lun_dir, migration, django_capture_on_commit_callbacks)
+    answer = into.job().json()
+    answer = into.run(answer["job"], 0, inventory(BIG_DISK)).json()  # BIOS
+    assert answer["action"] == "poweroff"
+    migration.refresh_from_db()
+    assert migration.status == "failed" and "boots uefi, this one bios" in migration.error
+    assert Node.objects.get(pk=source.pk).state == "active"
+
+
+def test_the_lun_file_is_readable_by_the_controller_only_and_outlived_luns_are_swept(
+    api, client, machines, lun_dir, tgtd
+):
+    source, target = machines
+    migration, out, into = started(api, client, machines)
+    path = lun_dir / f"migration-{migration.pk}.img"
+    assert path.stat().st_mode & 0o777 == 0o600 and lun_dir.stat().st_mode & 0o777 == 0o700
+    assert agent_migration.sweep() == []  # running: kept
+    Migration.objects.filter(pk=migration.pk).update(status="failed")  # its teardown was lost
+    assert agent_migration.sweep() == [migration.pk]
+    assert not path.exists() and iscsi.iqn(migration) not in shown(tgtd)
+
+
+def test_heartbeats_and_logs_from_another_address_are_refused(api, client, machines, lun_dir):
+    source, target = machines
+    migration, out, into = started(api, client, machines)
+    job = AgentJob.objects.get(node=source)
+    thief = ScriptedAgent(out.client._credentials["HTTP_AUTHORIZATION"].split()[1])
+    thief.client.defaults["REMOTE_ADDR"] = "10.99.0.166"
+    for path, body in (("heartbeat", {"step": 1, "detail": "x"}), ("log", {"lines": ["x"]})):
+        answer = thief.client.post(
+            f"/api/v1/agent/jobs/{job.pk}/{path}", json.dumps(body), content_type="application/json"
+        )
+        assert answer.status_code == 403, (path, answer.content)
+    assert not job.log_lines.exists()

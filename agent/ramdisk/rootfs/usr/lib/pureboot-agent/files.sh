@@ -51,8 +51,9 @@ log "laying out $dev ($(jq -r .table "$P"), $count partitions)"
     jq -r '.partitions[] | (if .mib then "size=\(.mib)MiB, " else "" end) + "type=\(.type)"' "$P"
 } > /tmp/layout.sfdisk
 wipefs -a "$dev" >&2 2>&1
-sfdisk --wipe always --wipe-partitions always "$dev" < /tmp/layout.sfdisk >&2 2>&1 \
-    || die "sfdisk could not lay out $dev: $(tail -n 2 /tmp/layout.sfdisk)"
+sfdisk --wipe always --wipe-partitions always "$dev" < /tmp/layout.sfdisk > /tmp/sfdisk.out 2>&1 \
+    || die "sfdisk could not lay out $dev: $(tail -n 2 /tmp/sfdisk.out)"
+cat /tmp/sfdisk.out >&2
 blockdev --rereadpt "$dev" 2>/dev/null || partx -u "$dev" 2>/dev/null
 sleep 1
 parts=$(ls /sys/block/"$name"/ | grep "^$name" | sort -V)
@@ -144,6 +145,13 @@ log "$files files read back and match the image's manifest ($files_got)"
 # 4. First-boot data: the mounts by UUID, and the NoCloud seed for cloud-init.
 unmount_all
 mount_all rw || die "cannot mount the file systems to add the first-boot data"
+# Never write through a symbolic link the image brought (etc/fstab -> /dev/sdb
+# would send the agent's writes to another disk or into its own RAM disk).
+for p in etc etc/fstab var var/lib var/lib/cloud var/lib/cloud/seed var/lib/cloud/seed/nocloud \
+    var/lib/cloud/seed/nocloud/meta-data var/lib/cloud/seed/nocloud/user-data \
+    var/lib/cloud/seed/nocloud/network-config; do
+    [ -L "$T/$p" ] && die "/$p is a symbolic link in the image; PureBoot writes no first-boot data through it"
+done
 mkdir -p "$T/etc"
 {
     echo "# Written by PureBoot from the workflow's partition step."
