@@ -85,19 +85,7 @@ class MigrationAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ("id", "source", "target", "status", "requested_by", "created_at")
     list_filter = ("status",)
     search_fields = ("source__hostname", "target__hostname")
-    readonly_fields = (
-        "source",
-        "target",
-        "status",
-        "disk",
-        "requested_by",
-        "approval",
-        "reason",
-        "transfer",
-        "error",
-        "created_at",
-        "finished_at",
-    )
+    readonly_fields = Migration.PUBLIC_FIELDS
     exclude = ("chap_secret",)
 
     def get_queryset(self, request):

@@ -378,6 +378,20 @@ class Migration(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     RUNNING = (Status.COPYING, Status.RESTORING)
+    # What people may read of a migration (API and admin): never the CHAP secret.
+    PUBLIC_FIELDS = (
+        "source",
+        "target",
+        "status",
+        "disk",
+        "requested_by",
+        "approval",
+        "reason",
+        "transfer",
+        "error",
+        "created_at",
+        "finished_at",
+    )
 
     source = models.ForeignKey(
         "nodes.Node", on_delete=models.PROTECT, related_name="migrations_out"

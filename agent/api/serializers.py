@@ -164,20 +164,7 @@ class MigrateSerializer(serializers.Serializer):
 class MigrationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Migration
-        fields = (
-            "id",
-            "source",
-            "target",
-            "status",
-            "disk",
-            "requested_by",
-            "approval",
-            "reason",
-            "transfer",
-            "error",
-            "created_at",
-            "finished_at",
-        )
+        fields = ("id", *Migration.PUBLIC_FIELDS)
         read_only_fields = fields
 
 

@@ -182,6 +182,16 @@ class LogView(AgentView):
         return Response({"kept": kept})
 
 
+# What a four-eye lifecycle endpoint answers (LifecycleAnswers).
+FOUR_EYE_ANSWERS = {
+    202: OpenApiResponse(description="approval request filed"),
+    200: OpenApiResponse(description="dry run, or done without approval"),
+    403: OpenApiResponse(description="forbidden"),
+    404: OpenApiResponse(description="no such node visible to you"),
+    409: OpenApiResponse(description="illegal transition or pending request"),
+}
+
+
 class DeprovisionView(LifecycleAnswers, APIView):
     """``POST /api/v1/deprovision``: securely erase a node's disks (four-eye).
 
@@ -195,13 +205,7 @@ class DeprovisionView(LifecycleAnswers, APIView):
     @extend_schema(
         request=DeprovisionSerializer,
         parameters=[OpenApiParameter("dry_run", bool)],
-        responses={
-            202: OpenApiResponse(description="approval request filed"),
-            200: OpenApiResponse(description="dry run, or done without approval"),
-            403: OpenApiResponse(description="forbidden"),
-            404: OpenApiResponse(description="no such node visible to you"),
-            409: OpenApiResponse(description="illegal transition or pending request"),
-        },
+        responses=FOUR_EYE_ANSWERS,
     )
     def post(self, request):
         serializer = DeprovisionSerializer(data=request.data)
@@ -210,7 +214,7 @@ class DeprovisionView(LifecycleAnswers, APIView):
         node = get_object_or_404(scope_nodes(request.user), pk=data["node"])
         params = {"after": data["after"], "category": data["category"]}
         actor = self._actor()
-        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+        if self._dry_run():
             preview = node_services.preview_transition(node.pk, "deprovision", actor, **params)
             preview["disks_to_wipe"] = wipe.plan_inventory(node.inventory, data["category"])
             preview.update(params)
@@ -233,14 +237,7 @@ class MigrateView(LifecycleAnswers, APIView):
     @extend_schema(
         request=MigrateSerializer,
         parameters=[OpenApiParameter("dry_run", bool)],
-        responses={
-            202: OpenApiResponse(description="approval request filed"),
-            200: OpenApiResponse(description="dry run"),
-            400: OpenApiResponse(description="bad target or disk rule"),
-            403: OpenApiResponse(description="forbidden"),
-            404: OpenApiResponse(description="no such source node visible to you"),
-            409: OpenApiResponse(description="illegal transition or pending request"),
-        },
+        responses={**FOUR_EYE_ANSWERS, 400: OpenApiResponse(description="bad target or disk rule")},
     )
     def post(self, request):
         serializer = MigrateSerializer(data=request.data)
@@ -249,7 +246,7 @@ class MigrateView(LifecycleAnswers, APIView):
         node = get_object_or_404(scope_nodes(request.user), pk=data["source"])
         params = {"target": data["target"], "disk": data["disk"]}
         actor = self._actor()
-        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+        if self._dry_run():
             preview = node_services.preview_migration(node.pk, actor, **params)
             return Response({**preview, **migration.plan(node.pk, **params)})
         node = node_services.perform(node.pk, "migrate", actor, reason=data["reason"], **params)

@@ -92,6 +92,10 @@ class LifecycleAnswers:
     def _actor(self) -> services.Actor:
         return services.Actor.of(self.request.user)
 
+    def _dry_run(self) -> bool:
+        """``?dry_run=1``: show what the action would do, change nothing."""
+        return self.request.query_params.get("dry_run") in ("1", "true", "yes")
+
 
 class NodeViewSet(LifecycleAnswers, viewsets.ModelViewSet):
     """Nodes visible to the requesting user. DELETE retires (history is kept)."""
@@ -188,7 +192,7 @@ class NodeViewSet(LifecycleAnswers, viewsets.ModelViewSet):
         params = {"workflow": data["workflow"]} if "workflow" in data else {}
         if name == services.lc.MIGRATE.name:
             params.update(target=data.get("target"), disk=data.get("disk", ""))
-        if request.query_params.get("dry_run") in ("1", "true", "yes"):
+        if self._dry_run():
             return Response(services.preview_transition(node.pk, name, actor, **params))
         services.perform(node.pk, name, actor, reason=data.get("reason", ""), **params)
         return Response(self.get_serializer(self._fresh(node.pk)).data)

@@ -127,6 +127,13 @@ def agent_at(client, mac: str, address: str) -> ScriptedAgent:
     return agent
 
 
+def elsewhere(agent: ScriptedAgent) -> ScriptedAgent:
+    """Another host on the boot network holding the same agent token."""
+    thief = ScriptedAgent(agent.client._credentials["HTTP_AUTHORIZATION"].split()[1])
+    thief.client.defaults["REMOTE_ADDR"] = "10.99.0.166"
+    return thief
+
+
 def copy_result(params, sha=SHA, lun_sha=None):
     return {"sha256": sha, "lun_sha256": lun_sha or sha, "bytes": params["size"], "seconds": 1.5}
 
@@ -488,8 +495,7 @@ def test_a_second_host_with_a_copy_of_the_token_gets_neither_the_secret_nor_the_
     the job belongs to the address that first spoke for it, which alone the LUN admits."""
     source, target = machines
     migration, out, into = started(api, client, machines)
-    thief = ScriptedAgent(out.client._credentials["HTTP_AUTHORIZATION"].split()[1])
-    thief.client.defaults["REMOTE_ADDR"] = "10.99.0.166"
+    thief = elsewhere(out)
     answer = thief.job()
     assert answer.status_code == 403 and SOURCE_ADDR in answer.json()["detail"]
     assert "chap" not in answer.content.decode()
@@ -594,8 +600,7 @@ def test_heartbeats_and_logs_from_another_address_are_refused(api, client, machi
     source, target = machines
     migration, out, into = started(api, client, machines)
     job = AgentJob.objects.get(node=source)
-    thief = ScriptedAgent(out.client._credentials["HTTP_AUTHORIZATION"].split()[1])
-    thief.client.defaults["REMOTE_ADDR"] = "10.99.0.166"
+    thief = elsewhere(out)
     for path, body in (("heartbeat", {"step": 1, "detail": "x"}), ("log", {"lines": ["x"]})):
         answer = thief.client.post(
             f"/api/v1/agent/jobs/{job.pk}/{path}", json.dumps(body), content_type="application/json"

@@ -273,16 +273,21 @@ tasks:
 """
 
 
-def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
-    image = lab.os_image.read_bytes()
+def upload_and_save(lab: Lab, path: Path, name: str, fmt: str, workflow: str) -> None:
+    """Upload an image template as an operator would (curl, multipart) and save its workflow."""
     uploaded = lab.curl(
         "-X", "POST", "-H", f"Authorization: Bearer {lab.token}",
-        "-F", "name=lab-os", "-F", "format=raw", "-F", "arch=x86_64",
-        "-F", f"file=@{lab.os_image}", "-w", "\n%{http_code}",
+        "-F", f"name={name}", "-F", f"format={fmt}", "-F", "arch=x86_64",
+        "-F", f"file=@{path}", "-w", "\n%{http_code}",
         f"{BASE}/api/v1/templates",
     )  # fmt: skip
     assert uploaded.endswith("201"), uploaded
-    lab.api("POST", "/api/v1/workflows", {"content": DEPLOY_WORKFLOW})
+    lab.api("POST", "/api/v1/workflows", {"content": workflow})
+
+
+def test_4_image_deploy_writes_checks_and_boots_the_image(lab):
+    image = lab.os_image.read_bytes()
+    upload_and_save(lab, lab.os_image, "lab-os", "raw", DEPLOY_WORKFLOW)
     vm = DeployVM(lab, "deploy1", "52:54:00:a6:00:04")
 
     vm.power_on()
@@ -497,14 +502,7 @@ def _debugfs_cat(image: Path, path: str) -> bytes:
 def test_7_a_file_level_image_goes_onto_the_partitions_the_workflow_lays_out(lab):
     archive = lab.dir / "lab-root.tar.gz"
     files = lab_root_archive(archive)
-    uploaded = lab.curl(
-        "-X", "POST", "-H", f"Authorization: Bearer {lab.token}",
-        "-F", "name=lab-root", "-F", "format=tar.gz", "-F", "arch=x86_64",
-        "-F", f"file=@{archive}", "-w", "\n%{http_code}",
-        f"{BASE}/api/v1/templates",
-    )  # fmt: skip
-    assert uploaded.endswith("201"), uploaded
-    lab.api("POST", "/api/v1/workflows", {"content": FILES_WORKFLOW})
+    upload_and_save(lab, archive, "lab-root", "tar.gz", FILES_WORKFLOW)
     vm = FilesVM(lab, "files1", "52:54:00:a6:00:07")
 
     vm.power_on()
