@@ -1,0 +1,1 @@
+"""Hypervisor drivers: one module per platform behind :mod:`.base`'s interface."""
