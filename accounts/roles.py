@@ -26,6 +26,10 @@ VIEW_REGISTRY = (
     "agent.view_agentlogline",
     "agent.view_wipecertificate",
     "nodes.view_migration",
+    "hypervisors.view_hypervisor",
+    "hypervisors.view_virtualmachine",
+    "hypervisors.view_hypervisortemplate",
+    "hypervisors.view_hypervisoroperation",
 )
 OPERATE = (
     "nodes.add_node",
@@ -43,6 +47,10 @@ OPERATE = (
     "nodes.deprovision_node",
     "nodes.migrate_node",
     "nodes.retire_node",
+    "hypervisors.sync_hypervisor",
+    "hypervisors.operate_vm",
+    # Asking and approving; a VM is deleted only once a second holder approves.
+    "hypervisors.delete_vm",
 )
 ADMINISTER = (
     "nodes.add_site",
@@ -62,6 +70,10 @@ ADMINISTER = (
     "accounts.grant_emergency_access",
     "accounts.grant_role",
     "audit.clear_auditevent",
+    "hypervisors.add_hypervisor",
+    "hypervisors.change_hypervisor",
+    # Four-eye while nodes are on the hypervisor.
+    "hypervisors.delete_hypervisor",
 )
 AUDIT = (
     "audit.view_auditevent",

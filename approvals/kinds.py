@@ -459,3 +459,12 @@ KINDS: dict[str, Kind] = {
         _role_grant(),
     )
 }
+
+
+def register(kind: Kind) -> Kind:
+    """Add the kind of an app above this one (its ``approval_kinds`` module, found
+    at start-up like ``admin.py``): approvals executes it without importing it."""
+    if kind.name in KINDS:
+        raise ValueError(f"approval kind {kind.name!r} is declared twice")
+    KINDS[kind.name] = kind
+    return kind

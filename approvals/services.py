@@ -244,7 +244,17 @@ def file(proposal: gate.Proposal, user) -> ApprovalRequest:
     if proposal.action == accounts.ROLE_CHANGE:
         return request_role_change(int(proposal.target_id), user, proposal.params, proposal.reason)
     if proposal.target_type != "node":
-        raise ValueError(f"no proposals of {proposal.target_type} are filed here")
+        kind = KINDS.get(proposal.action)
+        if kind is None or kind.target_type != proposal.target_type:
+            raise ValueError(f"no proposals of {proposal.target_type} are filed here")
+        return request_other(
+            kind.name,
+            user,
+            target_id=proposal.target_id,
+            target_label=proposal.target_label or f"{proposal.target_type} {proposal.target_id}",
+            params=proposal.params,
+            reason=proposal.reason,
+        )
     actor = node_services.Actor.of(user)
     if proposal.action == lc.IDENTITY_CHANGE:
         return request_identity_change(int(proposal.target_id), actor, params=proposal.params)

@@ -33,3 +33,4 @@ class EventKind(models.TextChoices):
     EDITED = "edited", "Edited"
     TRANSITION = "transition", "Transition"
     REPORT = "report", "Report"
+    HYPERVISOR = "hypervisor", "Hypervisor"

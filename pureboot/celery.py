@@ -85,3 +85,13 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("agent.sweep_migration_luns"),
         name="remove migration LUNs that outlived their migration",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=30),
+        sender.signature("hypervisors.retry_operations"),
+        name="retry hypervisor calls whose backoff elapsed",
+    )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
+        sender.signature("hypervisors.sync_due"),
+        name="sync hypervisors whose interval elapsed",
+    )

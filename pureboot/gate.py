@@ -58,6 +58,7 @@ class Proposal:
     target_id: str
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    target_label: str = ""
 
 
 class ApprovalRequired(Exception):

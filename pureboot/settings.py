@@ -433,6 +433,15 @@ if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
 # Keys that encrypt credentials at rest (first encrypts, all decrypt):
 # PUREBOOT_FERNET_KEYS, or a key file generated once into var/ (mode 600).
 PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DIR)
+# Hypervisors (hypervisors/): the timeout of each call to a hypervisor's API
+# (connect, request, or waiting for one of its tasks), how many times a call
+# that failed for a transient reason (unreachable, busy, a server error) is
+# tried in all, with backoff from 30 s doubling to 30 min, and the hard limit
+# of one worker task, after which a running operation counts as lost.
+PUREBOOT_HYPERVISOR_TIMEOUT = _env_int("PUREBOOT_HYPERVISOR_TIMEOUT", 60, 1)
+PUREBOOT_HYPERVISOR_MAX_ATTEMPTS = _env_int("PUREBOOT_HYPERVISOR_MAX_ATTEMPTS", 5, 1)
+PUREBOOT_HYPERVISOR_TASK_LIMIT = _env_int("PUREBOOT_HYPERVISOR_TASK_LIMIT", 1800, 60)
+
 # The agent (agent/): the Ed25519 key that signs wipe certificates (made on
 # first use, mode 600), how long a job may go without a word from its agent
 # before it fails as lost, whether discovered machines boot the agent once to

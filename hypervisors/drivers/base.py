@@ -213,6 +213,7 @@ class VMSpec:
     cluster: str = ""
     host: str = ""
     firmware: str = "bios"  # or "uefi"
+    arch: str = "x86_64"  # or "aarch64"
     ha: bool = False
 
 
@@ -223,6 +224,9 @@ class Driver:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # The driver options a hypervisor record may set (name -> help text);
+    # any other option is refused when the hypervisor is saved.
+    options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection

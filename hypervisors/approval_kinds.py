@@ -1,0 +1,125 @@
+"""The hypervisors app's four-eye actions, declared to the approvals app
+(found at start-up like ``admin.py``; see ``approvals.apps``)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+
+from approvals.kinds import Kind, approved_reason, register
+from nodes.transitions import Actor
+
+from . import services, vms
+from .models import Hypervisor, VirtualMachine
+
+
+def _requester(request) -> Actor:
+    return Actor.of(get_user_model().objects.get(pk=request.requested_by_id))
+
+
+def _sees_hypervisor(hypervisor: Hypervisor | None, user) -> str | None:
+    if hypervisor is None or not services.can_access(user, hypervisor):
+        return "You have no access to this hypervisor's site."
+    return None
+
+
+def _vm_current(request) -> str:
+    vm, node = vms._locked(int(request.target_id))
+    return vms.binding(vm, node)
+
+
+def _vm_approver(request, user) -> str | None:
+    vm = VirtualMachine.objects.select_related("hypervisor").filter(pk=request.target_id).first()
+    return _sees_hypervisor(vm.hypervisor if vm else None, user)
+
+
+def _vm_words(request, what: str) -> str:
+    vm = (
+        VirtualMachine.objects.select_related("hypervisor", "node")
+        .filter(pk=request.target_id)
+        .first()
+    )
+    if vm is None:
+        return f"{what} VM #{request.target_id} (it no longer exists)."
+    node = f" (node {vm.node} #{vm.node_id}, {vm.node.state})" if vm.node_id else ""
+    return f"{what} VM {vm.name}{node} on {vm.hypervisor.get_type_display()} {vm.hypervisor}"
+
+
+def _execute_delete(request, secrets, requester, approvers, approval) -> str:
+    vms.delete(
+        int(request.target_id),
+        _requester(request),
+        reason=approved_reason(request, approvers),
+        approval=approval,
+    )
+    return f"VM {request.target_label} deletion queued, approved by {approvers}"
+
+
+def _execute_power_off(request, secrets, requester, approvers, approval) -> str:
+    vms.power(
+        int(request.target_id),
+        _requester(request),
+        "off",
+        reason=approved_reason(request, approvers),
+        approval=approval,
+    )
+    return f"VM {request.target_label} power-off queued, approved by {approvers}"
+
+
+def _execute_remove(request, secrets, requester, approvers, approval) -> str:
+    return services.delete_hypervisor(
+        int(request.target_id),
+        _requester(request),
+        reason=approved_reason(request, approvers),
+        approval=approval,
+    )
+
+
+register(
+    Kind(
+        name=vms.DELETE,
+        label="Delete VM",
+        target_type="vm",
+        permission="hypervisors.delete_vm",
+        describe=lambda r: (
+            _vm_words(r, "Delete")
+            + ": it is powered off and deleted with the disks PureBoot made for it; everything on "
+            "them is lost. The node stays in PureBoot with its history."
+        ),
+        current=_vm_current,
+        execute=_execute_delete,
+        approver_check=_vm_approver,
+    )
+)
+register(
+    Kind(
+        name=vms.POWER_OFF,
+        label="Power off VM",
+        target_type="vm",
+        permission="hypervisors.operate_vm",
+        describe=lambda r: (
+            _vm_words(r, "Power off")
+            + ": a hard power-off, as pulling the plug; what the VM had not written is lost."
+        ),
+        current=_vm_current,
+        execute=_execute_power_off,
+        approver_check=_vm_approver,
+    )
+)
+register(
+    Kind(
+        name=services.DELETE,
+        label="Remove hypervisor",
+        target_type="hypervisor",
+        permission="hypervisors.delete_hypervisor",
+        describe=lambda r: (
+            f"Remove hypervisor {r.target_label} from PureBoot. Its VMs stay on the platform, "
+            f"but PureBoot can no longer power, sync or delete the VMs of nodes "
+            f"{r.params.get('nodes')}."
+        ),
+        current=lambda r: services.binding(Hypervisor.objects.get(pk=r.target_id)),
+        execute=_execute_remove,
+        approver_check=lambda r, user: _sees_hypervisor(
+            Hypervisor.objects.filter(pk=r.target_id).first(), user
+        ),
+    )
+)

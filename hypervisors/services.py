@@ -1,0 +1,266 @@
+"""Hypervisor connections: who sees them, registering, changing and removing
+them, and queuing the calls PureBoot makes to them (run by
+:mod:`hypervisors.operations` in a Celery worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from audit import services as audit
+from nodes.permissions import accessible_sites, can_access_site, sees_all_sites
+from nodes.transitions import SYSTEM, Actor, TransitionForbidden
+from pureboot import gate
+
+from .choices import OperationKind, OperationStatus, VMStatus
+from .drivers import DRIVERS, Capability, base
+from .models import Hypervisor, HypervisorOperation, VirtualMachine
+
+EDITABLE = (
+    "name",
+    "type",
+    "endpoint",
+    "site",
+    "credential",
+    "verify_tls",
+    "ca_certificate",
+    "options",
+    "sync_interval_minutes",
+)
+DELETE = "hypervisor.delete"
+MAX_REASON = 1000
+
+
+class CapabilityMissing(TransitionForbidden):
+    """The hypervisor's driver cannot do what was asked (HTTP 409)."""
+
+
+def scope(user, queryset: QuerySet | None = None) -> QuerySet:
+    """The hypervisors ``user`` may see: all for all-sites holders, else their sites'."""
+    qs = Hypervisor.objects.all() if queryset is None else queryset
+    if sees_all_sites(user):
+        return qs
+    return qs.filter(site__in=accessible_sites(user))
+
+
+def can_access(user, hypervisor: Hypervisor) -> bool:
+    return can_access_site(user, hypervisor.site) if hypervisor.site_id else sees_all_sites(user)
+
+
+def driver_class(hypervisor: Hypervisor) -> type[base.Driver]:
+    try:
+        return DRIVERS[hypervisor.type]
+    except KeyError:
+        raise ValidationError({"type": f"No driver for {hypervisor.type!r} is built."}) from None
+
+
+def capabilities(hypervisor: Hypervisor) -> list[str]:
+    return sorted(c.value for c in driver_class(hypervisor).capabilities)
+
+
+def require(hypervisor: Hypervisor, capability: Capability) -> None:
+    """Refuse (409) what the hypervisor's driver cannot do, naming both."""
+    driver = driver_class(hypervisor)
+    if capability not in driver.capabilities:
+        raise CapabilityMissing(
+            f"{driver.label} hypervisor {hypervisor.name!r} cannot {capability.value}: "
+            f"its driver offers {', '.join(sorted(c.value for c in driver.capabilities))}."
+        )
+
+
+def _check_person(actor: Actor, permission: str, hypervisor: Hypervisor | None = None) -> None:
+    if not actor.is_person:
+        return
+    if not actor.user.has_perm(permission):
+        raise TransitionForbidden(f"You do not have permission {permission}.")
+    if hypervisor is not None and not can_access(actor.user, hypervisor):
+        raise TransitionForbidden("You have no access to this hypervisor's site.")
+
+
+def _clean(hypervisor: Hypervisor) -> None:
+    driver = driver_class(hypervisor)
+    unknown = sorted(set(hypervisor.options or {}) - set(driver.options))
+    if unknown:
+        known = ", ".join(sorted(driver.options)) or "none"
+        raise ValidationError(
+            {"options": f"Unknown option {unknown[0]!r} for {driver.label}; its options: {known}."}
+        )
+    if not all(isinstance(v, str | int | bool) for v in (hypervisor.options or {}).values()):
+        raise ValidationError({"options": "Option values are text, numbers or true/false."})
+    hypervisor.full_clean()
+
+
+def _values(hypervisor: Hypervisor) -> dict[str, Any]:
+    values = {f: getattr(hypervisor, f) for f in EDITABLE}
+    values["site"] = hypervisor.site_id
+    values["credential"] = hypervisor.credential_id
+    return values
+
+
+def create_hypervisor(actor: Actor, fields: dict[str, Any]) -> Hypervisor:
+    """Register a hypervisor and queue its first sync; validates or saves nothing."""
+    hypervisor = Hypervisor(**{k: v for k, v in fields.items() if k in EDITABLE})
+    if actor.is_person and not can_access_site(actor.user, hypervisor.site):
+        raise TransitionForbidden("You may not register hypervisors at that site.")
+    _check_person(actor, "hypervisors.add_hypervisor")
+    _clean(hypervisor)
+    with transaction.atomic():
+        hypervisor.save()
+        audit.record(
+            actor=actor.label,
+            action="hypervisor.create",
+            object_type="hypervisors.hypervisor",
+            object_id=hypervisor.pk,
+            changes={k: {"before": None, "after": v} for k, v in _values(hypervisor).items()},
+        )
+        queue(hypervisor, OperationKind.SYNC, actor)
+    return hypervisor
+
+
+def update_hypervisor(pk: int, actor: Actor, fields: dict[str, Any]) -> Hypervisor:
+    with transaction.atomic():
+        hypervisor = Hypervisor.objects.select_for_update().get(pk=pk)
+        _check_person(actor, "hypervisors.change_hypervisor", hypervisor)
+        before = _values(hypervisor)
+        for name, value in fields.items():
+            if name in EDITABLE:
+                setattr(hypervisor, name, value)
+        if hypervisor.type != before["type"] and hypervisor.vms.exists():
+            raise ValidationError(
+                {"type": "It has VMs on record: register the other platform as a new hypervisor."}
+            )
+        if actor.is_person and not can_access_site(actor.user, hypervisor.site):
+            raise TransitionForbidden("You may not move hypervisors to that site.")
+        _clean(hypervisor)
+        hypervisor.save()
+        after = _values(hypervisor)
+        changes = {k: {"before": before[k], "after": v} for k, v in after.items() if before[k] != v}
+        if changes:
+            audit.record(
+                actor=actor.label,
+                action="hypervisor.update",
+                object_type="hypervisors.hypervisor",
+                object_id=hypervisor.pk,
+                changes=changes,
+            )
+    return hypervisor
+
+
+def binding(hypervisor: Hypervisor) -> str:
+    """What a removal approval is bound to: the endpoint and the nodes on it."""
+    nodes = sorted(hypervisor.vms.exclude(node=None).values_list("node_id", flat=True))
+    return gate.binding(
+        {
+            "id": hypervisor.pk,
+            "type": hypervisor.type,
+            "endpoint": hypervisor.endpoint,
+            "nodes": nodes,
+        }
+    )
+
+
+def delete_hypervisor(
+    pk: int, actor: Actor, *, reason: str = "", approval: gate.Approval | None = None
+) -> str:
+    """Forget a hypervisor (its VMs stay on the platform). With nodes on it,
+    a second person must approve (``gate.ApprovalRequired``)."""
+    with transaction.atomic():
+        hypervisor = Hypervisor.objects.select_for_update().get(pk=pk)
+        if actor.is_person and not can_access(actor.user, hypervisor):
+            raise TransitionForbidden("You have no access to this hypervisor's site.")
+        nodes = list(hypervisor.vms.exclude(node=None).values_list("node_id", flat=True))
+        target = f"hypervisor:{pk}"
+        try:
+            verdict = gate.decide(
+                actor.user,
+                action=DELETE,
+                target=target,
+                permission="hypervisors.delete_hypervisor",
+                four_eye=bool(nodes),
+                bound_to=binding(hypervisor),
+                approval=approval,
+                system=not actor.is_person,
+            )
+        except gate.Forbidden as exc:
+            raise TransitionForbidden(str(exc)) from exc
+        if verdict is gate.NEEDS_APPROVAL:
+            raise gate.ApprovalRequired(
+                gate.Proposal(DELETE, "hypervisor", str(pk), {"nodes": nodes}, reason)
+            )
+        name = hypervisor.name
+        VirtualMachine.objects.filter(hypervisor=hypervisor).delete()
+        hypervisor.delete()
+        audit.record(
+            actor=actor.label,
+            action=DELETE,
+            object_type="hypervisors.hypervisor",
+            object_id=pk,
+            message=reason[:MAX_REASON],
+            details={"name": name, "nodes": nodes, **_approval_details(approval)},
+        )
+    return f"hypervisor {name} removed; the VMs of nodes {nodes or 'none'} stay on the platform"
+
+
+def _approval_details(approval: gate.Approval | None) -> dict[str, Any]:
+    if approval is None:
+        return {}
+    return {"approval_request": approval.request_id, "approved_by": list(approval.approvers)}
+
+
+# --- operations ----------------------------------------------------------------
+
+
+def queue(
+    hypervisor: Hypervisor,
+    kind: str,
+    actor: Actor = SYSTEM,
+    *,
+    vm: VirtualMachine | None = None,
+    params: dict[str, Any] | None = None,
+) -> HypervisorOperation:
+    """Record a call to make and have a worker make it once this transaction commits."""
+    operation = HypervisorOperation.objects.create(
+        hypervisor=hypervisor,
+        vm=vm,
+        kind=kind,
+        params=params or {},
+        actor=actor.label,
+        requested_by=actor.user,
+    )
+    run = current_app.signature("hypervisors.run_operation", args=[operation.pk])
+    transaction.on_commit(run.delay, robust=True)
+    return operation
+
+
+def request_sync(hypervisor_id: int, actor: Actor) -> HypervisorOperation:
+    with transaction.atomic():
+        hypervisor = Hypervisor.objects.select_for_update().get(pk=hypervisor_id)
+        _check_person(actor, "hypervisors.sync_hypervisor", hypervisor)
+        busy = hypervisor.operations.filter(
+            kind=OperationKind.SYNC,
+            status__in=(OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.RETRYING),
+        ).first()
+        if busy is not None:
+            return busy  # one sync at a time: the queued one reads everything anyway
+        return queue(hypervisor, OperationKind.SYNC, actor)
+
+
+def due_for_sync(now=None) -> list[int]:
+    """Hypervisors whose periodic sync is due (and none is queued)."""
+    now = now or timezone.now()
+    due = []
+    for hypervisor in Hypervisor.objects.filter(sync_interval_minutes__gt=0):
+        last = hypervisor.last_sync_at
+        if last and (now - last).total_seconds() < hypervisor.sync_interval_minutes * 60:
+            continue
+        due.append(hypervisor.pk)
+    return due
+
+
+def live_vms(hypervisor: Hypervisor) -> QuerySet:
+    return hypervisor.vms.exclude(status=VMStatus.DELETED)

@@ -1,0 +1,207 @@
+"""Hypervisor services end to end against libvirt's real test driver
+(``test:///default``): registering, syncing, VM creation for a node,
+power, four-eye deletion and power-off, vanished VMs, retries."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+from django.core.exceptions import ValidationError
+
+from approvals import services as approvals
+from approvals.models import ApprovalRequest
+from hypervisors import operations, services, vms
+from hypervisors.choices import Health, OperationStatus, VMStatus
+from hypervisors.models import Hypervisor, HypervisorOperation, VirtualMachine
+from nodes.choices import EventKind
+from nodes.models import Node
+from nodes.transitions import SYSTEM, Actor, TransitionForbidden
+from pureboot import gate
+from tests.factories import make_user
+
+from .conftest import TEST_URI, run_queued
+
+pytestmark = pytest.mark.django_db
+
+
+def _domain(vm: VirtualMachine):
+    return libvirt.open(TEST_URI).lookupByUUIDString(vm.platform_id)
+
+
+def _request(name: str, **kw) -> vms.Request:
+    fields = {
+        "name": name,
+        "cpus": 2,
+        "memory_mib": 1024,
+        "disks": [{"size_bytes": 2 << 30}],
+        "networks": [{"network": "default"}],
+    }
+    fields.update(kw)
+    return vms.Request(**fields)
+
+
+def test_sync_records_inventory_templates_and_vms(libvirt_hypervisor, template_volume):
+    (op,) = run_queued()
+    assert op.status == OperationStatus.SUCCEEDED, op.error
+    hv = Hypervisor.objects.get(pk=libvirt_hypervisor.pk)
+    assert hv.health == Health.OK and hv.version.startswith("TEST")
+    assert hv.inventory["networks"] == ["default"]
+    assert hv.inventory["storage"][0]["name"] == "default-pool"
+    assert hv.templates.filter(name=template_volume, present=True).exists()
+    # The test driver's own domain "test" is recorded, unmanaged.
+    found = hv.vms.get(name="test")
+    assert not found.managed and found.power == "running"
+
+
+def test_create_vm_registers_mac_first_then_creates_network_boot_first(
+    libvirt_hypervisor, template_volume
+):
+    run_queued()
+    admin = make_user("Admin")
+    vm = vms.create(
+        libvirt_hypervisor.pk, Actor.of(admin), _request("web-a1", template=template_volume)
+    )
+    # Before any call to the hypervisor, the node exists with the VM's MAC.
+    node = Node.objects.get(pk=vm.node_id)
+    assert node.interfaces.get().mac == vm.macs[0]
+    assert vm.status == VMStatus.CREATING and vm.platform_id == ""
+    (op,) = run_queued()
+    assert op.status == OperationStatus.SUCCEEDED, op.error
+    vm.refresh_from_db()
+    assert vm.status == VMStatus.PRESENT and vm.power == "running"
+    xml = ET.fromstring(_domain(vm).XMLDesc(0))
+    nic = xml.find("./devices/interface")
+    assert nic.find("mac").get("address") == vm.macs[0]
+    assert nic.find("boot").get("order") == "1"
+    disks = xml.findall("./devices/disk")
+    assert [d.find("source").get("volume") for d in disks] == [
+        "web-a1-disk0.qcow2",
+        "web-a1-disk1.qcow2",
+    ]
+    assert disks[0].find("boot").get("order") == "2"
+    assert node.events.filter(kind=EventKind.HYPERVISOR).count() >= 2
+
+
+def test_create_refuses_what_the_hypervisor_lacks(libvirt_hypervisor):
+    run_queued()
+    admin = Actor.of(make_user("Admin"))
+    with pytest.raises(ValidationError) as missing:
+        vms.create(libvirt_hypervisor.pk, admin, _request("x1", template="no-such-template"))
+    assert "no template 'no-such-template'" in str(missing.value)
+    with pytest.raises(ValidationError) as network:
+        vms.create(libvirt_hypervisor.pk, admin, _request("x2", networks=[{"network": "nope"}]))
+    assert "no network 'nope'" in str(network.value)
+    with pytest.raises(ValidationError):
+        vms.create(libvirt_hypervisor.pk, admin, _request("x3", ha=True))
+    assert not Node.objects.filter(hostname__in=["x1", "x2", "x3"]).exists()
+
+
+def test_user_role_cannot_create_vms(libvirt_hypervisor):
+    with pytest.raises(TransitionForbidden):
+        vms.create(libvirt_hypervisor.pk, Actor.of(make_user("User")), _request("u1"))
+
+
+def test_capability_missing_names_driver_and_capability(libvirt_hypervisor):
+    run_queued()
+    vm = vms.create(libvirt_hypervisor.pk, Actor.of(make_user("Admin")), _request("mig-1"))
+    run_queued()
+    with pytest.raises(services.CapabilityMissing) as refused:
+        vms.migrate(vm.pk, Actor.of(make_user("Admin")), "other-host")
+    assert "KVM/libvirt" in str(refused.value) and "live_migrate" in str(refused.value)
+
+
+def test_power_off_of_an_active_vm_and_delete_need_a_second_person(libvirt_hypervisor):
+    run_queued()
+    alice, bob = make_user("Operator"), make_user("Operator")
+    alice.is_superuser = False
+    # Operators see only their sites; this hypervisor has none: use all-sites holders.
+    alice, bob = make_user("Admin"), make_user("Admin")
+    vm = vms.create(libvirt_hypervisor.pk, Actor.of(alice), _request("db-1"))
+    run_queued()
+    vm.refresh_from_db()
+    Node.objects.filter(pk=vm.node_id).update(state="active")
+    with pytest.raises(gate.ApprovalRequired) as asked:
+        vms.power(vm.pk, Actor.of(alice), "off", reason="maintenance")
+    assert _domain(vm).isActive()
+    request = approvals.file(asked.value.proposal, alice)
+    with pytest.raises(approvals.NotAllowed):
+        approvals.approve(request.pk, alice)  # not by the requester
+    approvals.approve(request.pk, bob)
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "executed"
+    run_queued()
+    assert not _domain(vm).isActive()
+
+    platform_id = vm.platform_id
+    with pytest.raises(gate.ApprovalRequired) as asked:
+        vms.delete(vm.pk, Actor.of(alice), reason="decommission")
+    request = approvals.file(asked.value.proposal, alice)
+    approvals.approve(request.pk, bob)
+    run_queued()
+    vm.refresh_from_db()
+    assert vm.status == VMStatus.DELETED
+    with pytest.raises(libvirt.libvirtError):
+        libvirt.open(TEST_URI).lookupByUUIDString(platform_id)
+    pool = libvirt.open(TEST_URI).storagePoolLookupByName("default-pool")
+    assert "db-1-disk0.qcow2" not in pool.listVolumes()
+
+
+def test_approval_is_void_when_the_vm_changed(libvirt_hypervisor):
+    run_queued()
+    alice, bob = make_user("Admin"), make_user("Admin")
+    vm = vms.create(libvirt_hypervisor.pk, Actor.of(alice), _request("db-2"))
+    run_queued()
+    with pytest.raises(gate.ApprovalRequired) as asked:
+        vms.delete(vm.pk, Actor.of(alice))
+    request = approvals.file(asked.value.proposal, alice)
+    # Meanwhile the VM is relinked to another endpoint: the approval must not apply.
+    Hypervisor.objects.filter(pk=libvirt_hypervisor.pk).update(endpoint="test:///other")
+    approvals.approve(request.pk, bob)
+    assert ApprovalRequest.objects.get(pk=request.pk).status != "executed"
+    assert VirtualMachine.objects.get(pk=vm.pk).status == VMStatus.PRESENT
+
+
+def test_vm_deleted_outside_pureboot_is_marked_vanished(libvirt_hypervisor):
+    run_queued()
+    vm = vms.create(libvirt_hypervisor.pk, Actor.of(make_user("Admin")), _request("gone-1"))
+    run_queued()
+    vm.refresh_from_db()
+    domain = _domain(vm)
+    domain.destroy()
+    domain.undefine()
+    services.request_sync(libvirt_hypervisor.pk, SYSTEM)
+    run_queued()
+    vm.refresh_from_db()
+    assert vm.status == VMStatus.VANISHED
+    assert VirtualMachine.objects.filter(pk=vm.pk).exists()
+    assert vm.node.events.filter(message__contains="vanished").exists()
+
+
+def test_unreachable_hypervisor_retries_with_backoff_then_fails(db, settings):
+    settings.PUREBOOT_HYPERVISOR_TIMEOUT = 5
+    settings.PUREBOOT_HYPERVISOR_MAX_ATTEMPTS = 2
+    hv = services.create_hypervisor(
+        SYSTEM, {"name": "dead", "type": "libvirt", "endpoint": "qemu+tcp://127.0.0.1:9/system"}
+    )
+    (op,) = run_queued()
+    assert op.status == OperationStatus.RETRYING and op.error_code == "hypervisor_unavailable"
+    assert Hypervisor.objects.get(pk=hv.pk).health == Health.UNREACHABLE
+    assert operations.retry_due() == []  # backoff not elapsed
+    HypervisorOperation.objects.filter(pk=op.pk).update(
+        started_at=op.started_at - operations.backoff(1)
+    )
+    assert operations.retry_due() == [op.pk]
+    operations.run(op.pk)
+    op.refresh_from_db()
+    assert op.status == OperationStatus.FAILED and op.attempts == 2
+    assert "127.0.0.1:9" in op.error
+
+
+def test_unknown_option_is_refused(db):
+    with pytest.raises(ValidationError) as refused:
+        services.create_hypervisor(
+            SYSTEM,
+            {"name": "bad", "type": "libvirt", "endpoint": TEST_URI, "options": {"colour": "x"}},
+        )
+    assert "colour" in str(refused.value)
