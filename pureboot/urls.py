@@ -29,6 +29,8 @@ api_v1 = [
     re_path(r"^docs/?$", DocsView.as_view(url_name="schema"), name="docs"),
     path("", include("nodes.api.urls")),
     path("", include("audit.api.urls")),
+    # Before workflows': /templates/sync is not an image template's id.
+    path("", include("hypervisors.api.urls")),
     path("", include("workflows.api.urls")),
     path("", include("approvals.api.urls")),
     path("", include("credentials.api.urls")),

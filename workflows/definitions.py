@@ -256,7 +256,34 @@ def parse(text: str | bytes) -> Definition:
             )
     _check_image_deploy(tasks)
     _check_folded_steps(tasks)
+    _check_vm_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
+
+
+VM_CREATE_TYPES = ("vm_create", "ovirt_vm_create")
+
+
+def _check_vm_steps(tasks: list[dict]) -> None:
+    """A VM is made once, before anything boots: its step comes first."""
+    creates = [i for i, t in enumerate(tasks) if t["type"] in VM_CREATE_TYPES]
+    if len(creates) > 1:
+        raise DefinitionError("a workflow creates one VM", path=f"tasks[{creates[1]}].type")
+    if creates and creates[0] != 0:
+        raise DefinitionError(
+            "the VM is created before it can boot anything: put its step first",
+            path=f"tasks[{creates[0]}].type",
+        )
+    starts = [i for i, t in enumerate(tasks) if t["type"] == "ovirt_vm_start"]
+    if starts and not (creates and tasks[0]["type"] == "ovirt_vm_create"):
+        raise DefinitionError(
+            "ovirt_vm_start powers on the VM an ovirt_vm_create step makes: add that step first",
+            path=f"tasks[{starts[0]}].type",
+        )
+    if starts and not tasks[0]["power_on"]:
+        raise DefinitionError(
+            "ovirt_vm_start powers the VM on, but ovirt_vm_create says power_on: false",
+            path=f"tasks[{starts[0]}].type",
+        )
 
 
 # The steps an installer runs for PureBoot (workflows.context._fold_steps):

@@ -108,6 +108,61 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+# The VM a vm_create step asks for (read by the hypervisors app when it creates
+# the node's VM; hypervisor, template, network and storage names are checked
+# against the hypervisor's last sync then).
+VM_DISK_KEYS = ("size", "storage", "storage_domain", "interface")
+VM_NIC_KEYS = ("network", "name", "model")
+
+
+def _vm_params(cluster: str) -> tuple[Param, ...]:
+    return (
+        Param("hypervisor", "str", default="", max_length=100, help="Hypervisor name"),
+        Param("template", "str", default="", max_length=200),
+        Param("cluster", "str", default=cluster, max_length=200),
+        Param("memory", "int", required=True, minimum=64, maximum=16 * 1024 * 1024, help="MiB"),
+        Param("cores", "int", default=1, minimum=1, maximum=512),
+        Param("disks", "list[dict]", default=()),
+        Param("networks", "list[dict]", default=()),
+        Param("firmware", "choice", default="bios", choices=("bios", "uefi")),
+        Param("power_on", "bool", default=True),
+        Param("ha", "bool", default=False),
+    )
+
+
+def _vm_hardware(params: dict[str, Any], path: str) -> None:
+    for index, disk in enumerate(params["disks"]):
+        where = f"{path}.disks[{index}]"
+        unknown = sorted(set(disk) - set(VM_DISK_KEYS))
+        if unknown:
+            raise ParamError(
+                f"{where}.{unknown[0]}", f"unknown; a disk has {', '.join(VM_DISK_KEYS)}"
+            )
+        Param("size", "size", required=True).clean(disk.get("size", ""), f"{where}.size")
+    if not params["networks"]:
+        raise ParamError(f"{path}.networks", "the VM needs a network to boot PureBoot from")
+    for index, nic in enumerate(params["networks"]):
+        where = f"{path}.networks[{index}]"
+        unknown = sorted(set(nic) - set(VM_NIC_KEYS))
+        if unknown:
+            raise ParamError(
+                f"{where}.{unknown[0]}", f"unknown; a NIC has {', '.join(VM_NIC_KEYS)}"
+            )
+        if not isinstance(nic.get("network", nic.get("name")), str):
+            raise ParamError(f"{where}.network", "name the hypervisor network")
+    if not params["disks"] and not params["template"]:
+        raise ParamError(f"{path}.disks", "the VM needs a disk to install to, or a template")
+
+
+def _no_wait_for_ip(params: dict[str, Any], path: str) -> None:
+    if params["wait_for_ip"]:
+        raise ParamError(
+            f"{path}.wait_for_ip",
+            "not built: PureBoot follows the VM through its network boot and reports, "
+            "not its guest agent's address",
+        )
+
+
 @dataclass(frozen=True)
 class TaskType:
     """A kind of workflow step."""
@@ -434,35 +489,36 @@ TASK_TYPES: dict[str, TaskType] = {
             renders="cloud_init",
         ),
         TaskType(
-            "ovirt_vm_create",
-            "Create a VM on oVirt/RHV from a template",
+            "vm_create",
+            "Create the node's VM on a hypervisor, network boot first, and power it on",
             CONTROLLER,
-            (
-                Param("template", "str", required=True),
-                Param("cluster", "str", default="Default"),
-                Param("memory", "int", required=True, minimum=64, help="MiB"),
-                Param("cores", "int", default=1, minimum=1, maximum=512),
-                Param("disks", "list[dict]", default=()),
-                Param("networks", "list[dict]", default=()),
-            ),
-            not_built="the hypervisor drivers that run it are not built yet",
+            _vm_params(""),
+            validate=_vm_hardware,
+        ),
+        TaskType(
+            "ovirt_vm_create",
+            "Create the node's VM on oVirt/RHV (vm_create on an oVirt hypervisor)",
+            CONTROLLER,
+            _vm_params("Default"),
+            validate=_vm_hardware,
         ),
         TaskType(
             "ovirt_vm_start",
-            "Start an oVirt/RHV VM",
+            "Power the oVirt/RHV VM on once created (vm_create does unless power_on: false)",
             CONTROLLER,
             (
                 Param("wait_for_ip", "bool", default=False),
                 Param("timeout", "int", default=600, minimum=1, maximum=86400),
             ),
-            not_built="the hypervisor drivers that run it are not built yet",
+            validate=_no_wait_for_ip,
         ),
         TaskType(
             "ovirt_vm_configure",
             "Configure an oVirt/RHV VM (cloud-init)",
             CONTROLLER,
             (Param("cloud_init", "dict", default={}),),
-            not_built="the hypervisor drivers that run it are not built yet",
+            not_built="PureBoot does not pass cloud-init to oVirt: the VM network-boots and "
+            "its installer step (cloud_init, ubuntu_autoinstall, ...) configures it",
         ),
         TaskType(
             "template_sync",
@@ -472,7 +528,8 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("hypervisor", "str", default=""),
                 Param("templates", "list[str]", default=()),
             ),
-            not_built="the hypervisor drivers that run it are not built yet",
+            not_built="templates are synced with POST /api/v1/templates/sync and on each "
+            "hypervisor's sync interval, not as a step of one node's install",
         ),
         TaskType(
             "live_migrate",
@@ -482,7 +539,8 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("target_host", "str", default=""),
                 Param("hypervisor", "str", default=""),
             ),
-            not_built="the hypervisor drivers that run it are not built yet",
+            not_built="a running VM is moved with POST /api/v1/vms/{id}/migrate, not as a step "
+            "of its install",
         ),
     )
 }
