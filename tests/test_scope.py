@@ -47,6 +47,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from credentials import services as credentials
 from credentials.models import Credential
+from hypervisors.models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 from nodes import services as node_services
 from nodes.models import Migration, Node, Site
 from tests.factories import make_node, make_user, make_workflow, sealed
@@ -158,6 +159,27 @@ def world(site_a, settings):
         reason=f"{SECRET} migration",
         transfer={"iqn": f"iqn.2026-12.org.pureboot:{SECRET.lower()}"},
     )
+    # A site-B hypervisor with a VM for a site-B node, a template and a call made to it.
+    hypervisor_b = Hypervisor.objects.create(
+        name="secret-b-kvm",
+        type="libvirt",
+        endpoint=f"qemu+ssh://{SECRET}/system",
+        site=site_b,
+        last_error=f"{SECRET} unreachable",
+    )
+    vm_b = VirtualMachine.objects.create(
+        hypervisor=hypervisor_b,
+        node=make_node("pending", site=site_b, hostname="secret-b-vm07"),
+        name="secret-b-vm07",
+        platform_id=f"{SECRET}-uuid",
+        managed=True,
+    )
+    HypervisorTemplate.objects.create(
+        hypervisor=hypervisor_b, platform_id=f"{SECRET}-tmpl", name=f"{SECRET}-tmpl"
+    )
+    operation_b = HypervisorOperation.objects.create(
+        hypervisor=hypervisor_b, vm=vm_b, kind="sync", actor="system", error=f"{SECRET} op"
+    )
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")
     node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
@@ -178,6 +200,9 @@ def world(site_a, settings):
         "job_b": job_b,
         "certificate_b": certificate_b,
         "migration_b": migration_b,
+        "hypervisor_b": hypervisor_b,
+        "vm_b": vm_b,
+        "operation_b": operation_b,
     }
 
 
@@ -387,6 +412,9 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "agent-jobs": {"pk": world["job_b"].pk, "id": world["job_b"].pk},
         "wipe-certificates": {"uuid": world["certificate_b"].uuid},
         "migrations": {"pk": world["migration_b"].pk, "id": world["migration_b"].pk},
+        "hypervisors": {"pk": world["hypervisor_b"].pk, "id": world["hypervisor_b"].pk},
+        "vms": {"pk": world["vm_b"].pk, "id": world["vm_b"].pk},
+        "hypervisor-operations": {"pk": world["operation_b"].pk, "id": world["operation_b"].pk},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]
     if resource not in values:

@@ -22,6 +22,7 @@ from pureboot.api.permissions import ModelPermissions
 from .. import services, vms
 from .. import workflow as vm_workflow
 from ..drivers import Capability
+from ..filtersets import HypervisorFilterSet, OperationFilterSet, VirtualMachineFilterSet
 from ..models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 from .serializers import (
     ErrorSerializer,
@@ -81,7 +82,7 @@ class HypervisorViewSet(HypervisorAnswers, viewsets.ModelViewSet):
 
     serializer_class = HypervisorSerializer
     permission_classes = (IsAuthenticated, ModelPermissions)
-    filterset_fields = ("type", "health", "site__slug")
+    filterset_class = HypervisorFilterSet
     ordering_fields = ("name", "type", "health", "last_sync_at")
     ordering = ("name",)
     lookup_value_regex = r"\d{1,18}"
@@ -188,7 +189,7 @@ class VirtualMachineViewSet(
 
     serializer_class = VirtualMachineSerializer
     permission_classes = (IsAuthenticated, CanViewVMs)
-    filterset_fields = ("hypervisor", "status", "power", "managed", "node")
+    filterset_class = VirtualMachineFilterSet
     ordering_fields = ("name", "status", "power", "created_at")
     ordering = ("name", "id")
     lookup_value_regex = r"\d{1,18}"
@@ -244,7 +245,7 @@ class OperationViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = OperationSerializer
     permission_classes = (IsAuthenticated, CanViewOperations)
-    filterset_fields = ("hypervisor", "vm", "kind", "status")
+    filterset_class = OperationFilterSet
     ordering = ("-created_at", "-id")
     lookup_value_regex = r"\d{1,18}"
 
