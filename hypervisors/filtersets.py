@@ -20,8 +20,10 @@ class HypervisorFilterSet(django_filters.FilterSet):
 
 
 class VirtualMachineFilterSet(django_filters.FilterSet):
-    hypervisor = django_filters.NumberFilter(field_name="hypervisor_id")
-    node = django_filters.NumberFilter(field_name="node_id")
+    hypervisor = django_filters.NumberFilter(
+        field_name="hypervisor_id", min_value=1, max_value=10**18
+    )
+    node = django_filters.NumberFilter(field_name="node_id", min_value=1, max_value=10**18)
     status = django_filters.ChoiceFilter(choices=VMStatus.choices)
     power = django_filters.CharFilter(max_length=16)
     managed = django_filters.BooleanFilter()
@@ -32,8 +34,10 @@ class VirtualMachineFilterSet(django_filters.FilterSet):
 
 
 class OperationFilterSet(django_filters.FilterSet):
-    hypervisor = django_filters.NumberFilter(field_name="hypervisor_id")
-    vm = django_filters.NumberFilter(field_name="vm_id")
+    hypervisor = django_filters.NumberFilter(
+        field_name="hypervisor_id", min_value=1, max_value=10**18
+    )
+    vm = django_filters.NumberFilter(field_name="vm_id", min_value=1, max_value=10**18)
     kind = django_filters.ChoiceFilter(choices=OperationKind.choices)
     status = django_filters.ChoiceFilter(choices=OperationStatus.choices)
 
