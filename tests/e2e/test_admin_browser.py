@@ -5,71 +5,21 @@ Screenshots go to test-artifacts/admin/ for a person to look at.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from nodes.models import Node
-from tests.factories import make_node, make_user, make_workflow
+from tests.e2e.browser import ARTIFACTS, login, staff_user
+from tests.factories import make_node, make_workflow
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
-
-CHROMIUM = os.environ.get("PUREBOOT_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
-PASSWORD = "browser-test-Pa55word"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"chromium not found at {CHROMIUM} (Debian package: chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the
-    # test makes meanwhile are ordinary synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield instance
-        instance.close()
-
-
-def _login(browser, live_server, username):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    return page
-
-
-def _staff(role, sites=()):
-    user = make_user(role, sites=sites)
-    user.is_staff = True
-    user.set_password(PASSWORD)
-    user.save()
-    return user
 
 
 def test_operator_assigns_a_workflow_with_the_lifecycle_buttons(browser, live_server, site_a):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     node = make_node(site=site_a, hostname="web01")
     make_workflow("ubuntu-2404-server")
-    operator = _staff("Operator", sites=[site_a])
-    page = _login(browser, live_server, operator.username)
+    operator = staff_user("Operator", sites=[site_a])
+    page = login(browser, live_server, operator.username)
 
     page.goto(f"{live_server.url}/admin/nodes/node/")
     assert page.locator(".pb-state-discovered").count() == 1
@@ -92,8 +42,8 @@ def test_operator_assigns_a_workflow_with_the_lifecycle_buttons(browser, live_se
 
 def test_admin_sees_destructive_actions_in_red(browser, live_server):
     node = make_node("active", hostname="db01")
-    admin = _staff("Admin")
-    page = _login(browser, live_server, admin.username)
+    admin = staff_user("Admin")
+    page = login(browser, live_server, admin.username)
     page.goto(f"{live_server.url}/admin/nodes/node/{node.pk}/change/")
     retire = page.locator("#pb-transition-retire button")
     assert retire.count() == 1
@@ -107,9 +57,9 @@ def test_four_eye_reprovision_in_the_browser(browser, live_server, site_a):
     shots = ARTIFACTS.parent / "approvals"
     shots.mkdir(parents=True, exist_ok=True)
     node = make_node("installed", hostname="db02", site=site_a)
-    requester, approver = _staff("Operator", sites=[site_a]), _staff("Admin")
+    requester, approver = staff_user("Operator", sites=[site_a]), staff_user("Admin")
 
-    page = _login(browser, live_server, requester.username)
+    page = login(browser, live_server, requester.username)
     page.goto(f"{live_server.url}/admin/nodes/node/{node.pk}/change/")
     form = page.locator("#pb-transition-reprovision")
     form.locator("input[name=reason]").fill("new disks in the array")
@@ -125,7 +75,7 @@ def test_four_eye_reprovision_in_the_browser(browser, live_server, site_a):
     page.screenshot(path=str(shots / "requester-cannot-approve.png"), full_page=True)
     page.close()
 
-    page = _login(browser, live_server, approver.username)
+    page = login(browser, live_server, approver.username)
     page.goto(f"{live_server.url}/approvals/")
     assert "db02" in page.locator("table").inner_text()
     page.screenshot(path=str(shots / "queue-awaiting-me.png"), full_page=True)

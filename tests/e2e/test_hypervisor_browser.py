@@ -12,7 +12,7 @@ from hypervisors import services, vms
 from hypervisors.models import Hypervisor, HypervisorOperation, VirtualMachine
 from nodes.models import Node
 from nodes.transitions import SYSTEM, Actor
-from tests.e2e.test_admin_browser import ARTIFACTS, _login, _staff, browser  # noqa: F401
+from tests.e2e.browser import ARTIFACTS, login, staff_user
 from tests.hypervisors.conftest import TEST_URI, run_queued
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -46,8 +46,8 @@ def test_dashboard_shows_health_capacity_and_vms_and_syncs(
 ):
     SHOTS.mkdir(parents=True, exist_ok=True)
     hypervisor = _hypervisor(site_a)
-    operator = _staff("Operator", sites=[site_a])
-    page = _login(browser, live_server, operator.username)
+    operator = staff_user("Operator", sites=[site_a])
+    page = login(browser, live_server, operator.username)
     page.click("#pb-dashboard-links a")
     card = page.locator(f"#pb-hypervisor-{hypervisor.pk}")
     assert card.locator(".pb-health").inner_text() == "Reachable"
@@ -79,14 +79,14 @@ def test_dashboard_shows_health_capacity_and_vms_and_syncs(
     keep_test_driver.lookupByName("outside-1").undefine()
 
     # A User (read-only) sees the card without the sync button.
-    user = _staff("User", sites=[site_a])
-    page = _login(browser, live_server, user.username)
+    user = staff_user("User", sites=[site_a])
+    page = login(browser, live_server, user.username)
     page.goto(f"{live_server.url}/admin/hypervisors/hypervisor/dashboard/")
     assert page.locator(f"#pb-hypervisor-{hypervisor.pk}").count() == 1
     assert page.locator(".pb-sync").count() == 0
     # An operator of another site sees nothing.
-    stranger = _staff("Operator")
-    page = _login(browser, live_server, stranger.username)
+    stranger = staff_user("Operator")
+    page = login(browser, live_server, stranger.username)
     page.goto(f"{live_server.url}/admin/hypervisors/hypervisor/dashboard/")
     assert page.locator(".pb-card").count() == 0
 
@@ -96,7 +96,7 @@ def test_vm_power_off_of_an_active_node_asks_a_second_person(
 ):
     SHOTS.mkdir(parents=True, exist_ok=True)
     hypervisor = _hypervisor(site_a)
-    operator = _staff("Operator", sites=[site_a])
+    operator = staff_user("Operator", sites=[site_a])
     vm = vms.create(
         hypervisor.pk,
         Actor.of(operator),
@@ -111,7 +111,7 @@ def test_vm_power_off_of_an_active_node_asks_a_second_person(
     run_queued()
     vm.refresh_from_db()
     Node.objects.filter(pk=vm.node_id).update(state="active")
-    page = _login(browser, live_server, operator.username)
+    page = login(browser, live_server, operator.username)
     page.goto(f"{live_server.url}/admin/hypervisors/virtualmachine/{vm.pk}/change/")
     form = page.locator("#pb-vm-power-off")
     form.locator("input[name=reason]").fill("move rack")
