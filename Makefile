@@ -47,7 +47,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The dev install includes the optional LDAP extra, whose python-ldap is
 # built from source (build-deps installs its Debian build packages).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python build-deps
-	$(BIN)/python -m pip install --quiet -e ".[dev,ldap]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,ldap,libvirt,ovirt]"
 	touch $(VENV)/.installed $@
 
 # --- run ------------------------------------------------------------------
@@ -82,23 +82,27 @@ run: $(VENV)/.installed
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
-	ldapadd:ldap-utils atftp:atftp
+	ldapadd:ldap-utils atftp:atftp go:golang-go
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
 	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
-	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light /usr/sbin/tgtd:tgt
+	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light /usr/sbin/tgtd:tgt \
+	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
-BUILD_TOOLS := gcc:gcc
+BUILD_TOOLS := gcc:gcc pkg-config:pkg-config
 BUILD_FILES := /usr/include/ldap.h:libldap-dev /usr/include/sasl/sasl.h:libsasl2-dev \
-	$(PY_INCLUDE)/Python.h:python3-dev
+	$(PY_INCLUDE)/Python.h:python3-dev /usr/include/libvirt/libvirt.h:libvirt-dev \
+	/usr/include/x86_64-linux-gnu/curl/curl.h:libcurl4-openssl-dev \
+	/usr/include/libxml2/libxml/parser.h:libxml2-dev
 
 # The boot lab (tests/e2e/bootlab) also needs QEMU, its firmware and the
 # tools that build the lab's disk image.
 LAB_TOOLS := qemu-system-x86_64:qemu-system-x86 syslinux:syslinux mcopy:mtools \
-	mkfs.fat:dosfstools sfdisk:fdisk qemu-system-aarch64:qemu-system-arm
+	mkfs.fat:dosfstools sfdisk:fdisk qemu-system-aarch64:qemu-system-arm \
+	libvirtd:libvirt-daemon-system
 LAB_TOOL_FILES := /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf \
 	/usr/lib/syslinux/mbr/mbr.bin:syslinux-common /usr/lib/PXELINUX/pxelinux.0:pxelinux
 

@@ -18,7 +18,8 @@ from nodes.transitions import SYSTEM, Actor, TransitionForbidden
 from pureboot import gate
 
 from .choices import OperationKind, OperationStatus, VMStatus
-from .drivers import DRIVERS, Capability, base
+from .drivers import Capability, Missing, base
+from .drivers import driver_class as _driver_class
 from .models import Hypervisor, HypervisorOperation, VirtualMachine
 
 EDITABLE = (
@@ -54,9 +55,11 @@ def can_access(user, hypervisor: Hypervisor) -> bool:
 
 def driver_class(hypervisor: Hypervisor) -> type[base.Driver]:
     try:
-        return DRIVERS[hypervisor.type]
+        return _driver_class(hypervisor.type)
     except KeyError:
         raise ValidationError({"type": f"No driver for {hypervisor.type!r} is built."}) from None
+    except Missing as exc:
+        raise ValidationError({"type": str(exc)}) from None
 
 
 def capabilities(hypervisor: Hypervisor) -> list[str]:

@@ -1,0 +1,1 @@
+"""govmomi's vCenter simulator, built from Debian's sources, for the VMware driver tests."""
