@@ -54,15 +54,18 @@ def _execute_delete(request, secrets, requester, approvers, approval) -> str:
     return f"VM {request.target_label} deletion queued, approved by {approvers}"
 
 
-def _execute_power_off(request, secrets, requester, approvers, approval) -> str:
-    vms.power(
-        int(request.target_id),
-        _requester(request),
-        "off",
-        reason=approved_reason(request, approvers),
-        approval=approval,
-    )
-    return f"VM {request.target_label} power-off queued, approved by {approvers}"
+def _power(action: str):
+    def execute(request, secrets, requester, approvers, approval) -> str:
+        vms.power(
+            int(request.target_id),
+            _requester(request),
+            action,
+            reason=approved_reason(request, approvers),
+            approval=approval,
+        )
+        return f"VM {request.target_label} power {action} queued, approved by {approvers}"
+
+    return execute
 
 
 def _execute_remove(request, secrets, requester, approvers, approval) -> str:
@@ -101,7 +104,23 @@ register(
             + ": a hard power-off, as pulling the plug; what the VM had not written is lost."
         ),
         current=_vm_current,
-        execute=_execute_power_off,
+        execute=_power("off"),
+        approver_check=_vm_approver,
+    )
+)
+register(
+    Kind(
+        name=vms.RESET,
+        label="Reset VM",
+        target_type="vm",
+        permission="hypervisors.operate_vm",
+        describe=lambda r: (
+            _vm_words(r, "Reset")
+            + ": a hard reset, as pulling the plug and putting it back; what the VM had not "
+            "written is lost, and it boots again (its disk, while its node is active)."
+        ),
+        current=_vm_current,
+        execute=_power("reboot"),
         approver_check=_vm_approver,
     )
 )

@@ -5,8 +5,10 @@ them, and queuing the calls PureBoot makes to them (run by
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import current_app
+from cryptography import x509
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -95,7 +97,65 @@ def _clean(hypervisor: Hypervisor) -> None:
         )
     if not all(isinstance(v, str | int | bool) for v in (hypervisor.options or {}).values()):
         raise ValidationError({"options": "Option values are text, numbers or true/false."})
+    if (
+        any(len(str(v)) > 1000 for v in (hypervisor.options or {}).values())
+        or len(hypervisor.options or {}) > 50
+    ):
+        raise ValidationError({"options": "At most 50 options of at most 1000 characters."})
     hypervisor.full_clean()
+    _check_endpoint(hypervisor)
+    _check_ca(hypervisor.ca_certificate)
+
+
+def _check_endpoint(hypervisor: Hypervisor) -> None:
+    """No password in the endpoint, and a credential only for the endpoint it names.
+
+    A credential's ``scope`` says where it may be sent: the endpoint must start
+    with it. Setting a credential's scope is a four-eye change, so nobody alone
+    can send a stored password to an endpoint of their choosing.
+    """
+    endpoint = hypervisor.endpoint.strip()
+    if any(c.isspace() or ord(c) < 32 for c in endpoint):
+        raise ValidationError({"endpoint": "No spaces or control characters."})
+    try:
+        parsed = urlsplit(endpoint)
+    except ValueError:
+        raise ValidationError({"endpoint": "Not a valid URL or libvirt URI."}) from None
+    if not parsed.scheme:
+        raise ValidationError({"endpoint": "A URL (https://…) or a libvirt URI (qemu:///system)."})
+    if parsed.password is not None:
+        raise ValidationError(
+            {"endpoint": "Put the password in a credential, not in the endpoint."}
+        )
+    credential = hypervisor.credential
+    if credential is not None:
+        scope = credential.scope.strip()
+        if not scope:
+            raise ValidationError(
+                {
+                    "credential": f"Credential {credential.name} has no scope: set its scope to "
+                    "this hypervisor's endpoint first (a four-eye change), so its secret is "
+                    "only ever sent there."
+                }
+            )
+        if not endpoint.startswith(scope):
+            raise ValidationError(
+                {
+                    "credential": f"Credential {credential.name} may be sent only to endpoints "
+                    f"starting with {scope!r}."
+                }
+            )
+
+
+def _check_ca(pem: str) -> None:
+    if not pem.strip():
+        return
+    try:
+        found = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        found = []
+    if not found:
+        raise ValidationError({"ca_certificate": "Not a PEM certificate (or bundle)."})
 
 
 def _values(hypervisor: Hypervisor) -> dict[str, Any]:

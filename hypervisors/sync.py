@@ -23,9 +23,18 @@ from .models import Hypervisor, HypervisorTemplate, VirtualMachine
 
 # Statuses a sync may change: creating/deleting belong to their operation.
 SETTLED = (VMStatus.PRESENT, VMStatus.VANISHED)
+# What one sync records at most: a hypervisor that answers with more is refused
+# (a runaway or hostile endpoint must not fill the database).
+MAX_ITEMS = 20000
 
 
 def apply(hypervisor: Hypervisor, health: base.Health, found: base.Inventory) -> dict[str, Any]:
+    for what in ("hosts", "storage", "networks", "templates", "vms", "clusters"):
+        if len(getattr(found, what)) > MAX_ITEMS:
+            raise base.PermanentError(
+                f"{hypervisor.name} lists more than {MAX_ITEMS} {what}; PureBoot records at "
+                "most that many"
+            )
     now = timezone.now()
     summary = {
         "hosts": [asdict(h) for h in found.hosts],

@@ -32,6 +32,7 @@ from .history import node_note
 from .models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 
 POWER_OFF = "vm.power_off"
+RESET = "vm.power_reboot"
 DELETE = "vm.delete"
 MAX_CPUS, MAX_MEMORY_MIB, MAX_DISKS, MAX_NICS = 512, 16 * 1024 * 1024, 16, 8
 MAX_DISK_BYTES = 64 * 2**40
@@ -290,7 +291,8 @@ def power(
     reason: str = "",
     approval: gate.Approval | None = None,
 ) -> HypervisorOperation:
-    """Power a VM on, off or reset it; off on an active node's VM is four-eye."""
+    """Power a VM on, off or reset it. Off and reset of an active node's VM are
+    four-eye: both are a pulled plug to the system running on it."""
     action = base.PowerAction(action)
     with transaction.atomic():
         vm, node = _locked(vm_id)
