@@ -298,14 +298,14 @@ def power(
         vm, node = _locked(vm_id)
         services.require(vm.hypervisor, Capability.POWER)
         _usable(vm)
-        off = action == base.PowerAction.OFF
+        abrupt = action in (base.PowerAction.OFF, base.PowerAction.REBOOT)
         _decide(
             actor,
             vm,
             node,
-            action=POWER_OFF if off else f"vm.power_{action.value}",
+            action=f"vm.power_{action.value}",
             permission="hypervisors.operate_vm",
-            four_eye=off and node is not None and node.state == NodeState.ACTIVE,
+            four_eye=abrupt and node is not None and node.state == NodeState.ACTIVE,
             approval=approval,
             reason=reason,
             params={"action": action.value},

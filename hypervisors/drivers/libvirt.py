@@ -93,6 +93,8 @@ class LibvirtDriver(base.Driver):
         "storage_pool": "Storage pool for new disks (default: default)",
         "domain_type": "kvm, qemu or test (default: kvm if the host offers it, else qemu)",
         "machine": "QEMU machine type, e.g. q35 (default: the host's)",
+        "console_log_dir": "A directory on the host: each VM's serial console is written to "
+        "<dir>/<vm name>.log (default: a pty)",
     }
 
     def __init__(self, connection: base.Connection) -> None:
@@ -339,7 +341,16 @@ class LibvirtDriver(base.Driver):
                 f"<target dev='vd{chr(ord('a') + index)}' bus='virtio'/>{boot}</disk>"
             )
         if dtype != "test":
-            parts.append("<serial type='pty'/><console type='pty'/>")
+            log_dir = self.connection.options.get("console_log_dir")
+            if log_dir:
+                path = quoteattr(f"{str(log_dir).rstrip('/')}/{spec.name}.log")
+                parts.append(
+                    f"<serial type='file'><source path={path}/></serial>"
+                    "<console type='file'><target type='serial'/>"
+                    f"<source path={path}/></console>"
+                )
+            else:
+                parts.append("<serial type='pty'/><console type='pty'/>")
         parts.append("</devices></domain>")
         return "".join(parts)
 

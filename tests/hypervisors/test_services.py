@@ -205,3 +205,100 @@ def test_unknown_option_is_refused(db):
             {"name": "bad", "type": "libvirt", "endpoint": TEST_URI, "options": {"colour": "x"}},
         )
     assert "colour" in str(refused.value)
+
+
+def _credential(name: str, scope: str, password: str = "pw-Zq8-never-shown"):
+    from credentials import services as credentials
+    from tests.factories import sealed
+
+    return credentials.create_credential(
+        "user:setup",
+        {"name": name, "kind": "hypervisor", "username": "root@pam", "scope": scope},
+        {"password": password},
+        approval=sealed("credential.create", f"credential:new:{name}", ""),
+    )
+
+
+def test_a_credential_goes_only_where_its_scope_says(db, settings):
+    from cryptography.fernet import Fernet
+
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    scoped = _credential("pve-lab", "https://pve.lab.example:8006")
+    unscoped = _credential("loose", "")
+    fields = {"name": "pve", "type": "proxmox", "credential": scoped}
+    with pytest.raises(ValidationError) as elsewhere:
+        services.create_hypervisor(SYSTEM, {**fields, "endpoint": "https://evil.example:8006"})
+    assert "only to endpoints starting with" in str(elsewhere.value)
+    with pytest.raises(ValidationError) as loose:
+        services.create_hypervisor(
+            SYSTEM, {**fields, "credential": unscoped, "endpoint": "https://pve.lab.example:8006"}
+        )
+    assert "has no scope" in str(loose.value)
+    made = services.create_hypervisor(
+        SYSTEM, {**fields, "endpoint": "https://pve.lab.example:8006/"}
+    )
+    # Moving the endpoint later is held to the same rule.
+    with pytest.raises(ValidationError):
+        services.update_hypervisor(made.pk, SYSTEM, {"endpoint": "https://evil.example/"})
+    assert Hypervisor.objects.get(pk=made.pk).endpoint == "https://pve.lab.example:8006/"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("endpoint", "https://root:secret@pve.example:8006", "not in the endpoint"),
+        ("endpoint", "no scheme here", "No spaces"),
+        ("endpoint", "pve.example", "A URL"),
+        ("ca_certificate", "-----BEGIN CERTIFICATE-----\nnot base64\n", "PEM"),
+        ("options", {"storage_pool": "x" * 2000}, "1000 characters"),
+    ],
+)
+def test_malformed_hypervisor_fields_are_refused(db, field, value, message):
+    fields = {"name": "h1", "type": "libvirt", "endpoint": TEST_URI, field: value}
+    with pytest.raises(ValidationError) as refused:
+        services.create_hypervisor(SYSTEM, fields)
+    assert message in str(refused.value)
+    assert not Hypervisor.objects.exists()
+
+
+def test_the_secret_is_revealed_per_call_audited_and_never_stored_in_a_reason(db, settings):
+    from cryptography.fernet import Fernet
+
+    from audit.models import AuditEvent
+
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    settings.PUREBOOT_HYPERVISOR_TIMEOUT = 3
+    password = "pw-Zq8-never-shown"
+    credential = _credential("pve-closed", "https://127.0.0.1:9", password)
+    hv = services.create_hypervisor(
+        SYSTEM,
+        {
+            "name": "closed",
+            "type": "proxmox",
+            "endpoint": "https://127.0.0.1:9",
+            "credential": credential,
+        },
+    )
+    (op,) = run_queued()
+    assert op.status == OperationStatus.RETRYING and op.error
+    reveal = AuditEvent.objects.get(action="credential.reveal")
+    assert reveal.actor == f"task:hypervisors.run_operation#{op.pk}"
+    stored = " ".join(
+        [op.error, Hypervisor.objects.get(pk=hv.pk).last_error, str(op.result), str(op.params)]
+    )
+    assert password not in stored
+    assert not AuditEvent.objects.filter(details__icontains=password).exists()
+
+
+def test_resetting_an_active_nodes_vm_needs_a_second_person(libvirt_hypervisor):
+    run_queued()
+    alice = make_user("Admin")
+    vm = vms.create(libvirt_hypervisor.pk, Actor.of(alice), _request("rst-1"))
+    run_queued()
+    Node.objects.filter(pk=vm.node_id).update(state="active")
+    with pytest.raises(gate.ApprovalRequired) as asked:
+        vms.power(vm.pk, Actor.of(alice), "reboot")
+    assert asked.value.proposal.action == "vm.power_reboot"
+    # On an installed (not yet active) node's VM, a reset is the operator's own call.
+    Node.objects.filter(pk=vm.node_id).update(state="installed")
+    assert vms.power(vm.pk, Actor.of(alice), "reboot").kind == "power"

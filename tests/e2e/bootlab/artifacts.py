@@ -47,6 +47,8 @@ TOOLS = {
     "apt-get": "apt",
     "apt-cache": "apt",
     "curl": "curl",
+    "libvirtd": "libvirt-daemon-system",
+    "unshare": "util-linux",
 }
 FILES = {
     "/usr/lib/ipxe/qemu/pxe-virtio.rom": "ipxe-qemu",
