@@ -145,7 +145,7 @@ test: $(VENV)/.installed-dev tools
 # a private network namespace (root needed). A few minutes; CI runs it as its
 # own leg. Artifacts (consoles, daemon logs) land in test-artifacts/bootlab/.
 lab: $(VENV)/.installed-dev lab-tools
-	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py tests/e2e/test_agent_lab.py $(PYTEST_ARGS); rc=$$?; \
+	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py tests/e2e/test_agent_lab.py tests/e2e/test_vm_lab.py $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make lab: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
