@@ -24,6 +24,9 @@ from django.utils import timezone
 
 from audit import services as audit
 from credentials import services as credentials
+from nodes import services as node_services
+from nodes.choices import NodeState
+from nodes.transitions import SYSTEM
 
 from . import services
 from . import sync as inventory_sync
@@ -253,6 +256,15 @@ def _delete(driver: base.Driver, operation: HypervisorOperation) -> dict[str, An
             status=VMStatus.DELETED, power="stopped", last_seen_at=timezone.now()
         )
         node_note(vm, f"VM deleted from {operation.hypervisor.name}")
+        if vm.node_id and vm.node.state != NodeState.RETIRED:
+            # The machine is gone: its node is retired with it (system-only action).
+            node_services.perform(
+                vm.node_id,
+                "vm_deleted",
+                SYSTEM,
+                reason=f"its VM was deleted from {operation.hypervisor.name} "
+                f"(operation #{operation.pk})",
+            )
         audit.record(
             actor=operation.actor,
             action="vm.deleted",

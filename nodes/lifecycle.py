@@ -129,6 +129,15 @@ RETIRE = Action(
     four_eye_states=(S.INSTALLED, S.ACTIVE),
 )
 REDISCOVER = Action("rediscover", (S.RETIRED,), S.DISCOVERED, "Rediscover", "nodes.rediscover_node")
+# A VM's node once its VM was deleted (a four-eye request of its own): the
+# machine no longer exists, so nothing is left to answer or to destroy.
+VM_DELETED = Action(
+    "vm_deleted",
+    tuple(s for s in ALL_STATES if s != S.RETIRED),
+    S.RETIRED,
+    "Its VM was deleted",
+    None,
+)
 
 ACTIONS: dict[str, Action] = {
     a.name: a
@@ -149,6 +158,7 @@ ACTIONS: dict[str, Action] = {
         COMPLETE_WIPE,
         RETIRE,
         REDISCOVER,
+        VM_DELETED,
     )
 }
 

@@ -301,6 +301,10 @@ class Node(ConcurrentTransitionMixin, models.Model):
         self.workflow_version = None
         self.install_attempts = 0
 
+    @_fsm(lc.VM_DELETED)
+    def vm_deleted(self) -> None:
+        pass
+
     del _fsm
 
 

@@ -141,6 +141,10 @@ def test_power_off_of_an_active_vm_and_delete_need_a_second_person(libvirt_hyper
     run_queued()
     vm.refresh_from_db()
     assert vm.status == VMStatus.DELETED
+    # The machine is gone: its node is retired with it, saying why.
+    node = Node.objects.get(pk=vm.node_id)
+    assert node.state == "retired"
+    assert node.events.filter(to_state="retired", message__contains="its VM was deleted").exists()
     with pytest.raises(libvirt.libvirtError):
         libvirt.open(TEST_URI).lookupByUUIDString(platform_id)
     pool = libvirt.open(TEST_URI).storagePoolLookupByName("default-pool")

@@ -28,6 +28,7 @@ EXPECTED = {
     "complete_wipe": ({"deprovisioning"}, "retired"),
     "retire": (set(NodeState.values) - {"retired"}, "retired"),
     "rediscover": ({"retired"}, "discovered"),
+    "vm_deleted": (set(NodeState.values) - {"retired"}, "retired"),
 }
 SYSTEM_ONLY = {
     "start_install",
@@ -37,6 +38,7 @@ SYSTEM_ONLY = {
     "complete_migration",
     "release_hardware",
     "complete_wipe",
+    "vm_deleted",
 }
 CASES = [(a, s) for a in EXPECTED for s in NodeState.values]
 
