@@ -45,15 +45,7 @@ class HypervisorAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
     list_filter = ("type", "health")
     search_fields = ("name", "endpoint")
     fields = (
-        "name",
-        "type",
-        "endpoint",
-        "site",
-        "credential",
-        "verify_tls",
-        "ca_certificate",
-        "options",
-        "sync_interval_minutes",
+        *services.EDITABLE,
         "health",
         "health_message",
         "version",
@@ -182,24 +174,7 @@ class VirtualMachineAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmi
     list_display = ("name", "hypervisor", "node", "status", "power", "host", "managed")
     list_filter = ("status", "power", "managed", ScopedHypervisorFilter)
     search_fields = ("name", "platform_id", "node__hostname")
-    readonly_fields = (
-        "hypervisor",
-        "node",
-        "platform_id",
-        "name",
-        "managed",
-        "status",
-        "power",
-        "cpus",
-        "memory_mib",
-        "host",
-        "macs",
-        "template",
-        "ha",
-        "error",
-        "created_at",
-        "last_seen_at",
-    )
+    readonly_fields = VirtualMachine.PUBLIC_FIELDS
     exclude = ("spec",)
     change_form_template = "admin/hypervisors/virtualmachine/change_form.html"
 

@@ -86,42 +86,45 @@ register(
         describe=lambda r: (
             _vm_words(r, "Delete")
             + ": it is powered off and deleted with the disks PureBoot made for it; everything on "
-            "them is lost. The node stays in PureBoot with its history."
+            "them is lost. Its node is retired (kept, with its history)."
         ),
         current=_vm_current,
         execute=_execute_delete,
         approver_check=_vm_approver,
     )
 )
-register(
-    Kind(
-        name=vms.POWER_OFF,
-        label="Power off VM",
+
+
+def _power_kind(name: str, action: str, label: str, verb: str, words: str) -> Kind:
+    return Kind(
+        name=name,
+        label=label,
         target_type="vm",
         permission="hypervisors.operate_vm",
-        describe=lambda r: (
-            _vm_words(r, "Power off")
-            + ": a hard power-off, as pulling the plug; what the VM had not written is lost."
-        ),
+        describe=lambda r: _vm_words(r, verb) + words,
         current=_vm_current,
-        execute=_power("off"),
+        execute=_power(action),
         approver_check=_vm_approver,
+    )
+
+
+register(
+    _power_kind(
+        vms.POWER_OFF,
+        "off",
+        "Power off VM",
+        "Power off",
+        ": a hard power-off, as pulling the plug; what the VM had not written is lost.",
     )
 )
 register(
-    Kind(
-        name=vms.RESET,
-        label="Reset VM",
-        target_type="vm",
-        permission="hypervisors.operate_vm",
-        describe=lambda r: (
-            _vm_words(r, "Reset")
-            + ": a hard reset, as pulling the plug and putting it back; what the VM had not "
-            "written is lost, and it boots again (its disk, while its node is active)."
-        ),
-        current=_vm_current,
-        execute=_power("reboot"),
-        approver_check=_vm_approver,
+    _power_kind(
+        vms.RESET,
+        "reboot",
+        "Reset VM",
+        "Reset",
+        ": a hard reset, as pulling the plug and putting it back; what the VM had not "
+        "written is lost, and it boots again (its disk, while its node is active).",
     )
 )
 register(

@@ -42,3 +42,6 @@ class OperationStatus(models.TextChoices):
     RETRYING = "retrying", "Waiting to retry"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+
+
+IN_PROGRESS = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.RETRYING)

@@ -127,6 +127,26 @@ class VirtualMachine(models.Model):
             ),
         ]
 
+    # What the API and the admin show of a VM (its spec and ids stay inside).
+    PUBLIC_FIELDS = (
+        "hypervisor",
+        "node",
+        "platform_id",
+        "name",
+        "managed",
+        "status",
+        "power",
+        "cpus",
+        "memory_mib",
+        "host",
+        "macs",
+        "template",
+        "ha",
+        "error",
+        "created_at",
+        "last_seen_at",
+    )
+
     def __str__(self) -> str:
         return f"{self.name} on {self.hypervisor_id}"
 

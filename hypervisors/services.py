@@ -19,7 +19,7 @@ from nodes.permissions import accessible_sites, can_access_site, sees_all_sites
 from nodes.transitions import SYSTEM, Actor, TransitionForbidden
 from pureboot import gate
 
-from .choices import OperationKind, OperationStatus, VMStatus
+from .choices import IN_PROGRESS, OperationKind, VMStatus
 from .drivers import Capability, Missing, base
 from .drivers import driver_class as _driver_class
 from .models import Hypervisor, HypervisorOperation, VirtualMachine
@@ -237,24 +237,14 @@ def delete_hypervisor(
         if actor.is_person and not can_access(actor.user, hypervisor):
             raise TransitionForbidden("You have no access to this hypervisor's site.")
         nodes = list(hypervisor.vms.exclude(node=None).values_list("node_id", flat=True))
-        target = f"hypervisor:{pk}"
-        try:
-            verdict = gate.decide(
-                actor.user,
-                action=DELETE,
-                target=target,
-                permission="hypervisors.delete_hypervisor",
-                four_eye=bool(nodes),
-                bound_to=binding(hypervisor),
-                approval=approval,
-                system=not actor.is_person,
-            )
-        except gate.Forbidden as exc:
-            raise TransitionForbidden(str(exc)) from exc
-        if verdict is gate.NEEDS_APPROVAL:
-            raise gate.ApprovalRequired(
-                gate.Proposal(DELETE, "hypervisor", str(pk), {"nodes": nodes}, reason)
-            )
+        decide(
+            actor,
+            gate.Proposal(DELETE, "hypervisor", str(pk), {"nodes": nodes}, reason, hypervisor.name),
+            permission="hypervisors.delete_hypervisor",
+            four_eye=bool(nodes),
+            bound_to=binding(hypervisor),
+            approval=approval,
+        )
         name = hypervisor.name
         VirtualMachine.objects.filter(hypervisor=hypervisor).delete()
         hypervisor.delete()
@@ -267,6 +257,35 @@ def delete_hypervisor(
             details={"name": name, "nodes": nodes, **_approval_details(approval)},
         )
     return f"hypervisor {name} removed; the VMs of nodes {nodes or 'none'} stay on the platform"
+
+
+def decide(
+    actor: Actor,
+    proposal: gate.Proposal,
+    *,
+    permission: str,
+    four_eye: bool,
+    bound_to: str,
+    approval: gate.Approval | None,
+) -> None:
+    """Ask the gate whether ``actor`` may do ``proposal`` now; raises
+    ``gate.ApprovalRequired`` (carrying the proposal) when a second person must
+    approve, ``TransitionForbidden`` when the actor may not."""
+    try:
+        verdict = gate.decide(
+            actor.user,
+            action=proposal.action,
+            target=f"{proposal.target_type}:{proposal.target_id}",
+            permission=permission,
+            four_eye=four_eye,
+            bound_to=bound_to,
+            approval=approval,
+            system=not actor.is_person,
+        )
+    except gate.Forbidden as exc:
+        raise TransitionForbidden(str(exc)) from exc
+    if verdict is gate.NEEDS_APPROVAL:
+        raise gate.ApprovalRequired(proposal)
 
 
 def _approval_details(approval: gate.Approval | None) -> dict[str, Any]:
@@ -306,7 +325,7 @@ def request_sync(hypervisor_id: int, actor: Actor) -> HypervisorOperation:
         _check_person(actor, "hypervisors.sync_hypervisor", hypervisor)
         busy = hypervisor.operations.filter(
             kind=OperationKind.SYNC,
-            status__in=(OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.RETRYING),
+            status__in=IN_PROGRESS,
         ).first()
         if busy is not None:
             return busy  # one sync at a time: the queued one reads everything anyway

@@ -26,7 +26,7 @@ from nodes.transitions import Actor, TransitionForbidden
 from pureboot import gate
 
 from . import services
-from .choices import OperationKind, OperationStatus, VMStatus
+from .choices import IN_PROGRESS, OperationKind, VMStatus
 from .drivers import Capability, base
 from .history import node_note
 from .models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
@@ -255,32 +255,21 @@ def _usable(vm: VirtualMachine) -> None:
         raise ValidationError(
             {"vm": f"VM {vm.name} is {vm.get_status_display().lower()}: nothing to act on."}
         )
-    busy = vm.operations.filter(
-        status__in=(OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.RETRYING)
-    ).exclude(kind=OperationKind.SYNC)
+    busy = vm.operations.filter(status__in=IN_PROGRESS).exclude(kind=OperationKind.SYNC)
     if busy.exists():
         raise ValidationError({"vm": f"VM {vm.name} has an operation in progress; wait for it."})
 
 
 def _decide(actor, vm, node, *, action, permission, four_eye, approval, reason, params):
     services._check_person(actor, permission, vm.hypervisor)
-    try:
-        verdict = gate.decide(
-            actor.user,
-            action=action,
-            target=f"vm:{vm.pk}",
-            permission=permission,
-            four_eye=four_eye,
-            bound_to=binding(vm, node),
-            approval=approval,
-            system=not actor.is_person,
-        )
-    except gate.Forbidden as exc:
-        raise TransitionForbidden(str(exc)) from exc
-    if verdict is gate.NEEDS_APPROVAL:
-        raise gate.ApprovalRequired(
-            gate.Proposal(action, "vm", str(vm.pk), params, reason, target_label=vm.name)
-        )
+    services.decide(
+        actor,
+        gate.Proposal(action, "vm", str(vm.pk), params, reason, target_label=vm.name),
+        permission=permission,
+        four_eye=four_eye,
+        bound_to=binding(vm, node),
+        approval=approval,
+    )
 
 
 def power(

@@ -38,15 +38,7 @@ class HypervisorSerializer(serializers.ModelSerializer):
         model = Hypervisor
         fields = (
             "id",
-            "name",
-            "type",
-            "endpoint",
-            "site",
-            "credential",
-            "verify_tls",
-            "ca_certificate",
-            "options",
-            "sync_interval_minutes",
+            *services.EDITABLE,
             "capabilities",
             "health",
             "health_message",
@@ -87,26 +79,7 @@ class VirtualMachineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = VirtualMachine
-        fields = (
-            "id",
-            "hypervisor",
-            "node",
-            "platform_id",
-            "name",
-            "managed",
-            "status",
-            "status_display",
-            "power",
-            "cpus",
-            "memory_mib",
-            "host",
-            "macs",
-            "template",
-            "ha",
-            "error",
-            "created_at",
-            "last_seen_at",
-        )
+        fields = ("id", *VirtualMachine.PUBLIC_FIELDS, "status_display")
         read_only_fields = fields
 
 

@@ -27,6 +27,33 @@ def _test_driver_alive():
     conn.close()
 
 
+def driver_state(conn) -> tuple[set[str], set[str]]:
+    """The test driver's VMs and volumes now (to remove what a test adds)."""
+    pool = conn.storagePoolLookupByName("default-pool")
+    return {d.UUIDString() for d in conn.listAllDomains()}, set(pool.listVolumes())
+
+
+def forget_new(conn, before: tuple[set[str], set[str]]) -> None:
+    """Remove the VMs and volumes made since ``before``."""
+    domains, volumes = before
+    for domain in conn.listAllDomains():
+        if domain.UUIDString() not in domains:
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+    pool = conn.storagePoolLookupByName("default-pool")
+    for name in set(pool.listVolumes()) - volumes:
+        pool.storageVolLookupByName(name).delete(0)
+
+
+@pytest.fixture(autouse=True)
+def _forget_test_driver_vms(_test_driver_alive):
+    """The test driver's host outlives a test: remove the VMs and volumes it made."""
+    before = driver_state(_test_driver_alive)
+    yield
+    forget_new(_test_driver_alive, before)
+
+
 def run_queued(max_rounds: int = 5) -> list[HypervisorOperation]:
     """Run every queued operation as the worker's task does (on-commit tasks do
     not fire inside a test's transaction, nor in-process on the Redis leg)."""

@@ -126,6 +126,9 @@ def test_power_off_of_an_active_vm_and_delete_need_a_second_person(libvirt_hyper
         vms.power(vm.pk, Actor.of(alice), "off", reason="maintenance")
     assert _domain(vm).isActive()
     request = approvals.file(asked.value.proposal, alice)
+    # What the approver reads: the VM, its node and state, and what is lost.
+    assert request.what.startswith(f"Power off VM db-1 (node db-1 #{vm.node_id}, active)")
+    assert "hard power-off" in request.what
     with pytest.raises(approvals.NotAllowed):
         approvals.approve(request.pk, alice)  # not by the requester
     approvals.approve(request.pk, bob)
@@ -137,6 +140,9 @@ def test_power_off_of_an_active_vm_and_delete_need_a_second_person(libvirt_hyper
     with pytest.raises(gate.ApprovalRequired) as asked:
         vms.delete(vm.pk, Actor.of(alice), reason="decommission")
     request = approvals.file(asked.value.proposal, alice)
+    assert (
+        request.what.startswith("Delete VM db-1") and "everything on them is lost" in request.what
+    )
     approvals.approve(request.pk, bob)
     run_queued()
     vm.refresh_from_db()
