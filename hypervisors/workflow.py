@@ -30,6 +30,20 @@ def vm_step(workflow: Workflow | None) -> dict[str, Any] | None:
     return first if first.get("type") in VM_CREATE_TYPES else None
 
 
+def _nic(hypervisor: Hypervisor, nic: dict[str, Any], index: int) -> dict[str, Any]:
+    network = nic.get("network") or nic.get("name")
+    profile = nic.get("profile")
+    if profile:
+        # An oVirt vNIC profile of that network: the oVirt driver takes network/profile.
+        if hypervisor.type != "ovirt":
+            raise ValidationError(
+                {f"networks[{index}].profile": "a vNIC profile is oVirt's; "
+                 f"{hypervisor.name} is {hypervisor.get_type_display()}"}
+            )
+        network = f"{network}/{profile}"
+    return {"network": network, "model": nic.get("model", "virtio")}
+
+
 def request_for(hypervisor: Hypervisor, data: dict[str, Any]) -> vms.Request:
     """A VM request from the API's fields, completed from the workflow's VM step."""
     workflow = data.get("workflow")
@@ -61,10 +75,7 @@ def request_for(hypervisor: Hypervisor, data: dict[str, Any]) -> vms.Request:
         ]
     networks = data.get("networks")
     if networks is None:
-        networks = [
-            {"network": n.get("network") or n.get("name"), "model": n.get("model", "virtio")}
-            for n in step.get("networks", [])
-        ]
+        networks = [_nic(hypervisor, n, i) for i, n in enumerate(step.get("networks", []))]
     cpus = data.get("cpus") or step.get("cores")
     memory = data.get("memory_mib") or step.get("memory")
     missing = [name for name, value in (("cpus", cpus), ("memory_mib", memory)) if not value]

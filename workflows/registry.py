@@ -112,7 +112,7 @@ def _type_name(value: Any) -> str:
 # the node's VM; hypervisor, template, network and storage names are checked
 # against the hypervisor's last sync then).
 VM_DISK_KEYS = ("size", "storage", "storage_domain", "interface")
-VM_NIC_KEYS = ("network", "name", "model")
+VM_NIC_KEYS = ("network", "name", "model", "profile")
 
 
 def _vm_params(cluster: str) -> tuple[Param, ...]:

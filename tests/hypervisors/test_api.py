@@ -271,3 +271,21 @@ def test_templates_sync_endpoint(api, admin_api, template_volume):
         admin_api.post("/api/v1/templates/sync", {"hypervisor": "x"}, format="json").status_code
         == 400
     )
+
+
+def test_a_vnic_profile_is_refused_on_a_hypervisor_that_has_none(admin_api):
+    made = _create_hypervisor(admin_api)
+    make_workflow(
+        "with-profile",
+        VM_WORKFLOW.format(name="with-profile").replace(
+            "      - name: default\n", "      - name: default\n        profile: default\n"
+        ),
+    )
+    answer = admin_api.post(
+        f"/api/v1/hypervisors/{made['id']}/vms",
+        {"name": "pr1", "workflow": "with-profile"},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert "vNIC profile is oVirt's" in str(answer.data["networks[0].profile"])
+    assert not Node.objects.filter(hostname="pr1").exists()

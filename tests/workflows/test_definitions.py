@@ -21,8 +21,7 @@ def test_examples_parse_with_defaults():
 @pytest.mark.parametrize(
     "kind",
     [
-        "domain_join", "reboot", "chain_boot",
-        "ovirt_vm_create", "ovirt_vm_start", "ovirt_vm_configure", "template_sync",
+        "domain_join", "reboot", "chain_boot", "ovirt_vm_configure", "template_sync",
         "live_migrate",
     ],
 )  # fmt: skip
@@ -50,8 +49,13 @@ def test_the_product_descriptions_examples_are_refused_naming_what_is_missing():
     first_two = PRODUCT_UBUNTU_SERVER.split("  - type: script_run")[0]
     err = _error(first_two)
     assert err.path == "tasks[0].type" and "cannot share a workflow with image_deploy" in str(err)
+    # The oVirt example: PureBoot creates and starts the VM, but follows it through
+    # its network boot, not its guest agent's address, and passes no cloud-init to oVirt.
     err = _error(PRODUCT_OVIRT_VM)
-    assert err.path == "tasks[0].type" and "'ovirt_vm_create' is not available yet" in str(err)
+    assert err.path == "tasks[1].wait_for_ip" and "not built" in str(err)
+    without_wait = PRODUCT_OVIRT_VM.replace("    wait_for_ip: true\n", "")
+    err = _error(without_wait)
+    assert err.path == "tasks[2].type" and "'ovirt_vm_configure' is not available yet" in str(err)
 
 
 @pytest.mark.parametrize(
@@ -233,3 +237,36 @@ def test_a_kernel_given_as_its_url_path_is_refused_with_the_right_form():
         "name: x\ntasks:\n  - type: pxe_boot\n    kernel: /boot/files/u/vmlinuz\n    initrd: u/i\n"
     )
     assert err.path == "tasks[0].kernel" and "'u/vmlinuz'" in str(err)
+
+
+PXE = "  - type: pxe_boot\n    kernel: /k\n    initrd: /i\n"
+VM_STEP = """\
+  - type: vm_create
+    memory: 1024
+    disks:
+      - size: 8GiB
+    networks:
+      - name: default
+"""
+
+
+@pytest.mark.parametrize(
+    "doc,path,words",
+    [
+        # The VM is made before anything boots: its step comes first, once.
+        (PXE + VM_STEP, "tasks[1].type", "first"),
+        (VM_STEP + VM_STEP, "tasks[1].type", "creates one VM"),
+        (VM_STEP.replace("      - name: default\n", "      - name: default\n        vlan: 7\n"),
+         "tasks[0].networks[0].vlan", "unknown"),
+        (VM_STEP.replace("size: 8GiB", "size: lots"), "tasks[0].disks[0].size", "a size"),
+        (VM_STEP.replace("    networks:\n      - name: default\n", ""), "tasks[0].networks",
+         "network"),
+        ("  - type: ovirt_vm_start\n", "tasks[0].type", "ovirt_vm_create"),
+        (VM_STEP.replace("vm_create", "ovirt_vm_create") + "  - type: ovirt_vm_start\n"
+         "    wait_for_ip: true\n", "tasks[1].wait_for_ip", "not built"),
+    ],
+)  # fmt: skip
+def test_vm_steps_are_checked_at_save(doc, path, words):
+    err = _error("name: x\ntasks:\n" + doc)
+    assert err.path == path, str(err)
+    assert words in str(err)
