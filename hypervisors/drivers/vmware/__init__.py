@@ -18,90 +18,31 @@ NICs name a standard network or a distributed port group; their model is
 one paravirtual SCSI controller. Network boot comes first, then the first
 disk: ``bootOrder`` names devices by the keys vSphere assigns as it adds
 them, so a ``ReconfigVM_Task`` sets it once the VM exists.
+
+The driver is a package: :mod:`.session` logs in, maps faults and waits for
+tasks, :mod:`.convert` turns managed objects into base.py's dataclasses,
+:mod:`.devices` builds device specs; this module holds :class:`VMwareDriver`
+(lookups, inventory, creation, power).
 """
 
 from __future__ import annotations
 
-import http.client
-import ssl
-import threading
-import time
 from operator import attrgetter
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
-from xml.parsers.expat import ExpatError
 
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from . import base
-from .base import Capability as C
+from .. import base
+from ..base import Capability as C
+from .convert import _POWER, _VM_PROPS, _host, _is_template, _template, _vm
+from .devices import _DEV, _OP, _boot_options, _change, _disk_changes, _macs, _nic_device
+from .session import VMwareSession
 
 _PC = vmodl.query.PropertyCollector
 _BY_NAME = attrgetter("name")
-_DEV = vim.vm.device
-_OP = _DEV.VirtualDeviceSpec.Operation
-_VM_PROPS = (
-    "name runtime.powerState runtime.host config.template config.hardware.numCPU "
-    "config.hardware.memoryMB config.hardware.device config.guestFullName"
-).split()
-_POWER = {
-    "poweredOn": base.PowerState.RUNNING,
-    "poweredOff": base.PowerState.STOPPED,
-    "suspended": base.PowerState.PAUSED,
-}
-_NIC_MODELS = {
-    "virtio": _DEV.VirtualVmxnet3,
-    "vmxnet3": _DEV.VirtualVmxnet3,
-    "e1000": _DEV.VirtualE1000,
-    "e1000e": _DEV.VirtualE1000e,
-}
-# pyVmomi faults (and transport errors) -> base.py's classes, the first match wins.
-_FAULTS: tuple[tuple[tuple[type, ...], type[base.HypervisorError]], ...] = (
-    ((ssl.SSLCertVerificationError,), base.TLSFailed),
-    ((vim.fault.InvalidLogin, vim.fault.NoPermission), base.AuthenticationFailed),
-    (
-        (vmodl.fault.ManagedObjectNotFound, vim.fault.NotFound, vim.fault.FileNotFound),
-        base.NotFound,
-    ),
-    ((vim.fault.InsufficientResourcesFault, vim.fault.NoDiskSpace), base.QuotaExceeded),
-    ((vmodl.fault.HostCommunication, vmodl.fault.SystemError), base.TransientError),
-    ((vmodl.fault.RequestCanceled, vim.fault.TaskInProgress), base.TransientError),
-    ((vim.fault.Timedout, vim.fault.HostConnectFault, OSError), base.TransientError),
-    ((vmodl.fault.InvalidArgument, vmodl.fault.InvalidRequest), base.InvalidRequest),
-    ((vmodl.fault.NotSupported, vim.fault.InvalidState), base.InvalidRequest),
-    ((vim.fault.VmConfigFault, vim.fault.DuplicateName), base.InvalidRequest),
-)
 
 
-def _error(exc: BaseException, what: str) -> base.HypervisorError:
-    """Map a pyVmomi fault or a transport error to base.py's classes. The text is
-    the fault's type and message: pyVmomi's full fault dump is not used, as it
-    can echo request fields."""
-    if isinstance(exc, vmodl.MethodFault):
-        kind = type(exc).__name__.rsplit(".", 1)[-1]
-        detail = f"{kind}: {exc.msg}" if getattr(exc, "msg", "") else kind
-    else:
-        detail = str(exc) or type(exc).__name__
-    message = f"vSphere: {what}: {detail}"
-    if "CERTIFICATE_VERIFY_FAILED" in detail:  # also when wrapped in a HostConnectFault
-        return base.TLSFailed(message)
-    for kinds, error in _FAULTS:
-        if isinstance(exc, kinds):
-            return error(message)
-    if isinstance(exc, http.client.HTTPException):  # an HTTP status without a SOAP fault
-        status = detail.split(" ", 1)[0]
-        if status in ("401", "403"):
-            return base.AuthenticationFailed(message)
-        if status.startswith("5") or not status.isdigit():
-            return base.TransientError(message)
-        return base.InvalidRequest(message)
-    if isinstance(exc, ExpatError):
-        return base.PermanentError(f"vSphere: {what}: the endpoint does not answer SOAP")
-    return base.PermanentError(message)
-
-
-class VMwareDriver(base.Driver):
+class VMwareDriver(VMwareSession):
     """vSphere: VMs on a vCenter's clusters (or an ESXi host), cloned from its templates."""
 
     name = "vmware"
@@ -118,115 +59,6 @@ class VMwareDriver(base.Driver):
         "guest_id": "Guest OS identifier of blank VMs (default: otherGuest64)",
         "task_timeout": "Seconds to wait for a vSphere task (default: 1800)",
     }
-
-    def __init__(self, connection: base.Connection) -> None:
-        super().__init__(connection)
-        self._si: vim.ServiceInstance | None = None
-        self._content_cache: vim.ServiceInstanceContent | None = None
-        self._dc: vim.Datacenter | None = None
-
-    # --- connection ---------------------------------------------------------
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if not self.connection.verify_tls:
-            context = ssl.create_default_context()
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-            return context
-        try:  # cadata takes the PEM itself: no file to write and remove
-            return ssl.create_default_context(cadata=self.connection.ca_pem or None)
-        except (ssl.SSLError, ValueError) as exc:
-            raise base.TLSFailed(
-                f"vSphere: the CA certificate (ca_pem) does not load: {exc}"
-            ) from None
-
-    def _service(self) -> vim.ServiceInstance:
-        if self._si is not None:
-            return self._si
-        endpoint = self.connection.endpoint.strip()
-        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise base.InvalidRequest(f"vSphere: endpoint {endpoint!r} is not an SDK URL or host")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        result: dict[str, Any] = {}
-        lock, context = threading.Lock(), self._ssl_context()
-
-        def connect() -> None:
-            try:
-                si = SmartConnect(
-                    protocol=parts.scheme,
-                    host=parts.hostname,
-                    port=port,
-                    path=parts.path.rstrip("/") or "/sdk",
-                    user=self.connection.username,
-                    pwd=self.connection.password,
-                    sslContext=context,
-                    httpConnectionTimeout=self.connection.timeout,
-                )
-            except Exception as exc:  # noqa: BLE001 - mapped below, in the caller's thread
-                result["error"] = exc
-                return
-            with lock:
-                if result.get("abandoned"):  # a late login: do not leave the session open
-                    Disconnect(si)
-                else:
-                    result["si"] = si
-
-        # SmartConnect's first request (the API version probe) has no timeout
-        # of its own: the attempt runs in a thread and is given up.
-        thread = threading.Thread(target=connect, daemon=True, name="vsphere-connect")
-        thread.start()
-        thread.join(self.connection.timeout)
-        with lock:
-            result["abandoned"] = True
-        where = f"{parts.hostname}:{port}"
-        if "error" in result:
-            exc = result["error"]
-            if type(exc) is Exception:  # SmartConnect's "is down or is not a VIM server"
-                raise base.TransientError(f"vSphere: {where} is down or is not a vSphere SDK")
-            raise _error(exc, f"cannot log in to {where}") from None
-        if "si" not in result:
-            raise base.TransientError(
-                f"vSphere: no answer from {where} within {self.connection.timeout:g} s"
-            )
-        self._si = result["si"]
-        return self._si
-
-    def close(self) -> None:
-        if self._si is not None:
-            try:
-                Disconnect(self._si)
-            except Exception:  # noqa: BLE001 - logging out is best effort
-                pass
-            self._si, self._content_cache, self._dc = None, None, None
-
-    def _content(self) -> vim.ServiceInstanceContent:
-        if self._content_cache is None:
-            si = self._service()
-            self._content_cache = self._call("service content", si.RetrieveContent)
-        return self._content_cache
-
-    def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except base.HypervisorError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every library failure is mapped
-            raise _error(exc, what) from None
-
-    def _wait(self, task: vim.Task, what: str) -> Any:
-        """Wait for a task; its fault raises as the matching error class."""
-        timeout = float(self.connection.options.get("task_timeout", 1800))
-        deadline, pause = time.monotonic() + timeout, 0.05
-        while True:
-            info = self._call(what, lambda: task.info)
-            if info.state == vim.TaskInfo.State.success:
-                return info.result
-            if info.state == vim.TaskInfo.State.error:
-                raise _error(info.error, what)
-            if time.monotonic() > deadline:
-                raise base.TransientError(f"vSphere: {what}: task {task._moId} still running")
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
 
     # --- lookups ------------------------------------------------------------
 
@@ -516,132 +348,3 @@ class VMwareDriver(base.Driver):
             spec=vim.vm.RelocateSpec(host=target, pool=pool),
             priority=vim.VirtualMachine.MovePriority.defaultPriority,
         )
-
-    def _run(self, what: str, method, **kwargs: Any) -> Any:
-        """Start a task and wait for it."""
-        return self._wait(self._call(what, method, **kwargs), what)
-
-
-# --- data helpers ---------------------------------------------------------------
-
-
-def _is_template(props: dict[str, Any]) -> bool:
-    return bool(props.get("config.template"))
-
-
-def _macs(devices) -> tuple[str, ...]:
-    nics = [d for d in devices or [] if isinstance(d, _DEV.VirtualEthernetCard)]
-    return tuple((d.macAddress or "").lower() for d in nics)
-
-
-def _disks(devices) -> list[vim.vm.device.VirtualDisk]:
-    return sorted(
-        (d for d in devices or [] if isinstance(d, _DEV.VirtualDisk)), key=lambda d: d.key
-    )
-
-
-def _host(host: vim.HostSystem, p: dict[str, Any], cluster: str) -> base.Host:
-    hardware, stats = p.get("summary.hardware"), p.get("summary.quickStats")
-    return base.Host(
-        name=p["name"],
-        cluster=cluster,
-        cpus=hardware.numCpuThreads if hardware else 0,
-        memory_mib=hardware.memorySize // 2**20 if hardware else 0,
-        memory_used_mib=(stats.overallMemoryUsage or 0) if stats else 0,
-        state=str(p.get("runtime.connectionState", "")),
-    )
-
-
-def _vm(vm: vim.VirtualMachine, p: dict[str, Any], host_names: dict[str, str]) -> base.VM:
-    host = p.get("runtime.host")
-    return base.VM(
-        id=vm._moId,
-        name=p.get("name", ""),
-        power=_POWER.get(str(p.get("runtime.powerState")), base.PowerState.UNKNOWN),
-        macs=_macs(p.get("config.hardware.device")),
-        cpus=p.get("config.hardware.numCPU") or 0,
-        memory_mib=p.get("config.hardware.memoryMB") or 0,
-        host=host_names.get(host._moId, "") if host else "",
-    )
-
-
-def _template(vm: vim.VirtualMachine, p: dict[str, Any]) -> base.Template:
-    disks = _disks(p.get("config.hardware.device"))
-    return base.Template(
-        id=vm._moId,
-        name=p.get("name", ""),
-        cpus=p.get("config.hardware.numCPU") or 0,
-        memory_mib=p.get("config.hardware.memoryMB") or 0,
-        disk_bytes=sum(d.capacityInBytes or (d.capacityInKB or 0) * 1024 for d in disks),
-        os=p.get("config.guestFullName") or "",
-    )
-
-
-def _change(operation: str, device, create: bool = False) -> vim.vm.device.VirtualDeviceSpec:
-    change = _DEV.VirtualDeviceSpec(operation=operation, device=device)
-    if create:
-        change.fileOperation = _DEV.VirtualDeviceSpec.FileOperation.create
-    return change
-
-
-def _nic_device(nic: base.Nic, backing, key: int) -> vim.vm.device.VirtualEthernetCard:
-    kind = _NIC_MODELS.get(nic.model or "virtio")
-    if kind is None:
-        models = ", ".join(sorted(_NIC_MODELS))
-        raise base.InvalidRequest(f"vSphere: NIC model {nic.model!r}: use one of {models}")
-    connect = _DEV.VirtualDevice.ConnectInfo(startConnected=True, allowGuestControl=True)
-    return kind(
-        key=key,
-        addressType="manual",
-        macAddress=nic.mac.lower(),
-        backing=backing,
-        connectable=connect,
-    )
-
-
-def _disk_changes(disks, stores: list[str], devices) -> list[vim.vm.device.VirtualDeviceSpec]:
-    """Add ``disks`` (datastore names in ``stores``, "" for the VM's own) to the
-    first SCSI controller of ``devices``, or to a new paravirtual one."""
-    if not disks:
-        return []
-    changes = []
-    controllers = [d for d in devices if isinstance(d, _DEV.VirtualSCSIController)]
-    if controllers:
-        controller = controllers[0].key
-        taken = {d.unitNumber for d in devices if d.controllerKey == controller}
-    else:
-        controller, taken = -100, set()
-        scsi = _DEV.ParaVirtualSCSIController(key=controller, busNumber=0, sharedBus="noSharing")
-        changes.append(_change(_OP.add, scsi))
-    taken.add(7)  # the controller's own SCSI id
-    units = [u for u in range(16) if u not in taken]
-    if len(units) < len(disks):
-        raise base.InvalidRequest("vSphere: more disks than one SCSI controller holds")
-    for index, (disk, store, unit) in enumerate(zip(disks, stores, units, strict=False)):
-        kib = -(-int(disk.size_bytes) // 1024)
-        backing = _DEV.VirtualDisk.FlatVer2BackingInfo(
-            diskMode="persistent", thinProvisioned=True, fileName=f"[{store}]" if store else ""
-        )
-        device = _DEV.VirtualDisk(
-            key=-(200 + index),
-            controllerKey=controller,
-            unitNumber=unit,
-            capacityInKB=kib,
-            capacityInBytes=kib * 1024,
-            backing=backing,
-        )
-        changes.append(_change(_OP.add, device, create=True))
-    return changes
-
-
-def _boot_options(devices, first_mac: str) -> vim.vm.BootOptions:
-    """Network first (the NIC with ``first_mac``, else the first NIC), then the
-    first disk, naming the devices by the keys they have."""
-    nics = [d for d in devices or [] if isinstance(d, _DEV.VirtualEthernetCard)]
-    nics.sort(key=lambda d: (d.macAddress or "").lower() != first_mac.lower())
-    order: list[vim.vm.BootOptions.BootableDevice] = []
-    if nics:
-        order.append(vim.vm.BootOptions.BootableEthernetDevice(deviceKey=nics[0].key))
-    if disks := _disks(devices):
-        order.append(vim.vm.BootOptions.BootableDiskDevice(deviceKey=disks[0].key))
-    return vim.vm.BootOptions(bootOrder=order)
