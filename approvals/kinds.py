@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from accounts import emergency
 from accounts import services as accounts
@@ -48,6 +49,9 @@ class Kind:
     approver_check: Callable[[ApprovalRequest, Any], str | None] | None = None
     # Checks a request's parameters when it is made (raises ValidationError).
     check: Callable[[ApprovalRequest], None] | None = None
+    # Which of this kind's requests a holder of its permission sees (a Q on
+    # ApprovalRequest, e.g. the targets of their sites); None: all of them.
+    visible_to: Callable[[Any], Q] | None = None
 
 
 def approved_reason(request: ApprovalRequest, approvers: str) -> str:

@@ -559,10 +559,11 @@ def visible_requests(user):
     if user.has_perm("audit.view_auditevent"):
         return ApprovalRequest.objects.all()
     mine = Q(requested_by=user) | Q(target_type="access", target_id=str(user.pk))
-    kinds = [
-        k.name for k in KINDS.values() if k.target_type != "node" and user.has_perm(k.permission)
-    ]
-    visible = mine | Q(action__in=kinds)
+    visible = mine
+    for kind in KINDS.values():
+        if kind.target_type != "node" and user.has_perm(kind.permission):
+            scope = kind.visible_to(user) if kind.visible_to else Q()
+            visible |= Q(action=kind.name) & scope
     if user.has_perm("approvals.view_approvalrequest"):
         visible |= Q(target_type="node", node__in=scope_nodes(user))
     return ApprovalRequest.objects.filter(visible)

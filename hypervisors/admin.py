@@ -98,6 +98,9 @@ class HypervisorAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
+        except gate.ApprovalRequired as exc:
+            _file(request, exc, "This change of how PureBoot connects to the hypervisor")
+            return HttpResponseRedirect(reverse("admin:hypervisors_hypervisor_changelist"))
         except (ValidationError, services.TransitionForbidden) as exc:
             _refusal(request, exc)
             return HttpResponseRedirect(request.get_full_path())

@@ -10,14 +10,17 @@ from nodes.models import NodeEvent
 from .models import VirtualMachine
 
 
-def node_note(vm: VirtualMachine | None, message: str, **details: Any) -> None:
-    """Add ``message`` to the history of ``vm``'s node, if it has one."""
+def node_note(
+    vm: VirtualMachine | None, message: str, *, actor: str = "system", **details: Any
+) -> None:
+    """Add ``message`` to the history of ``vm``'s node, if it has one, as ``actor``
+    (``user:<name>`` for what a person asked, ``system`` for what PureBoot saw)."""
     if vm is None or vm.node_id is None:
         return
     NodeEvent.objects.create(
         node_id=vm.node_id,
         kind=EventKind.HYPERVISOR,
-        actor="system",
+        actor=actor[:150],
         message=message[:2000],
         details={"hypervisor": vm.hypervisor_id, "vm": vm.pk, **details},
     )

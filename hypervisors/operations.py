@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,8 +43,20 @@ FINAL = (OperationStatus.SUCCEEDED, OperationStatus.FAILED)
 
 def connection(hypervisor: Hypervisor, operation: HypervisorOperation) -> base.Connection:
     """The driver's connection, with the credential revealed for this call only."""
+    asked_at = operation.params.get("endpoint")
+    if asked_at is not None and asked_at != hypervisor.endpoint:
+        raise base.PermanentError(
+            f"the hypervisor's endpoint changed since this was asked ({asked_at} -> "
+            f"{hypervisor.endpoint}): ask again"
+        )
     username = password = token = ""
     if hypervisor.credential_id:
+        try:
+            services.check_scope(hypervisor.credential, hypervisor.endpoint)
+        except ValidationError as exc:
+            raise base.AuthenticationFailed(
+                "; ".join(m for ms in exc.message_dict.values() for m in ms)
+            ) from None
         secret = credentials.reveal(
             hypervisor.credential_id,
             f"task:hypervisors.run_operation#{operation.pk}",
@@ -194,44 +207,56 @@ def _sync(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any]
 
 
 def _create(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any]:
-    vm = operation.vm
-    spec = inventory_sync.spec_of(vm)
-    made = driver.create_vm(spec)
-    with transaction.atomic():
-        VirtualMachine.objects.filter(pk=vm.pk).update(
-            platform_id=made.id,
-            status=VMStatus.PRESENT,
-            power=made.power,
-            macs=list(made.macs),
-            host=made.host,
-            error="",
-            last_seen_at=timezone.now(),
-        )
-        vm.platform_id = made.id
-        node_note(vm, f"VM created on {operation.hypervisor.name} (id {made.id})", id=made.id)
-        audit.record(
-            actor=operation.actor,
-            action="vm.create",
-            object_type="hypervisors.virtualmachine",
-            object_id=vm.pk,
-            details={
-                "hypervisor": operation.hypervisor.name,
-                "platform_id": made.id,
-                "node": vm.node_id,
-                "operation": operation.pk,
-            },
-        )
+    vm = VirtualMachine.objects.get(pk=operation.vm_id)
+    if not vm.platform_id:
+        made = driver.create_vm(inventory_sync.spec_of(vm))
+        with transaction.atomic():
+            VirtualMachine.objects.filter(pk=vm.pk).update(
+                platform_id=made.id[:200],
+                status=VMStatus.PRESENT,
+                power=made.power,
+                macs=list(made.macs)[:16],
+                host=made.host[:200],
+                error="",
+                last_seen_at=timezone.now(),
+            )
+            vm.platform_id = made.id[:200]
+            node_note(
+                vm,
+                f"VM created on {operation.hypervisor.name} (id {made.id})",
+                actor=operation.actor,
+                id=made.id,
+            )
+            audit.record(
+                actor=operation.actor,
+                action="vm.create",
+                object_type="hypervisors.virtualmachine",
+                object_id=vm.pk,
+                details={
+                    "hypervisor": operation.hypervisor.name,
+                    "platform_id": made.id,
+                    "node": vm.node_id,
+                    "operation": operation.pk,
+                },
+            )
+    # A retry after a transient failure resumes here: the VM exists already.
     if operation.params.get("power_on"):
-        driver.power(made.id, base.PowerAction.ON)
-        state = driver.power_state(made.id)
+        driver.power(vm.platform_id, base.PowerAction.ON)
+        state = driver.power_state(vm.platform_id)
         VirtualMachine.objects.filter(pk=vm.pk).update(power=state)
-        node_note(vm, "VM powered on: it network-boots PureBoot")
-    return {"platform_id": made.id, "macs": list(made.macs)}
+        node_note(vm, "VM powered on: it network-boots PureBoot", actor=operation.actor)
+    return {"platform_id": vm.platform_id}
 
 
 def _create_failed(operation: HypervisorOperation, message: str) -> None:
-    VirtualMachine.objects.filter(pk=operation.vm_id).update(status=VMStatus.FAILED, error=message)
-    node_note(operation.vm, f"VM creation failed: {message}")
+    vm = VirtualMachine.objects.get(pk=operation.vm_id)
+    if vm.platform_id:
+        # It was made; only a later step failed: it stays usable (power, delete).
+        VirtualMachine.objects.filter(pk=vm.pk).update(status=VMStatus.PRESENT, error=message)
+        node_note(vm, f"VM made, but not powered on: {message}", actor=operation.actor)
+        return
+    VirtualMachine.objects.filter(pk=vm.pk).update(status=VMStatus.FAILED, error=message)
+    node_note(vm, f"VM creation failed: {message}", actor=operation.actor)
 
 
 def _power(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any]:
@@ -241,7 +266,7 @@ def _power(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any
     state = driver.power_state(vm.platform_id)
     with transaction.atomic():
         VirtualMachine.objects.filter(pk=vm.pk).update(power=state, last_seen_at=timezone.now())
-        node_note(vm, f"VM power {action.value}: now {state.value}")
+        node_note(vm, f"VM power {action.value}: now {state.value}", actor=operation.actor)
     return {"power": state.value}
 
 
@@ -255,8 +280,8 @@ def _delete(driver: base.Driver, operation: HypervisorOperation) -> dict[str, An
         VirtualMachine.objects.filter(pk=vm.pk).update(
             status=VMStatus.DELETED, power="stopped", last_seen_at=timezone.now()
         )
-        node_note(vm, f"VM deleted from {operation.hypervisor.name}")
-        if vm.node_id and vm.node.state != NodeState.RETIRED:
+        node_note(vm, f"VM deleted from {operation.hypervisor.name}", actor=operation.actor)
+        if vm.managed and vm.node_id and vm.node.state != NodeState.RETIRED:
             # The machine is gone: its node is retired with it (system-only action).
             node_services.perform(
                 vm.node_id,
@@ -284,7 +309,7 @@ def _delete_failed(operation: HypervisorOperation, message: str) -> None:
     VirtualMachine.objects.filter(pk=operation.vm_id, status=VMStatus.DELETING).update(
         status=VMStatus.PRESENT, error=message
     )
-    node_note(operation.vm, f"VM deletion failed: {message}")
+    node_note(operation.vm, f"VM deletion failed: {message}", actor=operation.actor)
 
 
 def _migrate(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any]:
@@ -292,7 +317,7 @@ def _migrate(driver: base.Driver, operation: HypervisorOperation) -> dict[str, A
     driver.migrate_vm(vm.platform_id, operation.params["host"])
     moved = driver.get_vm(vm.platform_id)
     VirtualMachine.objects.filter(pk=vm.pk).update(host=moved.host, power=moved.power)
-    node_note(vm, f"VM live-migrated to {moved.host}")
+    node_note(vm, f"VM live-migrated to {moved.host}", actor=operation.actor)
     return {"host": moved.host}
 
 
@@ -301,7 +326,7 @@ def _ha(driver: base.Driver, operation: HypervisorOperation) -> dict[str, Any]:
     enabled = bool(operation.params["enabled"])
     driver.set_ha(vm.platform_id, enabled)
     VirtualMachine.objects.filter(pk=vm.pk).update(ha=enabled)
-    node_note(vm, f"VM high availability {'on' if enabled else 'off'}")
+    node_note(vm, f"VM high availability {'on' if enabled else 'off'}", actor=operation.actor)
     return {"ha": enabled}
 
 

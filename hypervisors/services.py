@@ -36,6 +36,10 @@ EDITABLE = (
     "sync_interval_minutes",
 )
 DELETE = "hypervisor.delete"
+CHANGE = "hypervisor.change_connection"
+# Where and how PureBoot connects: changing them on a hypervisor with a
+# credential or VMs is four-eye (update_hypervisor).
+CONNECTION_FIELDS = ("type", "endpoint", "credential", "verify_tls", "ca_certificate")
 MAX_REASON = 1000
 
 
@@ -127,24 +131,68 @@ def _check_endpoint(hypervisor: Hypervisor) -> None:
         raise ValidationError(
             {"endpoint": "Put the password in a credential, not in the endpoint."}
         )
+    if parsed.username is not None and hypervisor.type != "libvirt":
+        # Only libvirt's SSH URIs name a login in the URI (user@host).
+        raise ValidationError({"endpoint": "No user@ in the endpoint: the credential names it."})
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValidationError({"endpoint": "The port is not a number."}) from None
     credential = hypervisor.credential
     if credential is not None:
-        scope = credential.scope.strip()
-        if not scope:
+        check_scope(credential, endpoint)
+        if not hypervisor.verify_tls and parsed.scheme.lower() == "https":
             raise ValidationError(
                 {
-                    "credential": f"Credential {credential.name} has no scope: set its scope to "
-                    "this hypervisor's endpoint first (a four-eye change), so its secret is "
-                    "only ever sent there."
+                    "verify_tls": "With a stored credential TLS is verified: give the "
+                    "endpoint's CA in ca_certificate instead of turning verification off."
                 }
             )
-        if not endpoint.startswith(scope):
-            raise ValidationError(
-                {
-                    "credential": f"Credential {credential.name} may be sent only to endpoints "
-                    f"starting with {scope!r}."
-                }
-            )
+
+
+def _place(url: str) -> tuple:
+    parts = urlsplit(url.strip())
+    return (
+        parts.scheme.lower(),
+        parts.username,
+        (parts.hostname or "").lower(),
+        parts.port,
+    )
+
+
+def check_scope(credential, endpoint: str) -> None:
+    """Refuse (ValidationError) to send ``credential`` anywhere but where its scope says.
+
+    The scope and the endpoint must have the same scheme, login, host and port
+    (compared parsed, not as text: ``vc.example.com.evil.net`` is another host),
+    and the endpoint's path must be the scope's path or below it. Setting a
+    credential's scope is a four-eye change, so nobody alone can send a stored
+    password to an endpoint of their choosing. Checked when a hypervisor is
+    saved and again before each call reveals the secret.
+    """
+    scope = credential.scope.strip()
+    if not scope:
+        raise ValidationError(
+            {
+                "credential": f"Credential {credential.name} has no scope: set its scope to this "
+                "hypervisor's endpoint first (a four-eye change), so its secret is only ever "
+                "sent there."
+            }
+        )
+    try:
+        same_place = _place(scope) == _place(endpoint)
+        base_path = urlsplit(scope).path.rstrip("/")
+        path = urlsplit(endpoint.strip()).path
+    except ValueError:
+        same_place = False
+    inside = same_place and (not base_path or path == base_path or path.startswith(base_path + "/"))
+    if not inside:
+        raise ValidationError(
+            {
+                "credential": f"Credential {credential.name} may be sent only to {scope!r} "
+                "(same scheme, host and port, that path or below)."
+            }
+        )
 
 
 def _check_ca(pem: str) -> None:
@@ -185,11 +233,35 @@ def create_hypervisor(actor: Actor, fields: dict[str, Any]) -> Hypervisor:
     return hypervisor
 
 
-def update_hypervisor(pk: int, actor: Actor, fields: dict[str, Any]) -> Hypervisor:
+def connection_binding(hypervisor: Hypervisor) -> str:
+    """What a connection-change approval is bound to: the connection as it is now."""
+    return gate.binding(
+        {
+            "id": hypervisor.pk,
+            **{f: getattr(hypervisor, f) for f in CONNECTION_FIELDS if f != "credential"},
+            "credential": hypervisor.credential_id,
+            "vms": live_vms(hypervisor).count(),
+        }
+    )
+
+
+def update_hypervisor(
+    pk: int,
+    actor: Actor,
+    fields: dict[str, Any],
+    *,
+    reason: str = "",
+    approval: gate.Approval | None = None,
+) -> Hypervisor:
+    """Change a hypervisor. Changing where and how PureBoot connects (type,
+    endpoint, credential, TLS) of one that holds a credential or VMs is four-eye:
+    it decides where a stored secret goes, and which machine a VM id names."""
     with transaction.atomic():
         hypervisor = Hypervisor.objects.select_for_update().get(pk=pk)
         _check_person(actor, "hypervisors.change_hypervisor", hypervisor)
         before = _values(hypervisor)
+        bound_to = connection_binding(hypervisor)
+        guarded = bool(hypervisor.credential_id) or live_vms(hypervisor).exists()
         for name, value in fields.items():
             if name in EDITABLE:
                 setattr(hypervisor, name, value)
@@ -200,6 +272,17 @@ def update_hypervisor(pk: int, actor: Actor, fields: dict[str, Any]) -> Hypervis
         if actor.is_person and not can_access_site(actor.user, hypervisor.site):
             raise TransitionForbidden("You may not move hypervisors to that site.")
         _clean(hypervisor)
+        moved = {f: _values(hypervisor)[f] for f in CONNECTION_FIELDS
+                 if _values(hypervisor)[f] != before[f]}  # fmt: skip
+        if moved:
+            decide(
+                actor,
+                gate.Proposal(CHANGE, "hypervisor", str(pk), moved, reason, hypervisor.name),
+                permission="hypervisors.change_hypervisor",
+                four_eye=guarded,
+                bound_to=bound_to,
+                approval=approval,
+            )
         hypervisor.save()
         after = _values(hypervisor)
         changes = {k: {"before": before[k], "after": v} for k, v in after.items() if before[k] != v}
@@ -310,7 +393,8 @@ def queue(
         hypervisor=hypervisor,
         vm=vm,
         kind=kind,
-        params=params or {},
+        # The endpoint it was asked for: the worker refuses to run it elsewhere.
+        params={**(params or {}), "endpoint": hypervisor.endpoint},
         actor=actor.label,
         requested_by=actor.user,
     )

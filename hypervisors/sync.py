@@ -3,7 +3,8 @@
 A VM PureBoot knew that the platform no longer lists is marked ``vanished``
 (with its node's history saying so), never deleted from the records; one
 that comes back is ``present`` again. A VM seen for the first time is
-recorded unmanaged, and linked to the node whose MAC it carries.
+recorded unmanaged and linked to no node: a hypervisor's word is not enough
+to hand it a machine PureBoot knows (its MAC could be anyone's).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from nodes.models import NetworkInterface
+from nodes.identifiers import normalize_mac
 
 from .choices import VMStatus
 from .drivers import base
@@ -37,17 +38,17 @@ def apply(hypervisor: Hypervisor, health: base.Health, found: base.Inventory) ->
             )
     now = timezone.now()
     summary = {
-        "hosts": [asdict(h) for h in found.hosts],
-        "clusters": list(found.clusters),
-        "storage": [asdict(s) for s in found.storage],
-        "networks": list(found.networks),
+        "hosts": [_bounded(asdict(h)) for h in found.hosts],
+        "clusters": [_text(c, 200) for c in found.clusters],
+        "storage": [_bounded(asdict(s)) for s in found.storage],
+        "networks": [_text(n, 200) for n in found.networks],
     }
     with transaction.atomic():
         locked = Hypervisor.objects.select_for_update().get(pk=hypervisor.pk)
         locked.inventory = summary
         locked.version = health.version[:200]
         locked.health = "ok"
-        locked.health_message = health.message
+        locked.health_message = _text(health.message, 2000)
         locked.last_sync_at = now
         locked.last_error = ""
         locked.save(
@@ -62,52 +63,106 @@ def apply(hypervisor: Hypervisor, health: base.Health, found: base.Inventory) ->
         )
         templates = _templates(locked, found.templates, now)
         vms = _vms(locked, found.vms, now)
-    return {"templates": templates, **vms}
+    return {**templates, **vms}
 
 
-def _templates(hypervisor: Hypervisor, found: tuple[base.Template, ...], now) -> int:
-    seen = set()
-    for template in found:
-        seen.add(template.id)
+def _text(value: object, limit: int) -> str:
+    return str(value or "")[:limit]
+
+
+def _bounded(item: dict[str, Any]) -> dict[str, Any]:
+    """A host or storage entry with its texts cut short and its numbers clamped."""
+    return {
+        key: _count(value, 2**63 - 1) if isinstance(value, int | float) else _text(value, 200)
+        for key, value in item.items()
+    }
+
+
+def _count(value: object, limit: int = 2**31 - 1) -> int:
+    """A hypervisor's number, clamped to what the records hold (0 for nonsense)."""
+    try:
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), limit)
+
+
+def _usable_ids(items, limit: int) -> tuple[list, int]:
+    """The items with an id PureBoot can key them by: not empty, not longer than its
+    column, not listed twice (a hostile or broken listing must not wedge every sync)."""
+    seen: set[str] = set()
+    usable, skipped = [], 0
+    for item in items:
+        key = str(item.id or "")
+        if not key or len(key) > limit or key in seen:
+            skipped += 1
+            continue
+        seen.add(key)
+        usable.append(item)
+    return usable, skipped
+
+
+def _templates(hypervisor: Hypervisor, found: tuple[base.Template, ...], now) -> dict[str, int]:
+    usable, skipped = _usable_ids(found, 500)
+    for template in usable:
         HypervisorTemplate.objects.update_or_create(
             hypervisor=hypervisor,
-            platform_id=template.id[:500],
+            platform_id=template.id,
             defaults={
-                "name": template.name[:200],
-                "cpus": template.cpus,
-                "memory_mib": template.memory_mib,
-                "disk_bytes": template.disk_bytes,
-                "os": template.os[:200],
+                "name": _text(template.name, 200),
+                "cpus": _count(template.cpus),
+                "memory_mib": _count(template.memory_mib),
+                "disk_bytes": _count(template.disk_bytes, 2**63 - 1),
+                "os": _text(template.os, 200),
                 "present": True,
                 "last_seen_at": now,
             },
         )
-    hypervisor.templates.exclude(platform_id__in=seen).update(present=False)
-    return len(seen)
+    hypervisor.templates.exclude(platform_id__in=[t.id for t in usable]).update(present=False)
+    return {"templates": len(usable), "templates_skipped": skipped}
+
+
+def _macs(macs) -> list[str]:
+    out = []
+    for mac in list(macs or ())[:16]:
+        try:
+            out.append(normalize_mac(mac))
+        except ValueError:
+            continue  # not a MAC: not recorded
+    return out
 
 
 def _vms(hypervisor: Hypervisor, found: tuple[base.VM, ...], now) -> dict[str, int]:
+    usable, skipped = _usable_ids(found, 200)
     known = {vm.platform_id: vm for vm in hypervisor.vms.exclude(platform_id="")}
-    counts = {"vms": len(found), "new": 0, "vanished": 0, "returned": 0}
-    for item in found:
+    # VMs being created carry their MACs before the platform returns their id:
+    # the create operation records them, not this sync.
+    creating = {
+        mac
+        for macs in hypervisor.vms.filter(status=VMStatus.CREATING, platform_id="").values_list(
+            "macs", flat=True
+        )
+        for mac in macs
+    }
+    counts = {"vms": len(usable), "vms_skipped": skipped, "new": 0, "vanished": 0, "returned": 0}
+    for item in usable:
+        macs = _macs(item.macs)
         fields = {
-            "name": item.name[:200],
-            "power": item.power.value if hasattr(item.power, "value") else str(item.power),
-            "cpus": item.cpus,
-            "memory_mib": item.memory_mib,
-            "host": item.host[:200],
-            "macs": list(item.macs),
-            "ha": item.ha,
+            "name": _text(item.name, 200),
+            "power": _text(getattr(item.power, "value", item.power), 16),
+            "cpus": _count(item.cpus),
+            "memory_mib": _count(item.memory_mib),
+            "host": _text(item.host, 200),
+            "macs": macs,
+            "ha": bool(item.ha),
             "last_seen_at": now,
         }
         vm = known.pop(item.id, None)
         if vm is None:
-            vm = VirtualMachine.objects.create(
-                hypervisor=hypervisor,
-                platform_id=item.id[:200],
-                status=VMStatus.PRESENT,
-                node_id=_node_for(item.macs),
-                **fields,
+            if creating & set(macs):
+                continue
+            VirtualMachine.objects.create(
+                hypervisor=hypervisor, platform_id=item.id, status=VMStatus.PRESENT, **fields
             )
             counts["new"] += 1
             continue
@@ -115,26 +170,16 @@ def _vms(hypervisor: Hypervisor, found: tuple[base.VM, ...], now) -> dict[str, i
             fields["status"] = VMStatus.PRESENT
             counts["returned"] += 1
             node_note(vm, f"VM is back on {hypervisor.name}")
-        VirtualMachine.objects.filter(pk=vm.pk).update(**fields)
+        VirtualMachine.objects.filter(pk=vm.pk, status__in=SETTLED).update(**fields)
     for vm in known.values():
-        if vm.status in SETTLED and vm.status != VMStatus.VANISHED:
-            VirtualMachine.objects.filter(pk=vm.pk).update(status=VMStatus.VANISHED)
-            node_note(vm, f"VM vanished from {hypervisor.name} outside PureBoot")
-            counts["vanished"] += 1
+        if vm.status == VMStatus.PRESENT:
+            # Only a settled VM vanishes: one being deleted belongs to its operation.
+            if VirtualMachine.objects.filter(pk=vm.pk, status=VMStatus.PRESENT).update(
+                status=VMStatus.VANISHED
+            ):
+                node_note(vm, f"VM vanished from {hypervisor.name} outside PureBoot")
+                counts["vanished"] += 1
     return counts
-
-
-def _node_for(macs: tuple[str, ...]) -> int | None:
-    """The node a newly seen VM belongs to, by MAC, if it has no VM yet."""
-    normal = [m.lower() for m in macs if m]
-    if not normal:
-        return None
-    interface = (
-        NetworkInterface.objects.filter(mac__in=normal, node__vm__isnull=True)
-        .order_by("pk")
-        .first()
-    )
-    return interface.node_id if interface else None
 
 
 def spec_of(vm: VirtualMachine) -> base.VMSpec:

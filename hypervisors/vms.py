@@ -208,7 +208,11 @@ def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine
                 "ha": request.ha,
             },
         )
-        node_note(vm, f"VM requested on {hypervisor.name}; MACs {', '.join(macs)} registered")
+        node_note(
+            vm,
+            f"VM requested on {hypervisor.name}; MACs {', '.join(macs)} registered",
+            actor=actor.label,
+        )
         audit.record(
             actor=actor.label,
             action="vm.request_create",

@@ -37,8 +37,10 @@ def _nic(hypervisor: Hypervisor, nic: dict[str, Any], index: int) -> dict[str, A
         # An oVirt vNIC profile of that network: the oVirt driver takes network/profile.
         if hypervisor.type != "ovirt":
             raise ValidationError(
-                {f"networks[{index}].profile": "a vNIC profile is oVirt's; "
-                 f"{hypervisor.name} is {hypervisor.get_type_display()}"}
+                {
+                    f"networks[{index}].profile": "a vNIC profile is oVirt's; "
+                    f"{hypervisor.name} is {hypervisor.get_type_display()}"
+                }
             )
         network = f"{network}/{profile}"
     return {"network": network, "model": nic.get("model", "virtio")}

@@ -20,6 +20,7 @@ from nodes.models import Node
 from nodes.transitions import SYSTEM, Actor, TransitionForbidden
 from pureboot import gate
 from tests.factories import make_user
+from tests.hypervisors.fakes.common import make_tls
 
 from .conftest import TEST_URI, run_queued
 
@@ -229,28 +230,64 @@ def _credential(name: str, scope: str, password: str = "pw-Zq8-never-shown"):
     )
 
 
-def test_a_credential_goes_only_where_its_scope_says(db, settings):
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://evil.example:8006",
+        "https://pve.lab.example.evil.net:8006",  # a longer host that starts the same
+        "https://pve.lab.example:8006@evil.net/",  # userinfo, then the real host
+        "https://pve.lab.example:9006",
+        "http://pve.lab.example:8006",
+        "https://pve.lab.example:8006x",
+    ],
+)
+def test_a_credential_goes_only_where_its_scope_says(db, settings, endpoint):
     from cryptography.fernet import Fernet
 
     settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
     scoped = _credential("pve-lab", "https://pve.lab.example:8006")
+    with pytest.raises(ValidationError):
+        services.create_hypervisor(
+            SYSTEM, {"name": "pve", "type": "proxmox", "credential": scoped, "endpoint": endpoint}
+        )
+    assert not Hypervisor.objects.exists()
+
+
+def test_a_credential_without_scope_or_with_tls_off_is_refused_and_moves_are_four_eye(
+    db, settings, tmp_path
+):
+    from cryptography.fernet import Fernet
+
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    scoped = _credential("pve-lab", "https://pve.lab.example:8006/api2")
     unscoped = _credential("loose", "")
     fields = {"name": "pve", "type": "proxmox", "credential": scoped}
-    with pytest.raises(ValidationError) as elsewhere:
-        services.create_hypervisor(SYSTEM, {**fields, "endpoint": "https://evil.example:8006"})
-    assert "only to endpoints starting with" in str(elsewhere.value)
     with pytest.raises(ValidationError) as loose:
         services.create_hypervisor(
             SYSTEM, {**fields, "credential": unscoped, "endpoint": "https://pve.lab.example:8006"}
         )
     assert "has no scope" in str(loose.value)
+    with pytest.raises(ValidationError) as insecure:
+        services.create_hypervisor(
+            SYSTEM,
+            {**fields, "endpoint": "https://pve.lab.example:8006/api2", "verify_tls": False},
+        )
+    assert "verify_tls" in insecure.value.message_dict
     made = services.create_hypervisor(
-        SYSTEM, {**fields, "endpoint": "https://pve.lab.example:8006/"}
+        SYSTEM, {**fields, "endpoint": "https://pve.lab.example:8006/api2/json"}
     )
-    # Moving the endpoint later is held to the same rule.
+    admin = Actor.of(make_user("Admin"))
+    # Where a credentialed hypervisor's secret goes is a second person's call too.
+    with pytest.raises(gate.ApprovalRequired) as asked:
+        services.update_hypervisor(made.pk, admin, {"ca_certificate": make_tls(tmp_path).ca_pem})
+    assert Hypervisor.objects.get(pk=made.pk).ca_certificate == ""
+    assert asked.value.proposal.action == "hypervisor.change_connection"
+    # ...and not even an approval sends it outside the credential's scope.
     with pytest.raises(ValidationError):
-        services.update_hypervisor(made.pk, SYSTEM, {"endpoint": "https://evil.example/"})
-    assert Hypervisor.objects.get(pk=made.pk).endpoint == "https://pve.lab.example:8006/"
+        services.update_hypervisor(made.pk, admin, {"endpoint": "https://evil.example/"})
+    # What is not about the connection is the admin's own call.
+    services.update_hypervisor(made.pk, admin, {"sync_interval_minutes": 5})
+    assert Hypervisor.objects.get(pk=made.pk).sync_interval_minutes == 5
 
 
 @pytest.mark.parametrize(
