@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from celery import current_app
 from cryptography import x509
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -93,6 +93,8 @@ def _check_person(actor: Actor, permission: str, hypervisor: Hypervisor | None =
 
 def _clean(hypervisor: Hypervisor) -> None:
     driver = driver_class(hypervisor)
+    if not isinstance(hypervisor.options, dict):
+        raise ValidationError({"options": "A JSON object of driver options."})
     unknown = sorted(set(hypervisor.options or {}) - set(driver.options))
     if unknown:
         known = ", ".join(sorted(driver.options)) or "none"
@@ -220,17 +222,24 @@ def create_hypervisor(actor: Actor, fields: dict[str, Any]) -> Hypervisor:
         raise TransitionForbidden("You may not register hypervisors at that site.")
     _check_person(actor, "hypervisors.add_hypervisor")
     _clean(hypervisor)
-    with transaction.atomic():
-        hypervisor.save()
-        audit.record(
-            actor=actor.label,
-            action="hypervisor.create",
-            object_type="hypervisors.hypervisor",
-            object_id=hypervisor.pk,
-            changes={k: {"before": None, "after": v} for k, v in _values(hypervisor).items()},
-        )
-        queue(hypervisor, OperationKind.SYNC, actor)
+    try:
+        with transaction.atomic():
+            hypervisor.save()
+            _created(hypervisor, actor)
+    except IntegrityError:
+        raise ValidationError({"name": "A hypervisor with this name exists."}) from None
     return hypervisor
+
+
+def _created(hypervisor: Hypervisor, actor: Actor) -> None:
+    audit.record(
+        actor=actor.label,
+        action="hypervisor.create",
+        object_type="hypervisors.hypervisor",
+        object_id=hypervisor.pk,
+        changes={k: {"before": None, "after": v} for k, v in _values(hypervisor).items()},
+    )
+    queue(hypervisor, OperationKind.SYNC, actor)
 
 
 def connection_binding(hypervisor: Hypervisor) -> str:
@@ -283,7 +292,11 @@ def update_hypervisor(
                 bound_to=bound_to,
                 approval=approval,
             )
-        hypervisor.save()
+        try:
+            with transaction.atomic():
+                hypervisor.save()
+        except IntegrityError:
+            raise ValidationError({"name": "A hypervisor with this name exists."}) from None
         after = _values(hypervisor)
         changes = {k: {"before": before[k], "after": v} for k, v in after.items() if before[k] != v}
         if changes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -69,7 +70,9 @@ def size_bytes(value: Any, field: str) -> int:
     match = _SIZE.match(str(value))
     if not match:
         raise ValidationError({field: f"A size such as 20GiB or 512MiB; got {str(value)[:40]!r}."})
-    size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+    if len(match.group(1)) > 24:
+        raise ValidationError({field: "Between 1 MiB and 64 TiB."})
+    size = int(Decimal(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
     if not 1 << 20 <= size <= MAX_DISK_BYTES:
         raise ValidationError({field: "Between 1 MiB and 64 TiB."})
     return size

@@ -15,152 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import partitions
+from .params import Param, ParamError
+from .vmsteps import check_no_wait_for_ip, check_vm_hardware, vm_params
 
 NODE = "node"
 CONTROLLER = "controller"
-
-_SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*(B|K|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)$", re.IGNORECASE)
-
-
-class ParamError(ValueError):
-    """A parameter value is wrong; ``path`` says where (``tasks[2].image``)."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a task type."""
-
-    name: str
-    type: str  # str, int, bool, list, dict, size, choice, list[str], list[dict]
-    required: bool = False
-    default: Any = None
-    choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    max_length: int = 4096
-    help: str = ""
-    secret: bool = False  # shown only to those who may change workflows
-
-    def clean(self, value: Any, path: str) -> Any:
-        kind = self.type
-        if kind in {"str", "choice", "size"}:
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise ParamError(path, f"must be text, got {_type_name(value)}")
-            value = str(value)
-            if len(value) > self.max_length:
-                raise ParamError(path, f"is longer than {self.max_length} characters")
-            if "\x00" in value:
-                raise ParamError(path, "must not contain NUL characters")
-            if kind == "choice" and value not in self.choices:
-                raise ParamError(path, f"must be one of {', '.join(self.choices)}; got {value!r}")
-            if kind == "size" and not _SIZE_RE.match(value):
-                raise ParamError(path, f"must be a size such as 20GB or 512MiB; got {value!r}")
-            return value
-        if kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ParamError(path, f"must be a whole number, got {_type_name(value)}")
-            if self.minimum is not None and value < self.minimum:
-                raise ParamError(path, f"must be at least {self.minimum}")
-            if self.maximum is not None and value > self.maximum:
-                raise ParamError(path, f"must be at most {self.maximum}")
-            return value
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise ParamError(path, f"must be true or false, got {_type_name(value)}")
-            return value
-        if kind == "list[str]":
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list):
-                raise ParamError(path, f"must be a list of text, got {_type_name(value)}")
-            out = []
-            for i, item in enumerate(value):
-                out.append(
-                    Param(self.name, "str", max_length=self.max_length).clean(item, f"{path}[{i}]")
-                )
-            return out
-        if kind == "list[dict]":
-            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                raise ParamError(path, "must be a list of mappings")
-            return value
-        if kind == "dict":
-            if not isinstance(value, dict):
-                raise ParamError(path, f"must be a mapping, got {_type_name(value)}")
-            return value
-        raise AssertionError(f"unknown parameter type {kind}")  # a registry bug, not input
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: "text",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
-# The VM a vm_create step asks for (read by the hypervisors app when it creates
-# the node's VM; hypervisor, template, network and storage names are checked
-# against the hypervisor's last sync then).
-VM_DISK_KEYS = ("size", "storage", "storage_domain", "interface")
-VM_NIC_KEYS = ("network", "name", "model", "profile")
-
-
-def _vm_params(cluster: str) -> tuple[Param, ...]:
-    return (
-        Param("hypervisor", "str", default="", max_length=100, help="Hypervisor name"),
-        Param("template", "str", default="", max_length=200),
-        Param("cluster", "str", default=cluster, max_length=200),
-        Param("memory", "int", required=True, minimum=64, maximum=16 * 1024 * 1024, help="MiB"),
-        Param("cores", "int", default=1, minimum=1, maximum=512),
-        Param("disks", "list[dict]", default=()),
-        Param("networks", "list[dict]", default=()),
-        Param("firmware", "choice", default="bios", choices=("bios", "uefi")),
-        Param("power_on", "bool", default=True),
-        Param("ha", "bool", default=False),
-    )
-
-
-def _vm_hardware(params: dict[str, Any], path: str) -> None:
-    for index, disk in enumerate(params["disks"]):
-        where = f"{path}.disks[{index}]"
-        unknown = sorted(set(disk) - set(VM_DISK_KEYS))
-        if unknown:
-            raise ParamError(
-                f"{where}.{unknown[0]}", f"unknown; a disk has {', '.join(VM_DISK_KEYS)}"
-            )
-        Param("size", "size", required=True).clean(disk.get("size", ""), f"{where}.size")
-    if not params["networks"]:
-        raise ParamError(f"{path}.networks", "the VM needs a network to boot PureBoot from")
-    for index, nic in enumerate(params["networks"]):
-        where = f"{path}.networks[{index}]"
-        unknown = sorted(set(nic) - set(VM_NIC_KEYS))
-        if unknown:
-            raise ParamError(
-                f"{where}.{unknown[0]}", f"unknown; a NIC has {', '.join(VM_NIC_KEYS)}"
-            )
-        if not isinstance(nic.get("network", nic.get("name")), str):
-            raise ParamError(f"{where}.network", "name the hypervisor network")
-    if not params["disks"] and not params["template"]:
-        raise ParamError(f"{path}.disks", "the VM needs a disk to install to, or a template")
-
-
-def _no_wait_for_ip(params: dict[str, Any], path: str) -> None:
-    if params["wait_for_ip"]:
-        raise ParamError(
-            f"{path}.wait_for_ip",
-            "not built: PureBoot follows the VM through its network boot and reports, "
-            "not its guest agent's address",
-        )
 
 
 @dataclass(frozen=True)
@@ -492,15 +351,15 @@ TASK_TYPES: dict[str, TaskType] = {
             "vm_create",
             "Create the node's VM on a hypervisor, network boot first, and power it on",
             CONTROLLER,
-            _vm_params(""),
-            validate=_vm_hardware,
+            vm_params(""),
+            validate=check_vm_hardware,
         ),
         TaskType(
             "ovirt_vm_create",
             "Create the node's VM on oVirt/RHV (vm_create on an oVirt hypervisor)",
             CONTROLLER,
-            _vm_params("Default"),
-            validate=_vm_hardware,
+            vm_params("Default"),
+            validate=check_vm_hardware,
         ),
         TaskType(
             "ovirt_vm_start",
@@ -510,7 +369,7 @@ TASK_TYPES: dict[str, TaskType] = {
                 Param("wait_for_ip", "bool", default=False),
                 Param("timeout", "int", default=600, minimum=1, maximum=86400),
             ),
-            validate=_no_wait_for_ip,
+            validate=check_no_wait_for_ip,
         ),
         TaskType(
             "ovirt_vm_configure",
