@@ -104,7 +104,9 @@ def _claim(operation_id: int) -> HypervisorOperation | None:
 
 
 def _lost(operation: HypervisorOperation) -> bool:
-    limit = timedelta(seconds=settings.PUREBOOT_HYPERVISOR_TASK_LIMIT)
+    # Past the task's hard limit and a margin: the worker that had it is gone
+    # (Celery killed it); before that it may still be inside a blocking call.
+    limit = timedelta(seconds=settings.PUREBOOT_HYPERVISOR_TASK_LIMIT + 300)
     return operation.started_at is None or timezone.now() - operation.started_at > limit
 
 
@@ -125,7 +127,9 @@ def run(operation_id: int) -> str:
         log.exception("hypervisor operation %s crashed", operation.pk)
         return _failed(operation, base.PermanentError(f"internal error: {type(exc).__name__}"))
     with transaction.atomic():
-        HypervisorOperation.objects.filter(pk=operation.pk).update(
+        # Fenced by the attempt this worker claimed: a worker taken for lost and
+        # overtaken by another records nothing.
+        HypervisorOperation.objects.filter(pk=operation.pk, attempts=operation.attempts).update(
             status=OperationStatus.SUCCEEDED,
             result=result or {},
             error="",
@@ -141,7 +145,7 @@ def _failed(operation: HypervisorOperation, exc: base.HypervisorError) -> str:
     retry = exc.transient and operation.attempts < settings.PUREBOOT_HYPERVISOR_MAX_ATTEMPTS
     status = OperationStatus.RETRYING if retry else OperationStatus.FAILED
     with transaction.atomic():
-        HypervisorOperation.objects.filter(pk=operation.pk).update(
+        HypervisorOperation.objects.filter(pk=operation.pk, attempts=operation.attempts).update(
             status=status,
             error=message,
             error_code=exc.code,

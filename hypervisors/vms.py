@@ -141,9 +141,25 @@ def _check(hypervisor: Hypervisor, request: Request) -> None:
                     "last sync (POST /api/v1/hypervisors/{id}/sync to read it again)."
                 }
             )
+    _check_honoured(hypervisor, request)
     known = set((hypervisor.inventory or {}).get("networks") or ())
+    host_networks = {
+        n.strip()
+        for n in str((hypervisor.options or {}).get("host_networks", "")).split(",")
+        if n.strip()
+    }
     for index, nic in enumerate(request.networks):
         network = nic["network"]
+        if not isinstance(network, str) or not network.strip():
+            raise ValidationError({f"networks[{index}].network": "Name a network."})
+        if ":" in network and network not in host_networks:
+            # A host bridge or tap is the hypervisor admin's to offer, not the requester's.
+            raise ValidationError(
+                {
+                    f"networks[{index}].network": f"{network!r} is not among {hypervisor.name}'s "
+                    "host_networks option."
+                }
+            )
         if known and network not in known and ":" not in network:
             raise ValidationError(
                 {
@@ -151,6 +167,25 @@ def _check(hypervisor: Hypervisor, request: Request) -> None:
                     f"(known: {', '.join(sorted(known))})."
                 }
             )
+
+
+def _check_honoured(hypervisor: Hypervisor, request: Request) -> None:
+    """Refuse what the driver would ignore: a request is done as asked or not at all."""
+    driver = services.driver_class(hypervisor)
+    asked = {
+        "cluster": bool(request.cluster),
+        "host": bool(request.host),
+        "disk_interface": any(d.get("interface", "virtio") != "virtio" for d in request.disks),
+        "nic_model": any(n.get("model", "virtio") != "virtio" for n in request.networks),
+    }
+    ignored = sorted(k for k, wanted in asked.items() if wanted and k not in driver.honours)
+    if ignored:
+        raise ValidationError(
+            {
+                ignored[0]: f"The {driver.label} driver does not choose the {ignored[0]} of a "
+                "VM: leave it out (its own default is used)."
+            }
+        )
 
 
 def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine:
@@ -176,14 +211,6 @@ def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine
             },
             [{"mac": mac, "is_primary": i == 0} for i, mac in enumerate(macs)],
         )
-        if request.workflow is not None:
-            node = node_services.perform(
-                node.pk,
-                "assign",
-                actor,
-                reason="VM created for this workflow",
-                workflow=request.workflow,
-            )
         vm = VirtualMachine.objects.create(
             hypervisor=hypervisor,
             node=node,
@@ -211,6 +238,16 @@ def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine
                 "ha": request.ha,
             },
         )
+        if request.workflow is not None:
+            # After the VM's record: a workflow that creates a VM is assigned to
+            # a node that has one.
+            node_services.perform(
+                node.pk,
+                "assign",
+                actor,
+                reason="VM created for this workflow",
+                workflow=request.workflow,
+            )
         node_note(
             vm,
             f"VM requested on {hypervisor.name}; MACs {', '.join(macs)} registered",

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from workflows.definitions import VM_CREATE_TYPES
 from workflows.models import Workflow
+from workflows.vmsteps import VM_CREATE_TYPES
 
 from . import vms
 from .models import Hypervisor

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .registry import TASK_TYPES, ParamError
+from .vmsteps import VM_CREATE_TYPES
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_NODES = 20_000  # YAML nodes after alias expansion
@@ -258,9 +259,6 @@ def parse(text: str | bytes) -> Definition:
     _check_folded_steps(tasks)
     _check_vm_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
-
-
-VM_CREATE_TYPES = ("vm_create", "ovirt_vm_create")
 
 
 def _check_vm_steps(tasks: list[dict]) -> None:

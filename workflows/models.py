@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from .choices import RunStatus
+from .vmsteps import VM_CREATE_TYPES
 
 
 class Workflow(models.Model):
@@ -60,6 +61,16 @@ class Workflow(models.Model):
                 {
                     "workflow": f"Workflow {self.name} is for firmware "
                     f"{', '.join(definition['firmware'])}; node {node.pk} has {node.firmware}."
+                }
+            )
+        tasks = version.tasks or []
+        # ``vm`` is the hypervisors app's one-to-one link to a node's VM (that app
+        # sits above this one; the reverse accessor needs no import of it).
+        if tasks and tasks[0].get("type") in VM_CREATE_TYPES and not hasattr(node, "vm"):
+            raise ValidationError(
+                {
+                    "workflow": f"Workflow {self.name} creates the node's VM: ask for the VM with "
+                    "POST /api/v1/hypervisors/{id}/vms and this workflow instead."
                 }
             )
         return version

@@ -9,6 +9,8 @@ from typing import Any
 
 from .params import Param, ParamError
 
+VM_CREATE_TYPES = ("vm_create", "ovirt_vm_create")
+
 VM_DISK_KEYS = ("size", "storage", "storage_domain", "interface")
 VM_NIC_KEYS = ("network", "name", "model", "profile")
 

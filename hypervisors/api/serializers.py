@@ -9,6 +9,7 @@ from nodes.api.serializers import ScopedSiteField
 from nodes.choices import Arch, Firmware
 from nodes.models import validate_hostname
 from workflows.models import Workflow
+from workflows.vmsteps import VM_DISK_INTERFACES, VM_NIC_MODELS
 
 from .. import services
 from ..drivers.base import PowerAction
@@ -130,14 +131,14 @@ class OperationSerializer(serializers.ModelSerializer):
 class DiskSpecSerializer(serializers.Serializer):
     size = serializers.CharField(max_length=32, help_text="e.g. 20GiB, 20GB or bytes")
     storage = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    interface = serializers.ChoiceField(("virtio", "scsi", "sata", "ide"), default="virtio")
+    interface = serializers.ChoiceField(VM_DISK_INTERFACES, default="virtio")
 
 
 class NicSpecSerializer(serializers.Serializer):
     network = serializers.CharField(
         max_length=200, help_text="A network of the hypervisor (libvirt: or bridge:NAME)"
     )
-    model = serializers.ChoiceField(("virtio", "e1000", "vmxnet3", "rtl8139"), default="virtio")
+    model = serializers.ChoiceField(VM_NIC_MODELS, default="virtio")
 
 
 class VMCreateSerializer(serializers.Serializer):

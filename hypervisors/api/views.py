@@ -8,6 +8,7 @@ powering off an active node's VM, removing a hypervisor with nodes on it).
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -259,6 +260,13 @@ class CanViewTemplates(ModelPermissions):
     perms_map = {m: ["hypervisors.view_hypervisortemplate"] for m in ModelPermissions.perms_map}
 
 
+def _syncs_templates(hypervisor: Hypervisor) -> bool:
+    try:
+        return Capability.TEMPLATE_SYNC.value in services.capabilities(hypervisor)
+    except ValidationError:  # its driver's library is not installed here
+        return False
+
+
 class TemplateSyncView(HypervisorAnswers, APIView):
     """``POST /api/v1/templates/sync``: read the templates of every hypervisor you
     see (or one) again, in the worker. Answers 202 with the sync operations."""
@@ -280,9 +288,7 @@ class TemplateSyncView(HypervisorAnswers, APIView):
             hypervisors = [get_object_or_404(visible, pk=wanted)]
             services.require(hypervisors[0], Capability.TEMPLATE_SYNC)
         else:
-            hypervisors = [
-                h for h in visible if Capability.TEMPLATE_SYNC.value in services.capabilities(h)
-            ]
+            hypervisors = [h for h in visible if _syncs_templates(h)]
         operations = [services.request_sync(h.pk, self._actor()) for h in hypervisors]
         return Response(
             OperationSerializer(operations, many=True).data, status=status.HTTP_202_ACCEPTED

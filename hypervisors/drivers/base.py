@@ -224,6 +224,10 @@ class Driver:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # What of a VMSpec beyond CPUs, memory, disks, NICs and template the driver
+    # acts on: "cluster", "host", "disk_interface", "nic_model" (a request
+    # naming one it does not is refused, not silently done otherwise).
+    honours: ClassVar[frozenset[str]] = frozenset()
     # The driver options a hypervisor record may set (name -> help text);
     # any other option is refused when the hypervisor is saved.
     options: ClassVar[dict[str, str]] = {}

@@ -173,6 +173,7 @@ class HyperVDriver(base.Driver):
         {C.HEALTH, C.INVENTORY, C.CREATE_VM, C.CLONE_TEMPLATE, C.POWER, C.DELETE_VM}
         | {C.TEMPLATE_SYNC}
     )
+    honours: ClassVar[frozenset[str]] = frozenset()
     options: ClassVar[dict[str, str]] = {
         "transport": "WinRM sign-in: ntlm (default) or basic (HTTPS only)",
         "vm_path": "Folder for VM configuration files (default: the host's)",

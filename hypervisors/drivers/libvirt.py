@@ -88,11 +88,14 @@ class LibvirtDriver(base.Driver):
         | {C.TEMPLATE_SYNC}
     )
 
+    honours: ClassVar[frozenset[str]] = frozenset({"nic_model"})
     options: ClassVar[dict[str, str]] = {
         "template_pool": "Storage pool whose volumes are the templates",
         "storage_pool": "Storage pool for new disks (default: default)",
         "domain_type": "kvm, qemu or test (default: kvm if the host offers it, else qemu)",
         "machine": "QEMU machine type, e.g. q35 (default: the host's)",
+        "host_networks": "Comma-separated bridge:NAME / ethernet:TAP a VM may use besides "
+        "libvirt's networks (none unless listed)",
         "console_log_dir": "A directory on the host: each VM's serial console is written to "
         "<dir>/<vm name>.log (default: a pty)",
     }

@@ -88,6 +88,7 @@ def test_a_vm_made_through_libvirt_installs_through_pureboot_and_then_boots_its_
                 "storage_pool": "default",
                 "template_pool": "templates",
                 "domain_type": "qemu",
+                "host_networks": "bridge:pbbr0",
                 "console_log_dir": str(libvirtd.consoles(lab)),
             },
         },

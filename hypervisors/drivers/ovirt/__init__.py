@@ -62,6 +62,9 @@ class OvirtDriver(OvirtVMs):
         {C.HEALTH, C.INVENTORY, C.CREATE_VM, C.CLONE_TEMPLATE, C.POWER, C.DELETE_VM}
         | {C.TEMPLATE_SYNC, C.LIVE_MIGRATE, C.HA}
     )
+    honours: ClassVar[frozenset[str]] = frozenset(
+        {"cluster", "host", "disk_interface", "nic_model"}
+    )
     options: ClassVar[dict[str, str]] = {
         "cluster": "Cluster new VMs go to unless the request names one (default: the only one)",
         "storage_domain": "Data domain for new blank disks unless the disk names one "

@@ -51,6 +51,7 @@ class ProxmoxDriver(ProxmoxVMs):
         {C.HEALTH, C.INVENTORY, C.CREATE_VM, C.CLONE_TEMPLATE, C.POWER, C.DELETE_VM}
         | {C.TEMPLATE_SYNC, C.LIVE_MIGRATE, C.HA}
     )
+    honours: ClassVar[frozenset[str]] = frozenset({"host", "disk_interface", "nic_model"})
     options: ClassVar[dict[str, str]] = {
         "node": "Node new VMs go to unless the request names a host (default: first online)",
         "storage": f"Storage for new disks and clones (default: {_DEFAULT_STORAGE}; "

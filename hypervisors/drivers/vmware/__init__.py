@@ -51,6 +51,7 @@ class VMwareDriver(VMwareSession):
         {C.HEALTH, C.INVENTORY, C.CREATE_VM, C.CLONE_TEMPLATE, C.POWER, C.DELETE_VM}
         | {C.TEMPLATE_SYNC, C.LIVE_MIGRATE}
     )
+    honours: ClassVar[frozenset[str]] = frozenset({"cluster", "host", "nic_model"})
     options: ClassVar[dict[str, str]] = {
         "datacenter": "Datacenter name (default: the first)",
         "cluster": "Cluster for new VMs (default: the first)",
