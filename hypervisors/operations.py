@@ -87,7 +87,7 @@ def driver_for(hypervisor: Hypervisor, operation: HypervisorOperation) -> Iterat
 def _claim(operation_id: int) -> HypervisorOperation | None:
     with transaction.atomic():
         operation = (
-            HypervisorOperation.objects.select_for_update()
+            HypervisorOperation.objects.select_for_update(of=("self",))
             .select_related("hypervisor", "vm")
             .filter(pk=operation_id)
             .first()

@@ -273,7 +273,11 @@ def _locked(vm_id: int) -> tuple[VirtualMachine, Node | None]:
     """The VM and its node, locked node first (the order every node path locks in)."""
     node_id = VirtualMachine.objects.filter(pk=vm_id).values_list("node_id", flat=True).first()
     node = Node.objects.select_for_update().get(pk=node_id) if node_id else None
-    vm = VirtualMachine.objects.select_for_update().select_related("hypervisor").get(pk=vm_id)
+    vm = (
+        VirtualMachine.objects.select_for_update(of=("self",))
+        .select_related("hypervisor")
+        .get(pk=vm_id)
+    )
     if vm.node_id != node_id:  # relinked meanwhile: take the locks again
         return _locked(vm_id)
     return vm, node
