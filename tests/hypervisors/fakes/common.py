@@ -89,6 +89,30 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
+class RestHandler(QuietHandler):
+    """A REST fake's handler: every method goes to ``serve(method)``."""
+
+    def do_GET(self) -> None:
+        self.serve("GET")
+
+    def do_POST(self) -> None:
+        self.serve("POST")
+
+    def do_PUT(self) -> None:
+        self.serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self.serve("DELETE")
+
+    def serve(self, method: str) -> None:
+        raise NotImplementedError
+
+    def body(self) -> bytes:
+        """The request body, as long as its Content-Length says."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+
 @contextmanager
 def serve(
     handler: type[BaseHTTPRequestHandler], tls: TLSFiles | None = None, **attrs: object

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..common import QuietHandler
+from ..common import RestHandler
 from . import render
 from .render import parse
 from .state import Fault, missing
@@ -51,27 +51,14 @@ def _searchable(engine: FakeEngine, kind: str) -> Callable[[Any], dict[str, str]
     }[kind]
 
 
-class Handler(QuietHandler):
+class Handler(RestHandler):
     """Serves the engine in ``self.server.engine`` (a :class:`FakeEngine`)."""
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         engine: FakeEngine = self.server.engine  # type: ignore[attr-defined]
         url = urlsplit(self.path)
         path = unquote(url.path).rstrip("/")
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.body()
         with engine.lock:
             engine.requests.append((method, path + (f"?{url.query}" if url.query else "")))
             if path in (_SSO_TOKEN, _SSO_LOGOUT):

@@ -7,30 +7,17 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..common import QuietHandler
+from ..common import RestHandler
 from .state import ApiError, PVEState
 
 
-class Handler(QuietHandler):
+class Handler(RestHandler):
     """Serves ``/api2/json/...`` from ``self.server.pve`` (a :class:`.vms.FakePVE`)."""
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         pve: PVEState = self.server.pve  # type: ignore[attr-defined]
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
+        body = self.body().decode()
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
         path = unquote(url.path)
