@@ -49,6 +49,12 @@ def _create_hypervisor(client, **extra) -> dict:
     return answer.data
 
 
+def _new_vm(client, hypervisor: dict, name: str, **extra):
+    body = {"name": name, "cpus": 1, "memory_mib": 512, "disks": [{"size": "1GiB"}],
+            "networks": [{"network": "default"}], **extra}  # fmt: skip
+    return client.post(f"/api/v1/hypervisors/{hypervisor['id']}/vms", body, format="json")
+
+
 def test_admin_registers_a_hypervisor_and_sees_it_synced(admin_api):
     made = _create_hypervisor(admin_api)
     assert "create_vm" in made["capabilities"] and "live_migrate" not in made["capabilities"]
@@ -156,17 +162,7 @@ def test_vm_request_refusals(api, admin_api):
 
 def test_unsupported_capability_is_409_naming_driver_and_capability(admin_api):
     made = _create_hypervisor(admin_api)
-    answer = admin_api.post(
-        f"/api/v1/hypervisors/{made['id']}/vms",
-        {
-            "name": "m1",
-            "cpus": 1,
-            "memory_mib": 512,
-            "disks": [{"size": "1GiB"}],
-            "networks": [{"network": "default"}],
-        },
-        format="json",
-    )
+    answer = _new_vm(admin_api, made, "m1")
     run_queued()
     vm_id = answer.data["vm"]["id"]
     refused = admin_api.post(f"/api/v1/vms/{vm_id}/migrate", {"host": "h2"}, format="json")
@@ -179,17 +175,7 @@ def test_unsupported_capability_is_409_naming_driver_and_capability(admin_api):
 
 def test_delete_vm_is_four_eye_then_done(api, admin_api):
     made = _create_hypervisor(admin_api)
-    answer = admin_api.post(
-        f"/api/v1/hypervisors/{made['id']}/vms",
-        {
-            "name": "d1",
-            "cpus": 1,
-            "memory_mib": 512,
-            "disks": [{"size": "1GiB"}],
-            "networks": [{"network": "default"}],
-        },
-        format="json",
-    )
+    answer = _new_vm(admin_api, made, "d1")
     run_queued()
     vm_id = answer.data["vm"]["id"]
     asked = admin_api.delete(f"/api/v1/vms/{vm_id}", {"reason": "done with it"}, format="json")
@@ -204,18 +190,7 @@ def test_delete_vm_is_four_eye_then_done(api, admin_api):
 
 def test_power_on_off_reboot(admin_api):
     made = _create_hypervisor(admin_api)
-    answer = admin_api.post(
-        f"/api/v1/hypervisors/{made['id']}/vms",
-        {
-            "name": "p1",
-            "cpus": 1,
-            "memory_mib": 512,
-            "disks": [{"size": "1GiB"}],
-            "networks": [{"network": "default"}],
-            "power_on": False,
-        },
-        format="json",
-    )
+    answer = _new_vm(admin_api, made, "p1", power_on=False)
     run_queued()
     vm_id = answer.data["vm"]["id"]
     assert admin_api.get(f"/api/v1/vms/{vm_id}").data["power"] == "stopped"
@@ -232,17 +207,7 @@ def test_remove_hypervisor_with_nodes_is_four_eye(admin_api):
     made = _create_hypervisor(admin_api)
     empty = _create_hypervisor(admin_api, name="spare")
     assert admin_api.delete(f"/api/v1/hypervisors/{empty['id']}").status_code == 204
-    admin_api.post(
-        f"/api/v1/hypervisors/{made['id']}/vms",
-        {
-            "name": "r1",
-            "cpus": 1,
-            "memory_mib": 512,
-            "disks": [{"size": "1GiB"}],
-            "networks": [{"network": "default"}],
-        },
-        format="json",
-    )
+    _new_vm(admin_api, made, "r1")
     run_queued()
     asked = admin_api.delete(f"/api/v1/hypervisors/{made['id']}")
     assert asked.status_code == 202, asked.data
