@@ -365,10 +365,7 @@ TASK_TYPES: dict[str, TaskType] = {
             "ovirt_vm_start",
             "Power the oVirt/RHV VM on once created (vm_create does unless power_on: false)",
             CONTROLLER,
-            (
-                Param("wait_for_ip", "bool", default=False),
-                Param("timeout", "int", default=600, minimum=1, maximum=86400),
-            ),
+            (Param("wait_for_ip", "bool", default=False),),
             validate=check_no_wait_for_ip,
         ),
         TaskType(
