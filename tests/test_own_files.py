@@ -14,14 +14,9 @@ from workflows import installer_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 # A path that climbs to the reference folder beside the repository: a
-# dot-dot path to it, its name joined as a quoted path part (``/ "shared"``,
-# ``join(..., "shared")``, ``Path("shared")``), or three parent hops from a
-# module one level down. Not the word as a data key (Proxmox's storage field
-# is called "shared").
-ESCAPES = re.compile(
-    r"""\.\./shared|parent\.parent\.parent"""
-    r"""|[/,]\s*["']shared["'](?!\s*:)|(?:Path|join)\(\s*["']shared["']"""
-)
+# dot-dot path to it, its name as a quoted path part, or three parent hops
+# from a module one level down.
+ESCAPES = re.compile(r"""\.\./shared|parent\.parent\.parent|["']shared["']""")
 
 
 def test_the_autoinstall_schema_ships_with_pureboot():

@@ -103,7 +103,8 @@ class PVEState:
         self.storages: dict[str, dict[str, Any]] = {
             "local": {"type": "dir", "content": "iso,vztmpl,backup", "total": 50 * GIB},
             "local-lvm": {"type": "lvmthin", "content": "images,rootdir", "total": 100 * GIB},
-            "ceph": {"type": "rbd", "content": "images", "total": 500 * GIB, "shared": 1},
+            # cluster_wide: what PVE answers as the storage flag of that name (below).
+            "ceph": {"type": "rbd", "content": "images", "total": 500 * GIB, "cluster_wide": 1},
         }
         self.volumes: dict[str, int] = {}  # volid -> bytes
         self.vms: dict[int, Vm] = {}
@@ -318,17 +319,17 @@ class PVEState:
     def _storage_entry(self, sid: str) -> dict[str, Any]:
         s = self.storages[sid]
         total, free = int(s["total"]), self.free(sid)
-        return {
-            "storage": sid,
-            "type": s["type"],
-            "content": s["content"],
-            "active": 1,
-            "enabled": 1,
-            "shared": s.get("shared", 0),
-            "total": total,
-            "used": total - free,
-            "avail": free,
-        }
+        return dict(
+            storage=sid,
+            type=s["type"],
+            content=s["content"],
+            active=1,
+            enabled=1,
+            shared=s.get("cluster_wide", 0),
+            total=total,
+            used=total - free,
+            avail=free,
+        )
 
     # --- routes: cluster and nodes --------------------------------------------
 

@@ -111,7 +111,7 @@ class FakePVE(PVEState):
             raise ApiError(500, f"unable to create VM {newid}: config file already exists")
         disks = sorted(k for k in source.config if DISK.match(k) and not k.startswith("unused"))
         stores = {storage} if storage else {source.config[k].split(":")[0] for k in disks}
-        if target != node and not all(self.storages[s].get("shared") for s in stores):
+        if target != node and not all(self.storages[s].get("cluster_wide") for s in stores):
             raise ApiError(500, f"can't clone VM to node '{target}' (VM uses local storage)")
         if "name" in params:
             self._check({"name": params["name"]})
