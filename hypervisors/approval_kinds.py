@@ -27,7 +27,7 @@ def _sees_hypervisor(hypervisor: Hypervisor | None, user) -> str | None:
 
 
 def _vm_current(request) -> str:
-    vm, node = vms._locked(int(request.target_id))
+    vm, node = vms.locked(int(request.target_id))
     return vms.binding(vm, node)
 
 

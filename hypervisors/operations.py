@@ -151,14 +151,14 @@ def _failed(operation: HypervisorOperation, exc: base.HypervisorError) -> str:
             error_code=exc.code,
             finished_at=None if retry else timezone.now(),
         )
-        _health(
-            operation.hypervisor,
-            Health.UNREACHABLE if exc.transient else Health.FAILED,
-            message,
-            only_if=isinstance(
-                exc, base.TransientError | base.AuthenticationFailed | base.TLSFailed
-            ),
-        )
+        # Reachability and sign-in are the hypervisor's health; a missing
+        # template or a quota is the operation's own failure.
+        if isinstance(exc, base.TransientError | base.AuthenticationFailed | base.TLSFailed):
+            _health(
+                operation.hypervisor,
+                Health.UNREACHABLE if exc.transient else Health.FAILED,
+                message,
+            )
         if not retry:
             FAILED_HOOKS.get(operation.kind, _nothing)(operation, message)
     return status
@@ -168,11 +168,10 @@ def _nothing(operation: HypervisorOperation, message: str) -> None:
     pass
 
 
-def _health(hypervisor: Hypervisor, health: str, message: str, only_if: bool = True) -> None:
-    if only_if:
-        Hypervisor.objects.filter(pk=hypervisor.pk).update(
-            health=health, health_message=message, last_error=message if message else ""
-        )
+def _health(hypervisor: Hypervisor, health: str, message: str) -> None:
+    Hypervisor.objects.filter(pk=hypervisor.pk).update(
+        health=health, health_message=message, last_error=message
+    )
 
 
 def backoff(attempts: int) -> timedelta:

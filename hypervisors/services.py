@@ -82,7 +82,9 @@ def require(hypervisor: Hypervisor, capability: Capability) -> None:
         )
 
 
-def _check_person(actor: Actor, permission: str, hypervisor: Hypervisor | None = None) -> None:
+def check_person(actor: Actor, permission: str, hypervisor: Hypervisor | None = None) -> None:
+    """A person needs ``permission`` and, with ``hypervisor``, access to its site
+    (TransitionForbidden otherwise); the system acts as the lifecycle lets it."""
     if not actor.is_person:
         return
     if not actor.user.has_perm(permission):
@@ -220,7 +222,7 @@ def create_hypervisor(actor: Actor, fields: dict[str, Any]) -> Hypervisor:
     hypervisor = Hypervisor(**{k: v for k, v in fields.items() if k in EDITABLE})
     if actor.is_person and not can_access_site(actor.user, hypervisor.site):
         raise TransitionForbidden("You may not register hypervisors at that site.")
-    _check_person(actor, "hypervisors.add_hypervisor")
+    check_person(actor, "hypervisors.add_hypervisor")
     _clean(hypervisor)
     try:
         with transaction.atomic():
@@ -267,7 +269,7 @@ def update_hypervisor(
     it decides where a stored secret goes, and which machine a VM id names."""
     with transaction.atomic():
         hypervisor = Hypervisor.objects.select_for_update().get(pk=pk)
-        _check_person(actor, "hypervisors.change_hypervisor", hypervisor)
+        check_person(actor, "hypervisors.change_hypervisor", hypervisor)
         before = _values(hypervisor)
         bound_to = connection_binding(hypervisor)
         guarded = bool(hypervisor.credential_id) or live_vms(hypervisor).exists()
@@ -419,7 +421,7 @@ def queue(
 def request_sync(hypervisor_id: int, actor: Actor) -> HypervisorOperation:
     with transaction.atomic():
         hypervisor = Hypervisor.objects.select_for_update().get(pk=hypervisor_id)
-        _check_person(actor, "hypervisors.sync_hypervisor", hypervisor)
+        check_person(actor, "hypervisors.sync_hypervisor", hypervisor)
         busy = hypervisor.operations.filter(
             kind=OperationKind.SYNC,
             status__in=IN_PROGRESS,

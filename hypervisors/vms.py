@@ -193,7 +193,7 @@ def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine
     the VM, and queue its creation (and power-on). Nothing is made if anything is wrong."""
     with transaction.atomic():
         hypervisor = Hypervisor.objects.select_for_update().get(pk=hypervisor_id)
-        services._check_person(actor, "hypervisors.operate_vm", hypervisor)
+        services.check_person(actor, "hypervisors.operate_vm", hypervisor)
         if request.workflow is not None and actor.is_person:
             if not actor.user.has_perm("nodes.assign_node"):
                 raise TransitionForbidden("You do not have permission to assign workflows.")
@@ -269,7 +269,7 @@ def create(hypervisor_id: int, actor: Actor, request: Request) -> VirtualMachine
 # --- acting on a VM ------------------------------------------------------------------
 
 
-def _locked(vm_id: int) -> tuple[VirtualMachine, Node | None]:
+def locked(vm_id: int) -> tuple[VirtualMachine, Node | None]:
     """The VM and its node, locked node first (the order every node path locks in)."""
     node_id = VirtualMachine.objects.filter(pk=vm_id).values_list("node_id", flat=True).first()
     node = Node.objects.select_for_update().get(pk=node_id) if node_id else None
@@ -279,7 +279,7 @@ def _locked(vm_id: int) -> tuple[VirtualMachine, Node | None]:
         .get(pk=vm_id)
     )
     if vm.node_id != node_id:  # relinked meanwhile: take the locks again
-        return _locked(vm_id)
+        return locked(vm_id)
     return vm, node
 
 
@@ -309,7 +309,7 @@ def _usable(vm: VirtualMachine) -> None:
 
 
 def _decide(actor, vm, node, *, action, permission, four_eye, approval, reason, params):
-    services._check_person(actor, permission, vm.hypervisor)
+    services.check_person(actor, permission, vm.hypervisor)
     services.decide(
         actor,
         gate.Proposal(action, "vm", str(vm.pk), params, reason, target_label=vm.name),
@@ -332,7 +332,7 @@ def power(
     four-eye: both are a pulled plug to the system running on it."""
     action = base.PowerAction(action)
     with transaction.atomic():
-        vm, node = _locked(vm_id)
+        vm, node = locked(vm_id)
         services.require(vm.hypervisor, Capability.POWER)
         _usable(vm)
         abrupt = action in (base.PowerAction.OFF, base.PowerAction.REBOOT)
@@ -358,7 +358,7 @@ def delete(
 ) -> HypervisorOperation:
     """Delete a VM and the disks made for it: always a second person's decision."""
     with transaction.atomic():
-        vm, node = _locked(vm_id)
+        vm, node = locked(vm_id)
         services.require(vm.hypervisor, Capability.DELETE_VM)
         _usable(vm)
         _decide(
@@ -380,7 +380,7 @@ def delete(
 def migrate(vm_id: int, actor: Actor, host: str) -> HypervisorOperation:
     """Live-migrate a running VM to another host of its hypervisor."""
     with transaction.atomic():
-        vm, node = _locked(vm_id)
+        vm, node = locked(vm_id)
         services.require(vm.hypervisor, Capability.LIVE_MIGRATE)
         _usable(vm)
         hosts = {h.get("name") for h in (vm.hypervisor.inventory or {}).get("hosts", [])}
@@ -407,7 +407,7 @@ def migrate(vm_id: int, actor: Actor, host: str) -> HypervisorOperation:
 
 def set_ha(vm_id: int, actor: Actor, enabled: bool) -> HypervisorOperation:
     with transaction.atomic():
-        vm, node = _locked(vm_id)
+        vm, node = locked(vm_id)
         services.require(vm.hypervisor, Capability.HA)
         _usable(vm)
         _decide(
