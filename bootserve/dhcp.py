@@ -133,6 +133,9 @@ class BootNetwork:
     bios_loader: str = "ipxe"
     uefi_file: str = "snponly.efi"
     http_boot_file: str = "snponly.efi"
+    # ARM64 UEFI (client architectures 11 and 19): GRUB, imported by
+    # `manage.py import_bootloaders --arm64` (no arm64 iPXE is packaged).
+    arm64_file: str = "grubnetaa64.efi"
     pi_ouis: tuple[str, ...] = field(default=DEFAULT_PI_OUIS)
 
     @classmethod
@@ -180,8 +183,9 @@ class BootNetwork:
             "&arch=${buildarch}&platform=${platform}"
         )
 
-    def http_boot_url(self) -> str:
-        return f"{self.base}/boot/http/{self.http_boot_file}"  # a fast 404 for local boots
+    def http_boot_url(self, file: str = "") -> str:
+        # /boot/http answers a machine that should boot its disk with a fast 404.
+        return f"{self.base}/boot/http/{file or self.http_boot_file}"
 
     def validate(self) -> None:
         """Raise DhcpConfigError naming every setting that is wrong."""
@@ -201,7 +205,7 @@ class BootNetwork:
             self._check_proxy(problems)
         if self.bios_loader not in BIOS_LOADERS:
             problems.append(f"BIOS loader {self.bios_loader!r}: use {' or '.join(BIOS_LOADERS)}")
-        for name in ("uefi_file", "http_boot_file"):
+        for name in ("uefi_file", "http_boot_file", "arm64_file"):
             value = getattr(self, name)
             if not _BOOT_FILE.match(value or "") or ".." in value.split("/"):
                 problems.append(f"{name} {value!r}: a relative path in the boot root")
@@ -229,7 +233,12 @@ class BootNetwork:
                 "as machines reach it, e.g. http://10.99.0.1:8000 (no spaces, commas, quotes)"
             )
             return
-        for what, url in (("iPXE URL", self.ipxe_url()), ("HTTP Boot URL", self.http_boot_url())):
+        urls = (
+            ("iPXE URL", self.ipxe_url()),
+            ("HTTP Boot URL", self.http_boot_url()),
+            ("ARM64 HTTP Boot URL", self.http_boot_url(self.arm64_file)),
+        )
+        for what, url in urls:
             if len(url) > BOOT_FILE_FIELD:
                 problems.append(
                     f"the {what} {url} is {len(url)} characters; DHCP's boot file field holds "
@@ -375,6 +384,10 @@ def render_config(net: BootNetwork, hostsdir: str | Path) -> str:
         "dhcp-match=set:efi64,option:client-arch,9",
         "dhcp-match=set:efihttp,option:client-arch,16",
         "dhcp-vendorclass=set:efihttp,HTTPClient:Arch:00016",
+        "# ARM64 UEFI: PXE (11) and HTTP Boot (19) get GRUB; 32-bit ARM (10, 18) gets nothing.",
+        "dhcp-match=set:efiarm64,option:client-arch,11",
+        "dhcp-match=set:efiarm64http,option:client-arch,19",
+        "dhcp-vendorclass=set:efiarm64http,HTTPClient:Arch:00019",
     ]
     lines += [f"dhcp-mac=set:rpi,{oui}:*:*:*" for oui in net.pi_ouis]
     lines += [
@@ -383,6 +396,9 @@ def render_config(net: BootNetwork, hostsdir: str | Path) -> str:
         f"dhcp-boot=tag:!ipxe,tag:efihttp,{net.http_boot_url()}",
         "dhcp-option-force=tag:efihttp,60,HTTPClient",
         f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,{net.uefi_file},,{tftp}",
+        f"dhcp-boot=tag:!ipxe,tag:efiarm64http,{net.http_boot_url(net.arm64_file)}",
+        "dhcp-option-force=tag:efiarm64http,60,HTTPClient",
+        f"dhcp-boot=tag:!ipxe,tag:!efiarm64http,tag:efiarm64,{net.arm64_file},,{tftp}",
         f"dhcp-boot={'' if pxelinux else 'tag:!ipxe,'}tag:bios,tag:!rpi,{net.bios_file},,{tftp}",
         "# Raspberry Pi: its bootloader needs option 43 to say 'Raspberry Pi Boot';",
         "# it then fetches <serial>/... from the TFTP server (next-server).",

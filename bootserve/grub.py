@@ -1,7 +1,8 @@
 """GRUB configs for each boot decision, and the config file names GRUB asks for.
 
 ``grubnetx64.efi`` (imported by ``manage.py import_bootloaders``) has its prefix
-at ``/grub`` on the TFTP server. Built by ``grub-mknetdir``, it asks for
+at ``/grub`` on the TFTP server; ``grubnetaa64.efi`` (``--arm64``) at
+``/grub-arm64``, so a config asked for there records the machine as aarch64. Built by ``grub-mknetdir``, it asks for
 ``grub/grub.cfg-01-<mac-with-dashes>``, then the client's IPv4 address in hex
 (``grub/grub.cfg-C0A80A05`` ... ``grub/grub.cfg-C``), then ``grub/grub.cfg``.
 Debian's signed ``grubnetx64.efi.signed`` reads ``grub/grub.cfg`` only, so the
@@ -28,6 +29,11 @@ from .engine import BOOT_WORDS, Decision, Kind
 from .install import InstallBoot
 
 PREFIX = "grub"
+#: ``grubnetaa64.efi``'s prefix: a config asked for under it comes from an ARM64 machine.
+ARM64_PREFIX = "grub-arm64"
+#: The architecture each prefix's GRUB runs on (the x86 one may also be a BIOS
+#: GRUB an operator placed there, so it records nothing).
+PREFIX_ARCH: dict[str, str | None] = {PREFIX: None, ARM64_PREFIX: "aarch64"}
 #: Seconds the menus wait before their default entry.
 WAIT_TIMEOUT = 5
 INSTALL_TIMEOUT = 2
@@ -41,7 +47,7 @@ _SPECIAL = set("{}|&$;<> \t'\"\\#")
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_./:,()=+%@\-\[\]]+")
 
 
-def config_names(mac: str) -> list[str]:
+def config_names(mac: str, prefix: str = PREFIX) -> list[str]:
     """The config file names GRUB asks for, in its order (IPv4 hex names left out).
 
     The last one is asked by PureBoot's own ``grub/grub.cfg`` (see the module
@@ -49,10 +55,15 @@ def config_names(mac: str) -> list[str]:
     """
     mac = normalize_mac(mac)
     return [
-        f"{PREFIX}/grub.cfg-01-{mac.replace(':', '-')}",
-        f"{PREFIX}/grub.cfg",
-        f"{PREFIX}/grub.cfg-{mac}",
+        f"{prefix}/grub.cfg-01-{mac.replace(':', '-')}",
+        f"{prefix}/grub.cfg",
+        f"{prefix}/grub.cfg-{mac}",
     ]
+
+
+def config_arch(path: str) -> str | None:
+    """The architecture the GRUB asking for ``path`` runs on, from its prefix; None if unknown."""
+    return PREFIX_ARCH.get(path.lstrip("/").partition("/")[0])
 
 
 def parse_config_name(path: str) -> tuple[str, str | None] | None:
@@ -65,7 +76,7 @@ def parse_config_name(path: str) -> tuple[str, str | None] | None:
     if path.startswith("/"):
         path = path[1:]
     directory, slash, name = path.partition("/")
-    if directory != PREFIX or not slash or "/" in name:
+    if directory not in PREFIX_ARCH or not slash or "/" in name:
         return None
     if name == "grub.cfg":
         return ("default", None)

@@ -31,14 +31,17 @@ def resolve(path: str, peer: tuple) -> bytes | Path | None:
     for module, firmware in ((pxelinux, "bios"), (grub, "uefi")):
         parsed = module.parse_config_name(path)
         if parsed is not None:
-            return _config(module, firmware, parsed, peer[0])
+            arch = grub.config_arch(path) if module is grub else None
+            return _config(module, firmware, parsed, peer[0], arch)
     pi = raspberrypi.parse_path(path)
     if pi is not None:
         return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root, source=peer[0])
     return static_file(root, path)
 
 
-def _config(module, firmware: str, parsed: tuple[str, str | None], source: str) -> bytes | None:
+def _config(
+    module, firmware: str, parsed: tuple[str, str | None], source: str, arch: str | None = None
+) -> bytes | None:
     kind, value = parsed
     if kind == "default":
         return module.render_default().encode("ascii", "replace")
@@ -46,6 +49,7 @@ def _config(module, firmware: str, parsed: tuple[str, str | None], source: str) 
         macs=(value,) if kind == "mac" else (),
         uuid=value if kind == "uuid" else None,
         firmware=firmware,
+        arch=arch,
     )
     answer = handle_boot(client, base_url=_base_url(), source=source)
     if answer.decision.kind == Kind.IGNORE:

@@ -33,7 +33,7 @@ log = logging.getLogger("pureboot.tftp")
 
 Result = bytes | Path | None
 Done = Callable[[Result], None]
-DATABASE_DIRS = ("pxelinux.cfg", "grub")
+DATABASE_DIRS = ("pxelinux.cfg", "grub", "grub-arm64")
 _PI_SERIAL = re.compile(r"[0-9a-fA-F]{8}")
 MAX_MESSAGE = 1024 * 1024
 MAX_ATTEMPTS = 3  # helpers one request may be sent to

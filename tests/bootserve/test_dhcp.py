@@ -85,6 +85,8 @@ def test_full_mode_config_passes_dnsmasq_test():
         "dhcp-match=set:efi64,option:client-arch,7",
         "dhcp-match=set:efi64,option:client-arch,9",
         "dhcp-match=set:efihttp,option:client-arch,16",
+        "dhcp-match=set:efiarm64,option:client-arch,11",
+        "dhcp-match=set:efiarm64http,option:client-arch,19",
         "dhcp-option-force=tag:efihttp,60,HTTPClient",
         "dhcp-boot=tag:!ipxe,tag:bios,tag:!rpi,undionly.kpxe,,10.99.0.1",
         "dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,snponly.efi,,10.99.0.1",
@@ -579,6 +581,9 @@ PXE_BIOS = ["-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"]
 PXE_UEFI = ["-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007"]
 HTTP_BOOT = ["-V", "HTTPClient:Arch:00016:UNDI:003001", "-x", "0x5d:0010"]
 IPXE = [*PXE_BIOS, "-x", "0xaf:b10101"]
+PXE_ARM64 = ["-V", "PXEClient:Arch:00011:UNDI:003000", "-x", "0x5d:000b"]
+HTTP_ARM64 = ["-V", "HTTPClient:Arch:00019:UNDI:003000", "-x", "0x5d:0013"]
+PXE_ARM32 = ["-V", "PXEClient:Arch:00010:UNDI:003000", "-x", "0x5d:000a"]
 GUID = ["-x", "0x61:00" + "11" * 16]  # UEFI and proxy PXE need option 97
 UDHCPC_SCRIPT = '#!/bin/sh\n[ "$1" = bound ] && env > "$(dirname "$0")/lease"\nexit 0\n'
 
@@ -775,6 +780,15 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings, client)
     settings.PUREBOOT_DHCP_LEASEFILE = str(lab.dir / "leases")
     make_node("installed", macs=["52:54:00:5a:00:04"])
     assert client.head("/boot/http/snponly.efi", REMOTE_ADDR=http["ip"]).status_code == 404
+    # ARM64 UEFI: PXE gets GRUB over TFTP, HTTP Boot gets it by URL; 32-bit ARM nothing.
+    arm = lab.dhcp("52:54:00:5a:00:06", *PXE_ARM64, *GUID)
+    assert arm is not None and arm["boot_file"] == "grubnetaa64.efi", lab.log.read_text()
+    assert arm["siaddr"] == "10.99.0.1"
+    arm_http = lab.dhcp("52:54:00:5a:00:07", *HTTP_ARM64, *GUID)
+    assert arm_http is not None
+    assert arm_http["boot_file"] == "http://10.99.0.1:8000/boot/http/grubnetaa64.efi"
+    arm32 = lab.dhcp("52:54:00:5a:00:08", *PXE_ARM32, *GUID)
+    assert arm32 is not None and not arm32.get("boot_file"), arm32
     pi = lab.dhcp("dc:a6:32:5a:00:05", *PXE_BIOS, *GUID, "-O", "43")
     assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"])
     assert pi.get("boot_file") == "bootcode.bin"

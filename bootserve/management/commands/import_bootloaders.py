@@ -1,5 +1,14 @@
 """Copy the network bootloaders from Debian's packages into the boot root.
 
+x86: iPXE, PXELINUX and GRUB from the host's packages. ARM64 (``--arm64``):
+GRUB's arm64-efi modules from Debian's ``grub-efi-arm64-bin:arm64``, fetched
+with ``apt-get download`` (apt checks it against the signed index; no arm64
+package is installed) or read from ``--arm64-grub DIR``, then made into
+``grubnetaa64.efi`` by the host's ``grub-mknetdir``, which builds for the
+platform of the modules it is given. Its prefix is ``/grub-arm64``, so every
+config it asks for names its architecture (``bootserve.grub``). Debian
+bookworm's ipxe package has no arm64 EFI binary, so ARM64 machines get GRUB.
+
 Every file is written atomically (a temporary file in the same folder, then
 ``os.replace``), so the TFTP daemon never serves half a bootloader, and only
 when its content changed, so a second run changes nothing. The SHA-256 of each
@@ -22,6 +31,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from bootserve.grub import ARM64_PREFIX as GRUB_ARM64_PREFIX
 from bootserve.raspberrypi import FIRMWARE_DIR
 
 # Where Debian bookworm's packages install the files (module constants so that
@@ -32,9 +42,14 @@ SYSLINUX_BIOS_DIR = Path("/usr/lib/syslinux/modules/bios")
 GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")
 GRUB_SIGNED = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 GRUB_MKNETDIR = "grub-mknetdir"
+# ARM64: a native arm64 host's own modules, else Debian's arm64 package.
+GRUB_ARM64_DIR = Path("/usr/lib/grub/arm64-efi")
+GRUB_ARM64_PACKAGE = "grub-efi-arm64-bin"
+ARM64_FILE = "grubnetaa64.efi"
 
 MANIFEST = "bootloaders.json"
 GRUB_SUBDIR = "grub"  # grubnetx64.efi's prefix is /grub
+GRUB_ARM64_SUBDIR = GRUB_ARM64_PREFIX  # grubnetaa64.efi's prefix is /grub-arm64
 PI_DIR = FIRMWARE_DIR  # where the TFTP daemon looks for Pi firmware
 PI_REQUIRED = ("start4.elf", "fixup4.dat")
 PI_ORIGIN = "Raspberry Pi firmware"
@@ -130,22 +145,80 @@ def _grub_sources(build: str, workdir: Path) -> list[Source]:
     """
     if build == "signed":
         return [Source("grub-efi-amd64-signed", GRUB_SIGNED, "grubnetx64.efi")]
-    args = [shutil.which(GRUB_MKNETDIR) or GRUB_MKNETDIR, f"--net-directory={workdir}"]
-    args += [f"--subdir={GRUB_SUBDIR}", f"--directory={GRUB_EFI_DIR}"]
+    return _mknetdir(GRUB_EFI_DIR, GRUB_SUBDIR, "grubnetx64.efi", "grub-efi-amd64-bin", workdir)
+
+
+def _mknetdir(modules: Path, subdir: str, image: str, package: str, workdir: Path) -> list[Source]:
+    """A GRUB network image built by grub-mknetdir from ``modules``, and those modules.
+
+    The image is placed as ``image`` at the root; the modules under
+    ``<subdir>/<platform>/``, where its prefix (``/<subdir>``) finds them.
+    """
+    platform = modules.name  # x86_64-efi, arm64-efi
+    net = workdir / platform
+    args = [shutil.which(GRUB_MKNETDIR) or GRUB_MKNETDIR, f"--net-directory={net}"]
+    args += [f"--subdir={subdir}", f"--directory={modules}"]
     args += ["--locales=", "--themes=", "--fonts="]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
-    platform_dir = workdir / GRUB_SUBDIR / "x86_64-efi"
+    platform_dir = net / subdir / platform
     if done.returncode != 0 or not (platform_dir / "core.efi").is_file():
         raise CommandError(f"grub-mknetdir failed: {(done.stderr or done.stdout).strip()}")
-    sources = [Source("grub-efi-amd64-bin", platform_dir / "core.efi", "grubnetx64.efi")]
+    sources = [Source(package, platform_dir / "core.efi", image)]
     for path in sorted(platform_dir.iterdir()):
-        # core.efi is placed as grubnetx64.efi. Its grub.cfg is left out: the
-        # signed image reads /grub/x86_64-efi/grub.cfg before /grub/grub.cfg, so
-        # a stale one would shadow PureBoot's answers after a switch to it.
+        # core.efi is placed as the image. Its grub.cfg is left out: the signed
+        # x86 image reads /grub/x86_64-efi/grub.cfg before /grub/grub.cfg, so a
+        # stale one would shadow PureBoot's answers after a switch to it.
         if path.is_file() and path.name not in ("core.efi", "grub.cfg"):
-            dest = f"{GRUB_SUBDIR}/x86_64-efi/{path.name}"
-            sources.append(Source("grub-efi-amd64-bin", path, dest))
+            sources.append(Source(package, path, f"{subdir}/{platform}/{path.name}"))
     return sources
+
+
+def _arm64_modules(given: Path | None, workdir: Path) -> Path:
+    """The folder of GRUB's arm64-efi modules: given, the host's own, or Debian's package.
+
+    Raises CommandError saying what to do when none can be had.
+    """
+    if given is not None:
+        folder = given / "usr/lib/grub/arm64-efi" if (given / "usr").is_dir() else given
+        if not (folder / "normal.mod").is_file() or folder.name != "arm64-efi":
+            raise CommandError(
+                f"--arm64-grub {given}: not GRUB's arm64-efi module folder (no "
+                "arm64-efi/normal.mod); give usr/lib/grub/arm64-efi of an unpacked "
+                f"{GRUB_ARM64_PACKAGE} arm64 package"
+            )
+        return folder
+    if (GRUB_ARM64_DIR / "normal.mod").is_file():
+        return GRUB_ARM64_DIR
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise CommandError(
+            f"--arm64 needs Debian's {GRUB_ARM64_PACKAGE}:arm64 and this host has no apt-get "
+            "or dpkg-deb: unpack that package elsewhere and give --arm64-grub DIR"
+        )
+    download = workdir / "deb"
+    download.mkdir()
+    done = subprocess.run(
+        ["apt-get", "download", f"{GRUB_ARM64_PACKAGE}:arm64"],
+        cwd=download,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    debs = sorted(download.glob("*.deb"))
+    if done.returncode != 0 or not debs:
+        raise CommandError(
+            f"apt-get download {GRUB_ARM64_PACKAGE}:arm64 failed: "
+            f"{(done.stderr or done.stdout).strip()[-400:]}. Enable the architecture first: "
+            "dpkg --add-architecture arm64 && apt-get update (nothing arm64 is installed)"
+        )
+    unpacked = workdir / "arm64"
+    done = subprocess.run(
+        ["dpkg-deb", "-x", str(debs[0]), str(unpacked)], capture_output=True, text=True
+    )
+    folder = unpacked / "usr/lib/grub/arm64-efi"
+    if done.returncode != 0 or not (folder / "normal.mod").is_file():
+        raise CommandError(f"{debs[0].name}: no usr/lib/grub/arm64-efi/normal.mod inside")
+    return folder
 
 
 def _pi_sources(folder: Path) -> list[Source]:
@@ -193,11 +266,18 @@ def _write_manifest(root: Path, entries: dict[str, dict[str, str]]) -> bool:
     return True
 
 
-def import_bootloaders(root: Path, pi_firmware: Path | None = None) -> dict[str, bool]:
+def import_bootloaders(
+    root: Path,
+    pi_firmware: Path | None = None,
+    *,
+    arm64: bool = False,
+    arm64_grub: Path | None = None,
+) -> dict[str, bool]:
     """Import every bootloader into ``root``; map of placed path -> whether it changed.
 
-    Raises CommandError naming the Debian packages (and the apt-get command)
-    when files are missing, before anything is written.
+    ``arm64`` (or ``arm64_grub``, a folder of GRUB arm64-efi modules) adds
+    ``grubnetaa64.efi``. Raises CommandError naming the Debian packages (and
+    the apt-get command) when files are missing, before anything is written.
     """
     sources = _package_sources()
     missing: dict[str, list[str]] = {}
@@ -211,7 +291,12 @@ def import_bootloaders(root: Path, pi_firmware: Path | None = None) -> dict[str,
     changed: dict[str, bool] = {}
     entries: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="pureboot-grub-") as workdir:
-        for source in sources + _grub_sources(build, Path(workdir)) + pi:
+        work = Path(workdir)
+        sources = sources + _grub_sources(build, work) + pi
+        if arm64 or arm64_grub is not None:
+            modules = _arm64_modules(arm64_grub, work)
+            sources += _mknetdir(modules, GRUB_ARM64_SUBDIR, ARM64_FILE, GRUB_ARM64_PACKAGE, work)
+        for source in sources:
             digest, did_change = install_file(source.path, root / source.dest)
             changed[source.dest] = did_change
             entries[source.dest] = {"sha256": digest, "origin": source.package}
@@ -224,7 +309,8 @@ class Command(BaseCommand):
         "Copy undionly.kpxe, ipxe.efi, snponly.efi (Debian ipxe), pxelinux.0, lpxelinux.0 "
         "(pxelinux) with ldlinux.c32 and menu modules (syslinux-common) and grubnetx64.efi "
         "(grub-efi-amd64-signed, else built with grub-mknetdir from grub-efi-amd64-bin) into "
-        "PUREBOOT_BOOT_ROOT, recording SHA-256 sums in bootloaders.json."
+        "PUREBOOT_BOOT_ROOT, recording SHA-256 sums in bootloaders.json. --arm64 adds "
+        "grubnetaa64.efi for ARM64 UEFI machines; --pi-firmware adds Raspberry Pi firmware."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -235,14 +321,37 @@ class Command(BaseCommand):
             help="Raspberry Pi firmware boot folder: start4.elf, fixup4.dat, bootcode.bin, "
             "*.dtb and overlays/ are copied into <boot root>/rpi/",
         )
+        parser.add_argument(
+            "--arm64",
+            action="store_true",
+            help="also build grubnetaa64.efi (ARM64 UEFI PXE and HTTP Boot) from Debian's "
+            f"{GRUB_ARM64_PACKAGE}:arm64, fetched with apt-get download (needs "
+            "`dpkg --add-architecture arm64` and `apt-get update`; installs nothing)",
+        )
+        parser.add_argument(
+            "--arm64-grub",
+            type=Path,
+            metavar="DIR",
+            help="build grubnetaa64.efi from this folder instead of downloading: an unpacked "
+            f"{GRUB_ARM64_PACKAGE} arm64 package, or its usr/lib/grub/arm64-efi",
+        )
 
-    def handle(self, *args: Any, pi_firmware: Path | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        pi_firmware: Path | None,
+        arm64: bool,
+        arm64_grub: Path | None,
+        **options: Any,
+    ) -> None:
         root = Path(settings.PUREBOOT_BOOT_ROOT)
-        changed = import_bootloaders(root, pi_firmware)
+        changed = import_bootloaders(root, pi_firmware, arm64=arm64, arm64_grub=arm64_grub)
         verbosity = options["verbosity"]
         for dest, did_change in changed.items():
             # GRUB's modules and the Pi overlays are hundreds of files: listed at -v 2.
-            bulk = dest.startswith((f"{GRUB_SUBDIR}/x86_64-efi/", f"{PI_DIR}/overlays/"))
+            bulk = dest.startswith(
+                (f"{GRUB_SUBDIR}/x86_64-efi/", f"{GRUB_ARM64_SUBDIR}/", f"{PI_DIR}/overlays/")
+            )
             if verbosity > 1 or (did_change and verbosity == 1 and not bulk):
                 self.stdout.write(f"{'updated' if did_change else 'unchanged'}  {dest}")
         if verbosity:
