@@ -2,9 +2,10 @@
 
 ``grubnetx64.efi`` (imported by ``manage.py import_bootloaders``) has its prefix
 at ``/grub`` on the TFTP server; ``grubnetaa64.efi`` (``--arm64``) at
-``/grub-arm64``, so a config asked for there records the machine as aarch64. Built by ``grub-mknetdir``, it asks for
-``grub/grub.cfg-01-<mac-with-dashes>``, then the client's IPv4 address in hex
-(``grub/grub.cfg-C0A80A05`` ... ``grub/grub.cfg-C``), then ``grub/grub.cfg``.
+``/grub-arm64``, so a config asked for there records the machine as aarch64.
+Built by ``grub-mknetdir``, it asks for ``grub/grub.cfg-01-<mac-with-dashes>``,
+then the client's IPv4 address in hex (``grub/grub.cfg-C0A80A05`` ...
+``grub/grub.cfg-C``), then ``grub/grub.cfg``.
 Debian's signed ``grubnetx64.efi.signed`` reads ``grub/grub.cfg`` only, so the
 file PureBoot answers there (:func:`render_default`) asks again by MAC as
 ``grub/grub.cfg-<mac-with-colons>`` (GRUB's ``${net_default_mac}``). The TFTP
