@@ -23,6 +23,11 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 | migrating                   | agent: copy the disk out to the controller's     |
 |                             | iSCSI LUN (source) or restore it (target)        |
 | retired                     | no answer                                        |
+
+An install is never served to a machine of another architecture: when the
+client says what it is (iPXE's ``buildarch``, the ARM64 GRUB's prefix) and its
+workflow is not for that, a pending machine waits with the reason and an
+installing one fails and boots its disk.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class NodeFacts:
     missing_image: str = ""
     # The agent has never reported this machine's hardware.
     needs_inventory: bool = False
+    # The architectures its pinned workflow is for (empty: no workflow, or any).
+    workflow_arches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,16 @@ def _firmware(node: NodeFacts | None, client: Client) -> str:
     return client.firmware or (node.firmware if node else None) or "bios"
 
 
+def _wrong_arch(node: NodeFacts, client: Client) -> str:
+    """Why the pinned workflow cannot install on what the client says it is; "" if it can."""
+    if not client.arch or not node.workflow_arches or client.arch in node.workflow_arches:
+        return ""
+    return (
+        f"its workflow is for {', '.join(node.workflow_arches)} and this machine booted "
+        f"as {client.arch}"
+    )
+
+
 def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
     """The boot decision for one request. Pure: no database, no clock, no I/O."""
     fw = _firmware(node, client)
@@ -149,6 +166,13 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
             f"installing: boot image {node.missing_image!r} is not imported any more; "
             "booting the local disk",
             fw,
+        )
+    wrong_arch = _wrong_arch(node, client)
+    if wrong_arch and state in (S.PENDING, S.REPROVISION):
+        return Decision(Kind.WAIT, Step.NONE, f"{state}: {wrong_arch}; no install starts", fw)
+    if wrong_arch and state == S.INSTALLING:
+        return Decision(
+            Kind.LOCAL, Step.FAIL, f"installing: {wrong_arch}; booting the local disk", fw
         )
     if state in (S.PENDING, S.REPROVISION):
         if not node.can_install:

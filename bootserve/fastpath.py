@@ -168,6 +168,8 @@ def answer(environ: dict) -> bytes | None:
         return None
     if facts is None:
         return None  # unknown machine: discovery writes, or 404
+    if client.arch and client.arch != facts.arch:
+        return None  # Django records the architecture it booted as, or refuses its install
     if known is not None and known.facts == facts:
         return known.body  # the same request, the same node as it was: the same script
     decision = decide(facts, client, config.policy)

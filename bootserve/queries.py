@@ -149,7 +149,14 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         install_attempts=attempts,
         can_install=definition is not None and pxe_boot_task(_json(definition)) is not None,
         needs_inventory=bool(no_inventory),
+        workflow_arches=workflow_arches(_json(definition)) if definition is not None else (),
     )
+
+
+def workflow_arches(definition: dict) -> tuple[str, ...]:
+    """The architectures a workflow definition is for, as the decision engine takes them."""
+    arches = definition.get("arch") if isinstance(definition, dict) else None
+    return tuple(a for a in arches if isinstance(a, str)) if isinstance(arches, list) else ()
 
 
 # last_seen_at writes are batched per worker: a node seen less than

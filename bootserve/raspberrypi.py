@@ -194,7 +194,8 @@ def render_cmdline(answer: PiAnswer) -> str | None:
 
 
 def _client(serial: str) -> Client:
-    return Client(serial=serial, firmware=Firmware.PI, arch=Arch.AARCH64)
+    # No architecture: a Pi may run a 64- or a 32-bit workflow (its node records which).
+    return Client(serial=serial, firmware=Firmware.PI)
 
 
 def current_answer(serial: str, *, base_url: str) -> PiAnswer:

@@ -33,6 +33,7 @@ from workflows.models import BootImage, WorkflowRun
 from . import discovery
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
 from .install import InstallBoot, agent_boot, agent_image, boot_task, node_install_boot
+from .queries import workflow_arches
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ def facts(node: Node) -> NodeFacts:
         if node.state in (NodeState.PENDING, NodeState.REPROVISION, NodeState.INSTALLING)
         else "",
         needs_inventory=node.inventory_at is None,
+        workflow_arches=workflow_arches(node.workflow_version.definition)
+        if node.workflow_version_id
+        else (),
     )
 
 
@@ -137,6 +141,7 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
         return BootAnswer(decision, None)
     if seen_long_ago(node.last_seen_at, now):
         Node.objects.filter(pk=node.pk).update(last_seen_at=now)
+    node = record_arch(node, client)
     if decision.step == Step.NONE:
         return BootAnswer(decision, node)
     with transaction.atomic():
@@ -147,6 +152,25 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
         )
         decision = decide(facts(node), client, policy())  # again, under the lock
         return _perform(decision, node, base_url)
+
+
+#: States in which the architecture a machine boots as is recorded on its node:
+#: before anyone relies on it. Later, a mismatch only refuses the install
+#: (``engine``), so a host spoofing a MAC cannot rewrite an assigned node.
+ARCH_RECORDED_STATES = frozenset({NodeState.DISCOVERED, NodeState.FAILED})
+
+
+def record_arch(node: Node, client: Client) -> Node:
+    """Record the architecture ``client`` booted as on its discovered or failed node."""
+    if not client.arch or client.arch == node.arch or node.state not in ARCH_RECORDED_STATES:
+        return node
+    try:
+        node_services.update_node(node.pk, node_services.SYSTEM, {"arch": client.arch})
+    except ValidationError as exc:
+        log.warning("boot: not recording arch %s for node %s: %s", client.arch, node.pk, exc)
+        return node
+    node.arch = client.arch
+    return node
 
 
 def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
