@@ -1,9 +1,14 @@
-"""Raspberry Pi network boot over TFTP: ``<serial>/<file>``, answered from the decision engine.
+"""Raspberry Pi network boot over TFTP (Pi 3, 4 and 5), answered from the decision engine.
 
-Once DHCP has named the TFTP server (option 43 "Raspberry Pi Boot"), a
-Raspberry Pi 4's EEPROM bootloader asks for every file under a folder named
-after its board serial, 8 lower-case hex digits (bootloader setting
-``TFTP_PREFIX=0``, the default). A boot goes:
+Once DHCP has named the TFTP server (option 43 "Raspberry Pi Boot"), a Pi asks
+for its files under a folder that names it (``bootserve.pi_names``): its
+serial (8 lower-case hex digits, ``TFTP_PREFIX=0``, the default), its MAC
+with dashes (``TFTP_PREFIX=2``), or no folder at all, when the requesting
+address is looked up in dnsmasq's lease file (full DHCP mode; behind another
+DHCP server such a Pi cannot be told apart and gets "not found"). A Pi 3 boot
+ROM first fetches ``bootcode.bin`` from the root (a static file, the same for
+all), then ``<serial>/start.elf``. A Pi 5 loads no ``start*.elf``: its first
+file is ``config.txt``, whose ``kernel=`` it boots. A Pi 4 boot goes:
 
 1. ``<serial>/start4.elf`` (``start.elf`` on older models), only to see whether
    the folder exists: the bootloader stops the transfer once it is answered.
@@ -71,9 +76,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodes.choices import Arch, Firmware
-from nodes.identifiers import normalize_pi_serial
+from nodes.identifiers import normalize_mac, normalize_pi_serial
 from nodes.models import Node
 
+from . import leases, pi_names
 from .engine import Client, Decision, Kind, Step, decide
 from .install import InstallBoot, node_install_boot
 from .services import facts, find_node, handle_boot, policy, running_install
@@ -84,7 +90,8 @@ log = logging.getLogger(__name__)
 FIRMWARE_DIR = "rpi"
 CONFIG = "config.txt"
 CMDLINE = "cmdline.txt"
-#: The first files a Pi bootloader asks for: one of them begins every boot.
+#: The first files a Pi bootloader asks for: one of them begins every boot
+#: (``start.elf``: a Pi 3; ``start4.elf``: a Pi 4; ``config.txt``: a Pi 5).
 FIRST_FILES = frozenset({"start4.elf", "start.elf", CONFIG})
 #: Seconds without a request after which a Pi's boot is over.
 BOOT_IDLE_SECONDS = 30.0
@@ -92,12 +99,8 @@ BOOT_IDLE_SECONDS = 30.0
 #: turns ``serial0`` into the Pi's primary UART, which ``enable_uart=1`` enables.
 CONSOLES = "console=serial0,115200 console=tty1"
 
-_SERIAL_DIR = re.compile(r"[0-9a-fA-F]{8}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
-_FIRMWARE = re.compile(
-    r"(?:start|fixup)[A-Za-z0-9_]*\.(?:elf|dat)|bootcode\.bin|[A-Za-z0-9_.+-]+\.dtb"
-    r"|overlays/[A-Za-z0-9_.+-]+"
-)
+_FIRMWARE = pi_names.FIRMWARE
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -123,27 +126,59 @@ def kernel_files(arch: str) -> KernelFiles:
 
 @dataclass(frozen=True)
 class PiPath:
-    """A TFTP request of a Pi: its serial and the file under the serial's folder."""
+    """A TFTP request of a Pi: who asks (serial, MAC, or neither yet) and the file.
 
-    serial: str
+    ``serial`` and ``mac`` are both None for a name at the TFTP root: the
+    caller finds the Pi by its address (:func:`at_root`).
+    """
+
+    serial: str | None
     name: str
+    mac: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Which Pi, for the boots under way."""
+        return f"serial:{self.serial}" if self.serial else f"mac:{self.mac}"
+
+    def client(self) -> Client:
+        # No architecture: a Pi may run a 64- or a 32-bit workflow (its node records which).
+        if self.serial:
+            return Client(serial=self.serial, firmware=Firmware.PI)
+        return Client(macs=(self.mac,) if self.mac else (), firmware=Firmware.PI)
 
 
 def parse_path(path: str) -> PiPath | None:
-    """``<serial>/<file>`` as a PiPath, or None for anything else.
+    """``<serial>/<file>``, ``<mac-with-dashes>/<file>`` or a Pi's root name as a PiPath.
 
     The serial is 8 hex digits in either case (the Pi sends lower case);
     ``<file>`` may have folders (``overlays/x.dtbo``) but no empty, ``.`` or
     ``..`` part, backslash or control character. One leading ``/`` is tolerated.
+    None for anything else.
     """
     if path.startswith("/"):
         path = path[1:]
+    if pi_names.is_pi_root_name(path):
+        return PiPath(None, path)
     directory, slash, name = path.partition("/")
-    if not slash or not _SERIAL_DIR.fullmatch(directory):
+    if not slash or not pi_names.is_pi_folder(directory):
         return None
     if any(part in ("", ".", "..") or _UNSAFE.search(part) for part in name.split("/")):
         return None
+    if pi_names.MAC_DIR.fullmatch(directory):
+        try:
+            return PiPath(None, name, normalize_mac(directory))
+        except ValueError:  # multicast or all-zero
+            return None
     return PiPath(normalize_pi_serial(directory), name)
+
+
+def at_root(request: PiPath, source: str) -> PiPath | None:
+    """A root name's Pi, by the address dnsmasq leased to ``source``; None if unknown."""
+    if request.serial or request.mac:
+        return request
+    mac = leases.mac_for(source)
+    return PiPath(None, request.name, mac) if mac else None
 
 
 @dataclass(frozen=True)
@@ -155,6 +190,8 @@ class PiAnswer:
     state: str | None  # None: no node
     arch: str
     install: InstallBoot | None = None
+    node_id: int | None = None
+    base_url: str = ""
 
     @property
     def serves(self) -> bool:
@@ -187,20 +224,29 @@ def render_config(answer: PiAnswer) -> str | None:
 
 
 def render_cmdline(answer: PiAnswer) -> str | None:
-    """``cmdline.txt``: the install command line behind a serial console, on one line."""
+    """``cmdline.txt``: the boot's command line behind a serial console, on one line.
+
+    Whatever the boot (an installer, the agent deploying an image, an NFS
+    root), the booted system also finds the controller and its node there:
+    ``pureboot.url`` and ``pureboot.node``; the token that lets it fetch its
+    configuration and report is in the boot's own arguments (``pureboot.token``,
+    or the per-node configuration URL of an installer).
+    """
     if not answer.serves or answer.install is None:
         return None
-    return " ".join(a for a in (CONSOLES, _line(answer.install.cmdline)) if a) + "\n"
+    args = _line(answer.install.cmdline)
+    words = args.split()
+    extra = []
+    if answer.base_url and not any(w.startswith("pureboot.url=") for w in words):
+        extra.append(f"pureboot.url={answer.base_url}")
+    if answer.node_id and not any(w.startswith("pureboot.node=") for w in words):
+        extra.append(f"pureboot.node={answer.node_id}")
+    return " ".join(a for a in (CONSOLES, args, *extra) if a) + "\n"
 
 
-def _client(serial: str) -> Client:
-    # No architecture: a Pi may run a 64- or a 32-bit workflow (its node records which).
-    return Client(serial=serial, firmware=Firmware.PI)
-
-
-def current_answer(serial: str, *, base_url: str) -> PiAnswer:
-    """What the Pi with ``serial`` gets now, from the node as it is. Changes nothing."""
-    client = _client(serial)
+def current_answer(pi: PiPath, *, base_url: str) -> PiAnswer:
+    """What the Pi ``pi`` names gets now, from the node as it is. Changes nothing."""
+    client = pi.client()
     node = find_node(client)
     if node is None:
         return PiAnswer(decide(None, client, policy()), "unknown machine", None, Arch.AARCH64)
@@ -212,7 +258,7 @@ def current_answer(serial: str, *, base_url: str) -> PiAnswer:
         decision = Decision(
             Kind.INSTALL, Step.NONE, f"{node.state}: the install under way", decision.firmware
         )
-    return PiAnswer(decision, str(node), node.state, node.arch, install)
+    return PiAnswer(decision, str(node), node.state, node.arch, install, node.pk, base_url)
 
 
 @dataclass
@@ -222,7 +268,7 @@ class _Boot:
 
 
 class Boots:
-    """The Pi boots under way, by serial (see the module docstring)."""
+    """The Pi boots under way, by ``PiPath.key`` (see the module docstring)."""
 
     def __init__(
         self, idle: float = BOOT_IDLE_SECONDS, clock: Callable[[], float] = time.monotonic
@@ -255,30 +301,31 @@ BOOTS = Boots()
 
 def answer_request(request: PiPath, *, base_url: str, source: str = "") -> PiAnswer:
     """Answer one request of a Pi boot, performing the boot's step on its boot request."""
-    boot = BOOTS.get(request.serial)
+    key = request.key
+    boot = BOOTS.get(key)
     first = request.name in FIRST_FILES
     if first and boot is None:
-        return _boot_request(request.serial, base_url, source)
-    answer = current_answer(request.serial, base_url=base_url)
+        return _boot_request(request, base_url, source)
+    answer = current_answer(request, base_url=base_url)
     if boot is None:
         return answer
     if first and answer.state != boot.state:
-        return _boot_request(request.serial, base_url, source)
-    BOOTS.touch(request.serial)
+        return _boot_request(request, base_url, source)
+    BOOTS.touch(key)
     if request.name == kernel_files(answer.arch).initramfs:
-        BOOTS.end(request.serial)  # its last file: the Pi's next request is a new boot
+        BOOTS.end(key)  # its last file: the Pi's next request is a new boot
     return answer
 
 
-def _boot_request(serial: str, base_url: str, source: str = "") -> PiAnswer:
-    handle_boot(_client(serial), base_url=base_url, source=source)
-    answer = current_answer(serial, base_url=base_url)
-    BOOTS.start(serial, answer.state)
+def _boot_request(request: PiPath, base_url: str, source: str = "") -> PiAnswer:
+    handle_boot(request.client(), base_url=base_url, source=source)
+    answer = current_answer(request, base_url=base_url)
+    BOOTS.start(request.key, answer.state)
     if answer.decision.kind == Kind.INSTALL and answer.install and not answer.serves:
         log.warning(
             "tftp: Pi %s: its workflow's kernel or initrd is an http(s) URL; a Pi "
             "fetches over TFTP only, from the boot root",
-            serial,
+            request.key,
         )
     return answer
 
@@ -287,6 +334,11 @@ def serve(
     request: PiPath, *, base_url: str, boot_root: Path, source: str = ""
 ) -> bytes | Path | None:
     """The bytes or boot-root file for one Pi request, or None for "not found"."""
+    found_pi = at_root(request, source)
+    if found_pi is None:
+        # A name at the root from an address nobody leased: no Pi to answer for.
+        return None
+    request = found_pi
     answer = answer_request(request, base_url=base_url, source=source)
     if not answer.serves or answer.install is None:
         return None
@@ -305,7 +357,8 @@ def serve(
         return static_file(boot_root, answer.install.initrd_file or "")
     if _FIRMWARE.fullmatch(name):
         firmware = boot_root / FIRMWARE_DIR
-        found = static_file(firmware, f"{request.serial}/{name}") or static_file(firmware, name)
+        own = f"{request.serial}/{name}" if request.serial else None
+        found = (static_file(firmware, own) if own else None) or static_file(firmware, name)
         if found is None and name in FIRST_FILES:
             log.warning(
                 "tftp: no %s under %s: import it with manage.py import_bootloaders "
@@ -324,5 +377,5 @@ def preview(node: Node, base_url: str, token: str) -> dict[str, str | None]:
     install = None
     if decision.kind == Kind.INSTALL:
         install = node_install_boot(node, token=token, base_url=base_url)
-    answer = PiAnswer(decision, str(node), node.state, node.arch, install)
+    answer = PiAnswer(decision, str(node), node.state, node.arch, install, node.pk, base_url)
     return {"rpi-config.txt": render_config(answer), "rpi-cmdline.txt": render_cmdline(answer)}

@@ -22,19 +22,19 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import re
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import pi_names
+
 log = logging.getLogger("pureboot.tftp")
 
 Result = bytes | Path | None
 Done = Callable[[Result], None]
 DATABASE_DIRS = ("pxelinux.cfg", "grub", "grub-arm64")
-_PI_SERIAL = re.compile(r"[0-9a-fA-F]{8}")
 MAX_MESSAGE = 1024 * 1024
 MAX_ATTEMPTS = 3  # helpers one request may be sent to
 
@@ -45,12 +45,14 @@ def wants_database(path: str) -> bool:
     A superset of the names PXELINUX, GRUB and the Pi module parse: a false
     "yes" costs a round trip to the helper (which then serves the file).
     """
+    if pi_names.is_pi_root_name(path):
+        return True  # which Pi asks decides (its leased address); bootcode.bin does not
     first, slash, rest = path.lstrip("/").partition("/")
     if not slash:
         return False
     if first in DATABASE_DIRS:
         return "/" not in rest
-    return bool(_PI_SERIAL.fullmatch(first))
+    return pi_names.is_pi_folder(first)
 
 
 def static_file(root: Path, relative: str) -> Path | None:

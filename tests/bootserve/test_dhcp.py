@@ -789,9 +789,11 @@ def test_lab_full_dhcp_answers_provisioning_machines_only(lab, settings, client)
     assert arm_http["boot_file"] == "http://10.99.0.1:8000/boot/http/grubnetaa64.efi"
     arm32 = lab.dhcp("52:54:00:5a:00:08", *PXE_ARM32, *GUID)
     assert arm32 is not None and not arm32.get("boot_file"), arm32
-    pi = lab.dhcp("dc:a6:32:5a:00:05", *PXE_BIOS, *GUID, "-O", "43")
-    assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"])
-    assert pi.get("boot_file") == "bootcode.bin"
+    # Raspberry Pi 3, 4 and 5 (their OUIs; each sends the BIOS PXE vendor class).
+    for mac in ("b8:27:eb:5a:00:05", "dc:a6:32:5a:00:05", "2c:cf:67:5a:00:05"):
+        pi = lab.dhcp(mac, *PXE_BIOS, *GUID, "-O", "43")
+        assert pi is not None and b"Raspberry Pi Boot" in bytes.fromhex(pi["opt43"]), mac
+        assert pi.get("boot_file") == "bootcode.bin" and pi["siaddr"] == "10.99.0.1"
 
     # Full-mode entries carry no tag, so a reload (SIGHUP) is safe.
     reread = f"read {lab.hosts / str(pending.pk)}\n"

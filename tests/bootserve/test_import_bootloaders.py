@@ -212,13 +212,16 @@ def test_pi_firmware_is_copied_into_rpi(root, pi_folder):
         "rpi/start4.elf",
         "rpi/fixup4.dat",
         "rpi/bootcode.bin",
+        "rpi/start.elf",
         "rpi/bcm2711-rpi-4-b.dtb",
         "rpi/bcm2711-rpi-400.dtb",
         "rpi/overlays/vc4-kms-v3d.dtbo",
         "rpi/overlays/README",
     }
     placed = {str(p.relative_to(root)) for p in (root / "rpi").rglob("*") if p.is_file()}
-    assert placed == expected  # not the kernel, not the Pi 3 start.elf
+    assert placed == expected  # not the kernel
+    # A Pi 3's boot ROM asks for bootcode.bin at the root.
+    assert (root / "bootcode.bin").read_bytes() == b"fake bootcode.bin"
     files = manifest(root)
     for rel in expected:
         assert files[rel]["sha256"] == sha256(root / rel)

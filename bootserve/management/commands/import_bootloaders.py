@@ -52,6 +52,7 @@ GRUB_SUBDIR = "grub"  # grubnetx64.efi's prefix is /grub
 GRUB_ARM64_SUBDIR = GRUB_ARM64_PREFIX  # grubnetaa64.efi's prefix is /grub-arm64
 PI_DIR = FIRMWARE_DIR  # where the TFTP daemon looks for Pi firmware
 PI_REQUIRED = ("start4.elf", "fixup4.dat")
+PI3_FILES = ("bootcode.bin", "start.elf", "fixup.dat")
 PI_ORIGIN = "Raspberry Pi firmware"
 
 
@@ -221,10 +222,32 @@ def _arm64_modules(given: Path | None, workdir: Path) -> Path:
     return folder
 
 
+RASPI_FIRMWARE_DIR = "usr/lib/raspi-firmware"  # where Debian's raspi-firmware puts it
+
+
+def _pi_folder(given: Path, workdir: Path) -> Path:
+    """The firmware folder: ``given``, or the files inside Debian's raspi-firmware .deb."""
+    if given.is_file() and given.suffix == ".deb":
+        unpacked = workdir / "raspi-firmware"
+        done = subprocess.run(
+            ["dpkg-deb", "-x", str(given), str(unpacked)], capture_output=True, text=True
+        )
+        folder = unpacked / RASPI_FIRMWARE_DIR
+        if done.returncode != 0 or not folder.is_dir():
+            raise CommandError(
+                f"--pi-firmware {given}: not Debian's raspi-firmware package (no "
+                f"{RASPI_FIRMWARE_DIR} inside) {done.stderr.strip()[-200:]}"
+            )
+        return folder
+    return given
+
+
 def _pi_sources(folder: Path) -> list[Source]:
-    """Raspberry Pi 4 network-boot firmware from an operator-supplied folder."""
+    """Raspberry Pi network-boot firmware (Pi 3 and 4; a Pi 5 loads none) from a folder."""
     if not folder.is_dir():
-        raise CommandError(f"--pi-firmware {folder}: not a folder")
+        raise CommandError(
+            f"--pi-firmware {folder}: not a folder (or Debian's raspi-firmware .deb)"
+        )
     absent = [name for name in PI_REQUIRED if not (folder / name).is_file()]
     if absent:
         raise CommandError(
@@ -232,10 +255,14 @@ def _pi_sources(folder: Path) -> list[Source]:
             "Raspberry Pi firmware (github.com/raspberrypi/firmware, boot/), which holds "
             f"{', '.join(PI_REQUIRED)}"
         )
-    names = [*PI_REQUIRED, "bootcode.bin"] + sorted(p.name for p in folder.glob("*.dtb"))
+    # The Pi 4 firmware, and the Pi 3's (bootcode.bin, start.elf, fixup.dat) when present.
+    names = [*PI_REQUIRED, *PI3_FILES] + sorted(p.name for p in folder.glob("*.dtb"))
     sources = [
         Source(PI_ORIGIN, folder / n, f"{PI_DIR}/{n}") for n in names if (folder / n).is_file()
     ]
+    if (folder / "bootcode.bin").is_file():
+        # A Pi 3's boot ROM asks for it at the TFTP root, before any folder.
+        sources.append(Source(PI_ORIGIN, folder / "bootcode.bin", "bootcode.bin"))
     overlays = folder / "overlays"
     if overlays.is_dir():
         for path in sorted(overlays.rglob("*")):
@@ -287,11 +314,11 @@ def import_bootloaders(
     build = _grub_build(missing)
     if missing:
         raise _missing_error(missing)
-    pi = _pi_sources(pi_firmware) if pi_firmware is not None else []
     changed: dict[str, bool] = {}
     entries: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="pureboot-grub-") as workdir:
         work = Path(workdir)
+        pi = _pi_sources(_pi_folder(pi_firmware, work)) if pi_firmware is not None else []
         sources = sources + _grub_sources(build, work) + pi
         if arm64 or arm64_grub is not None:
             modules = _arm64_modules(arm64_grub, work)
@@ -317,9 +344,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--pi-firmware",
             type=Path,
-            metavar="DIR",
-            help="Raspberry Pi firmware boot folder: start4.elf, fixup4.dat, bootcode.bin, "
-            "*.dtb and overlays/ are copied into <boot root>/rpi/",
+            metavar="DIR_OR_DEB",
+            help="Raspberry Pi firmware: a boot folder, or Debian's raspi-firmware .deb "
+            "(`apt-get download raspi-firmware`, component non-free-firmware). start4.elf, "
+            "fixup4.dat (Pi 4), bootcode.bin, start.elf, fixup.dat (Pi 3), *.dtb and "
+            "overlays/ are copied into <boot root>/rpi/, and bootcode.bin also to the root",
         )
         parser.add_argument(
             "--arm64",
