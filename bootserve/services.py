@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -160,9 +161,18 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
 ARCH_RECORDED_STATES = frozenset({NodeState.DISCOVERED, NodeState.FAILED})
 
 
+ARCH_RECORD_SECONDS = 3600
+
+
 def record_arch(node: Node, client: Client) -> Node:
-    """Record the architecture ``client`` booted as on its discovered or failed node."""
+    """Record the architecture ``client`` booted as on its discovered or failed node.
+
+    At most once an hour per node: anyone on the boot network can present a
+    MAC, and flipping the architecture must not flood the audit trail.
+    """
     if not client.arch or client.arch == node.arch or node.state not in ARCH_RECORDED_STATES:
+        return node
+    if not cache.add(f"pureboot:arch-recorded:{node.pk}", 1, timeout=ARCH_RECORD_SECONDS):
         return node
     try:
         node_services.update_node(node.pk, node_services.SYSTEM, {"arch": client.arch})

@@ -9,6 +9,7 @@ architecture is refused at boot with the reason on the machine's screen.
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 
 from bootserve import grub
 from bootserve.engine import Client, Kind, NodeFacts, Policy, Step, decide
@@ -88,6 +89,7 @@ def test_an_unknown_arm64_uefi_machine_is_discovered_as_aarch64(settings, tmp_pa
 
 @pytest.mark.django_db
 def test_a_discovered_node_records_the_architecture_it_boots_as(client):
+    cache.clear()
     node = make_node(macs=[MAC])  # registered (e.g. by the API) as x86_64
     assert node.arch == "x86_64"
     assert client.get("/boot/ipxe", {"mac": MAC, "arch": "arm64"}).status_code == 200
@@ -95,7 +97,13 @@ def test_a_discovered_node_records_the_architecture_it_boots_as(client):
     assert node.arch == "aarch64"
     event = NodeEvent.objects.filter(node=node).latest("pk")
     assert event.actor == "system" and "arch" in event.message
-    # The fast path never hides a change: the next poll as x86 records that too.
+    # A host flipping it back and forth: one record an hour, not one per request.
+    events = NodeEvent.objects.filter(node=node).count()
+    for arch in ("x86_64", "arm64") * 3:
+        assert client.get("/boot/ipxe", {"mac": MAC, "arch": arch}).status_code == 200
+    node.refresh_from_db()
+    assert node.arch == "aarch64" and NodeEvent.objects.filter(node=node).count() == events
+    cache.clear()  # an hour later
     assert client.get("/boot/ipxe", {"mac": MAC, "arch": "x86_64"}).status_code == 200
     node.refresh_from_db()
     assert node.arch == "x86_64"
