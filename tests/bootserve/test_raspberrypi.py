@@ -148,9 +148,9 @@ def test_pi_paths_map_to_the_serial(path, expected):
         "1234abcd/con\x01fig.txt",
         "1234abcd/config.txt\x00",
         "//1234abcd/config.txt",
-            "undionly.kpxe",
-            "bootcode.bin",  # the same for every Pi 3: a static file
-            "pxelinux.cfg/default",
+        "undionly.kpxe",
+        "bootcode.bin",  # the same for every Pi 3: a static file
+        "pxelinux.cfg/default",
         "grub/grub.cfg",
         "",
     ],
