@@ -82,13 +82,14 @@ run: $(VENV)/.installed
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
-	ldapadd:ldap-utils atftp:atftp go:golang-go
+	ldapadd:ldap-utils atftp:atftp go:golang-go ganesha.nfsd:nfs-ganesha nfs-cp:libnfs-utils
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
 	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
 	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light /usr/sbin/tgtd:tgt \
-	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev
+	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev \
+	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
@@ -102,9 +103,11 @@ BUILD_FILES := /usr/include/ldap.h:libldap-dev /usr/include/sasl/sasl.h:libsasl2
 # tools that build the lab's disk image.
 LAB_TOOLS := qemu-system-x86_64:qemu-system-x86 syslinux:syslinux mcopy:mtools \
 	mkfs.fat:dosfstools sfdisk:fdisk qemu-system-aarch64:qemu-system-arm \
-	libvirtd:libvirt-daemon-system
+	libvirtd:libvirt-daemon-system grub-mkstandalone:grub-common ganesha.nfsd:nfs-ganesha
 LAB_TOOL_FILES := /usr/lib/ipxe/qemu/pxe-virtio.rom:ipxe-qemu /usr/share/OVMF/OVMF_CODE_4M.fd:ovmf \
-	/usr/lib/syslinux/mbr/mbr.bin:syslinux-common /usr/lib/PXELINUX/pxelinux.0:pxelinux
+	/usr/lib/syslinux/mbr/mbr.bin:syslinux-common /usr/lib/PXELINUX/pxelinux.0:pxelinux \
+	/usr/share/AAVMF/AAVMF_CODE.fd:qemu-efi-aarch64 \
+	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs
 
 # $(call install-missing,COMMANDS,FILES): install the Debian packages behind
 # missing commands or files (as root), or name them.
@@ -145,7 +148,7 @@ test: $(VENV)/.installed-dev tools
 # a private network namespace (root needed). A few minutes; CI runs it as its
 # own leg. Artifacts (consoles, daemon logs) land in test-artifacts/bootlab/.
 lab: $(VENV)/.installed-dev lab-tools
-	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py tests/e2e/test_agent_lab.py tests/e2e/test_vm_lab.py $(PYTEST_ARGS); rc=$$?; \
+	@PUREBOOT_BOOTLAB=1 $(BIN)/pytest -m bootlab tests/e2e/test_boot_lab.py tests/e2e/test_agent_lab.py tests/e2e/test_vm_lab.py tests/e2e/test_arm_lab.py $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make lab: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 

@@ -17,6 +17,7 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 |                             | again while attempts < limit, else fail and boot |
 |                             | the disk                                         |
 | installed, active           | boot the local disk (Rule B)                     |
+| installed, active, diskless | boot its NFS root again (it has no disk)         |
 | discovered, no inventory    | agent: report the hardware once (when            |
 |                             | PUREBOOT_AGENT_INVENTORY is on)                  |
 | deprovisioning              | agent: wipe every disk, certify, retire          |
@@ -56,6 +57,7 @@ class Step(StrEnum):
     CONTINUE_INSTALL = "continue_install"  # installing, same boot session: no new attempt
     FAIL = "fail"  # installing -> failed (attempt limit reached)
     AGENT = "agent"  # boot the agent with the node's agent token
+    NFS_ROOT = "nfs_root"  # boot the diskless node's NFS root; nothing changes
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class NodeFacts:
     missing_image: str = ""
     # The agent has never reported this machine's hardware.
     needs_inventory: bool = False
+    # Its pinned workflow boots an NFS root (nfs_root): it has no local disk to boot.
+    diskless: bool = False
     # The architectures its pinned workflow is for (empty: no workflow, or any).
     workflow_arches: tuple[str, ...] = ()
 
@@ -205,6 +209,8 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
             f"installing: attempt {node.install_attempts + 1} of {policy.max_install_attempts}",
             fw,
         )
+    if state in (S.INSTALLED, S.ACTIVE) and node.diskless:
+        return Decision(Kind.INSTALL, Step.NFS_ROOT, f"{state}: diskless, booting its NFS root", fw)
     if state in (S.INSTALLED, S.ACTIVE):
         return Decision(Kind.LOCAL, Step.NONE, f"{state}: boot from the local disk", fw)
     if state == S.DEPROVISIONING:

@@ -15,8 +15,9 @@ Kernel and initrd come over HTTP with GRUB's ``(http,<host[:port]>)/<path>``
 device syntax (Debian's GRUB 2.06 reads a port after the host). Every config
 ends in the local disk when something fails (Rule D): the install entry falls
 back to the local entry when the kernel cannot be fetched. Local boot on UEFI
-is ``exit`` (back to the firmware, which boots its next entry); on BIOS it is
-``chainloader (hd0)+1`` then ``boot``.
+chainloads the disk's own loader (``EFI_LOCAL``; GRUB 2.06's ``exit`` would
+land in the firmware's setup screen), ending in ``exit`` when no disk has one;
+on BIOS it is ``chainloader (hd0)+1`` then ``boot``.
 """
 
 from __future__ import annotations
@@ -151,15 +152,52 @@ def device_path(url: str) -> str:
     return f"({parts.scheme},{host}){path}"
 
 
+# The disk's own UEFI loaders, in the order tried: the removable-media path
+# every installer may write, then the distributions' shim and GRUB, then Windows.
+# ``${pb_efi}`` is x64 or aa64 (``${grub_cpu}``); FAT matches names in any case.
+EFI_LOADERS = (
+    "/EFI/BOOT/BOOT${pb_efi}.EFI",
+    "/EFI/debian/shim${pb_efi}.efi",
+    "/EFI/debian/grub${pb_efi}.efi",
+    "/EFI/ubuntu/shim${pb_efi}.efi",
+    "/EFI/fedora/shim${pb_efi}.efi",
+    "/EFI/rocky/shim${pb_efi}.efi",
+    "/EFI/almalinux/shim${pb_efi}.efi",
+    "/EFI/Microsoft/Boot/bootmgfw.efi",
+)
+# GRUB 2.06's ``exit`` takes no status and returns success, which sends UEFI
+# firmware to its setup screen (seen on AAVMF in the ARM64 lab), not to the
+# next boot entry: so UEFI chainloads the disk's loader, and exits only when
+# no disk has one.
+EFI_LOCAL = (
+    'if [ "${grub_cpu}" = "arm64" ]; then\n'
+    "  set pb_efi=AA64\n"
+    "else\n"
+    "  set pb_efi=X64\n"
+    "fi\n"
+    f"for pb_loader in {' '.join(EFI_LOADERS)}; do\n"
+    '  if search --no-floppy --file --set=pb_esp "${pb_loader}"; then\n'
+    '    chainloader "(${pb_esp})${pb_loader}"\n'
+    "    boot\n"
+    "  fi\n"
+    "done\n"
+    "exit\n"
+)
+
+
 def local_boot(firmware: str) -> str:
-    """Rule B: hand over to the local disk. UEFI: ``exit``; BIOS: chainload the MBR.
+    """Rule B: hand over to the local disk. UEFI: chainload its loader; BIOS: its MBR.
 
     The BIOS form checks the platform first, so an EFI GRUB handed a BIOS
-    decision (firmware unknown to the caller) still exits to the firmware.
+    decision (firmware unknown to the caller) still boots the disk the UEFI way.
     """
     if firmware == "uefi":
-        return "exit\n"
-    return 'if [ "${grub_platform}" = "efi" ]; then\n  exit\nfi\nchainloader (hd0)+1\nboot\n'
+        return EFI_LOCAL
+    return (
+        'if [ "${grub_platform}" = "efi" ]; then\n'
+        + _indent(EFI_LOCAL)
+        + "fi\nchainloader (hd0)+1\nboot\n"
+    )
 
 
 def _indent(text: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from workflows.installer_media import media_args, merge_args
 from workflows.models import BootImage, WorkflowVersion
 from workflows.registry import TASK_TYPES
+
+from . import nfsroot
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
     return pxe_boot_task(version.definition)
 
 
-NETWORK_BOOT_TASKS = ("pxe_boot", "image_deploy")
+NETWORK_BOOT_TASKS = ("pxe_boot", "image_deploy", "nfs_root")
 
 
 def pxe_boot_task(definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -56,6 +59,7 @@ def _boot_root_path(path: str) -> str | None:
 
 
 def _installer_args(version: WorkflowVersion, hostname: str, config_url: str) -> list[str]:
+    """The arguments that hand the installer its per-node config (``config_url``)."""
     task = next((t for t in version.tasks if TASK_TYPES[t["type"]].renders), None)
     if task is None:
         return []
@@ -83,11 +87,20 @@ def _installer_args(version: WorkflowVersion, hostname: str, config_url: str) ->
 def install_boot(
     version: WorkflowVersion, *, hostname: str, token: str, base_url: str
 ) -> InstallBoot | None:
-    """The install boot for a node with this pinned version, or None if it has none."""
+    """The install boot for a node with this pinned version, or None if it has none.
+
+    The command line is the task's ``cmdline``, then what a named boot image's
+    initrd needs to reach the rest of its installer, served from the image's
+    folder (an Ubuntu ISO's ``url=``, Arch's ``archiso_http_srv=``,
+    Anaconda's ``inst.stage2=``: workflows.installer_media), then the
+    installer's per-node config URL. An argument the task's ``cmdline``
+    already sets is not repeated: the operator's wins.
+    """
     task = boot_task(version)
     if task is None or task["type"] != "pxe_boot":
         return None
     kernel, initrd = task.get("kernel", ""), task.get("initrd", "")
+    media: list[str] = []
     if task.get("boot_image"):
         image = BootImage.objects.filter(name=task["boot_image"]).first()
         if image is None:
@@ -95,12 +108,15 @@ def install_boot(
         files = image.files
         kernel = f"{image.name}/{files.get('kernel', {}).get('name', 'vmlinuz')}"
         initrd = f"{image.name}/{files.get('initrd', {}).get('name', 'initrd')}"
+        media = media_args(image.family, files, _file_url(base_url, f"{image.name}/"))
     config_url = f"{base_url}/api/v1/install/{token}/"
-    args = [task.get("cmdline", "")] + _installer_args(version, hostname, config_url)
+    cmdline = merge_args(
+        task.get("cmdline", ""), media, _installer_args(version, hostname, config_url)
+    )
     return InstallBoot(
         kernel=_file_url(base_url, kernel),
         initrd=_file_url(base_url, initrd),
-        cmdline=" ".join(a for a in args if a),
+        cmdline=cmdline,
         kernel_file=_boot_root_path(kernel),
         initrd_file=_boot_root_path(initrd),
     )
@@ -149,6 +165,15 @@ def node_install_boot(node, *, token: str, base_url: str) -> InstallBoot | None:
     task = boot_task(node.workflow_version)
     if task is not None and task["type"] == "image_deploy":
         return agent_boot(node, token=token, base_url=base_url)
+    if task is not None and task["type"] == "nfs_root":
+        # A diskless node boots its NFS root (bootserve.nfsroot), now and whenever it boots.
+        files = nfsroot.node_boot(node, task, token=token, base_url=base_url)
+        if files is None:
+            return None
+        kernel, initrd, cmdline = files
+        return InstallBoot(
+            _file_url(base_url, kernel), _file_url(base_url, initrd), cmdline, kernel, initrd
+        )
     return install_boot(
         node.workflow_version,
         hostname=node.hostname or f"node-{node.pk}",

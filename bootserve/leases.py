@@ -118,3 +118,22 @@ def _leases(path: Path) -> dict[IPAddress, tuple[int, str]]:
     if _key(after) == _key(before) and settled:
         _cache[str(path)] = _Parsed(_key(after), leases)
     return leases
+
+
+def ipv4_addresses_for(macs, leasefile: str | Path | None = None) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses leased to any of ``macs`` by an unexpired lease, sorted.
+
+    For the NFS exports of diskless nodes (``bootserve.ganesha``): a node's
+    writable overlay is exported to the addresses it holds. Empty when no
+    lease file is configured or none of the MACs holds a lease.
+    """
+    path = settings.PUREBOOT_DHCP_LEASEFILE if leasefile is None else leasefile
+    wanted = set(macs)
+    if not path or not wanted:
+        return []
+    now = time.time()
+    return sorted(
+        ip
+        for ip, (expiry, mac) in _leases(Path(path)).items()
+        if mac in wanted and isinstance(ip, ipaddress.IPv4Address) and (not expiry or expiry > now)
+    )

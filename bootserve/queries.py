@@ -150,6 +150,8 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         can_install=definition is not None and pxe_boot_task(_json(definition)) is not None,
         needs_inventory=bool(no_inventory),
         workflow_arches=workflow_arches(_json(definition)) if definition is not None else (),
+        diskless=definition is not None
+        and (pxe_boot_task(_json(definition)) or {}).get("type") == "nfs_root",
     )
 
 

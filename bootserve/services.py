@@ -31,7 +31,7 @@ from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.models import BootImage, WorkflowRun
 
-from . import discovery
+from . import discovery, nfsroot
 from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
 from .install import InstallBoot, agent_boot, agent_image, boot_task, node_install_boot
 from .queries import workflow_arches
@@ -107,7 +107,13 @@ def facts(node: Node) -> NodeFacts:
         workflow_arches=workflow_arches(node.workflow_version.definition)
         if node.workflow_version_id
         else (),
+        diskless=is_diskless(node),
     )
+
+
+def is_diskless(node: Node) -> bool:
+    """Whether the node's pinned workflow boots an NFS root: it has no disk to boot."""
+    return (boot_task(node.workflow_version) or {}).get("type") == "nfs_root"
 
 
 def peek(client: Client) -> Decision:
@@ -221,7 +227,24 @@ def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
         return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
     if decision.step == Step.FAIL:
         node = node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=decision.reason)
+    if decision.step == Step.NFS_ROOT:
+        return _nfs_root_answer(decision, node, base_url)
     return BootAnswer(decision, node)
+
+
+def _nfs_root_answer(decision: Decision, node: Node, base_url: str) -> BootAnswer:
+    """An installed or active diskless node boots its NFS root again; nothing changes."""
+    boot = node_install_boot(node, token=nfsroot.first_boot_token(node), base_url=base_url)
+    if boot is None:
+        missing = Decision(
+            Kind.WAIT,
+            Step.NONE,
+            f"{node.state}: diskless, but its NFS root cannot be booted (is its template "
+            "imported and PUREBOOT_NFS_SERVER set?)",
+            decision.firmware,
+        )
+        return BootAnswer(missing, node)
+    return BootAnswer(decision, node, boot)
 
 
 def seen_long_ago(last_seen_at, now) -> bool:
@@ -237,7 +260,12 @@ def running_install(node: Node, *, base_url: str) -> InstallBoot | None:
     boot request started or retried the install; the later requests of the
     same boot are answered with it, token included.
     """
-    if node.state != NodeState.INSTALLING or node.workflow_version is None:
+    if node.workflow_version is None:
+        return None
+    if node.state in (NodeState.INSTALLED, NodeState.ACTIVE) and is_diskless(node):
+        # A diskless node's every boot is its NFS root (the engine's NFS_ROOT step).
+        return node_install_boot(node, token=nfsroot.first_boot_token(node), base_url=base_url)
+    if node.state != NodeState.INSTALLING:
         return None
     run = WorkflowRun.objects.filter(node=node, status=RunStatus.RUNNING).first()
     if run is None:

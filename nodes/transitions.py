@@ -142,6 +142,7 @@ def record(
         message=reason,
     )
     queue_dhcp_sync(node.pk)
+    queue_nfsroot_sync(node.pk)
     log.info("node %s: %s -> %s by %s", node.pk, before["state"], node.state, actor.label)
 
 
@@ -154,6 +155,20 @@ def queue_dhcp_sync(node_id: int) -> None:
     """
     if settings.PUREBOOT_DHCP_HOSTSDIR:
         sync = current_app.signature("bootserve.sync_dhcp_host", args=[node_id])
+        transaction.on_commit(sync.delay, robust=True)
+
+
+def queue_nfsroot_sync(node_id: int) -> None:
+    """A diskless node's NFS overlay follows the lifecycle: made when its install starts,
+    removed when it is retired or deprovisioned (``bootserve.nfsroot``).
+
+    Queued by name on commit, like the DHCP sync; the task decides from the
+    node's state at the time it runs, so it is queued for every transition
+    and does nothing for a node without an nfs_root workflow. Off while
+    PUREBOOT_NFS_SERVER is empty.
+    """
+    if settings.PUREBOOT_NFS_SERVER:
+        sync = current_app.signature("bootserve.sync_nfs_root", args=[node_id])
         transaction.on_commit(sync.delay, robust=True)
 
 

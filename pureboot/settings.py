@@ -472,6 +472,48 @@ if not re.fullmatch(r"iqn\.\d{4}-\d{2}\.[a-z0-9.-]{1,200}", PUREBOOT_ISCSI_IQN_P
 # How often the periodic stuck-install check runs.
 PUREBOOT_INSTALL_CHECK_SECONDS = _env_int("PUREBOOT_INSTALL_CHECK_SECONDS", 60, 5)
 
+# NFS root filesystems for diskless nodes, served by nfs-ganesha (bootserve/nfsroot.py):
+# where the read-only templates and the per-node writable overlays live, the
+# IPv4 address nodes mount them from (empty: NFS root is off, and a workflow
+# with an nfs_root task is refused), the port ganesha listens on, the networks
+# that may mount the templates and, when a node's own address is not known
+# from the DHCP leases, its overlay (empty: templates to anyone, such an
+# overlay to no one), the ganesha config file PureBoot keeps (empty: not
+# written) and ganesha's pid file (SIGHUP after each change; empty: no reload).
+PUREBOOT_NFSROOT_DIR = Path(os.environ.get("PUREBOOT_NFSROOT_DIR", VAR_DIR / "nfsroot")).resolve()
+PUREBOOT_NFS_SERVER = os.environ.get("PUREBOOT_NFS_SERVER", "").strip()
+if PUREBOOT_NFS_SERVER:
+    try:
+        ipaddress.IPv4Address(PUREBOOT_NFS_SERVER)
+    except ValueError:
+        raise ImproperlyConfigured("PUREBOOT_NFS_SERVER must be an IPv4 address") from None
+    if not re.fullmatch(r"/[A-Za-z0-9._/+-]*", str(PUREBOOT_NFSROOT_DIR)):
+        raise ImproperlyConfigured(
+            "PUREBOOT_NFSROOT_DIR may hold only letters, digits and . _ / + - (it is "
+            "written into the ganesha config)"
+        )
+PUREBOOT_NFS_PORT = _env_int("PUREBOOT_NFS_PORT", 2049, 1)
+if PUREBOOT_NFS_PORT > 65535:
+    raise ImproperlyConfigured("PUREBOOT_NFS_PORT must be 1-65535")
+PUREBOOT_NFS_CLIENTS = [
+    item.strip() for item in os.environ.get("PUREBOOT_NFS_CLIENTS", "").split(",") if item.strip()
+]
+for _network in PUREBOOT_NFS_CLIENTS:
+    try:
+        ipaddress.IPv4Network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PUREBOOT_NFS_CLIENTS: {_network!r} is not an IPv4 address or network"
+        ) from None
+PUREBOOT_NFS_GANESHA_CONFIG = os.environ.get("PUREBOOT_NFS_GANESHA_CONFIG", "").strip()
+PUREBOOT_NFS_GANESHA_PIDFILE = os.environ.get("PUREBOOT_NFS_GANESHA_PIDFILE", "").strip()
+for _name, _path in (
+    ("PUREBOOT_NFS_GANESHA_CONFIG", PUREBOOT_NFS_GANESHA_CONFIG),
+    ("PUREBOOT_NFS_GANESHA_PIDFILE", PUREBOOT_NFS_GANESHA_PIDFILE),
+):
+    if _path and not os.path.isabs(_path):
+        raise ImproperlyConfigured(f"{_name} must be an absolute path")
+
 # --- logging: no secret in a log ----------------------------------------------
 # One handler, and it redacts node tokens, passwords and bearer tokens
 # (pureboot/logredact.py). Django's own default handlers on the "django" logger

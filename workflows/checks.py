@@ -3,15 +3,21 @@
 The installer task is rendered for a sample node of the hardware the workflow
 applies to and handed to the same checker the preview uses. A workflow whose
 kickstart pykickstart rejects is refused when it is saved, not twenty
-minutes into an install.
+minutes into an install. So is a network boot whose initrd could not reach
+the rest of its installer (an Ubuntu boot image without its ISO, Debian's CD
+installer from a netinst ISO instead of its netboot.tar.gz).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db.models import QuerySet
+
 from .definitions import Definition, DefinitionError
+from .installer_media import media_problem
 from .registry import TASK_TYPES
+from .rootfs import check_task as check_nfs_root
 
 SAMPLE_MAC = "52:54:00:00:00:01"
 
@@ -88,8 +94,32 @@ def _check_deployable(definition: Definition, task: dict, index: int) -> None:
             )
 
 
+def _check_media(definition: Definition, result: CheckResult, images: QuerySet) -> None:
+    """Refuse a network install whose boot image cannot carry its installer to its
+    media (another distribution's image, or one without the ISO or root file
+    system its initrd fetches); warn when raw kernel/initrd paths do not name it.
+
+    ``images`` is the BootImage queryset (passed in: models load after this module).
+    """
+    installer = next((t for t in definition.tasks if TASK_TYPES[t["type"]].renders), None)
+    if installer is None:
+        return
+    for index, task in enumerate(definition.tasks):
+        if task["type"] != "pxe_boot":
+            continue
+        image = images.filter(name=task["boot_image"]).first() if task["boot_image"] else None
+        problem = media_problem(installer, cmdline=task.get("cmdline", ""), image=image)
+        if problem is None:
+            continue
+        path = f"tasks[{index}].{problem.field}"
+        if problem.refuse:
+            raise DefinitionError(problem.message, path=path)
+        result.warnings.append(f"{path}: {problem.message}")
+
+
 def check_definition(definition: Definition) -> CheckResult:
-    """Raise DefinitionError when the installer config fails its checker.
+    """Raise DefinitionError when the installer config fails its checker, or its
+    network boot cannot reach the installer's media (workflows.installer_media).
 
     A checker that is not installed on this machine is not a pass: it comes
     back as a warning naming the missing tool.
@@ -102,6 +132,8 @@ def check_definition(definition: Definition) -> CheckResult:
     for index, task in enumerate(definition.tasks):
         if task["type"] == "image_deploy":
             _check_deployable(definition, task, index)
+        if task["type"] == "nfs_root":
+            check_nfs_root(definition, task, index)
         image = task.get("boot_image") if task["type"] == "pxe_boot" else None
         if image and not BootImage.objects.filter(name=image).exists():
             raise DefinitionError(
@@ -110,6 +142,8 @@ def check_definition(definition: Definition) -> CheckResult:
                 "start an install it cannot boot",
                 path=f"tasks[{index}].boot_image",
             )
+    _check_media(definition, result, BootImage.objects.all())
+    for index, task in enumerate(definition.tasks):
         if not TASK_TYPES[task["type"]].renders:
             continue
         path = f"tasks[{index}]"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .registry import TASK_TYPES, ParamError
+from .registry import CONTROLLER, TASK_TYPES, ParamError
 from .vmsteps import VM_CREATE_TYPES
 
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -256,9 +256,27 @@ def parse(text: str | bytes) -> Definition:
                 path=f"tasks[{index}].type",
             )
     _check_image_deploy(tasks)
+    _check_nfs_root(tasks)
     _check_folded_steps(tasks)
     _check_vm_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
+
+
+def _check_nfs_root(tasks: list[dict]) -> None:
+    """A diskless machine's install is its NFS root: nothing else runs on the node."""
+    roots = [i for i, t in enumerate(tasks) if t["type"] == "nfs_root"]
+    if not roots:
+        return
+    if len(roots) > 1:
+        raise DefinitionError("a workflow boots one NFS root", path=f"tasks[{roots[1]}].type")
+    for index, task in enumerate(tasks):
+        if task["type"] != "nfs_root" and TASK_TYPES[task["type"]].runs_on != CONTROLLER:
+            raise DefinitionError(
+                f"{task['type']} cannot share a workflow with nfs_root: a diskless node boots "
+                "its NFS root and installs nothing (put what it needs in the root file system, "
+                "or let it configure its overlay at boot)",
+                path=f"tasks[{index}].type",
+            )
 
 
 def _check_vm_steps(tasks: list[dict]) -> None:

@@ -266,3 +266,40 @@ class BootImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.family} {self.version} {self.arch})"
+
+
+class RootFilesystem(models.Model):
+    """A read-only root file system template that diskless nodes boot over NFS.
+
+    Imported from a tar archive by ``manage.py import_rootfs`` into
+    ``<PUREBOOT_NFSROOT_DIR>/templates/<name>/``; its kernel and initramfs are
+    copied into the boot root (``nfsroot/<name>/``), because a Raspberry Pi
+    fetches them over TFTP and never sees the NFS export. A workflow's
+    ``nfs_root`` task names it.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    arch = models.CharField(max_length=16)
+    size = models.PositiveBigIntegerField(help_text="Unpacked bytes of its regular files")
+    files = models.PositiveIntegerField(help_text="Regular files")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the archive it came from")
+    source = models.CharField(max_length=1000, help_text="The archive's path when imported")
+    kernel = models.CharField(max_length=255, help_text="The kernel's path inside the template")
+    initrd = models.CharField(max_length=255, help_text="The initramfs's path inside the template")
+    author_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.arch})"
+
+    @property
+    def kernel_file(self) -> str:
+        """The kernel under the boot root, as TFTP and /boot/files/ serve it."""
+        return f"nfsroot/{self.name}/{self.kernel.rsplit('/', 1)[-1]}"
+
+    @property
+    def initrd_file(self) -> str:
+        return f"nfsroot/{self.name}/{self.initrd.rsplit('/', 1)[-1]}"

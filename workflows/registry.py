@@ -107,6 +107,36 @@ def _boot_files(params: dict[str, Any], path: str) -> None:
             )
 
 
+_OVERLAY_PATH = re.compile(r"(/[A-Za-z0-9._+-]+)+")
+
+
+def _nfs_root(params: dict[str, Any], path: str) -> None:
+    """nfs_root: the folders a node writes are absolute, plain and apart from each other.
+
+    Each is bound from the node's writable export over the read-only root, so
+    one inside another would hide it, and the kernel command line carries
+    them comma-separated.
+    """
+    paths = params["overlay"]
+    if len(paths) > 16:
+        raise ParamError(f"{path}.overlay", "at most 16 folders")
+    for index, item in enumerate(paths):
+        here = f"{path}.overlay[{index}]"
+        if not _OVERLAY_PATH.fullmatch(item) or any(
+            part in (".", "..") for part in item.split("/")
+        ):
+            raise ParamError(
+                here, "must be an absolute folder such as /etc: letters, digits, . _ + - and /"
+            )
+        for other in paths[:index]:
+            if item == other:
+                raise ParamError(here, f"{item} is listed twice")
+            if item.startswith(other + "/") or other.startswith(item + "/"):
+                raise ParamError(here, f"{item} and {other} lie inside one another")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,99}", params["root"]):
+        raise ParamError(f"{path}.root", "is the name of a root file system (import_rootfs)")
+
+
 def _installer_params(*extra: Param) -> tuple[Param, ...]:
     return (
         Param("disk", "str", default="", help="Target disk; empty: the installer's choice"),
@@ -232,6 +262,29 @@ TASK_TYPES: dict[str, TaskType] = {
                 ),
             ),
             validate=_partition_layout,
+        ),
+        TaskType(
+            "nfs_root",
+            "Boot a diskless machine from a read-only NFS root file system with a writable "
+            "per-node overlay (nfs-ganesha)",
+            NODE,
+            (
+                Param(
+                    "root",
+                    "str",
+                    required=True,
+                    max_length=100,
+                    help="A root file system template (manage.py import_rootfs)",
+                ),
+                Param(
+                    "overlay",
+                    "list[str]",
+                    default=("/etc", "/var", "/home"),
+                    max_length=200,
+                    help="Folders the node writes: its own copy, seeded from the template",
+                ),
+            ),
+            validate=_nfs_root,
         ),
         TaskType(
             "domain_join",

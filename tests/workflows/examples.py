@@ -57,22 +57,28 @@ tasks:
 """
 
 # Shipped examples (docs/examples/workflows), built from task types PureBoot runs.
+# The boot image they name, as import_iso names an Ubuntu 24.04.2 live-server ISO
+# (tests/workflows/conftest.py registers it for the tests that save them).
+UBUNTU_IMAGE = "ubuntu-24.04.2-live-server-amd64"
+
 UBUNTU_SERVER = """\
+# Boot image: manage.py import_iso ubuntu-24.04.2-live-server-amd64.iso
+# (a path, or the ISO's URL with --sha256). The node boots the ISO's kernel
+# and initrd, which download the ISO itself from PureBoot (url=).
 name: ubuntu-2404-server
 description: Ubuntu 24.04 LTS Server Installation
+arch: [x86_64]
+firmware: [bios, uefi]
 tasks:
   - type: pxe_boot
-    bootloader: grub
-    kernel: /tftp/ubuntu/vmlinuz
-    initrd: /tftp/ubuntu/initrd
-    cmdline: "ip=dhcp url=http://pureboot.local/ubuntu-2404.iso"
+    boot_image: ubuntu-24.04.2-live-server-amd64
 
   - type: ubuntu_autoinstall
     username: ops
     ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGfXb0m0pX3b1Rz8Qd8yXv2cJvJtq9gJmT0nU7G0c4Xy ops@bastion"]
 
   - type: script_run
-    script: /scripts/post-install.sh
+    script: "echo 'Installed by PureBoot' > /etc/motd"
 """
 
 CLOUD_VM = """\
@@ -85,6 +91,8 @@ tasks:
     packages: [qemu-guest-agent]
 """
 
+# Kernel and initrd as raw paths under the boot root, so the ISO the
+# live-server initrd downloads is named explicitly (url=), as Ubuntu documents.
 UBUNTU_AUTOINSTALL = """\
 name: ubuntu-autoinstall
 description: Ubuntu 24.04 with subiquity autoinstall
@@ -94,6 +102,7 @@ tasks:
   - type: pxe_boot
     kernel: /boot/ubuntu-24.04/vmlinuz
     initrd: /boot/ubuntu-24.04/initrd
+    cmdline: "ip=dhcp url=http://mirror.example/ubuntu-24.04.2-live-server-amd64.iso"
   - type: ubuntu_autoinstall
     username: ops
     password_hash: "$6$rounds=4096$saltsalt$3MEaFVx0Ug9Ic4KqAbEXzGvGCwnvFxOTkZ1cuDuPCzBkS0bvQ7N8PEDV6JVLKsXUh7nHT/4zqvkG9WIjRPDn6/"

@@ -224,19 +224,26 @@ variants = {variant}
         {
             "kernel": kernel_at or "/images/pxeboot/vmlinuz",
             "initrd": initrd_at or "/images/pxeboot/initrd.img",
+            "stage2": "/images/install.img",
         },
         vol_ident=vol_ident,
     )
 
 
 def archlinux(dest: Path, version: str = "2024.11.01") -> BuiltIso:
+    rootfs = payload("arch rootfs", 4000)
     files = {
         "/arch/version": f"{version}\n".encode(),
         "/arch/boot/x86_64/vmlinuz-linux": payload("arch kernel", 6000),
         "/arch/boot/x86_64/initramfs-linux.img": payload("arch initramfs", 17000),
         "/arch/boot/intel-ucode.img": payload("intel ucode", 300),
         "/arch/boot/amd-ucode.img": payload("amd ucode", 200),
-        "/arch/x86_64/airootfs.sfs": payload("arch rootfs", 4000),
+        "/arch/x86_64/airootfs.sfs": rootfs,
+        # As mkarchiso writes them: sha512sum's line, and a CMS signature.
+        "/arch/x86_64/airootfs.sha512": (
+            f"{hashlib.sha512(rootfs).hexdigest()}  airootfs.sfs\n".encode()
+        ),
+        "/arch/x86_64/airootfs.sfs.cms.sig": payload("arch rootfs signature", 1500),
         "/arch/pkglist.x86_64.txt": b"linux 6.11.5\n",
     }
     year, month = version.split(".")[:2]
@@ -248,6 +255,9 @@ def archlinux(dest: Path, version: str = "2024.11.01") -> BuiltIso:
             "initrd": "/arch/boot/x86_64/initramfs-linux.img",
             "ucode_intel": "/arch/boot/intel-ucode.img",
             "ucode_amd": "/arch/boot/amd-ucode.img",
+            "rootfs": "/arch/x86_64/airootfs.sfs",
+            "rootfs_sha512": "/arch/x86_64/airootfs.sha512",
+            "rootfs_cms_sig": "/arch/x86_64/airootfs.sfs.cms.sig",
         },
         vol_ident=f"ARCH_{year}{month}",
     )

@@ -7,7 +7,8 @@ from workflows.models import Workflow, WorkflowVersion
 
 from .examples import CLOUD_VM, UBUNTU_SERVER
 
-pytestmark = pytest.mark.django_db
+# The Ubuntu example names a boot image: it must be imported before the workflow saves.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ubuntu_boot_image")]
 
 
 def _run(*args):
@@ -37,9 +38,7 @@ def test_import_is_idempotent_and_dry_run_saves_nothing(folder):
     out = _run("import_workflows", str(folder))
     assert "0 changed, 2 unchanged" in out
     assert WorkflowVersion.objects.count() == 2
-    (folder / "ubuntu.yaml").write_text(
-        UBUNTU_SERVER.replace("post-install.sh", "post-install-2.sh")
-    )
+    (folder / "ubuntu.yaml").write_text(UBUNTU_SERVER.replace("by PureBoot", "by PureBoot v2"))
     out = _run("import_workflows", str(folder / "ubuntu.yaml"))
     assert "ubuntu-2404-server -> v2" in out
 

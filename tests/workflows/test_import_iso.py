@@ -1,5 +1,7 @@
 """manage.py import_iso: recognise, extract into the boot root, register a boot image."""
 
+import hashlib
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -31,12 +33,60 @@ def test_import_ubuntu_iso(tmp_path, boot_root):
     assert "imported ubuntu 24.04" in out
     image = BootImage.objects.get(name="ubuntu-24.04")
     assert image.family == "ubuntu" and image.arch == "x86_64"
+    # The live-server initrd downloads the ISO itself at boot: it is kept too.
+    payloads = {**built.payloads, "iso": built.path.read_bytes()}
+    assert set(image.files) == set(payloads)
     for role, meta in image.files.items():
         stored = boot_root / "ubuntu-24.04" / meta["name"]
-        assert stored.read_bytes() == built.payloads[role]
-        assert meta["sha256"] == built.sha256(role)
+        assert stored.read_bytes() == payloads[role]
+        assert meta["sha256"] == hashlib.sha256(payloads[role]).hexdigest()
+        assert meta["size"] == len(payloads[role])
+    assert image.files["iso"]["name"] == "install.iso"  # casper's url= wants .iso
     assert AuditEvent.objects.filter(action="bootimage.import").exists()
     assert [p.name for p in boot_root.iterdir()] == ["ubuntu-24.04"]  # no leftovers
+
+
+def test_an_iso_over_the_size_limit_is_not_kept(tmp_path, boot_root):
+    built = isofactory.ubuntu_live_server(tmp_path / "ubuntu.iso")
+    with pytest.raises(CommandError, match="over the limit"):
+        _run(str(built.path), "--max-bytes", "4096")
+    assert not BootImage.objects.exists()
+    assert not list(boot_root.iterdir())
+
+
+def test_import_arch_iso_places_the_root_file_system_where_archiso_fetches_it(tmp_path, boot_root):
+    built = isofactory.archlinux(tmp_path / "arch.iso")
+    _run(str(built.path))
+    image = BootImage.objects.get(name="archlinux-2024.11.01-x86_64")
+    folder = boot_root / image.name
+    # archiso_http_srv=<folder>/ archisobasedir=arch: <folder>/arch/x86_64/airootfs.sfs
+    for role, path in (
+        ("rootfs", "arch/x86_64/airootfs.sfs"),
+        ("rootfs_sha512", "arch/x86_64/airootfs.sha512"),
+        ("rootfs_cms_sig", "arch/x86_64/airootfs.sfs.cms.sig"),
+    ):
+        assert image.files[role]["name"] == path
+        assert (folder / path).read_bytes() == built.payloads[role]
+        assert image.files[role]["sha256"] == built.sha256(role)
+        assert image.files[role]["size"] == len(built.payloads[role])
+    assert "iso" not in image.files
+
+
+def test_import_anaconda_tree_serves_its_runtime_beside_its_kernel(tmp_path, boot_root):
+    built = isofactory.treeinfo_tree(
+        tmp_path / "rocky.iso", family="Rocky Linux", short="Rocky", version="9.4"
+    )
+    _run(str(built.path))
+    image = BootImage.objects.get(name="rocky-9.4-x86_64-baseos")
+    folder = boot_root / image.name
+    assert (folder / "images/install.img").read_bytes() == built.payloads["stage2"]
+    treeinfo = (folder / ".treeinfo").read_text()
+    assert "mainimage = images/install.img" in treeinfo
+    assert image.files["treeinfo"] == {
+        "name": ".treeinfo",
+        "sha256": hashlib.sha256(treeinfo.encode()).hexdigest(),
+        "size": len(treeinfo.encode()),
+    }
 
 
 def test_import_windows_iso(tmp_path):

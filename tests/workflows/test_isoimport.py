@@ -44,22 +44,38 @@ EXPECTED_NAMES = {
     "bcd": "BCD",
     "boot_sdi": "boot.sdi",
     "boot_wim": "boot.wim",
+    # Where archiso and Anaconda's dracut look for them below the URL they are given.
+    "rootfs": "arch/x86_64/airootfs.sfs",
+    "rootfs_sha512": "arch/x86_64/airootfs.sha512",
+    "rootfs_sig": "arch/x86_64/airootfs.sfs.sig",
+    "rootfs_cms_sig": "arch/x86_64/airootfs.sfs.cms.sig",
+    "stage2": "images/install.img",
+    "treeinfo": ".treeinfo",
 }
 
 
 def assert_extracts(built: isofactory.BuiltIso, info: IsoInfo, dest: Path) -> None:
     """extract() writes exactly the expected roles, byte-identical, with the right SHA-256."""
     result = extract(built.path, info, dest)
-    assert set(result.paths) == set(built.payloads) == {f.role for f in info.files}
+    # The one file extract() writes itself: the .treeinfo naming an Anaconda runtime.
+    written = {"treeinfo"} if "stage2" in built.payloads else set()
+    assert set(result.paths) == set(built.payloads) | written
+    assert set(built.payloads) == {f.role for f in info.files}
     for role, data in built.payloads.items():
         path = result.paths[role]
-        assert path.parent == dest
         if role != "bootmgr_efi":
-            assert path.name == EXPECTED_NAMES[role]
+            assert path.relative_to(dest).as_posix() == EXPECTED_NAMES[role]
+        else:
+            assert path.parent == dest
         assert path.read_bytes() == data
         assert result.sha256[role] == built.sha256(role)
+    if written:
+        treeinfo = result.paths["treeinfo"].read_text()
+        assert "[stage2]\nmainimage = images/install.img\n" in treeinfo
+        assert result.sha256["treeinfo"] == hashlib.sha256(treeinfo.encode()).hexdigest()
     # Nothing but the role-named files: no temporaries left behind.
-    assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in result.paths.values())
+    on_disk = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert on_disk == sorted(p.relative_to(dest).as_posix() for p in result.paths.values())
 
 
 def only_files(directory: Path) -> list[str]:
@@ -170,7 +186,11 @@ def test_treeinfo_paths_win_over_the_pxeboot_default(tmp_path):
         initrd="isolinux/initrd.img",
     )
     info = recognise(built.path)
-    assert {f.iso_path for f in info.files} == {"/isolinux/vmlinuz", "/isolinux/initrd.img"}
+    assert {f.iso_path for f in info.files} == {
+        "/isolinux/vmlinuz",
+        "/isolinux/initrd.img",
+        "/images/install.img",  # the runtime image .treeinfo's [stage2] names
+    }
     assert_extracts(built, info, tmp_path / "out")
 
 
@@ -188,6 +208,7 @@ def test_treeinfo_path_escaping_the_tree_stays_inside_the_iso(tmp_path):
     assert {f.iso_path for f in info.files} == {
         "/images/pxeboot/vmlinuz",
         "/images/pxeboot/initrd.img",
+        "/images/install.img",
     }
     assert_extracts(built, info, tmp_path / "out")
     assert not (tmp_path / "evil").exists()

@@ -105,3 +105,82 @@ def test_admin_shows_checker_errors_inline(client):
         },
     )
     assert "line 4, column 1: YAML syntax error" in resp.content.decode()
+
+
+# --- the network boot reaches the installer's media (workflows.installer_media) ----
+
+UBUNTU_NETBOOT = """\
+name: ubuntu-net
+arch: [x86_64]
+tasks:
+  - type: pxe_boot
+    boot_image: {image}
+{cmdline}  - type: ubuntu_autoinstall
+    username: ops
+"""
+
+
+def _image(name: str, family: str, *roles: str) -> BootImage:
+    files = {r: {"name": r, "sha256": "0" * 64, "size": 1} for r in ("kernel", "initrd", *roles)}
+    return BootImage.objects.create(
+        name=name, family=family, version="1", arch="x86_64", files=files
+    )
+
+
+def _save(client, doc: str):
+    return client.post("/api/v1/workflows", {"content": doc}, format="json")
+
+
+def test_an_ubuntu_image_without_its_iso_is_refused_naming_the_field(admin_client):
+    """Red team: the live-server initrd downloads its ISO (url=); without one the node
+    boots, finds nothing to install from, and drops to a BusyBox shell."""
+    _image("ubuntu-old", "ubuntu")  # imported before import_iso kept the ISO
+    resp = _save(admin_client, UBUNTU_NETBOOT.format(image="ubuntu-old", cmdline=""))
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["path"] == "tasks[0].boot_image"
+    assert "url=" in error["message"] and "--name ubuntu-old --replace" in error["message"]
+    assert not Workflow.objects.filter(name="ubuntu-net").exists()
+    # The operator may name the ISO himself instead, as Ubuntu documents it.
+    explicit = "    cmdline: url=http://mirror.example/ubuntu-24.04.2-live-server-amd64.iso\n"
+    resp = _save(admin_client, UBUNTU_NETBOOT.format(image="ubuntu-old", cmdline=explicit))
+    assert resp.status_code == 201 and resp.json()["warnings"] == []
+
+
+def test_an_image_of_another_distribution_is_refused(admin_client):
+    _image("debian-12", "debian")
+    resp = _save(admin_client, UBUNTU_NETBOOT.format(image="debian-12", cmdline=""))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["path"] == "tasks[0].boot_image"
+    assert "holds debian" in resp.json()["error"]["message"]
+    _image("fedora-40", "fedora", "stage2")
+    doc = KICKSTART.format(version="9").replace(
+        "tasks:\n", "tasks:\n  - type: pxe_boot\n    boot_image: fedora-40\n"
+    )
+    resp = _save(admin_client, doc)  # a rocky kickstart on Fedora's installer
+    assert resp.status_code == 400 and "boots rocky media" in resp.json()["error"]["message"]
+
+
+def test_an_arch_image_without_its_root_file_system_is_refused(admin_client):
+    _image("arch-old", "arch")
+    doc = (
+        "name: arch\narch: [x86_64]\nfirmware: [uefi]\ntasks:\n"
+        "  - type: pxe_boot\n    boot_image: arch-old\n  - type: arch_bootstrap\n"
+    )
+    resp = _save(admin_client, doc)
+    assert resp.status_code == 400 and resp.json()["error"]["path"] == "tasks[0].boot_image"
+    assert "airootfs.sfs" in resp.json()["error"]["message"]
+    _image("arch-new", "arch", "rootfs")
+    assert _save(admin_client, doc.replace("arch-old", "arch-new")).status_code == 201
+
+
+def test_raw_kernel_paths_that_name_no_media_are_warned_about(admin_client):
+    doc = UBUNTU_AUTOINSTALL.replace(
+        '    cmdline: "ip=dhcp url=http://mirror.example/ubuntu-24.04.2-live-server-amd64.iso"\n',
+        "",
+    )
+    assert "url=" not in doc
+    resp = _save(admin_client, doc)
+    assert resp.status_code == 201  # the initrd may carry its media: PureBoot cannot see
+    (warning,) = [w for w in resp.json()["warnings"] if "not checked" not in w]
+    assert warning.startswith("tasks[0].cmdline: ") and "url=" in warning

@@ -9,7 +9,8 @@ from workflows.models import Workflow, WorkflowVersion
 
 from .examples import CLOUD_VM, UBUNTU_SERVER
 
-pytestmark = pytest.mark.django_db
+# The Ubuntu example names a boot image: it must be imported before the workflow saves.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ubuntu_boot_image")]
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_same_content_makes_no_new_version_changed_content_does(admin_client):
     wid = first.json()["id"]
     again = admin_client.post("/api/v1/workflows", {"content": UBUNTU_SERVER}, format="json")
     assert again.status_code == 200 and again.json()["latest_version"]["number"] == 1
-    changed = UBUNTU_SERVER.replace("post-install.sh", "post-install-3.sh")
+    changed = UBUNTU_SERVER.replace("by PureBoot", "by PureBoot v3")
     resp = admin_client.patch(f"/api/v1/workflows/{wid}", {"content": changed}, format="json")
     assert resp.status_code == 200 and resp.json()["latest_version"]["number"] == 2
     versions = admin_client.get(f"/api/v1/workflows/{wid}/versions").json()["results"]
@@ -96,7 +97,7 @@ def test_assign_pins_the_version_and_edits_do_not_move_it(admin_client):
     assert resp.json()["workflow_version"] == 1
     admin_client.patch(
         f"/api/v1/workflows/{wid}",
-        {"content": UBUNTU_SERVER.replace("post-install.sh", "post-install-2.sh")},
+        {"content": UBUNTU_SERVER.replace("by PureBoot", "by PureBoot v2")},
         format="json",
     )
     assert admin_client.get(f"/api/v1/nodes/{node.pk}").json()["workflow_version"] == 1

@@ -1,4 +1,8 @@
-"""Recognising an installer ISO from its real directory layout: one recogniser per family."""
+"""Recognising an installer ISO from its real directory layout: one recogniser per family.
+
+A gzip-compressed tar archive is not an ISO: recognise() hands it to
+workflows.isoimport.netboot (Debian's netboot.tar.gz).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ import posixpath
 import re
 from collections.abc import Callable
 
+from . import netboot
 from .errors import FileTooLarge, InvalidIso, UnrecognisedIso
-from .info import _EFI_LOADERS, ARCHES, DEFAULT_MAX_FILE_BYTES, BootFile, IsoInfo
+from .info import (
+    _EFI_LOADERS,
+    DEBIAN_ARCHES,
+    DEFAULT_MAX_FILE_BYTES,
+    BootFile,
+    IsoInfo,
+    _arch,
+    _slug,
+    _unsupported_arch,
+)
 from .reader import _IsoReader
-
-
-def _arch(token: str | None) -> str | None:
-    return ARCHES.get((token or "").strip().lower())
 
 
 def _efi_arch(iso: _IsoReader) -> str | None:
@@ -22,11 +32,6 @@ def _efi_arch(iso: _IsoReader) -> str | None:
         if iso.exists(f"/efi/boot/{loader}"):
             return arch
     return None
-
-
-def _slug(*parts: str) -> str:
-    """Join the non-empty parts with '-', keeping only characters safe in a name."""
-    return "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p).strip("_") for p in parts if p)
 
 
 def _boot_file(iso: _IsoReader, role: str, *candidates: str) -> BootFile | None:
@@ -41,12 +46,6 @@ def _require(found: BootFile | None, family: str, *candidates: str) -> BootFile:
     if found is None:
         raise UnrecognisedIso(f"looks like {family} media but has none of {', '.join(candidates)}")
     return found
-
-
-def _unsupported_arch(family: str, seen: str | None) -> UnrecognisedIso:
-    return UnrecognisedIso(
-        f"{family} media for architecture {seen or 'unknown'!r}; supported: x86_64, aarch64"
-    )
 
 
 _UBUNTU_INFO = re.compile(
@@ -89,6 +88,9 @@ def _ubuntu(iso: _IsoReader) -> IsoInfo | None:
         iso.volume_id,
         (kernel, initrd),
         details,
+        # Netbooted, the live-server initrd fetches the whole ISO (url=) and
+        # installs from it; a desktop ISO is not an autoinstall medium.
+        keeps_iso=edition == "live-server",
     )
 
 
@@ -133,10 +135,48 @@ def _debian(iso: _IsoReader) -> IsoInfo | None:
     elif m := re.search(r"\b(DVD|CD|BD)\b.*?(\d+)", media):
         kind = f"{m[1]}-{m[2]}"
     name = _slug("debian", version, debarch, kind)
-    details = {"disk_info": info, "media": match["media"] if match else ""}
+    # The initrd of a netinst/DVD ISO is debian-installer's CD flavour: netbooted,
+    # it looks for its CD (Debian bug 724931). Recorded so that a network install
+    # naming it is refused at save (workflows.installer_media).
+    details = {"disk_info": info, "media": match["media"] if match else "", "flavour": "cd"}
     if match:
         details.update(codename=match["codename"], build=match["build"] or "")
     return IsoInfo("debian", name, version, arch, iso.volume_id, (kernel, initrd), details)
+
+
+# /.disk/info of Debian's mini.iso, as debian-installer's build writes it
+# (build/config/x86.cfg and arm.cfg, arch_miniiso):
+# "Debian GNU/Linux $(DEBIAN_VERSION) $(ARCH) - netboot mini.iso $(BUILD_DATE)",
+# DEBIAN_VERSION being e.g. "12 (bookworm)".
+_DEBIAN_MINI_INFO = re.compile(
+    r"^Debian GNU/Linux\s+(?P<version>[0-9A-Za-z][0-9A-Za-z.~+-]{0,31})"
+    r"(?:\s+\((?P<codename>[^)]*)\))?\s+(?P<arch>\S+)\s+-\s+netboot mini\.iso"
+    r"(?:\s+(?P<build>\S+))?\s*$"
+)
+
+
+def _debian_mini(iso: _IsoReader) -> IsoInfo | None:
+    """Debian's mini.iso: the netboot flavour of the installer, /linux and /initrd.gz."""
+    kernel = _boot_file(iso, "kernel", "/linux")
+    initrd = _boot_file(iso, "initrd", "/initrd.gz")
+    if kernel is None or initrd is None:
+        return None
+    info = (iso.read_text("/.disk/info") or "").strip()
+    match = _DEBIAN_MINI_INFO.match(info)
+    if match is None:
+        return None  # the same root layout without Debian's label: not ours to guess
+    arch = DEBIAN_ARCHES.get(match["arch"])
+    if arch is None:
+        raise _unsupported_arch("Debian mini.iso", match["arch"])
+    details = {
+        "disk_info": info,
+        "flavour": "netboot",
+        "medium": "mini.iso",
+        "codename": match["codename"] or "",
+        "build": match["build"] or "",
+    }
+    name = _slug("debian", match["version"], "mini", match["arch"])
+    return IsoInfo("debian", name, match["version"], arch, iso.volume_id, (kernel, initrd), details)
 
 
 _TREEINFO_FAMILIES = ("fedora", "rocky", "alma")  # matched inside e.g. "Rocky Linux"
@@ -185,10 +225,18 @@ def _treeinfo(iso: _IsoReader) -> IsoInfo | None:
     initrds = from_treeinfo("initrd", "/images/pxeboot/initrd.img")
     kernel = _require(_boot_file(iso, "kernel", *kernels), label, *kernels)
     initrd = _require(_boot_file(iso, "initrd", *initrds), label, *initrds)
+    files = [kernel, initrd]
+    # The installer runtime (stage2) of the same build as this kernel and
+    # initrd: served beside them, so inst.stage2 never mixes releases.
+    mainimage = get("mainimage", "stage2")
+    listed = posixpath.normpath("/" + mainimage.lstrip("/")) if mainimage else None
+    stages = tuple(p for p in (listed, "/images/install.img") if p)
+    if stage2 := _boot_file(iso, "stage2", *stages):
+        files.append(stage2)
     variant = get("variant", "general") or get("variant", "release")
     name = _slug(family, version, arch, variant.lower())
-    details = {"family_label": label, "variant": variant, "stage2": get("mainimage", "stage2")}
-    return IsoInfo(family, name, version, arch, iso.volume_id, (kernel, initrd), details)
+    details = {"family_label": label, "variant": variant, "stage2": mainimage}
+    return IsoInfo(family, name, version, arch, iso.volume_id, tuple(files), details)
 
 
 _ARCH_VOLID = re.compile(r"^ARCH_(?P<year>\d{4})(?P<month>\d{2})")
@@ -212,8 +260,19 @@ def _archlinux(iso: _IsoReader) -> IsoInfo | None:
     for role, ucode in (("ucode_intel", "intel-ucode.img"), ("ucode_amd", "amd-ucode.img")):
         if found := _boot_file(iso, role, f"/arch/boot/{ucode}"):
             files.append(found)
-    rootfs = iso.find_file("/arch/x86_64/airootfs.sfs")
-    details = {"rootfs": rootfs.path if rootfs else ""}
+    # archiso netbooted over HTTP (archiso_http_srv=) fetches its root file
+    # system, and with checksum=y/verify=y the checksum and signature, itself.
+    rootfs = _boot_file(iso, "rootfs", "/arch/x86_64/airootfs.sfs")
+    if rootfs is not None:
+        files.append(rootfs)
+        for role, name in (
+            ("rootfs_sha512", "airootfs.sha512"),
+            ("rootfs_sig", "airootfs.sfs.sig"),
+            ("rootfs_cms_sig", "airootfs.sfs.cms.sig"),
+        ):
+            if found := _boot_file(iso, role, f"/arch/x86_64/{name}"):
+                files.append(found)
+    details = {"rootfs": rootfs.iso_path if rootfs else ""}
     name = _slug("archlinux", version, "x86_64")
     return IsoInfo("arch", name, version, "x86_64", iso.volume_id, tuple(files), details)
 
@@ -260,6 +319,7 @@ _DETECTORS: tuple[tuple[str, Callable[[_IsoReader], IsoInfo | None]], ...] = (
     ("Fedora/Rocky/Alma: /.treeinfo (+ images/pxeboot/vmlinuz, initrd.img)", _treeinfo),
     ("Ubuntu: /casper/vmlinuz, /casper/initrd", _ubuntu),
     ("Debian: /install.amd/ or /install.a64/ vmlinuz, initrd.gz", _debian),
+    ("Debian mini.iso: /linux, /initrd.gz, /.disk/info '... netboot mini.iso'", _debian_mini),
     ("Arch Linux: /arch/boot/x86_64/vmlinuz-linux, initramfs-linux.img", _archlinux),
 )
 
@@ -270,8 +330,11 @@ def recognise(
     """Tell which installer an ISO holds, from its directory layout.
 
     Raises InvalidIso (not an ISO, truncated, corrupt), FileTooLarge (a boot
-    file over max_file_bytes) or UnrecognisedIso (no known layout).
+    file over max_file_bytes) or UnrecognisedIso (no known layout). A gzip or
+    tar file is read as Debian's netboot.tar.gz instead (netboot.recognise()).
     """
+    if netboot.is_archive(path):
+        return netboot.recognise(path, max_file_bytes=max_file_bytes)
     with _IsoReader(path) as iso:
         info = None
         for _, detect in _DETECTORS:

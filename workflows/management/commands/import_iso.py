@@ -1,4 +1,5 @@
-"""Import an installer ISO: recognise it, extract its boot files, register a boot image."""
+"""Import an installer ISO (or Debian's netboot.tar.gz): recognise it, extract its
+boot files, register a boot image."""
 
 from __future__ import annotations
 
@@ -18,15 +19,35 @@ _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
 
+def _is_url(source: str) -> bool:
+    return urlparse(source).scheme in {"http", "https"}
+
+
+def _record_sources(files: dict[str, dict], info: isoimport.IsoInfo) -> None:
+    """Record beside each boot file where it came from in the ISO or archive ("from"),
+    and the installer flavour (Debian: "cd" or "netboot"), which the save-time check
+    reads (workflows.installer_media)."""
+    for bf in info.files:
+        files[bf.role]["from"] = bf.iso_path
+        if info.details.get("flavour"):
+            files[bf.role]["flavour"] = info.details["flavour"]
+
+
 class Command(BaseCommand):
     help = (
         "Read an installer ISO (Ubuntu live-server, Debian, Fedora/Rocky/Alma, Arch, "
-        "Windows) without mounting it, extract its kernel/initrd or WinPE files into the "
-        "boot root and register a boot image that workflows can name. A URL needs --sha256."
+        "Windows) without mounting it, extract its kernel/initrd or WinPE files (and what "
+        "the installer fetches at boot: Arch's root file system, Anaconda's runtime image, "
+        "an Ubuntu live-server ISO itself) into the boot root and register a boot image "
+        "that workflows can name. For a Debian network install, give Debian's "
+        "netboot.tar.gz (or mini.iso): a netinst or DVD ISO holds the CD installer, which "
+        "cannot install over the network. A URL needs --sha256."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("source", help="path to an ISO, or an http(s) URL")
+        parser.add_argument(
+            "source", help="path to an ISO or a Debian netboot.tar.gz, or an http(s) URL"
+        )
         parser.add_argument("--sha256", default="", help="expected SHA-256 (required for URLs)")
         parser.add_argument("--name", default="", help="boot image name (default: from the ISO)")
         parser.add_argument(
@@ -36,7 +57,7 @@ class Command(BaseCommand):
             "--max-bytes",
             type=int,
             default=16 * 1024**3,
-            help="largest ISO to download (bytes)",
+            help="largest ISO to download, or to keep in the boot root (bytes)",
         )
 
     def handle(self, *args, source, sha256, name, replace, max_bytes, **options):
@@ -59,33 +80,49 @@ class Command(BaseCommand):
             staging.mkdir()
             try:
                 extraction = isoimport.extract(iso_path, info, staging)
+                paths, digests = dict(extraction.paths), dict(extraction.sha256)
+                if info.keeps_iso:
+                    paths["iso"], digests["iso"] = isoimport.keep_iso(
+                        iso_path,
+                        info,
+                        staging,
+                        max_bytes=max_bytes,
+                        # A download is ours, and verified: moved, not copied.
+                        verified_sha256=sha256.lower() if _is_url(source) else "",
+                    )
             except isoimport.IsoImportError as exc:
                 raise CommandError(f"{source}: {exc}") from None
             files = {
                 role: {
-                    "name": path.name,
-                    "sha256": extraction.sha256[role],
+                    # Relative to the image's folder: some roles live in sub-folders.
+                    "name": path.relative_to(staging).as_posix(),
+                    "sha256": digests[role],
                     "size": path.stat().st_size,
                 }
-                for role, path in extraction.paths.items()
+                for role, path in paths.items()
             }
+            _record_sources(files, info)
             self._install(boot_root, name, staging, info, files, source, existing)
+        flavour = f", {info.details['flavour']} installer" if info.details.get("flavour") else ""
         self.stdout.write(
-            self.style.SUCCESS(f"imported {info.family} {info.version} ({info.arch}) as {name}")
+            self.style.SUCCESS(
+                f"imported {info.family} {info.version} ({info.arch}{flavour}) as {name}"
+            )
         )
         for role, meta in sorted(files.items()):
             self.stdout.write(
-                f"  {role:10} /boot/files/{name}/{meta['name']}  sha256 {meta['sha256']}"
+                f"  {role:14} /boot/files/{name}/{meta['name']}  sha256 {meta['sha256']}"
             )
 
     def _fetch(self, source: str, sha256: str, max_bytes: int, work_dir: Path) -> Path:
-        if urlparse(source).scheme in {"http", "https"}:
+        if _is_url(source):
             if not _SHA_RE.match(sha256):
-                raise CommandError("a URL needs --sha256 with the ISO's 64-hex-digit SHA-256")
+                raise CommandError("a URL needs --sha256 with the file's 64-hex-digit SHA-256")
             try:
                 return isoimport.download(
                     source,
-                    work_dir / "download.iso",
+                    # Recognised by its content: an ISO or a netboot.tar.gz alike.
+                    work_dir / "download",
                     sha256.lower(),
                     max_bytes=max_bytes,
                     timeout=60,
