@@ -170,6 +170,10 @@ EFI_LOADERS = (
 # next boot entry: so UEFI chainloads the disk's loader, and exits only when
 # no disk has one.
 EFI_LOCAL = (
+    # search probes only the file systems loaded: a network GRUB loads none yet.
+    "insmod part_gpt\n"
+    "insmod part_msdos\n"
+    "insmod fat\n"
     'if [ "${grub_cpu}" = "arm64" ]; then\n'
     "  set pb_efi=AA64\n"
     "else\n"
