@@ -141,3 +141,15 @@ def test_an_installing_node_booted_as_another_architecture_fails(settings, tmp_p
     assert "linux " not in cfg and "exit" in cfg
     node.refresh_from_db()
     assert node.state == "failed"
+
+
+@pytest.mark.django_db
+def test_arm64_http_boot_gets_its_grub_or_a_fast_404_once_installed(client, settings, tmp_path):
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    (tmp_path / "grubnetaa64.efi").write_bytes(b"MZ arm64 grub")
+    url = "/boot/http/grubnetaa64.efi"
+    served = client.get(url, {"mac": MAC})  # an unknown machine: the file
+    assert b"".join(served.streaming_content) == b"MZ arm64 grub"
+    make_node("installed", macs=[MAC], arch="aarch64", firmware="uefi")
+    gone = client.head(url, {"mac": MAC})
+    assert gone.status_code == 404 and gone["Cache-Control"] == "no-store"
