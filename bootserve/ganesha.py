@@ -34,7 +34,6 @@ import ipaddress
 import os
 import re
 import signal
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+
+from pureboot.files import atomic_write
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "nfsroot"
 TEMPLATE_ID_BASE = 1000
@@ -201,16 +202,7 @@ def write_config(path: Path, text: str) -> bool:
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
     return True
 
 

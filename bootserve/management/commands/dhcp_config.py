@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bootserve import dhcp
+from pureboot.files import atomic_write
 
 FULL_ONLY = ("dhcp_range", "netmask", "router", "dns", "lease_time")
 OPTION_NAMES = {
@@ -171,15 +170,6 @@ class Command(BaseCommand):
 
 def _write(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, text)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc}") from None
