@@ -28,7 +28,8 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 An install is never served to a machine of another architecture: when the
 client says what it is (iPXE's ``buildarch``, the ARM64 GRUB's prefix) and its
 workflow is not for that, a pending machine waits with the reason and an
-installing one fails and boots its disk.
+installing one boots its disk with the reason (it is not failed: anyone on the
+boot network can send one request naming another architecture).
 """
 
 from __future__ import annotations
@@ -175,9 +176,10 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
     if wrong_arch and state in (S.PENDING, S.REPROVISION):
         return Decision(Kind.WAIT, Step.NONE, f"{state}: {wrong_arch}; no install starts", fw)
     if wrong_arch and state == S.INSTALLING:
-        return Decision(
-            Kind.LOCAL, Step.FAIL, f"installing: {wrong_arch}; booting the local disk", fw
-        )
+        # Not failed: one request naming another architecture (which anyone on
+        # the boot network can send for any MAC) must not end a running install.
+        reason = f"installing: {wrong_arch}; booting the local disk"
+        return Decision(Kind.LOCAL, Step.NONE, reason, fw)
     if state in (S.PENDING, S.REPROVISION):
         if not node.can_install:
             return Decision(

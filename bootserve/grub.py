@@ -254,7 +254,10 @@ def render(
     if decision.kind == Kind.IGNORE:
         return None
     if decision.kind == Kind.LOCAL:
-        return _local_now(fw, f"PureBoot: {node_name} is {state}; booting the local disk")
+        message = f"PureBoot: {node_name} is {state}; booting the local disk"
+        if state not in ("installed", "active"):
+            message += f" ({decision.reason})"  # any other state needs a why
+        return _local_now(fw, message)
     if decision.kind == Kind.AGENT and install is None:
         return _local_now(fw, f"PureBoot: {node_name}: {decision.reason}")
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:

@@ -161,17 +161,17 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
         return _perform(decision, node, base_url)
 
 
-#: States in which the architecture a machine boots as is recorded on its node:
-#: before anyone relies on it. Later, a mismatch only refuses the install
+#: The state in which the architecture a machine boots as is recorded on its
+#: node: before anyone relies on it. Later, a mismatch only refuses the install
 #: (``engine``), so a host spoofing a MAC cannot rewrite an assigned node.
-ARCH_RECORDED_STATES = frozenset({NodeState.DISCOVERED, NodeState.FAILED})
+ARCH_RECORDED_STATES = frozenset({NodeState.DISCOVERED})
 
 
 ARCH_RECORD_SECONDS = 3600
 
 
 def record_arch(node: Node, client: Client) -> Node:
-    """Record the architecture ``client`` booted as on its discovered or failed node.
+    """Record the architecture ``client`` booted as on its discovered node.
 
     At most once an hour per node: anyone on the boot network can present a
     MAC, and flipping the architecture must not flood the audit trail.
@@ -181,7 +181,12 @@ def record_arch(node: Node, client: Client) -> Node:
     if not cache.add(f"pureboot:arch-recorded:{node.pk}", 1, timeout=ARCH_RECORD_SECONDS):
         return node
     try:
-        node_services.update_node(node.pk, node_services.SYSTEM, {"arch": client.arch})
+        with transaction.atomic():
+            # The state again under the row lock: an assign racing this request wins.
+            locked = Node.objects.select_for_update().get(pk=node.pk)
+            if locked.state not in ARCH_RECORDED_STATES:
+                return node
+            node_services.update_node(node.pk, node_services.SYSTEM, {"arch": client.arch})
     except ValidationError as exc:
         log.warning("boot: not recording arch %s for node %s: %s", client.arch, node.pk, exc)
         return node

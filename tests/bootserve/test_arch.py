@@ -8,6 +8,8 @@ architecture is refused at boot with the reason on the machine's screen.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.cache import cache
 
@@ -50,7 +52,7 @@ def facts(state: str, arches: tuple[str, ...] = ("x86_64",), **kw) -> NodeFacts:
     [
         ("pending", Kind.WAIT, Step.NONE),
         ("reprovision", Kind.WAIT, Step.NONE),
-        ("installing", Kind.LOCAL, Step.FAIL),
+        ("installing", Kind.LOCAL, Step.NONE),
     ],
 )
 def test_an_install_for_another_architecture_is_never_served(state, kind, step):
@@ -129,7 +131,8 @@ def test_an_assigned_node_keeps_its_record_and_refuses_the_foreign_install(clien
 
 
 @pytest.mark.django_db
-def test_an_installing_node_booted_as_another_architecture_fails(settings, tmp_path):
+def test_an_installing_node_asked_for_as_another_architecture_boots_its_disk(settings, tmp_path):
+    """One request naming another architecture (anyone can send it) does not fail the install."""
     settings.PUREBOOT_BOOT_ROOT = tmp_path
     node = make_node(macs=[MAC])
     node_services.perform(
@@ -138,9 +141,21 @@ def test_an_installing_node_booted_as_another_architecture_fails(settings, tmp_p
     assert b"linux " in resolve(f"grub/grub.cfg-01-{DASHED}", ("10.99.0.71", 1))
     assert Node.objects.get(pk=node.pk).state == "installing"
     cfg = resolve(f"grub-arm64/grub.cfg-01-{DASHED}", ("10.99.0.71", 1)).decode()
-    assert "linux " not in cfg and "exit" in cfg
+    assert not re.search(r"^\s*linux\s", cfg, re.M)
+    assert "this machine booted as aarch64" in cfg and "chainloader" in cfg
     node.refresh_from_db()
-    assert node.state == "failed"
+    assert node.state == "installing" and node.arch == "x86_64"
+    # The x86 machine's own next request still gets its install.
+    assert b"linux " in resolve(f"grub/grub.cfg-01-{DASHED}", ("10.99.0.71", 1))
+
+
+@pytest.mark.django_db
+def test_a_failed_or_assigned_node_keeps_its_recorded_architecture(client):
+    cache.clear()
+    node = make_node("failed", macs=[MAC])
+    assert client.get("/boot/ipxe", {"mac": MAC, "arch": "arm64"}).status_code == 200
+    node.refresh_from_db()
+    assert node.arch == "x86_64"
 
 
 @pytest.mark.django_db
