@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from django.conf import settings
@@ -282,28 +282,68 @@ def _discard(path: Path) -> None:
 # --- exports --------------------------------------------------------------------------
 
 
+def overlay_clients(node: Node) -> tuple[tuple[str, ...], str]:
+    """Who may mount ``node``'s overlay read-write: (clients, why closed when none).
+
+    The addresses its MACs hold in the lease file, one lease per MAC: a MAC
+    with two leases means another host asked with it (a spoofed MAC gets its
+    own lease), and then nobody is let in until one expires. With no lease
+    known (proxy DHCP, a Pi known by its serial only) the networks of
+    PUREBOOT_NFS_CLIENTS, an operator's explicit choice, else nobody.
+    """
+    per_mac = [leases.ipv4_addresses_for([i.mac]) for i in node.interfaces.all()]
+    if any(len(held) > 1 for held in per_mac):
+        return (), "one of its MACs holds more than one DHCP lease; closed until one expires"
+    addresses = tuple(sorted({str(a) for held in per_mac for a in held}))
+    if addresses:
+        return addresses, ""
+    return tuple(settings.PUREBOOT_NFS_CLIENTS), (
+        "no DHCP lease names its address yet and PUREBOOT_NFS_CLIENTS is empty"
+    )
+
+
 def exports(hide: Collection[str] = ()) -> list[ganesha.Export]:
-    """Every export PureBoot serves now: imported templates (but ``hide``), complete overlays."""
-    networks = tuple(settings.PUREBOOT_NFS_CLIENTS)
+    """Every export PureBoot serves now: imported templates (but ``hide``), complete overlays.
+
+    Templates are read-only to the diskless nodes' own addresses and to
+    PUREBOOT_NFS_CLIENTS, never to anyone: a template holds the files every
+    node shares (its root's own, host keys if the operator left them in). An
+    export whose id ganesha cannot hold (16 bits) is left out and logged, so
+    one does not stop every other from being written.
+    """
+    node_exports = []
+    node_addresses: set[str] = set()
+    for node in Node.objects.filter(pk__in=overlay_ids()).prefetch_related("interfaces"):
+        clients, closed = overlay_clients(node)
+        node_exports.append(ganesha.node_export(node.pk, overlay_path(node.pk), clients, closed))
+        node_addresses.update(clients)
+    template_clients = tuple(sorted(node_addresses | set(settings.PUREBOOT_NFS_CLIENTS)))
     out = [
-        ganesha.template_export(t.pk, t.name, rootfs.template_path(t.name), networks)
+        replace(
+            ganesha.template_export(t.pk, t.name, rootfs.template_path(t.name), template_clients),
+            closed_reason=""
+            if template_clients
+            else "no diskless node holds a DHCP lease and PUREBOOT_NFS_CLIENTS is empty",
+        )
         for t in RootFilesystem.objects.order_by("pk")
         if t.name not in hide and rootfs.template_path(t.name).is_dir()
     ]
-    ids = overlay_ids()
-    for node in Node.objects.filter(pk__in=ids).prefetch_related("interfaces").order_by("pk"):
-        addresses = leases.ipv4_addresses_for(i.mac for i in node.interfaces.all())
-        clients = tuple(str(a) for a in addresses) or networks
-        out.append(
-            ganesha.node_export(
-                node.pk,
-                overlay_path(node.pk),
-                clients,
-                closed_reason="no DHCP lease names its address yet and PUREBOOT_NFS_CLIENTS "
-                "is empty",
-            )
-        )
-    return out
+    out += sorted(node_exports, key=lambda e: e.export_id)
+    return [e for e in out if _id_fits(e)]
+
+
+def _id_fits(export: ganesha.Export) -> bool:
+    node = export.pseudo.startswith(ganesha.NODE_PSEUDO)
+    limit = ganesha.MAX_EXPORT_ID if node else ganesha.NODE_ID_BASE - 1
+    if export.export_id <= limit:
+        return True
+    log.error(
+        "nfsroot: %s: export id %s is over %s; not exported",
+        export.comment,
+        export.export_id,
+        limit,
+    )
+    return False
 
 
 def render_config(hide: Collection[str] = ()) -> str:

@@ -95,3 +95,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("hypervisors.sync_due"),
         name="sync hypervisors whose interval elapsed",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
+        sender.signature("bootserve.sync_nfs_exports"),
+        name="follow diskless nodes' leases in the NFS exports",
+    )

@@ -372,8 +372,12 @@ def test_overlay_clients_come_from_the_leases_else_the_configured_networks(templ
     node = diskless_node(macs=["52:54:00:0a:00:07"])
     workflow_services.start_install(node.pk)
     sync_nfs_root(node.pk)
-    mine = [e for e in nfsroot.exports() if e.pseudo.endswith(f"/{node.pk}")][0]
+    by_pseudo = {e.pseudo: e for e in nfsroot.exports()}
+    mine = by_pseudo[f"/pureboot/nodes/{node.pk}"]
     assert mine.clients == () and "no DHCP lease" in mine.closed_reason
+    # Nobody to serve the template to yet: closed too, never open to everyone.
+    template_export = by_pseudo["/pureboot/templates/rpi-os"]
+    assert template_export.clients == () and "no diskless node" in template_export.closed_reason
 
     settings.PUREBOOT_NFS_CLIENTS = ["10.99.0.0/24"]
     mine = [e for e in nfsroot.exports() if e.pseudo.endswith(f"/{node.pk}")][0]
@@ -388,10 +392,34 @@ def test_overlay_clients_come_from_the_leases_else_the_configured_networks(templ
     settings.PUREBOOT_DHCP_LEASEFILE = str(leases)
     by_pseudo = {e.pseudo: e for e in nfsroot.exports()}
     assert by_pseudo[f"/pureboot/nodes/{node.pk}"].clients == ("10.99.0.57",)
-    assert by_pseudo["/pureboot/templates/rpi-os"].clients == ("10.99.0.0/24",)
+    # The template: the diskless nodes' own addresses and the configured networks.
+    assert by_pseudo["/pureboot/templates/rpi-os"].clients == ("10.99.0.0/24", "10.99.0.57")
     assert nfsroot.apply_exports() is True  # the address changed: rewritten
     assert "Clients = 10.99.0.57;" in _config(nfs)
     assert nfsroot.apply_exports() is False  # nothing changed: not rewritten
+
+    # A second lease for the node's MAC (another host asking with it): closed.
+    leases.write_text(
+        "0 52:54:00:0a:00:07 10.99.0.57 pi *\n0 52:54:00:0a:00:07 10.99.0.66 spoof *\n"
+    )
+    mine = {e.pseudo: e for e in nfsroot.exports()}[f"/pureboot/nodes/{node.pk}"]
+    assert mine.clients == () and "more than one DHCP lease" in mine.closed_reason
+
+
+@pytest.mark.django_db
+def test_an_export_id_ganesha_cannot_hold_is_left_out_and_the_rest_still_written(
+    template, nfs, settings, caplog
+):
+    settings.PUREBOOT_NFS_CLIENTS = ["10.99.0.0/24"]
+    small, big = diskless_node(), diskless_node(id=70000)
+    for node in (small, big):
+        workflow_services.start_install(node.pk)
+        sync_nfs_root(node.pk)
+    with caplog.at_level("ERROR"):
+        pseudos = {e.pseudo for e in nfsroot.exports()}
+    assert f"/pureboot/nodes/{small.pk}" in pseudos
+    assert "/pureboot/templates/rpi-os" in pseudos and "/pureboot/nodes/70000" not in pseudos
+    assert "export id 80000 is over 65535" in caplog.text
 
 
 @pytest.mark.django_db
