@@ -25,6 +25,15 @@ class BootImageExists(Exception):
     """A boot image of that name exists and replacing it was not asked for."""
 
 
+class BootImageFolderTaken(Exception):
+    """The boot root already holds something of that name that is no boot image.
+
+    The bootloaders (``grub/``, ``grub-arm64/``, ``rpi/``, ``pxelinux.cfg/``),
+    the NFS roots' kernels (``nfsroot/``) and an operator's own files live
+    beside the boot images; importing over them would delete them.
+    """
+
+
 def install_boot_image(
     *,
     name: str,
@@ -45,6 +54,7 @@ def install_boot_image(
     existing = BootImage.objects.filter(name=name).first()
     if existing and not replace:
         raise BootImageExists(name)
+    check_folder_free(name, existing is not None)
     with tempfile.TemporaryDirectory(dir=boot_root, prefix=".import-") as work:
         if staging is None:
             staging = Path(work) / "files"
@@ -53,6 +63,16 @@ def install_boot_image(
                 shutil.copyfile(path, staging / files[role]["name"])
         return _swap_in(
             boot_root, name, staging, existing, family, version, arch, volume_id, files, source
+        )
+
+
+def check_folder_free(name: str, registered: bool) -> None:
+    """Raise BootImageFolderTaken when ``<boot root>/<name>`` exists but is no boot image."""
+    target = Path(settings.PUREBOOT_BOOT_ROOT) / name
+    if not registered and (target.exists() or target.is_symlink()):
+        raise BootImageFolderTaken(
+            f"{target} exists and is not a boot image (bootloaders, NFS root kernels or an "
+            "operator's files live there); choose another name"
         )
 
 

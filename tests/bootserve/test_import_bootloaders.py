@@ -250,3 +250,21 @@ def test_a_folder_without_pi4_firmware_is_refused(root, pi_folder, missing):
 def test_a_pi_firmware_path_that_is_no_folder_is_refused(root, tmp_path):
     with pytest.raises(CommandError, match="not a folder"):
         run("--pi-firmware", str(tmp_path / "nope"))
+
+
+def test_links_in_a_pi_firmware_bundle_are_never_followed(root, pi_folder, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("controller secret\n")
+    (pi_folder / "bcm2711-rpi-cm4.dtb").symlink_to(secret)
+    (pi_folder / "overlays" / "leak.dtbo").symlink_to(secret)
+    (pi_folder / "bootcode.bin").unlink()
+    (pi_folder / "bootcode.bin").symlink_to(secret)
+    run("--pi-firmware", str(pi_folder))
+    placed = [p for p in root.rglob("*") if p.is_file()]
+    assert all(b"controller secret" not in p.read_bytes() for p in placed)
+    assert not (root / "rpi/bcm2711-rpi-cm4.dtb").exists()
+    assert not (root / "bootcode.bin").exists()
+    (pi_folder / "start4.elf").unlink()
+    (pi_folder / "start4.elf").symlink_to(secret)
+    with pytest.raises(CommandError, match="no start4.elf"):
+        run("--pi-firmware", str(pi_folder))

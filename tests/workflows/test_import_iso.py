@@ -128,3 +128,23 @@ def test_url_needs_checksum_and_missing_file(tmp_path):
         _run("http://127.0.0.1:9/x.iso")
     with pytest.raises(CommandError, match="no such file"):
         _run(str(tmp_path / "absent.iso"))
+
+
+@pytest.mark.parametrize("taken", ["grub-arm64", "nfsroot", "rpi", "undionly.kpxe"])
+def test_a_name_the_boot_root_uses_for_something_else_is_refused(tmp_path, boot_root, taken):
+    """Bootloaders, NFS root kernels and operators' files beside the images are never replaced."""
+    place = boot_root / taken
+    if "." in taken:
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.write_bytes(b"a bootloader")
+    else:
+        place.mkdir(parents=True)
+        (place / "keep.me").write_bytes(b"kept")
+    built = isofactory.ubuntu_live_server(tmp_path / "ubuntu.iso")
+    for extra in ([], ["--replace"]):
+        with pytest.raises(CommandError, match="is not a boot image"):
+            _run(str(built.path), "--name", taken, *extra)
+    assert not BootImage.objects.exists()
+    kept = place if place.is_file() else place / "keep.me"
+    assert kept.read_bytes() in (b"a bootloader", b"kept")
+    assert sorted(p.name for p in boot_root.iterdir()) == [taken]  # no leftovers

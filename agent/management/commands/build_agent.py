@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from agent.build import AGENT_VERSION, BuildError, image
-from workflows.bootimages import BootImageExists, install_boot_image
+from workflows.bootimages import BootImageExists, BootImageFolderTaken, install_boot_image
 
 FAMILY = "pureboot-agent"
 
@@ -73,4 +73,6 @@ class Command(BaseCommand):
             )
         except BootImageExists:
             raise CommandError(f"boot image {name} exists; use --replace to replace it") from None
+        except BootImageFolderTaken as exc:
+            raise CommandError(f"--name {name}: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"imported as boot image {name}"))

@@ -242,13 +242,19 @@ def _pi_folder(given: Path, workdir: Path) -> Path:
     return given
 
 
+def _plain(path: Path) -> bool:
+    """A regular file, not a link: a firmware bundle's link could name any file here,
+    which would then be served to anyone over TFTP."""
+    return path.is_file() and not path.is_symlink()
+
+
 def _pi_sources(folder: Path) -> list[Source]:
     """Raspberry Pi network-boot firmware (Pi 3 and 4; a Pi 5 loads none) from a folder."""
     if not folder.is_dir():
         raise CommandError(
             f"--pi-firmware {folder}: not a folder (or Debian's raspi-firmware .deb)"
         )
-    absent = [name for name in PI_REQUIRED if not (folder / name).is_file()]
+    absent = [name for name in PI_REQUIRED if not _plain(folder / name)]
     if absent:
         raise CommandError(
             f"--pi-firmware {folder}: no {' or '.join(absent)}; give the boot folder of the "
@@ -257,16 +263,14 @@ def _pi_sources(folder: Path) -> list[Source]:
         )
     # The Pi 4 firmware, and the Pi 3's (bootcode.bin, start.elf, fixup.dat) when present.
     names = [*PI_REQUIRED, *PI3_FILES] + sorted(p.name for p in folder.glob("*.dtb"))
-    sources = [
-        Source(PI_ORIGIN, folder / n, f"{PI_DIR}/{n}") for n in names if (folder / n).is_file()
-    ]
-    if (folder / "bootcode.bin").is_file():
+    sources = [Source(PI_ORIGIN, folder / n, f"{PI_DIR}/{n}") for n in names if _plain(folder / n)]
+    if _plain(folder / "bootcode.bin"):
         # A Pi 3's boot ROM asks for it at the TFTP root, before any folder.
         sources.append(Source(PI_ORIGIN, folder / "bootcode.bin", "bootcode.bin"))
     overlays = folder / "overlays"
     if overlays.is_dir():
         for path in sorted(overlays.rglob("*")):
-            if path.is_file():
+            if _plain(path):
                 dest = f"{PI_DIR}/{path.relative_to(folder).as_posix()}"
                 sources.append(Source(PI_ORIGIN, path, dest))
     return sources

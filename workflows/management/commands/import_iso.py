@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workflows import isoimport
-from workflows.bootimages import install_boot_image
+from workflows.bootimages import BootImageFolderTaken, check_folder_free, install_boot_image
 from workflows.models import BootImage
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -76,6 +76,10 @@ class Command(BaseCommand):
             existing = BootImage.objects.filter(name=name).first()
             if existing and not replace:
                 raise CommandError(f"boot image {name} exists; use --replace to replace it")
+            try:
+                check_folder_free(name, existing is not None)
+            except BootImageFolderTaken as exc:
+                raise CommandError(f"--name {name}: {exc}") from None
             staging = work_dir / "files"
             staging.mkdir()
             try:
