@@ -121,8 +121,15 @@ BOOT_WORDS = {
 }
 
 
+#: ``NodeFacts.missing_image`` of an NFS root whose template is not imported
+#: (or NFS root is off): the prefix, then the template's name.
+NFS_ROOT_PREFIX = "nfs root "
+
+
 def _importer(image: str) -> str:
     """The command that makes ``image``."""
+    if image.startswith(NFS_ROOT_PREFIX):
+        return "manage.py import_rootfs, with PUREBOOT_NFS_SERVER set"
     if image.startswith("pureboot-agent-"):
         return f"manage.py build_agent --arch {image.removeprefix('pureboot-agent-')}"
     return "manage.py import_iso"

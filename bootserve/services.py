@@ -29,10 +29,10 @@ from nodes.choices import Arch, Firmware, NodeState
 from nodes.models import Node, is_pi_with_serial
 from workflows import services as workflow_services
 from workflows.choices import RunStatus
-from workflows.models import BootImage, WorkflowRun
+from workflows.models import BootImage, RootFilesystem, WorkflowRun
 
 from . import discovery, nfsroot
-from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
+from .engine import NFS_ROOT_PREFIX, Client, Decision, Kind, NodeFacts, Policy, Step, decide
 from .install import InstallBoot, agent_boot, agent_image, boot_task, node_install_boot
 from .queries import workflow_arches
 
@@ -82,6 +82,11 @@ def _missing_image(node: Node) -> str:
     if task is not None and task["type"] == "image_deploy":
         # The agent deploys the image: its boot image is the one that must exist.
         return "" if agent_image(node.arch) else f"pureboot-agent-{node.arch}"
+    if task is not None and task["type"] == "nfs_root":
+        # Its template must be there, and NFS root switched on, or nothing boots.
+        root = task.get("root", "")
+        there = RootFilesystem.objects.filter(name=root).exists()
+        return "" if there and settings.PUREBOOT_NFS_SERVER else f"{NFS_ROOT_PREFIX}{root}"
     image = (task or {}).get("boot_image")
     if image and not BootImage.objects.filter(name=image).exists():
         return image

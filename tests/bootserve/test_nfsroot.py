@@ -23,6 +23,7 @@ from tests.factories import make_node, make_workflow
 from tests.workflows.installer_helpers import report_controller
 from tests.workflows.test_rootfs import make_archive, system_members
 from workflows import services as workflow_services
+from workflows.models import RootFilesystem
 
 BASE = "http://pureboot.test:8000"
 SERIAL = "1234abcd"
@@ -589,3 +590,23 @@ def test_the_first_boot_report_says_installed_then_active(tmp_path):
     assert {r["auth"] for r in received} == {"Node TOKEN:abc"}
     assert received[1]["body"]["node_id"] == "7" and received[1]["path"] == "/api/v1/report"
     assert not env.exists()  # the token is gone once reported
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("why", ["template gone", "nfs root off"])
+def test_a_pending_diskless_node_waits_while_its_root_cannot_be_served(
+    template, nfs, settings, client, why
+):
+    """No install starts that could not boot: it would sit in installing with nothing served."""
+    mac = "52:54:00:0f:00:09"
+    node = diskless_node(macs=[mac])
+    if why == "template gone":
+        RootFilesystem.objects.filter(name="rpi-os").delete()
+    else:
+        settings.PUREBOOT_NFS_SERVER = ""
+    script = client.get("/boot/ipxe", {"mac": mac}).content.decode()
+    assert "waiting for an assignment" in script
+    assert "boot image 'nfs root rpi-os' is not imported" in script
+    assert "manage.py import_rootfs, with PUREBOOT_NFS_SERVER set" in script
+    node.refresh_from_db()
+    assert node.state == "pending"
