@@ -31,10 +31,13 @@ from nodes.models import Node
 
 from .definitions import Definition, DefinitionError
 from .models import RootFilesystem
-from .rootfs_archive import RootfsError, member_parts, sha256_file, unpack
+from .rootfs_archive import RootfsError, member_parts, unpack
 
 ARCHES = ("aarch64", "armhf", "x86_64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# A kernel's or initramfs's path components: they end up unquoted in iPXE
+# scripts and in X-Accel-Redirect headers.
+_BOOT_NAME_RE = re.compile(r"^[A-Za-z0-9._+-]+$")
 # Raspberry Pi firmware kernels and the initramfs names its config.txt loads.
 PI_BOOT_FILES = {
     "aarch64": (("kernel8.img", "initramfs8"), ("kernel_2712.img", "initramfs_2712")),
@@ -143,6 +146,7 @@ def find_boot_files(
         if not (kernel and initrd):
             raise RootfsError("--kernel and --initrd go together")
         for option, relative in (("--kernel", kernel), ("--initrd", initrd)):
+            _check_boot_path(option, relative.lstrip("/"))
             if not regular_file(root, relative.lstrip("/")):
                 raise RootfsError(f"{option} {relative}: no such regular file in the archive")
         kernel, initrd = kernel.lstrip("/"), initrd.lstrip("/")
@@ -161,6 +165,8 @@ def find_boot_files(
         version = name.removeprefix("vmlinuz-")
         for candidate in (f"boot/initrd.img-{version}", f"boot/initramfs-{version}.img"):
             if regular_file(root, f"boot/{name}") and regular_file(root, candidate):
+                _check_boot_path("the kernel", f"boot/{name}")
+                _check_boot_path("its initramfs", candidate)
                 return f"boot/{name}", candidate
     raise RootfsError(
         "no kernel with an initramfs found (looked for boot/firmware/ and boot/ "
@@ -168,6 +174,18 @@ def find_boot_files(
         "initramfs, and boot/vmlinuz-<version> with boot/initrd.img-<version>); name them "
         "with --kernel and --initrd. The initramfs must carry PureBoot's NFS root script "
         "(templates/nfsroot/README.md)"
+    )
+
+
+def _check_boot_path(what: str, relative: str) -> None:
+    """RootfsError unless every component of ``relative`` is a plain file name."""
+    parts = relative.split("/")
+    if all(_BOOT_NAME_RE.match(p) and p not in (".", "..") for p in parts):
+        return
+    raise RootfsError(
+        f"{what} {relative!r}: a kernel's or initramfs's path may hold only letters, digits, "
+        "'.', '_', '+' and '-' between its '/' (no '..'): rename it in the archive, or name "
+        "another with --kernel and --initrd"
     )
 
 
@@ -264,8 +282,7 @@ def import_rootfs(
     try:
         tree = work / "root"
         tree.mkdir(mode=0o755)
-        digest = sha256_file(archive)
-        size, files = unpack(archive, tree)
+        size, files, digest = unpack(archive, tree)  # hashed as it is unpacked
         kernel, initrd = find_boot_files(tree, arch, kernel, initrd)
         boot_work.chmod(0o755)
         for relative in (kernel, initrd):
@@ -300,6 +317,16 @@ def _swap_in(
     done: list[tuple[Path, Path, Path | None]] = []  # (staged, final, old)
     try:
         with transaction.atomic():
+            # The unpack took minutes: whether the template may be (re)placed
+            # is decided again here, on a locked row, with nothing moved yet.
+            current = RootFilesystem.objects.select_for_update().filter(name=name).first()
+            if (current.pk if current else None) != (existing.pk if existing else None):
+                raise RootfsError(
+                    f"root file system {name!r} was imported or removed by someone else "
+                    "while this archive was unpacked: run the command again"
+                )
+            if existing and (users := nodes_using(name)):
+                raise RootfsInUse(name, users, "replaced")
             if existing:
                 for key, value in fields.items():
                     setattr(existing, key, value)

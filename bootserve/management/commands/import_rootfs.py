@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -51,7 +53,7 @@ class Command(BaseCommand):
                 kernel=options["kernel"],
                 initrd=options["initrd"],
                 replace=options["replace"],
-                actor="system:import_rootfs",
+                actor=f"host:{getpass.getuser()}@{socket.gethostname()}",
             )
         except rootfs.RootfsError as exc:
             raise CommandError(str(exc)) from None

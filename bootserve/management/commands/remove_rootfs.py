@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
+
 from django.core.management.base import BaseCommand, CommandError
 
 from bootserve import nfsroot
@@ -21,7 +24,7 @@ class Command(BaseCommand):
         if not rootfs.nodes_using(name):
             nfsroot.withdraw_template(name)  # unexported before its tree goes
         try:
-            rootfs.remove_rootfs(name, actor="system:remove_rootfs")
+            rootfs.remove_rootfs(name, actor=f"host:{getpass.getuser()}@{socket.gethostname()}")
         except rootfs.RootfsError as exc:
             raise CommandError(str(exc)) from None
         finally:
