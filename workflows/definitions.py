@@ -255,28 +255,66 @@ def parse(text: str | bytes) -> Definition:
                 f"task type {task['type']!r} is not available yet: {reason}",
                 path=f"tasks[{index}].type",
             )
+    _check_nfs_root(tasks)  # first: its refusals name nfs_root
     _check_image_deploy(tasks)
-    _check_nfs_root(tasks)
     _check_folded_steps(tasks)
     _check_vm_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
 
 
+# What may run with nfs_root besides the controller's steps: raspberrypi_os configures
+# the node's writable /etc, /var and /home at its first boot (PureBoot's boot script
+# runs its firstrun.sh), and the script_run steps folded into it run there too.
+NFS_ROOT_COMPANIONS = ("raspberrypi_os", "script_run")
+
+
 def _check_nfs_root(tasks: list[dict]) -> None:
-    """A diskless machine's install is its NFS root: nothing else runs on the node."""
+    """A diskless machine boots its NFS root; only a first-boot configuration runs on it."""
     roots = [i for i, t in enumerate(tasks) if t["type"] == "nfs_root"]
     if not roots:
         return
     if len(roots) > 1:
         raise DefinitionError("a workflow boots one NFS root", path=f"tasks[{roots[1]}].type")
     for index, task in enumerate(tasks):
-        if task["type"] != "nfs_root" and TASK_TYPES[task["type"]].runs_on != CONTROLLER:
+        kind = task["type"]
+        if kind == "nfs_root" or TASK_TYPES[kind].runs_on == CONTROLLER:
+            continue
+        path = f"tasks[{index}]"
+        if kind not in NFS_ROOT_COMPANIONS:
             raise DefinitionError(
-                f"{task['type']} cannot share a workflow with nfs_root: a diskless node boots "
-                "its NFS root and installs nothing (put what it needs in the root file system, "
-                "or let it configure its overlay at boot)",
-                path=f"tasks[{index}].type",
+                f"{kind} cannot share a workflow with nfs_root: {_nfs_root_refusal(kind)}",
+                path=f"{path}.type",
             )
+        if kind == "raspberrypi_os" and index < roots[0]:
+            raise DefinitionError(
+                "raspberrypi_os configures the NFS root the node boots: put it after nfs_root",
+                path=f"{path}.type",
+            )
+        if kind == "raspberrypi_os" and task["packages"]:
+            raise DefinitionError(
+                "a diskless node cannot install packages: its root file system is read-only "
+                "over NFS; install them in the template (manage.py import_rootfs)",
+                path=f"{path}.packages",
+            )
+
+
+def _nfs_root_refusal(kind: str) -> str:
+    """Why ``kind`` makes no sense on a diskless node."""
+    if kind in ("pxe_boot", "image_deploy"):
+        return "nfs_root is the diskless node's network boot, now and at every boot"
+    if kind in ("disk_wipe", "partition"):
+        return "a diskless node has no disk to prepare"
+    if kind == "package_install":
+        return (
+            "a diskless node's root file system is read-only over NFS; install the packages "
+            "in the template (manage.py import_rootfs)"
+        )
+    if TASK_TYPES[kind].renders:
+        return (
+            "a diskless node runs no installer; raspberrypi_os is the one configuration it "
+            "takes (on its first boot, on its NFS root)"
+        )
+    return "a diskless node boots its NFS root and installs nothing"
 
 
 def _check_vm_steps(tasks: list[dict]) -> None:

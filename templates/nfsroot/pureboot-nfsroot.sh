@@ -20,9 +20,12 @@
 # which PureBoot seeded from the template). /init then moves /run into the
 # new root, so the export stays mounted at /run/pureboot/overlay. With a
 # token (the first boot of an install) it leaves a one-shot systemd unit in
-# /run/systemd/system that reports "installed", then "active", to the
-# controller once the network is online. The token stays in /run (memory):
-# nothing secret is written to NFS.
+# /run/systemd/system that, once the network is online, fetches the node's
+# firstrun.sh (/api/v1/install/TOKEN/firstrun.sh: a raspberrypi_os task's
+# first-boot configuration; 404 when the workflow has none) and runs it with
+# PUREBOOT_NFSROOT=1, then reports "installed" and "active" to the controller,
+# or "failed" when firstrun.sh fails. The token and firstrun.sh stay in /run
+# (memory): nothing secret is written to NFS.
 #
 # Every mount is retried (the server may still be reloading its exports);
 # a root or overlay that cannot be mounted ends in initramfs-tools' panic
@@ -129,7 +132,7 @@ pureboot_overlay() {
 	IFS=$_pb_ifs
 }
 
-# With a token: the one-shot unit that reports the first boot to the controller.
+# With a token: the one-shot unit that configures (firstrun.sh) and reports the first boot.
 pureboot_report_setup() {
 	_pb_token=$(pureboot_arg pureboot.token) || _pb_token=""
 	_pb_url=$(pureboot_arg pureboot.url) || _pb_url=""
@@ -145,8 +148,13 @@ pureboot_report_setup() {
 	)
 	cat >"$PUREBOOT_RUN/report" <<'PUREBOOT_REPORT'
 #!/bin/sh
-# PureBoot: report this diskless node's first boot: installed, then active.
+# PureBoot: this diskless node's first boot. When its workflow configures it
+# (raspberrypi_os), fetch its firstrun.sh and run it on this NFS root, then
+# report "installed" and "active", or "failed" if it failed. Both files stay
+# in /run (memory), readable by root only: the token is never written to NFS.
+umask 077
 env=${PUREBOOT_ENV:-/run/pureboot/node.env}
+delay=${PUREBOOT_REPORT_DELAY:-10}
 while IFS='=' read -r key value; do
 	case "$key" in
 	PUREBOOT_URL) url=$value ;;
@@ -154,48 +162,99 @@ while IFS='=' read -r key value; do
 	PUREBOOT_TOKEN) token=$value ;;
 	esac
 done <"$env"
-# One POST; 2 means the controller answered with an error (retrying is useless).
+firstrun=${env%/*}/firstrun.sh
+# One POST: 0 done, 2 the controller answered with an error (retrying is useless),
+# 1 no answer.
+# shellcheck disable=SC2317 # post and get are called through retry
 post() {
 	body="{\"node_id\": \"$node\", \"status\": \"$1\", \"progress\": 100, \"logs\": [\"$2\"]}"
 	if command -v curl >/dev/null 2>&1; then
 		curl -fsS -o /dev/null -m 30 -H "Authorization: Node $token" \
 			-H "Content-Type: application/json" --data "$body" "$url/api/v1/report"
-		rc=$?
-		[ "$rc" -eq 22 ] && return 2
+		rc=$? error=22
 	else
 		wget -q -O /dev/null -T 30 --header="Authorization: Node $token" \
 			--header="Content-Type: application/json" --post-data="$body" \
 			"$url/api/v1/report"
-		rc=$?
-		[ "$rc" -eq 8 ] && return 2
+		rc=$? error=8
 	fi
-	return "$rc"
+	[ "$rc" -eq 0 ] && return 0
+	[ "$rc" -eq "$error" ] && return 2
+	return 1
 }
-report() {
+# One GET of the node's firstrun.sh: 0 fetched, 3 none (404: the workflow has no
+# raspberrypi_os), 2 another answer, 1 no answer yet (none, busy: 429, 5xx). The
+# answer's status is in $code.
+# shellcheck disable=SC2317
+get() {
+	if command -v curl >/dev/null 2>&1; then
+		code=$(curl -sS -o "$firstrun" -w '%{http_code}' -m 60 \
+			"$url/api/v1/install/$token/firstrun.sh")
+	else
+		# wget -S prints the answer's status line (HTTP/1.1 404 Not Found) on stderr.
+		code=$(wget -S -O "$firstrun" -T 60 "$url/api/v1/install/$token/firstrun.sh" 2>&1 |
+			sed -n 's|^ *HTTP/[0-9.]* \([0-9][0-9][0-9]\).*|\1|p' | tail -n 1)
+	fi
+	case "$code" in
+	200) return 0 ;;
+	404) return 3 ;;
+	429 | 5[0-9][0-9]) return 1 ;;
+	[1-4][0-9][0-9]) return 2 ;;
+	*) return 1 ;;
+	esac
+}
+# Repeat a POST or a GET while the controller does not answer.
+retry() {
 	for attempt in 1 2 3 4 5 6; do
-		post "$1" "$2"
+		"$@"
 		rc=$?
-		[ "$rc" -ne 1 ] && [ "$rc" -lt 3 ] && return "$rc"
-		[ "$attempt" -lt 6 ] && sleep "${PUREBOOT_REPORT_DELAY:-10}"
+		[ "$rc" -ne 1 ] && return "$rc"
+		[ "$attempt" -lt 6 ] && sleep "$delay"
 	done
 	return 1
 }
-report installed "diskless: NFS root and overlay mounted, system up"
-report active "diskless: first boot"
-rm -f "$env"
-exit 0
+finish() {
+	rm -f "$env" "$firstrun"
+	exit "$1"
+}
+retry get
+case $? in
+0)
+	echo "PureBoot: running firstrun.sh from $url"
+	# As a service would: files it writes in /etc are for everyone to read.
+	(umask 022 && PUREBOOT_NFSROOT=1 exec bash "$firstrun")
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		retry post failed "diskless: firstrun.sh failed (exit $rc), see journalctl -u pureboot-report"
+		finish 1
+	fi
+	what="firstrun.sh done"
+	;;
+3) what="system up" ;;
+*)
+	answer="HTTP ${code:-000}"
+	[ "$answer" = "HTTP 000" ] && answer="no answer"
+	echo "PureBoot: cannot fetch firstrun.sh ($answer):" >&2
+	[ -s "$firstrun" ] && head -c 2000 "$firstrun" >&2
+	retry post failed "diskless: cannot fetch firstrun.sh from the controller ($answer)"
+	finish 1
+	;;
+esac
+retry post installed "diskless: NFS root and overlay mounted, $what"
+retry post active "diskless: first boot"
+finish 0
 PUREBOOT_REPORT
 	chmod 700 "$PUREBOOT_RUN/report"
 	cat >"$PUREBOOT_UNITS/pureboot-report.service" <<PUREBOOT_UNIT
 [Unit]
-Description=PureBoot: report this diskless node's first boot to the controller
+Description=PureBoot: configure this diskless node's first boot and report it
 Wants=network-online.target
 After=network-online.target
 ConditionPathExists=$PUREBOOT_RUN/node.env
 
 [Service]
 Type=oneshot
-TimeoutStartSec=5min
+TimeoutStartSec=30min
 ExecStart=/bin/sh $PUREBOOT_RUN/report
 PUREBOOT_UNIT
 	ln -sf ../pureboot-report.service \

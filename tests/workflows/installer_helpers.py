@@ -85,15 +85,27 @@ def preseed_late_script(preseed: str) -> str:
 
 
 @contextlib.contextmanager
-def report_controller(answers: list[int]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def report_controller(
+    answers: list[int], files: dict[str, tuple[int, bytes]] | None = None
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A stand-in for the controller's report endpoint on 127.0.0.1, recording each POST.
 
     It answers the first requests with the HTTP statuses in ``answers``, then 204.
+    A GET of a path in ``files`` gets its (status, body); any other GET a 404, as
+    ``/api/v1/install/<token>/<name>`` answers for a file the install does not serve.
     """
     received: list[dict[str, Any]] = []
     answers = list(answers)
+    files = {} if files is None else files
 
     class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = files.get(self.path, (404, b"No such installer file.\n"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             received.append(

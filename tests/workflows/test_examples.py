@@ -9,6 +9,8 @@ from django.core.management import CommandError, call_command
 
 from workflows.models import BootImage, Workflow
 
+from .test_rootfs import make_archive, system_members
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "workflows"
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +22,20 @@ FAMILIES = {"ubuntu": "ubuntu", "debian": "debian", "rocky": "rocky", "archlinux
 ROLES = ("kernel", "initrd", "iso", "rootfs", "stage2", "treeinfo")
 
 
-def test_examples_import_and_pass_their_checkers():
+@pytest.fixture
+def pi_template(settings, tmp_path):
+    """NFS root on, and the root file system the Raspberry Pi OS example boots imported."""
+    settings.PUREBOOT_NFSROOT_DIR = tmp_path / "nfsroot"
+    settings.PUREBOOT_BOOT_ROOT = tmp_path / "boot"
+    settings.PUREBOOT_NFS_SERVER = "10.99.0.1"
+    settings.PUREBOOT_NFS_GANESHA_CONFIG = ""
+    archive = make_archive(tmp_path / "raspios.tar.zst", system_members(), "tar.zst")
+    call_command(
+        "import_rootfs", "raspios-lite-arm64", str(archive), "--arch", "aarch64", stdout=StringIO()
+    )
+
+
+def test_examples_import_and_pass_their_checkers(pi_template):
     # The boot images the examples name are imported first (as the README says).
     for name in re.findall(
         r"boot_image: (\S+)", "".join(p.read_text() for p in EXAMPLES.glob("*"))
@@ -40,6 +55,18 @@ def test_examples_import_and_pass_their_checkers():
     assert Workflow.objects.count() == len(files) >= 7
     for line in err.getvalue().splitlines():
         assert "not checked" in line, line  # only a checker missing on this machine
+    pi = Workflow.objects.get(name="raspberry-pi-os").versions.get()
+    assert [t["type"] for t in pi.tasks] == ["nfs_root", "raspberrypi_os"]
+    assert pi.tasks[0]["root"] == "raspios-lite-arm64"
+    assert pi.tasks[0]["overlay"] == ["/etc", "/var", "/home"]
+    assert (pi.definition["arch"], pi.definition["firmware"]) == (["aarch64"], ["pi"])
+
+
+def test_the_raspberry_pi_example_needs_its_root_file_system(settings):
+    settings.PUREBOOT_NFS_SERVER = "10.99.0.1"
+    with pytest.raises(CommandError, match="no root file system 'raspios-lite-arm64' is imported"):
+        call_command("import_workflows", str(EXAMPLES / "raspberry-pi-os.yaml"), stdout=StringIO())
+    assert not Workflow.objects.exists()
 
 
 def test_an_example_naming_an_image_not_imported_is_refused():
