@@ -22,7 +22,7 @@ from nodes.permissions import can_access_node
 from pureboot.http import serve_file
 from workflows.context import public_base_url
 
-from . import ipxe, leases
+from . import grub, ipxe, leases, tftp_files
 from .engine import Client, Kind, decide
 from .services import facts, find_node, handle_boot, peek, policy
 
@@ -185,6 +185,30 @@ def http_boot_file(request, path: str):
     else:
         response = _serve(request, target, relative)
     # The answer depends on the machine, not only on the URL.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+def grub_http(request, path: str):
+    """``GET/HEAD /grub-arm64/<path>``: what the ARM64 GRUB asks for after a UEFI HTTP Boot.
+
+    Loaded by HTTP Boot, ``grubnetaa64.efi``'s root is the controller over
+    HTTP and its prefix ``/grub-arm64``, so it fetches its modules and its
+    configs here, exactly as it would over TFTP: the same answers
+    (``tftp_files.resolve``; a per-machine config is a boot request).
+    """
+    relative = f"{grub.ARM64_PREFIX}/{path}"
+    if not _PATH_RE.match(relative) or ".." in relative.split("/"):
+        raise Http404("No such boot file.")
+    source = request.META.get("REMOTE_ADDR", "")
+    result = tftp_files.resolve(relative, (source, 0))
+    if result is None:
+        raise Http404("No such boot file.")
+    if isinstance(result, Path):
+        root = Path(settings.PUREBOOT_BOOT_ROOT).resolve()
+        return _serve(request, result, str(result.relative_to(root)))
+    response = HttpResponse(result, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return response
 

@@ -9,7 +9,7 @@ from mozilla_django_oidc.views import OIDCLogoutView
 from accounts import oidc
 from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 from bootserve.api import NodePreviewView
-from bootserve.views import next_instructions
+from bootserve.views import grub_http, next_instructions
 
 
 class DocsView(SpectacularSwaggerView):
@@ -54,6 +54,8 @@ urlpatterns = [
     path("oidc/", include(oidc_urls)),
     path("api/v1/", include(api_v1)),
     path("boot/", include("bootserve.urls")),
+    # The ARM64 GRUB after a UEFI HTTP Boot: its prefix at the site root.
+    path("grub-arm64/<path:path>", grub_http, name="grub-arm64-http"),
     path("approvals/", include("approvals.urls")),
 ]
 

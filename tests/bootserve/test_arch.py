@@ -168,3 +168,26 @@ def test_arm64_http_boot_gets_its_grub_or_a_fast_404_once_installed(client, sett
     make_node("installed", macs=[MAC], arch="aarch64", firmware="uefi")
     gone = client.head(url, {"mac": MAC})
     assert gone.status_code == 404 and gone["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_after_an_http_boot_the_arm64_grub_gets_its_modules_and_configs_over_http(
+    client, settings, tmp_path
+):
+    """UEFI HTTP Boot makes the controller GRUB's root: /grub-arm64/ answers as TFTP does."""
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    module = tmp_path / "grub-arm64" / "arm64-efi" / "normal.mod"
+    module.parent.mkdir(parents=True)
+    module.write_bytes(b"\x7fELF normal")
+    got = client.get("/grub-arm64/arm64-efi/normal.mod")
+    assert got.status_code == 200 and b"".join(got.streaming_content) == b"\x7fELF normal"
+    cfg = client.get(f"/grub-arm64/grub.cfg-01-{DASHED}", REMOTE_ADDR="10.99.0.80")
+    assert cfg.status_code == 200 and cfg["Content-Type"] == "text/plain; charset=utf-8"
+    assert b"waiting for an assignment" in cfg.content
+    node = Node.objects.get(interfaces__mac=MAC)
+    assert (node.state, node.arch, node.firmware) == ("discovered", "aarch64", "uefi")
+    default = client.get("/grub-arm64/grub.cfg")
+    assert b"${net_default_mac}" in default.content
+    for bad in ("../secret", "arm64-efi/../../x", "missing.mod", "grub.cfg-01-zz"):
+        assert client.get(f"/grub-arm64/{bad}").status_code == 404, bad
+    assert client.post("/grub-arm64/grub.cfg").status_code == 405

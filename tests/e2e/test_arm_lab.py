@@ -14,6 +14,10 @@ dnsmasq, TFTP daemon and web app); the machines differ:
    ``url=`` PureBoot puts on its command line.
 4. An ARM64 machine with its root over NFS (nfs-ganesha in the lab): the
    template read-only, the node's own export read-write.
+5. ARM64 UEFI HTTP Boot (AAVMF, PXE off) of an unknown machine: DHCP client
+   arch 19 gets ``<base>/boot/http/grubnetaa64.efi``; GRUB then fetches its
+   modules and config from ``/grub-arm64/`` over HTTP and the machine is
+   discovered as aarch64, as in cell 1.
 
 Run with ``make lab`` (CI's lab leg). Needs root and the Debian packages named
 in tests/e2e/bootlab/arm64.py and artifacts.py; it fails naming them, never skips.
@@ -245,3 +249,81 @@ def test_4_arm64_diskless_node_boots_its_nfs_root(lab):
         assert not (template / folder.lstrip("/") / "written-by-guest").exists()
     assert not (template / "usr" / "written-by-guest").exists()
     assert "panic" not in console.replace("panic=-1", "")
+
+
+def dhcp_lines(lab: Lab, mac: str) -> list[str]:
+    """dnsmasq's log lines of every DHCP transaction ``mac`` took part in."""
+    log = lab.dhcp_log().splitlines()
+    xids = {m[1] for line in log if mac in line and (m := re.search(r"\]: (\d+) ", line))}
+    return [line for line in log if (m := re.search(r"\]: (\d+) ", line)) and m[1] in xids]
+
+
+# GRUB's prompts when it has nothing (more) to read: nothing else will happen.
+GRUB_GAVE_UP = re.compile(r"^grub( rescue)?> ", re.M)
+
+
+def test_5_arm64_uefi_http_boot(lab):
+    """AAVMF's HTTP Boot (PXE switched off): client arch 19 gets grubnetaa64.efi by URL,
+    and the unknown machine is discovered as aarch64, as over PXE (cell 1).
+
+    Started by HTTP Boot, Debian's GRUB 2.06 takes the controller over HTTP,
+    ``(http,10.99.0.1:8080)``, as its root with the image's prefix
+    ``/grub-arm64``, not TFTP: so the image has GRUB's ``http`` module built
+    in, and PureBoot answers ``GET /grub-arm64/...`` (modules, then the
+    per-machine config) as it answers them over TFTP. Without either, GRUB
+    stops at ``grub rescue>`` having asked nothing.
+    """
+    vm = ArmVM(lab, "arm-http", "52:54:00:aa:00:05", pxe=False)
+    tftp_before, web_before = len(lab.log("tftp")), len(lab.log("web"))
+    started = time.monotonic()
+    vm.power_on()
+    # HTTP Boot IPv4 is AAVMF's first network entry (PXE is off): GRUB runs
+    # about 10 s after power-on. Stop early once GRUB is at a prompt.
+    node = lab.node(vm.mac)
+    deadline = started + 120
+    while not (node and node["state"] == "discovered") and time.monotonic() < deadline:
+        if vm.proc.poll() is not None or GRUB_GAVE_UP.search(vm.output()):
+            break
+        time.sleep(1)
+        node = lab.node(vm.mac)
+    seconds = time.monotonic() - started
+    vm.kill()
+    console = vm.output()
+    web = lab.log("web")[web_before:]
+    tftp = lab.log("tftp")[tftp_before:]
+    outcome = "discovered" if node and node["state"] == "discovered" else "not discovered"
+    lab.timings[f"5 arm64 uefi http boot: power-on to {outcome}"] = seconds
+
+    # The firmware took HTTP Boot over IPv4, PureBoot's DHCP matched arch 19 ...
+    assert "Start HTTP Boot over IPv4" in console, console[-3000:]
+    assert "PXE over IPv4" not in console
+    dhcp = "\n".join(dhcp_lines(lab, vm.mac))
+    assert "vendor class: HTTPClient:Arch:00019" in dhcp, dhcp[-3000:]
+    assert re.search(r"tags: .*\befiarm64http\b", dhcp), dhcp[-3000:]
+    assert f"bootfile-name  {BASE}/boot/http/grubnetaa64.efi" in dhcp, dhcp[-3000:]
+    # ... and the controller handed out GRUB (OVMF and AAVMF ask its size first).
+    assert '"HEAD /boot/http/grubnetaa64.efi HTTP/1.1" 200' in web, web[-3000:]
+    assert '"GET /boot/http/grubnetaa64.efi HTTP/1.1" 200' in web, web[-3000:]
+    assert "Welcome to GRUB!" in console, console[-3000:]
+
+    # What GRUB did next, for the failure message: its console, and every
+    # request it made of the controller (the test's own API polls left out).
+    requests = [
+        line
+        for line in web.splitlines()
+        if re.search(r'"[A-Z]+ /', line) and not re.search(r'"[A-Z]+ /(api/v1|boot/http)/', line)
+    ]
+    seen = (
+        f"power-on to {outcome}: {seconds:.0f} s\n"
+        f"GRUB's console:\n{console.split('Welcome to GRUB!')[-1].strip()[-2000:]}\n"
+        f"web requests after the image:\n{chr(10).join(requests) or '(none)'}\n"
+        f"TFTP log during the boot:\n{tftp.strip()[-2000:] or '(none)'}"
+    )
+    assert outcome == "discovered", seen
+    assert node["arch"] == "aarch64" and node["firmware"] == "uefi", node
+    # Its modules and its per-machine config came from PureBoot over HTTP.
+    config = f"grub-arm64/grub.cfg-01-{dashed(vm.mac)}"
+    assert f'GET /{config} HTTP/1.1" 200' in web, seen
+    assert re.search(r'"GET /grub-arm64/arm64-efi/\S+\.mod HTTP/1.1" 200', web), seen
+    assert config not in tftp, seen
+    assert not GRUB_GAVE_UP.search(console), seen

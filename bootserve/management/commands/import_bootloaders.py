@@ -149,16 +149,21 @@ def _grub_sources(build: str, workdir: Path) -> list[Source]:
     return _mknetdir(GRUB_EFI_DIR, GRUB_SUBDIR, "grubnetx64.efi", "grub-efi-amd64-bin", workdir)
 
 
-def _mknetdir(modules: Path, subdir: str, image: str, package: str, workdir: Path) -> list[Source]:
+def _mknetdir(
+    modules: Path, subdir: str, image: str, package: str, workdir: Path, preload: str = ""
+) -> list[Source]:
     """A GRUB network image built by grub-mknetdir from ``modules``, and those modules.
 
     The image is placed as ``image`` at the root; the modules under
     ``<subdir>/<platform>/``, where its prefix (``/<subdir>``) finds them.
+    ``preload`` names modules built into the image.
     """
     platform = modules.name  # x86_64-efi, arm64-efi
     net = workdir / platform
     args = [shutil.which(GRUB_MKNETDIR) or GRUB_MKNETDIR, f"--net-directory={net}"]
     args += [f"--subdir={subdir}", f"--directory={modules}"]
+    if preload:
+        args.append(f"--modules={preload}")
     args += ["--locales=", "--themes=", "--fonts="]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     platform_dir = net / subdir / platform
@@ -326,7 +331,11 @@ def import_bootloaders(
         sources = sources + _grub_sources(build, work) + pi
         if arm64 or arm64_grub is not None:
             modules = _arm64_modules(arm64_grub, work)
-            sources += _mknetdir(modules, GRUB_ARM64_SUBDIR, ARM64_FILE, GRUB_ARM64_PACKAGE, work)
+            # With http built in: loaded by UEFI HTTP Boot, GRUB's root is the
+            # controller over HTTP, and it fetches its modules and configs there.
+            sources += _mknetdir(
+                modules, GRUB_ARM64_SUBDIR, ARM64_FILE, GRUB_ARM64_PACKAGE, work, preload="http"
+            )
         for source in sources:
             digest, did_change = install_file(source.path, root / source.dest)
             changed[source.dest] = did_change

@@ -210,6 +210,9 @@ def initramfs(
 class ArmVM(VM):
     """An ARM64 machine on the lab bridge: AAVMF, network first, then its disk.
 
+    ``pxe=False`` switches AAVMF's PXE off, leaving UEFI HTTP Boot (DHCP client
+    architecture 19) as its network entry.
+
     With ``kernel`` = (vmlinuz, initrd, command line) it boots that kernel
     directly instead (no firmware, no disk).
     """
@@ -223,9 +226,10 @@ class ArmVM(VM):
         disk: Path | None = None,
         kernel: tuple[Path, Path, str] | None = None,
         memory: int = 512,
+        pxe: bool = True,
     ) -> None:
         require()
-        super().__init__(lab, name, mac, "uefi", disk="blank", system_uuid=None)
+        super().__init__(lab, name, mac, "uefi", disk="blank", system_uuid=None, pxe=pxe)
         self.kernel = kernel
         self.memory = memory
         shutil.copyfile(AAVMF_VARS, self.dir / "vars.fd")
@@ -251,6 +255,8 @@ class ArmVM(VM):
             "-drive", f"if=pflash,format=raw,readonly=on,file={AAVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={self.dir / 'vars.fd'}",
             "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n",
+            # pxe=False: no PXEv4 entry either, so HTTP Boot over IPv4 comes first.
+            "-fw_cfg", f"name=opt/org.tianocore/IPv4PXESupport,string={'y' if self.pxe else 'n'}",
             # AAVMF's own virtio-net driver and PXE, as on a real ARM64 server.
             "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex=1,romfile=",
             "-drive", f"file={self.disk},if=none,id=d0,format=raw",
