@@ -30,6 +30,7 @@ from .services import facts, find_node, handle_boot, peek, policy
 BUILDARCH = {"i386": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "arm32": "armhf"}
 PLATFORM = {"pcbios": "bios", "efi": "uefi"}
 _PATH_RE = re.compile(r"^[A-Za-z0-9._+/-]{1,512}$")
+_GRUB_PATH_RE = re.compile(r"^[A-Za-z0-9._+/:-]{1,512}$")
 
 
 class BadRequest(ValueError):
@@ -199,7 +200,8 @@ def grub_http(request, path: str):
     (``tftp_files.resolve``; a per-machine config is a boot request).
     """
     relative = f"{grub.ARM64_PREFIX}/{path}"
-    if not _PATH_RE.match(relative) or ".." in relative.split("/"):
+    # ':' too: PureBoot's grub.cfg asks again as grub.cfg-<mac-with-colons>.
+    if not _GRUB_PATH_RE.match(relative) or ".." in relative.split("/"):
         raise Http404("No such boot file.")
     source = request.META.get("REMOTE_ADDR", "")
     result = tftp_files.resolve(relative, (source, 0))

@@ -188,6 +188,9 @@ def test_after_an_http_boot_the_arm64_grub_gets_its_modules_and_configs_over_htt
     assert (node.state, node.arch, node.firmware) == ("discovered", "aarch64", "uefi")
     default = client.get("/grub-arm64/grub.cfg")
     assert b"${net_default_mac}" in default.content
+    # Over HTTP GRUB asks no per-MAC name itself: the default asks with colons.
+    again = client.get(f"/grub-arm64/grub.cfg-{MAC}", REMOTE_ADDR="10.99.0.80")
+    assert again.status_code == 200 and b"waiting for an assignment" in again.content
     for bad in ("../secret", "arm64-efi/../../x", "missing.mod", "grub.cfg-01-zz"):
         assert client.get(f"/grub-arm64/{bad}").status_code == 404, bad
     assert client.post("/grub-arm64/grub.cfg").status_code == 405
