@@ -43,6 +43,11 @@ def pxe_boot_task(definition: dict[str, Any]) -> dict[str, Any] | None:
     return next((t for t in definition.get("tasks", []) if t["type"] in NETWORK_BOOT_TASKS), None)
 
 
+def is_diskless_task(task: dict[str, Any] | None) -> bool:
+    """Whether a network boot task boots an NFS root: the node has no disk to boot."""
+    return task is not None and task["type"] == "nfs_root"
+
+
 def _is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 

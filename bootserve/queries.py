@@ -33,7 +33,7 @@ from nodes.models import NetworkInterface, Node
 from workflows.models import WorkflowVersion
 
 from .engine import Client, NodeFacts
-from .install import pxe_boot_task
+from .install import is_diskless_task, pxe_boot_task
 
 log = logging.getLogger(__name__)
 _UUID = Node._meta.get_field("system_uuid")
@@ -140,6 +140,8 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
             _seen_now(db, cursor, native, pk)
     finally:
         cursor.close()
+    parsed = _json(definition) if definition is not None else None
+    task = pxe_boot_task(parsed) if parsed is not None else None
     return NodeFacts(
         id=pk,
         name=hostname or f"node-{pk}",
@@ -147,11 +149,10 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         arch=arch,
         firmware=firmware,
         install_attempts=attempts,
-        can_install=definition is not None and pxe_boot_task(_json(definition)) is not None,
+        can_install=task is not None,
         needs_inventory=bool(no_inventory),
-        workflow_arches=workflow_arches(_json(definition)) if definition is not None else (),
-        diskless=definition is not None
-        and (pxe_boot_task(_json(definition)) or {}).get("type") == "nfs_root",
+        workflow_arches=workflow_arches(parsed) if parsed is not None else (),
+        diskless=is_diskless_task(task),
     )
 
 

@@ -33,7 +33,14 @@ from workflows.models import BootImage, RootFilesystem, WorkflowRun
 
 from . import discovery, nfsroot
 from .engine import NFS_ROOT_PREFIX, Client, Decision, Kind, NodeFacts, Policy, Step, decide
-from .install import InstallBoot, agent_boot, agent_image, boot_task, node_install_boot
+from .install import (
+    InstallBoot,
+    agent_boot,
+    agent_image,
+    boot_task,
+    is_diskless_task,
+    node_install_boot,
+)
 from .queries import workflow_arches
 
 log = logging.getLogger(__name__)
@@ -118,7 +125,7 @@ def facts(node: Node) -> NodeFacts:
 
 def is_diskless(node: Node) -> bool:
     """Whether the node's pinned workflow boots an NFS root: it has no disk to boot."""
-    return (boot_task(node.workflow_version) or {}).get("type") == "nfs_root"
+    return is_diskless_task(boot_task(node.workflow_version))
 
 
 def peek(client: Client) -> Decision:
@@ -156,6 +163,8 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
     node = record_arch(node, client)
     if decision.step == Step.NONE:
         return BootAnswer(decision, node)
+    if decision.step == Step.NFS_ROOT:
+        return _nfs_root_answer(decision, node, base_url)  # changes nothing: no row lock
     with transaction.atomic():
         node = (
             Node.objects.select_for_update(of=("self",))
@@ -237,8 +246,6 @@ def _perform(decision: Decision, node: Node, base_url: str) -> BootAnswer:
         return _install_answer(decision, node, workflow_services.issue_token(run), base_url)
     if decision.step == Step.FAIL:
         node = node_services.perform(node.pk, "fail", node_services.SYSTEM, reason=decision.reason)
-    if decision.step == Step.NFS_ROOT:
-        return _nfs_root_answer(decision, node, base_url)
     return BootAnswer(decision, node)
 
 
