@@ -12,6 +12,8 @@ answer or a DHCP host entry. No protocol re-implements a rule.
 | unknown machine             | register as discovered and wait (discovery on)   |
 | discovered, failed          | wait: show the node, poll, then boot the disk    |
 | pending, reprovision        | install (performs start_install)                 |
+| installing, disk written    | boot the local disk (the installer continues     |
+|                             | from it: Windows Setup after WinPE)              |
 | installing                  | the same install within one boot session (no    |
 |                             | new attempt counted); a later boot: install      |
 |                             | again while attempts < limit, else fail and boot |
@@ -94,6 +96,9 @@ class NodeFacts:
     diskless: bool = False
     # The architectures its pinned workflow is for (empty: no workflow, or any).
     workflow_arches: tuple[str, ...] = ()
+    # Its running install reported that it continues from the local disk
+    # (Windows Setup after its WinPE phase): it boots the disk from now on.
+    disk_written: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ BOOT_WORDS = {
 }
 
 
+#: ``NodeFacts.missing_image`` of a Windows install without wimboot.
+WIMBOOT = "wimboot"
+
 #: ``NodeFacts.missing_image`` of an NFS root whose template is not imported
 #: (or NFS root is off): the prefix, then the template's name.
 NFS_ROOT_PREFIX = "nfs root "
@@ -130,6 +138,11 @@ def _importer(image: str) -> str:
     """The command that makes ``image``."""
     if image.startswith(NFS_ROOT_PREFIX):
         return "manage.py import_rootfs, with PUREBOOT_NFS_SERVER set"
+    if image == WIMBOOT:
+        return (
+            "manage.py import_wimboot FILE, with wimboot from "
+            "https://github.com/ipxe/wimboot/releases"
+        )
     if image.startswith("pureboot-agent-"):
         return f"manage.py build_agent --arch {image.removeprefix('pureboot-agent-')}"
     return "manage.py import_iso"
@@ -163,6 +176,13 @@ def decide(node: NodeFacts | None, client: Client, policy: Policy) -> Decision:
         )
     if state in (S.DISCOVERED, S.FAILED):
         return Decision(Kind.WAIT, Step.NONE, f"{state}: waiting for an operator", fw)
+    if state == S.INSTALLING and node.disk_written:
+        # Not a new attempt: the installer said it goes on from the disk it
+        # wrote (Windows Setup restarts several times); serving the install
+        # again would start over.
+        return Decision(
+            Kind.LOCAL, Step.NONE, "installing: the installer continues from the local disk", fw
+        )
     if node.missing_image and state in (S.PENDING, S.REPROVISION):
         return Decision(
             Kind.WAIT,

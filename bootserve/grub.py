@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from nodes.identifiers import normalize_mac
 
 from .engine import BOOT_WORDS, Decision, Kind
-from .install import InstallBoot
+from .install import WIMBOOT_ONLY, InstallBoot
 
 PREFIX = "grub"
 #: ``grubnetaa64.efi``'s prefix: a config asked for under it comes from an ARM64 machine.
@@ -260,6 +260,8 @@ def render(
         return _local_now(fw, message)
     if decision.kind == Kind.AGENT and install is None:
         return _local_now(fw, f"PureBoot: {node_name}: {decision.reason}")
+    if install is not None and install.wimboot_files:
+        return _local_now(fw, f"PureBoot: {node_name} is {state}; {WIMBOOT_ONLY}")
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
         doing, entry = BOOT_WORDS[decision.kind]
         try:

@@ -13,12 +13,31 @@ from . import nfsroot
 
 
 @dataclass(frozen=True)
+class WimbootFile:
+    """One file iPXE hands wimboot: the name wimboot sees, and where iPXE fetches it.
+
+    ``firmware``: only on this firmware ("bios": bootmgr; "uefi": the EFI boot
+    manager), "" on both. ``per_node``: one of the node's own install files
+    (/api/v1/install/<token>/...), which may not be ready yet (an offline
+    domain join still being provisioned): iPXE retries, it does not give up.
+    """
+
+    name: str
+    url: str
+    firmware: str = ""
+    per_node: bool = False
+
+
+@dataclass(frozen=True)
 class InstallBoot:
     """Kernel and initrd as URLs (iPXE, PXELINUX, GRUB) and the kernel command line.
 
     ``kernel_file``/``initrd_file`` are the same files as paths under the boot
     root, for clients that fetch over TFTP only (a Raspberry Pi's firmware);
     None when the workflow names an external URL.
+
+    A Windows install boots wimboot (``kernel``) with ``wimboot_files``
+    instead of an initrd; only iPXE can load it.
     """
 
     kernel: str
@@ -26,6 +45,54 @@ class InstallBoot:
     cmdline: str
     kernel_file: str | None = None
     initrd_file: str | None = None
+    wimboot_files: tuple[WimbootFile, ...] = ()
+
+
+#: BootImage families: Windows media (import_iso) and wimboot (import_wimboot).
+WINDOWS_FAMILY = "windows"
+WIMBOOT_FAMILY = "wimboot"
+#: What PXELINUX and GRUB say to a Windows install: they cannot load wimboot.
+WIMBOOT_ONLY = (
+    "Windows Setup boots through iPXE (wimboot), and this machine booted another loader; "
+    "booting the local disk"
+)
+#: The per-node files a Windows install injects into WinPE (templates/installers/windows_install).
+WINDOWS_NODE_FILES = ("winpeshl.ini", "pureboot.cmd", "autounattend.xml")
+# Boot files of a Windows image, in the order iPXE fetches them: (role, wimboot name, firmware).
+_WINDOWS_BOOT_FILES = (
+    ("bootmgr", "bootmgr", "bios"),
+    ("bootmgr_efi", "bootmgfw.efi", "uefi"),
+    ("bcd", "BCD", ""),
+    ("boot_sdi", "boot.sdi", ""),
+    ("boot_wim", "boot.wim", ""),
+)
+
+
+def wimboot_image() -> BootImage | None:
+    """The imported wimboot (``manage.py import_wimboot``), newest first."""
+    return BootImage.objects.filter(family=WIMBOOT_FAMILY).order_by("-created_at", "-id").first()
+
+
+def windows_boot(image: BootImage, *, token: str, base_url: str) -> InstallBoot | None:
+    """wimboot with the image's boot files and the node's own files; None without wimboot."""
+    wimboot = wimboot_image()
+    if wimboot is None:
+        return None
+    files = [
+        WimbootFile(name, _file_url(base_url, f"{image.name}/{image.files[role]['name']}"), fw)
+        for role, name, fw in _WINDOWS_BOOT_FILES
+        if role in image.files
+    ]
+    config_url = f"{base_url}/api/v1/install/{token}/"
+    files += [WimbootFile(name, config_url + name, per_node=True) for name in WINDOWS_NODE_FILES]
+    name = wimboot.files.get("wimboot", {}).get("name", "wimboot")
+    return InstallBoot(
+        kernel=_file_url(base_url, f"{wimboot.name}/{name}"),
+        initrd="",
+        cmdline="",
+        kernel_file=f"{wimboot.name}/{name}",
+        wimboot_files=tuple(files),
+    )
 
 
 def boot_task(version: WorkflowVersion | None) -> dict[str, Any] | None:
@@ -110,6 +177,8 @@ def install_boot(
         image = BootImage.objects.filter(name=task["boot_image"]).first()
         if image is None:
             return None
+        if image.family == WINDOWS_FAMILY:
+            return windows_boot(image, token=token, base_url=base_url)
         files = image.files
         kernel = f"{image.name}/{files.get('kernel', {}).get('name', 'vmlinuz')}"
         initrd = f"{image.name}/{files.get('initrd', {}).get('name', 'initrd')}"

@@ -30,6 +30,35 @@ def _quote(text: str) -> str:
     return text.replace("$", "").replace("\n", " ")
 
 
+def _wimboot(firmware: str, name: str, install: InstallBoot, poll_url: str, local: str) -> str:
+    """Windows Setup: wimboot with the boot files this firmware needs and the node's own files.
+
+    A boot file that cannot be fetched ends in the local disk. One of the
+    node's own files that is not ready yet (its offline domain join is still
+    being provisioned: 409) is retried by fetching this script again after a
+    pause, within the same boot session.
+    """
+    lines = [f"{HEADER}echo PureBoot: installing {name} (Windows Setup through wimboot)\n"]
+    lines.append(f"kernel {install.kernel} || goto local\n")
+    for file in install.wimboot_files:
+        if file.firmware and file.firmware != firmware:
+            continue
+        failed = "retry" if file.per_node else "local"
+        lines.append(f"initrd --name {file.name} {file.url} {file.name} || goto {failed}\n")
+    lines.append(
+        "boot || goto local\n"
+        ":retry\n"
+        "echo PureBoot: this node's Windows Setup files are not ready yet; retrying in 15 s\n"
+        "imgfree\n"
+        "sleep 15\n"
+        f"chain --replace --autofree {poll_url} || goto local\n"
+        ":local\n"
+        "echo PureBoot: the install boot failed; booting the local disk\n"
+        f"{local}"
+    )
+    return "".join(lines)
+
+
 def render(
     decision: Decision,
     *,
@@ -59,6 +88,8 @@ def render(
         return f"{HEADER}echo PureBoot: {name} is {state}; booting the local disk\n{why}{local}"
     if decision.kind == Kind.AGENT and install is None:
         return f"{HEADER}echo PureBoot: {_quote(decision.reason)}\n{local}"
+    if decision.kind == Kind.INSTALL and install is not None and install.wimboot_files:
+        return _wimboot(decision.firmware, name, install, poll_url, local)
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
         doing = BOOT_WORDS[decision.kind][0]
         return (

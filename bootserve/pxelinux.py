@@ -27,7 +27,7 @@ import re
 from nodes.identifiers import normalize_mac, normalize_uuid
 
 from .engine import BOOT_WORDS, Decision, Kind
-from .install import InstallBoot
+from .install import WIMBOOT_ONLY, InstallBoot
 
 CONFIG_DIR = "pxelinux.cfg"
 #: Tenths of a second the WAIT menu would show when a key opens the prompt.
@@ -126,6 +126,8 @@ def render(
         return _local(node_name, state, "booting the local disk")
     if decision.kind == Kind.AGENT and install is None:
         return _local(node_name, state, decision.reason)
+    if install is not None and install.wimboot_files:
+        return _local(node_name, state, WIMBOOT_ONLY)
     if decision.kind in (Kind.INSTALL, Kind.AGENT) and install is not None:
         name = _line(node_name)
         doing, entry = BOOT_WORDS[decision.kind]

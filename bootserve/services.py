@@ -32,14 +32,26 @@ from workflows.choices import RunStatus
 from workflows.models import BootImage, RootFilesystem, WorkflowRun
 
 from . import discovery, nfsroot
-from .engine import NFS_ROOT_PREFIX, Client, Decision, Kind, NodeFacts, Policy, Step, decide
+from .engine import (
+    NFS_ROOT_PREFIX,
+    WIMBOOT,
+    Client,
+    Decision,
+    Kind,
+    NodeFacts,
+    Policy,
+    Step,
+    decide,
+)
 from .install import (
+    WINDOWS_FAMILY,
     InstallBoot,
     agent_boot,
     agent_image,
     boot_task,
     is_diskless_task,
     node_install_boot,
+    wimboot_image,
 )
 from .queries import workflow_arches
 
@@ -95,9 +107,21 @@ def _missing_image(node: Node) -> str:
         there = RootFilesystem.objects.filter(name=root).exists()
         return "" if there and settings.PUREBOOT_NFS_SERVER else f"{NFS_ROOT_PREFIX}{root}"
     image = (task or {}).get("boot_image")
-    if image and not BootImage.objects.filter(name=image).exists():
+    if not image:
+        return ""
+    family = BootImage.objects.filter(name=image).values_list("family", flat=True).first()
+    if family is None:
         return image
+    if family == WINDOWS_FAMILY and wimboot_image() is None:
+        return WIMBOOT  # Windows Setup boots through wimboot, which the operator supplies
     return ""
+
+
+def _disk_written(node: Node) -> bool:
+    """Whether the node's running install said it continues from the local disk."""
+    return WorkflowRun.objects.filter(
+        node=node, status=RunStatus.RUNNING, disk_written_at__isnull=False
+    ).exists()
 
 
 def facts(node: Node) -> NodeFacts:
@@ -120,6 +144,7 @@ def facts(node: Node) -> NodeFacts:
         if node.workflow_version_id
         else (),
         diskless=is_diskless(node),
+        disk_written=node.state == NodeState.INSTALLING and _disk_written(node),
     )
 
 

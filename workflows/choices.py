@@ -18,5 +18,7 @@ class StepStatus(models.TextChoices):
 class ReportStatus(models.TextChoices):
     INSTALLING = "installing", "Installing"
     INSTALLED = "installed", "Installed"
+    # The installer wrote the disk and continues from it (Windows Setup after WinPE).
+    DISK_WRITTEN = "disk_written", "Continues from the local disk"
     FAILED = "failed", "Failed"
     ACTIVE = "active", "Active (first boot)"

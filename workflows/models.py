@@ -128,6 +128,12 @@ class WorkflowRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_report_at = models.DateTimeField(null=True, blank=True)
+    disk_written_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the installer reported that it continues from the local disk "
+        "(Windows Setup after its WinPE phase): from then on this node boots its disk",
+    )
 
     class Meta:
         ordering = ("-started_at", "-id")

@@ -312,6 +312,21 @@ def handle_report(run_id: int, report: dict[str, Any]) -> WorkflowRun:
             run.error = "; ".join(lines[-3:]) or "Installer reported failure"
             run.save()
             node_services.perform(node.pk, "fail", actor, reason=run.error[:1000])
+        elif status == ReportStatus.DISK_WRITTEN and running:
+            # The installer goes on from the disk it wrote (Windows Setup after
+            # WinPE): from now on this node's boots get its local disk.
+            first = run.disk_written_at is None
+            run.disk_written_at = run.disk_written_at or now
+            run.save()
+            NodeEvent.objects.create(
+                node=node,
+                kind=EventKind.REPORT,
+                actor=actor.label,
+                to_state=node.state,
+                message=f"{run.progress}%: the installer continues from the local disk"
+                + (f": {lines[-1][:200]}" if lines else ""),
+                details={"run": run.pk, "progress": run.progress, "disk_written": first},
+            )
         elif status == ReportStatus.ACTIVE:
             run.save()
             node_services.perform(node.pk, "activate", actor, reason="First boot reported")
