@@ -21,6 +21,7 @@ VIEW_REGISTRY = (
     "workflows.view_imagetemplate",
     "workflows.view_imagetemplateversion",
     "workflows.view_bootimage",
+    "workflows.view_offlinejoin",
     "approvals.view_approvalrequest",
     "agent.view_agentjob",
     "agent.view_agentlogline",
@@ -51,6 +52,8 @@ OPERATE = (
     "hypervisors.operate_vm",
     # Asking and approving; a VM is deleted only once a second holder approves.
     "hypervisors.delete_vm",
+    # Asking and approving; a computer account leaves the domain only once approved.
+    "workflows.remove_computer_account",
 )
 ADMINISTER = (
     "nodes.add_site",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import CharField, Q
+from django.db.models.functions import Cast
 
 from accounts import emergency
 from accounts import services as accounts
@@ -26,10 +27,11 @@ from nodes import lifecycle as lc
 from nodes import migration as node_migration
 from nodes import services as node_services
 from nodes.models import Node
-from nodes.permissions import can_access_node
+from nodes.permissions import can_access_node, scope_nodes
 from pureboot.gate import Approval
 from systemsettings import config
-from workflows.models import Workflow
+from workflows import domainjoin
+from workflows.models import OfflineJoin, Workflow
 
 if TYPE_CHECKING:
     from .models import ApprovalRequest
@@ -449,6 +451,52 @@ def _role_grant() -> Kind:
     )
 
 
+# --- Windows: Active Directory computer accounts --------------------------------
+
+
+def _computer_remove() -> Kind:
+    def describe(request: ApprovalRequest) -> str:
+        join = OfflineJoin.objects.filter(pk=request.target_id).first()
+        if join is None:
+            return f"Delete computer account {request.target_label} (its record is gone)."
+        return (
+            f"Delete computer account {join.machine_name} (node #{join.node_id}) from "
+            f"{join.domain}, if it is still the computer account in "
+            f"{domainjoin.ou_dn(join.ou, join.domain)}; the machine can then no longer sign "
+            "in to the domain."
+        )
+
+    def execute(
+        request: ApprovalRequest, secrets: dict, requester: str, approvers: str, approval: Approval
+    ) -> str:
+        done = domainjoin.remove_computer_account(
+            int(request.target_id), requester, approval=approval
+        )
+        return f"{done}, approved by {approvers}"
+
+    def approver_check(request: ApprovalRequest, user) -> str | None:
+        join = OfflineJoin.objects.select_related("node").filter(pk=request.target_id).first()
+        if join is None or not can_access_node(user, join.node):
+            return "You have no access to this computer's node's site."
+        return None
+
+    def visible_to(user) -> Q:
+        joins = OfflineJoin.objects.filter(node__in=scope_nodes(user))
+        return Q(target_id__in=joins.annotate(text_id=Cast("pk", CharField())).values("text_id"))
+
+    return Kind(
+        name=domainjoin.REMOVE_ACTION,
+        label="Delete AD computer account",
+        target_type="offline_join",
+        permission="workflows.remove_computer_account",
+        describe=describe,
+        current=lambda r: domainjoin.removal_binding(r.target_id),
+        execute=execute,
+        approver_check=approver_check,
+        visible_to=visible_to,
+    )
+
+
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
@@ -461,6 +509,7 @@ KINDS: dict[str, Kind] = {
         _audit_clear(),
         _access_grant(),
         _role_grant(),
+        _computer_remove(),
     )
 }
 

@@ -67,6 +67,11 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
     )
     sender.add_periodic_task(
         timedelta(seconds=60),
+        sender.signature("workflows.wipe_offline_joins"),
+        name="wipe offline domain-join blobs of ended install runs",
+    )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
         sender.signature("approvals.expire_requests"),
         name="expire approval requests",
     )

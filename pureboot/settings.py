@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 from datetime import timedelta
 from pathlib import Path
 
@@ -513,6 +514,16 @@ for _name, _path in (
 ):
     if _path and not os.path.isabs(_path):
         raise ImproperlyConfigured(f"{_name} must be an absolute path")
+
+# Active Directory domain join (workflows.domainjoin): words put before every
+# samba-tool and net command PureBoot runs against a domain controller
+# (shell-like quoting), e.g. "ip netns exec ad" when the domain is reached from
+# another network namespace; and how long each such command may take.
+try:
+    PUREBOOT_SAMBA_COMMAND_PREFIX = shlex.split(os.environ.get("PUREBOOT_SAMBA_COMMAND_PREFIX", ""))
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"PUREBOOT_SAMBA_COMMAND_PREFIX: {_exc}") from None
+PUREBOOT_SAMBA_TIMEOUT = _env_int("PUREBOOT_SAMBA_TIMEOUT", 60, 5)
 
 # --- logging: no secret in a log ----------------------------------------------
 # One handler, and it redacts node tokens, passwords and bearer tokens

@@ -52,7 +52,7 @@ from nodes import services as node_services
 from nodes.models import Migration, Node, Site
 from tests.factories import make_node, make_user, make_workflow, sealed
 from workflows import services as workflow_services
-from workflows.models import RunLogLine
+from workflows.models import OfflineJoin, RunLogLine
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,10 @@ def world(site_a, settings):
     node_services.perform(node_b.pk, "assign", system, workflow=make_workflow("wf-shared"))
     _node, run_b, _token = workflow_services.start_install(node_b.pk)  # run, events, a token
     RunLogLine.objects.create(run=run_b, line=f"{SECRET} installer log line")
+    # An offline domain join of that install (set-up only: no domain controller here).
+    offline_b = OfflineJoin.objects.create(
+        node=node_b, run=run_b, domain="secret-b.example", machine_name="SECRET-B-WS"
+    )
     # A pending request (reprovision) and a rejected one, with its decision.
     installed_b = make_node("installed", site=site_b, hostname="secret-b-web02")
     with pytest.raises(node_services.ApprovalRequired) as exc:
@@ -192,6 +196,7 @@ def world(site_a, settings):
         "site_b": site_b,
         "node_b": node_b,
         "run_b": run_b,
+        "offline_b": offline_b,
         "request_b": request_b,
         "node_a": node_a,
         "orphan": orphan,
@@ -414,6 +419,7 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "migrations": {"pk": world["migration_b"].pk, "id": world["migration_b"].pk},
         "hypervisors": {"pk": world["hypervisor_b"].pk, "id": world["hypervisor_b"].pk},
         "vms": {"pk": world["vm_b"].pk, "id": world["vm_b"].pk},
+        "offline-joins": {"pk": world["offline_b"].pk, "id": world["offline_b"].pk},
         "hypervisor-operations": {"pk": world["operation_b"].pk, "id": world["operation_b"].pk},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]

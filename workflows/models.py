@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from .choices import RunStatus
+from .domainjoin_models import OfflineJoin, OfflineJoinStatus  # noqa: F401 (registers the model)
 from .vmsteps import VM_CREATE_TYPES
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import imagefiles, images, services
+from . import domainjoin, imagefiles, images, services
 
 
 @shared_task(name="workflows.convert_template_version", ignore_result=True)
@@ -21,3 +21,15 @@ def close_stale_runs() -> int:
 def sweep_incoming() -> int:
     """Delete temporary files interrupted uploads and conversions left behind."""
     return imagefiles.sweep_incoming()
+
+
+@shared_task(name="workflows.provision_offline_join", ignore_result=True)
+def provision_offline_join(join_id: int) -> str:
+    """Prestage a Windows install's computer account and make its offline-join blob."""
+    return domainjoin.provision_offline_join(join_id)
+
+
+@shared_task(name="workflows.wipe_offline_joins", ignore_result=True)
+def wipe_offline_joins() -> int:
+    """Wipe the offline-join blobs of install runs that ended."""
+    return domainjoin.sweep_ended()

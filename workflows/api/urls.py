@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from pureboot.api.routers import OptionalSlashRouter
 
 from .images import TemplateViewSet
+from .offlinejoins import OfflineJoinViewSet
 from .views import (
     InstallFileView,
     NodeRunsView,
@@ -14,6 +15,7 @@ from .views import (
 router = OptionalSlashRouter()
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("templates", TemplateViewSet, basename="template")
+router.register("offline-joins", OfflineJoinViewSet, basename="offline-join")
 
 urlpatterns = [
     re_path(r"^report/?$", ReportView.as_view(), name="report"),
