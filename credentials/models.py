@@ -10,10 +10,12 @@ class CredentialKind(models.TextChoices):
     HYPERVISOR = "hypervisor", "Hypervisor login"
     DOMAIN_JOIN = "domain_join", "Domain-join account"
     BMC = "bmc", "BMC login"
+    WINDOWS_ADMIN = "windows_admin", "Windows local administrator"
+    PRODUCT_KEY = "product_key", "Windows product key"
 
 
 class Credential(models.Model):
-    """A login PureBoot uses on someone's behalf (hypervisor, domain join, BMC).
+    """A secret PureBoot uses on someone's behalf (hypervisor, domain join, BMC, Windows).
 
     The secrets are stored only as Fernet tokens (``*_ciphertext``), written
     and read through :mod:`credentials.services`; nothing else decrypts

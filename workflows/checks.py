@@ -5,7 +5,9 @@ applies to and handed to the same checker the preview uses. A workflow whose
 kickstart pykickstart rejects is refused when it is saved, not twenty
 minutes into an install. So is a network boot whose initrd could not reach
 the rest of its installer (an Ubuntu boot image without its ISO, Debian's CD
-installer from a netinst ISO instead of its netboot.tar.gz).
+installer from a netinst ISO instead of its netboot.tar.gz). A Windows
+install is also checked against its boot image, wimboot and the credential
+store (workflows.windows_checks), and its unattend rendered for each firmware.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .definitions import Definition, DefinitionError
 from .installer_media import media_problem
 from .registry import TASK_TYPES
 from .rootfs import check_task as check_nfs_root
+from .windows_checks import check_windows, sample_join, sample_windows
 
 SAMPLE_MAC = "52:54:00:00:00:01"
 
@@ -27,9 +30,9 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _sample_context(definition: Definition, params: dict) -> dict:
+def _sample_context(definition: Definition, params: dict, firmware: str = "") -> dict:
     arch = definition.arch[0]
-    firmware = (
+    firmware = firmware or (
         "pi"
         if "pi" in definition.firmware and arch != "x86_64"
         else next((f for f in definition.firmware if f != "pi"), definition.firmware[0])
@@ -56,6 +59,9 @@ def _sample_context(definition: Definition, params: dict) -> dict:
             "token": "SAMPLE-TOKEN",
             "config_url": "http://pureboot.invalid/api/v1/install/SAMPLE-TOKEN/",
         },
+        # windows_install's (workflows.windows_context in an install): placeholder secrets.
+        "windows": sample_windows(definition, params, firmware),
+        "join": sample_join(definition),
     }
 
 
@@ -142,24 +148,32 @@ def check_definition(definition: Definition) -> CheckResult:
                 "start an install it cannot boot",
                 path=f"tasks[{index}].boot_image",
             )
+    check_windows(definition)
     _check_media(definition, result, BootImage.objects.all())
     for index, task in enumerate(definition.tasks):
         if not TASK_TYPES[task["type"]].renders:
             continue
         path = f"tasks[{index}]"
         params = {k: v for k, v in task.items() if k != "type"}
-        try:
-            files = render_installer(task["type"], _sample_context(definition, params))
-        except RenderError as exc:
-            raise DefinitionError(f"cannot render the installer config: {exc}", path=path) from None
-        try:
-            problems = check_installer(task["type"], files)
-        except ToolMissing as exc:
-            result.warnings.append(f"{path}: not checked: {exc}")
-            continue
-        if problems:
-            raise DefinitionError(
-                f"{task['type']} config refused by its checker: " + "; ".join(problems[:5]),
-                path=path,
-            )
+        # Windows' unattend differs per firmware (its disk layout): check each one.
+        firmwares = definition.firmware if task["type"] == "windows_install" else ("",)
+        for firmware in firmwares:
+            try:
+                files = render_installer(
+                    task["type"], _sample_context(definition, params, firmware)
+                )
+            except RenderError as exc:
+                raise DefinitionError(
+                    f"cannot render the installer config: {exc}", path=path
+                ) from None
+            try:
+                problems = check_installer(task["type"], files)
+            except ToolMissing as exc:
+                result.warnings.append(f"{path}: not checked: {exc}")
+                break
+            if problems:
+                raise DefinitionError(
+                    f"{task['type']} config refused by its checker: " + "; ".join(problems[:5]),
+                    path=path,
+                )
     return result

@@ -9,8 +9,11 @@ from django.conf import settings
 
 from nodes.models import Node
 
+from . import domainjoin
 from .models import WorkflowRun, WorkflowVersion
 from .registry import TASK_TYPES
+from .rendering import RenderError
+from .windows_context import windows_context
 
 PREVIEW_TOKEN = "PREVIEW-TOKEN-ISSUED-AT-INSTALL"
 
@@ -32,9 +35,20 @@ def installer_task(version: WorkflowVersion) -> dict[str, Any] | None:
 
 
 def node_context(
-    node: Node, version: WorkflowVersion, *, token: str, base_url: str
+    node: Node,
+    version: WorkflowVersion,
+    *,
+    token: str,
+    base_url: str,
+    run: WorkflowRun | None = None,
 ) -> dict[str, Any]:
-    """Everything a template may use about ``node`` for this workflow version."""
+    """Everything a template may use about ``node`` for this workflow version.
+
+    With ``run`` the files are for the node itself, fetching them with its
+    token: a Windows install's secrets (local Administrator, product key, the
+    domain join's password or offline-join blob) are revealed, audited.
+    Without, they read as placeholders (the preview).
+    """
     interfaces = [
         {"mac": i.mac, "name": i.name, "is_primary": i.is_primary} for i in node.interfaces.all()
     ]
@@ -44,7 +58,7 @@ def node_context(
     if task:
         params = _fold_steps(version.tasks, params, base_url)
     hostname, _, domain = (node.hostname or f"node-{node.pk}").partition(".")
-    return {
+    context = {
         "node": {
             "id": node.pk,
             "hostname": hostname,
@@ -67,6 +81,15 @@ def node_context(
             "config_url": f"{base_url}/api/v1/install/{token}/",
         },
     }
+    if task.get("type") == "windows_install":
+        served = run is not None
+        context["windows"] = windows_context(node, version, params, run=run, served=served)
+        join = next((t for t in version.tasks if t["type"] == "domain_join"), None)
+        try:
+            context["join"] = domainjoin.join_context(join, node, run, reveal=served)
+        except domainjoin.DomainJoinError as exc:
+            raise RenderError(f"domain_join: {exc}") from None
+    return context
 
 
 def _fold_steps(tasks: list[dict], params: dict, base_url: str) -> dict:
@@ -110,4 +133,4 @@ def _script_command(task: dict, base_url: str) -> str:
 
 
 def run_context(run: WorkflowRun, token: str, base_url: str) -> dict[str, Any]:
-    return node_context(run.node, run.version, token=token, base_url=base_url)
+    return node_context(run.node, run.version, token=token, base_url=base_url, run=run)

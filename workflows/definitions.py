@@ -257,6 +257,7 @@ def parse(text: str | bytes) -> Definition:
             )
     _check_nfs_root(tasks)  # first: its refusals name nfs_root
     _check_image_deploy(tasks)
+    _check_windows(tasks)
     _check_folded_steps(tasks)
     _check_vm_steps(tasks)
     return Definition(name, description, arch, firmware, tuple(tasks))
@@ -344,6 +345,10 @@ def _check_vm_steps(tasks: list[dict]) -> None:
 # anything else would be accepted and silently never run.
 FOLDED_MANAGERS = ("auto", "apt", "dnf", "yum", "pacman")
 FOLDED_INTERPRETERS = ("bash", "sh", "python")
+_WINDOWS_HINT = (
+    " (on Windows, windows_install's first_logon_commands and post_install_powershell run "
+    "commands and PowerShell scripts at the first logon)"
+)
 
 
 def _check_image_deploy(tasks: list[dict]) -> None:
@@ -402,6 +407,13 @@ def _check_folded_steps(tasks: list[dict]) -> None:
         if kind not in ("package_install", "script_run"):
             continue
         path = f"tasks[{index}]"
+        if "windows_install" in (t["type"] for t in tasks):
+            raise DefinitionError(
+                f"{kind} does not run in a Windows install: use windows_install's "
+                "first_logon_commands (command lines) or post_install_powershell (PowerShell "
+                "scripts), which run once at the first logon",
+                path=f"{path}.type",
+            )
         if not seen_installer:
             raise DefinitionError(
                 f"{kind} runs inside the installer: put it after the workflow's installer task "
@@ -411,12 +423,41 @@ def _check_folded_steps(tasks: list[dict]) -> None:
         if kind == "package_install" and task["manager"] not in FOLDED_MANAGERS:
             raise DefinitionError(
                 f"manager {task['manager']!r} is not run yet; use one of "
-                f"{', '.join(FOLDED_MANAGERS)}",
+                f"{', '.join(FOLDED_MANAGERS)}{_WINDOWS_HINT}",
                 path=f"{path}.manager",
             )
         if kind == "script_run" and task["interpreter"] not in FOLDED_INTERPRETERS:
             raise DefinitionError(
                 f"interpreter {task['interpreter']!r} is not run yet; use one of "
-                f"{', '.join(FOLDED_INTERPRETERS)}",
+                f"{', '.join(FOLDED_INTERPRETERS)}{_WINDOWS_HINT}",
                 path=f"{path}.interpreter",
             )
+
+
+def _check_windows(tasks: list[dict]) -> None:
+    """windows_install boots a Windows boot image; domain_join is a part of its unattend."""
+    installs = [i for i, t in enumerate(tasks) if t["type"] == "windows_install"]
+    joins = [i for i, t in enumerate(tasks) if t["type"] == "domain_join"]
+    if joins and (not installs or joins[0] < installs[0]):
+        raise DefinitionError(
+            "domain_join joins the Windows that a windows_install step installs: put a "
+            "windows_install before it",
+            path=f"tasks[{joins[0]}].type",
+        )
+    if len(joins) > 1:
+        raise DefinitionError("a workflow joins one domain", path=f"tasks[{joins[1]}].type")
+    if not installs:
+        return
+    boots = [i for i, t in enumerate(tasks) if t["type"] == "pxe_boot"]
+    if not boots or boots[0] > installs[0]:
+        raise DefinitionError(
+            "windows_install runs Windows Setup from a Windows boot image: put a pxe_boot "
+            "naming it (boot_image, from manage.py import_iso) before this step",
+            path=f"tasks[{installs[0]}].type",
+        )
+    if not tasks[boots[0]]["boot_image"]:
+        raise DefinitionError(
+            "a Windows install boots a boot image imported with manage.py import_iso (WinPE "
+            "through wimboot), not a kernel and initrd: name it in boot_image",
+            path=f"tasks[{boots[0]}].boot_image",
+        )

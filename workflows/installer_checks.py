@@ -28,6 +28,10 @@ debian_preseed     ``debconf-set-selections --checkonly`` against a private,
 arch_bootstrap,    ``bash -n``. ``shellcheck`` (warnings and errors, not style
 raspberrypi_os     notes) runs too *when it is installed*; it is optional,
                    ``bash -n`` is the required tool.
+windows_install    ``workflows.unattend.check_unattend`` on autounattend.xml
+                   (Setup's own rules: passes, component attributes, encoded
+                   passwords, computer name, ...); winpeshl.ini and
+                   pureboot.cmd must be non-empty ASCII.
 ================== ==========================================================
 
 A missing required tool raises ToolMissing: a check never passes because it
@@ -49,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .unattend import check_unattend
 
 # Shipped with PureBoot (origin and licence: workflows/schemas/README.md).
 AUTOINSTALL_SCHEMA = Path(
@@ -369,6 +375,21 @@ def _shell_checker(name: str) -> Callable[[dict[str, str]], list[str]]:
     return check
 
 
+# --- Windows ----------------------------------------------------------------------------------
+
+
+def _check_windows_install(files: dict[str, str]) -> list[str]:
+    if problems := _missing(files, "autounattend.xml", "winpeshl.ini", "pureboot.cmd"):
+        return problems
+    problems = [f"autounattend.xml: {p}" for p in check_unattend(files["autounattend.xml"])]
+    for name in ("winpeshl.ini", "pureboot.cmd"):
+        if not files[name].strip():
+            problems.append(f"{name}: empty")
+        elif not files[name].isascii():
+            problems.append(f"{name}: WinPE reads it in its code page: ASCII characters only")
+    return problems
+
+
 _CHECKERS: dict[str, Callable[[dict[str, str]], list[str]]] = {
     "kickstart": _check_kickstart,
     "ubuntu_autoinstall": _check_ubuntu_autoinstall,
@@ -376,4 +397,5 @@ _CHECKERS: dict[str, Callable[[dict[str, str]], list[str]]] = {
     "debian_preseed": _check_debian_preseed,
     "arch_bootstrap": _shell_checker("bootstrap.sh"),
     "raspberrypi_os": _shell_checker("firstrun.sh"),
+    "windows_install": _check_windows_install,
 }

@@ -14,19 +14,22 @@ class NothingToPreview(Exception):
     """The node has no pinned workflow version, or it has no installer task."""
 
 
-def _render(node: Node, version: WorkflowVersion, token: str, base_url: str) -> dict[str, str]:
+def _render(
+    node: Node, version: WorkflowVersion, token: str, base_url: str, run: WorkflowRun | None = None
+) -> dict[str, str]:
     from .rendering import render_installer
 
     task = installer_task(version)
     if task is None:
         return {}
     return render_installer(
-        task["type"], node_context(node, version, token=token, base_url=base_url)
+        task["type"], node_context(node, version, token=token, base_url=base_url, run=run)
     )
 
 
 def render_for_run(run: WorkflowRun, token: str, request=None) -> dict[str, str]:
-    files = _render(run.node, run.version, token, public_base_url(request))
+    """The files the node holding ``run``'s token is served (its secrets revealed)."""
+    files = _render(run.node, run.version, token, public_base_url(request), run=run)
     if not files:
         raise NothingToPreview("This workflow has no installer files.")
     return files

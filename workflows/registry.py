@@ -17,6 +17,12 @@ from typing import Any
 from . import partitions
 from .params import Param, ParamError
 from .vmsteps import check_no_wait_for_ip, check_vm_hardware, vm_params
+from .windows_params import (
+    check_domain_join,
+    check_windows_install,
+    domain_join_params,
+    windows_install_params,
+)
 
 NODE = "node"
 CONTROLLER = "controller"
@@ -288,15 +294,10 @@ TASK_TYPES: dict[str, TaskType] = {
         ),
         TaskType(
             "domain_join",
-            "Join an Active Directory domain",
+            "Join the Windows install before it to an Active Directory domain (its unattend)",
             NODE,
-            (
-                Param("domain", "str", required=True, max_length=255),
-                Param("mode", "choice", default="online", choices=("online", "offline")),
-                Param("ou", "str", default=""),
-                Param("credential", "str", default="", help="Name of a stored credential"),
-            ),
-            not_built="nothing joins a machine to a domain yet",
+            domain_join_params(),
+            validate=check_domain_join,
         ),
         TaskType(
             "script_run",
@@ -399,6 +400,17 @@ TASK_TYPES: dict[str, TaskType] = {
             NODE,
             _installer_params(Param("user_data", "dict", default={})),
             renders="cloud_init",
+        ),
+        TaskType(
+            "windows_install",
+            "Windows Setup from a Windows boot image (WinPE), answered by autounattend.xml",
+            NODE,
+            windows_install_params(),
+            renders="windows_install",
+            # wimboot is loaded by iPXE, which PureBoot boots on x86 only (ARM64 gets GRUB).
+            arches=("x86_64",),
+            firmware=("bios", "uefi"),
+            validate=check_windows_install,
         ),
         TaskType(
             "vm_create",

@@ -39,6 +39,12 @@ filter for the syntax it lands in instead:
 ``urlsplit``
     ``urllib.parse.urlsplit`` (mirror host and path for debconf).
 
+The windows_install templates (autounattend.xml, winpeshl.ini, pureboot.cmd)
+have their own filters and globals (``xml``, ``win_password``, ``ps_encoded``,
+``cmd_safe``, ``ps_quote``, ``cmd_report``, ``first_logon``, ...), described in
+``workflows.windows_render``; winpeshl.ini and pureboot.cmd are served with
+CRLF line ends.
+
 ``report(status, progress, message, tool="curl", attempts=1, delay=10)`` is a
 template global that returns the shell command by which the node reports its
 progress to ``install.report_url`` with its ``install.token``; it always ends
@@ -77,6 +83,8 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from . import windows_render
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "installers"
 
 # The files served for each installer task type: served name -> template.
@@ -95,6 +103,11 @@ INSTALLER_FILES: dict[str, dict[str, str]] = {
         "meta-data": "nocloud/meta-data.j2",
         "vendor-data": "nocloud/vendor-data.j2",
     },
+    "windows_install": {
+        "autounattend.xml": "windows_install/autounattend.xml.j2",
+        "winpeshl.ini": "windows_install/winpeshl.ini.j2",
+        "pureboot.cmd": "windows_install/pureboot.cmd.j2",
+    },
 }
 
 # The file the installer runs or reads its answers from; it carries the progress reports.
@@ -105,7 +118,11 @@ MAIN_FILE: dict[str, str] = {
     "arch_bootstrap": "bootstrap.sh",
     "raspberrypi_os": "firstrun.sh",
     "cloud_init": "user-data",
+    "windows_install": "pureboot.cmd",
 }
+
+# Files WinPE reads with Windows line ends (cmd.exe mis-reads labels in LF-only batch files).
+CRLF_FILES = frozenset({"winpeshl.ini", "pureboot.cmd"})
 
 # cloud-config keys the cloud_init template writes itself. An operator's
 # params.user_data may extend the list-valued ones; any other collision is refused
@@ -329,8 +346,10 @@ def environment() -> SandboxedEnvironment:
         json=to_json,
         fqdn=fqdn,
         urlsplit=urlsplit,
+        **windows_render.FILTERS,
     )
     env.globals.update(
+        **windows_render.GLOBALS,
         report=report,
         kickstart_syntax=kickstart_syntax,
         cloud_init_merged_keys=sorted(CLOUD_INIT_MERGED_KEYS),
@@ -342,6 +361,9 @@ def environment() -> SandboxedEnvironment:
 
 
 def _check_context(task_type: str, context: dict[str, Any]) -> None:
+    if task_type == "windows_install":
+        windows_render.check_context(context)
+        return
     params = context["params"]
     node = context["node"]
     username = params["username"]
@@ -384,12 +406,16 @@ def render_installer(task_type: str, context: dict[str, Any]) -> dict[str, str]:
     env = environment()
     try:
         _check_context(task_type, context)
-        return {name: env.get_template(path).render(context) for name, path in files.items()}
+        rendered = {name: env.get_template(path).render(context) for name, path in files.items()}
     except jinja2.UndefinedError as exc:
         raise RenderError(f"{task_type}: {exc.message}") from exc
     except KeyError as exc:  # a missing key read by Python code (filters, _check_context)
         raise RenderError(f"{task_type}: context has no {exc.args[0]!r}") from exc
-    except _ValueRefused as exc:
+    except (_ValueRefused, windows_render.RefusedValue) as exc:
         raise RenderError(f"{task_type}: {exc}") from exc
     except jinja2.TemplateError as exc:
         raise RenderError(f"{task_type}: template error: {exc}") from exc
+    return {
+        name: text.replace("\r\n", "\n").replace("\n", "\r\n") if name in CRLF_FILES else text
+        for name, text in rendered.items()
+    }

@@ -17,6 +17,7 @@ from nodes import services as node_services
 from nodes.choices import EventKind, NodeState
 from nodes.models import Node, NodeEvent
 
+from . import domainjoin
 from .checks import check_definition
 from .choices import ReportStatus, RunStatus, StepStatus
 from .definitions import Definition, content_hash, parse
@@ -192,6 +193,8 @@ def start_install(node_id: int, actor: node_services.Actor = node_services.SYSTE
                 for i, t in enumerate(version.tasks)
             ],
         )
+        # An offline domain join's blob is made by a worker while the machine boots WinPE.
+        domainjoin.request_offline_join(run)
     return node, run, issue_token(run)
 
 
@@ -307,11 +310,13 @@ def handle_report(run_id: int, report: dict[str, Any]) -> WorkflowRun:
             node_services.perform(
                 node.pk, "complete_install", actor, reason="Installer reported completion"
             )
+            domainjoin.wipe_for_run(run, actor.label)
         elif status == ReportStatus.FAILED and running:
             run.status, run.finished_at = RunStatus.FAILED, now
             run.error = "; ".join(lines[-3:]) or "Installer reported failure"
             run.save()
             node_services.perform(node.pk, "fail", actor, reason=run.error[:1000])
+            domainjoin.wipe_for_run(run, actor.label)
         elif status == ReportStatus.DISK_WRITTEN and running:
             # The installer goes on from the disk it wrote (Windows Setup after
             # WinPE): from now on this node's boots get its local disk.

@@ -63,6 +63,32 @@ _TASK_PARAMS: dict[str, dict[str, Any]] = {
     },
     "debian_preseed": {"suite": "bookworm"},
     "cloud_init": {"user_data": {}},
+    "windows_install": {
+        "edition": "Windows 11 Pro",
+        "admin_credential": "win-local-admin",
+        "product_key_credential": "",
+        "locale": "en-US",
+        "input_locale": "",
+        "timezone": "UTC",
+        "disk": 0,
+        "computer_name": "",
+        "organization": "",
+        "first_logon_commands": [],
+        "post_install_powershell": [],
+    },
+}
+
+# windows_install's extra context (workflows.windows_context builds it in an install).
+WINDOWS = {
+    "install_share": "\\\\pureboot.example\\pureboot-boot\\windows-22621-x86_64",
+    "install_file": "install.wim",
+    "arch": "amd64",
+    "firmware": "uefi",
+    "admin_password": "Adm1n-Pässwörd!",
+    "product_key": "",
+    "share_username": "",
+    "share_password": "",
+    "drivers": False,
 }
 
 # A Raspberry Pi as PureBoot records one.
@@ -103,4 +129,7 @@ def sample_context(
             **(install or {}),
         },
     }
+    if task_type == "windows_install":
+        context["windows"] = dict(WINDOWS)
+        context["join"] = None
     return copy.deepcopy(context)

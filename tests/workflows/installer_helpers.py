@@ -55,7 +55,8 @@ PI_VARIANTS = {
     "pi4-everything": ({"domain": "kiosks.example.com"}, FULL_PARAMS),
     "pi-armhf-bare": ({"arch": "armhf"}, BARE_PARAMS),
 }
-GENERIC_TYPES = sorted(set(INSTALLER_FILES) - {"raspberrypi_os"})
+# windows_install has its own cases (tests/workflows/test_windows_unattend.py).
+GENERIC_TYPES = sorted(set(INSTALLER_FILES) - {"raspberrypi_os", "windows_install"})
 
 
 def installer_cases() -> Iterator[Any]:

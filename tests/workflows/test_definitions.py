@@ -21,8 +21,7 @@ def test_examples_parse_with_defaults():
 @pytest.mark.parametrize(
     "kind",
     [
-        "domain_join", "reboot", "chain_boot", "ovirt_vm_configure", "template_sync",
-        "live_migrate",
+        "reboot", "chain_boot", "ovirt_vm_configure", "template_sync", "live_migrate",
     ],
 )  # fmt: skip
 def test_task_types_nothing_runs_yet_are_refused_by_name(kind):

@@ -175,5 +175,7 @@ def test_task_types_say_which_are_available(admin_client):
     types = {t["name"]: t for t in admin_client.get("/api/v1/workflows/task-types").json()}
     assert types["ubuntu_autoinstall"]["available"] is True
     assert types["disk_wipe"]["available"] is True
-    assert types["domain_join"]["available"] is False
-    assert "domain" in types["domain_join"]["not_available_because"]
+    assert types["domain_join"]["available"] is True
+    assert types["windows_install"]["available"] is True
+    assert types["reboot"]["available"] is False
+    assert "restart" in types["reboot"]["not_available_because"]
