@@ -515,6 +515,18 @@ for _name, _path in (
     if _path and not os.path.isabs(_path):
         raise ImproperlyConfigured(f"{_name} must be an absolute path")
 
+# Windows Setup reads install.wim from the boot root exported read-only over
+# SMB (manage.py smb_config prints the Samba share): its UNC path as nodes
+# reach it, e.g. \\pureboot.example.com\pureboot-boot. Empty: Windows
+# workflows are refused at save.
+PUREBOOT_WINDOWS_SHARE = os.environ.get("PUREBOOT_WINDOWS_SHARE", "").strip()
+if PUREBOOT_WINDOWS_SHARE and not re.fullmatch(
+    r"\\\\[A-Za-z0-9.-]{1,253}\\[A-Za-z0-9$._-]{1,80}", PUREBOOT_WINDOWS_SHARE
+):
+    raise ImproperlyConfigured(
+        "PUREBOOT_WINDOWS_SHARE must be a UNC share path such as \\\\host\\share"
+    )
+
 # Active Directory domain join (workflows.domainjoin): words put before every
 # samba-tool and net command PureBoot runs against a domain controller
 # (shell-like quoting), e.g. "ip netns exec ad" when the domain is reached from

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from credentials.models import Credential, CredentialKind
 
 from .definitions import Definition, DefinitionError
@@ -81,6 +83,13 @@ def _check_install(definition: Definition, task: dict[str, Any], path: str) -> N
         raise DefinitionError(
             "wimboot is not imported: it boots WinPE over the network. Download wimboot from "
             f"{WIMBOOT_RELEASES} and run manage.py import_wimboot /path/to/wimboot",
+            path=boot_path,
+        )
+    if not settings.PUREBOOT_WINDOWS_SHARE:
+        raise DefinitionError(
+            "PUREBOOT_WINDOWS_SHARE is not set: Windows Setup reads install.wim from the boot "
+            "root exported over SMB; export it (manage.py smb_config prints the Samba share) "
+            "and set PUREBOOT_WINDOWS_SHARE to its UNC path, e.g. \\\\pureboot\\pureboot-boot",
             path=boot_path,
         )
     names = editions(image)

@@ -19,7 +19,6 @@ from credentials import services as credentials
 from credentials.models import Credential, CredentialKind
 from nodes.models import Node
 
-from .domainjoin import machine_name
 from .models import BootImage, WorkflowRun, WorkflowVersion
 from .rendering import RenderError
 
@@ -78,8 +77,6 @@ def windows_context(
             "install.wim from the boot root exported over SMB (manage.py smb_config)"
         )
     return {
-        # The same name the offline-join blob is made for (domainjoin.machine_name).
-        "computer_name": machine_name(node, version.tasks),
         "install_share": share,
         "install_file": image.files.get("install_wim", {}).get("name", "install.wim"),
         "arch": PROCESSOR_ARCH.get(node.arch, "amd64"),

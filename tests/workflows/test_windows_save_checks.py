@@ -25,6 +25,7 @@ EDITIONS = ["Windows 11 Home", "Windows 11 Education", "Windows 11 Pro"]
 def keys(settings):
     """A fresh key set for each test (never the developer's var/ key)."""
     settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.test\\pureboot-boot"
 
 
 def make_credential(name: str, kind: str, username: str = "Administrator", password: str = "pw"):
@@ -314,3 +315,12 @@ def test_save_through_the_api(api):
     assert not Workflow.objects.filter(name="bad").exists()
     # Neither the stored secrets nor the placeholders leak into the answer.
     assert "Adm1n!" not in resp.content.decode() and "SAMPLE-PASSWORD" not in resp.content.decode()
+
+
+def test_a_windows_workflow_is_refused_while_no_share_serves_install_wim(ready, settings):
+    settings.PUREBOOT_WINDOWS_SHARE = ""
+    with pytest.raises(DefinitionError) as refused:
+        check_definition(parse(workflow()))
+    assert refused.value.path == "tasks[0].boot_image"
+    assert "PUREBOOT_WINDOWS_SHARE is not set" in str(refused.value)
+    assert "manage.py smb_config" in str(refused.value)
