@@ -379,6 +379,12 @@ def test_pureboot_cmd_reports_reach_the_controller(report_server):
     lines = cmd_lines(render(install={"report_url": url}))
     reports = [line for line in lines if line.startswith("curl.exe ")]
     assert len(reports) == 3
+    # The disk_written report is retried until it is heard, then WinPE restarts.
+    assert reports[1].endswith(" && goto restart")
+    loop = lines[lines.index(":disk_written") :]
+    assert loop[1] == reports[1] and "goto disk_written" in loop
+    assert lines[lines.index(":restart") + 1] == "wpeutil reboot"
+    reports = [line.removesuffix(" && goto restart") for line in reports]
     for line in reports:
         # cmd.exe expands %RC% (Setup's exit code) before curl.exe splits its arguments.
         argv = crt_argv(line.replace("%RC%", "31"))
