@@ -5,8 +5,11 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
+from credentials import services as credentials
+from tests.factories import sealed
 from workflows.models import BootImage, Workflow
 
 from .test_rootfs import make_archive, system_members
@@ -18,8 +21,36 @@ pytestmark = pytest.mark.django_db
 
 # The family import_iso gives each boot image the examples name, by its name's prefix,
 # and the files it registers (tests/bootserve/test_install_media.py imports real ISOs).
-FAMILIES = {"ubuntu": "ubuntu", "debian": "debian", "rocky": "rocky", "archlinux": "arch"}
+FAMILIES = {
+    "ubuntu": "ubuntu",
+    "debian": "debian",
+    "rocky": "rocky",
+    "archlinux": "arch",
+    "windows": "windows",
+}
 ROLES = ("kernel", "initrd", "iso", "rootfs", "stage2", "treeinfo")
+# What import_iso records of a Windows 11 ISO's install.wim (its editions).
+WINDOWS_EDITIONS = ["Windows 11 Home", "Windows 11 Education", "Windows 11 Pro"]
+
+
+@pytest.fixture
+def windows_ready(settings):
+    """What the Windows example needs besides its boot image: wimboot, the SMB share
+    and its credentials (as its comment says)."""
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.example.com\\pureboot-boot"
+    BootImage.objects.create(name="wimboot", family="wimboot", arch="x86_64")
+    for name, kind in (("win-local-admin", "windows_admin"), ("corp-join", "domain_join")):
+        credentials.create_credential(
+            "user:setup",
+            {
+                "name": name,
+                "kind": kind,
+                "username": "CORP\\svc" if kind == "domain_join" else "Administrator",
+            },
+            {"password": "example-password"},
+            approval=sealed("credential.create", f"credential:new:{name}", ""),
+        )
 
 
 @pytest.fixture
@@ -35,7 +66,7 @@ def pi_template(settings, tmp_path):
     )
 
 
-def test_examples_import_and_pass_their_checkers(pi_template):
+def test_examples_import_and_pass_their_checkers(pi_template, windows_ready):
     # The boot images the examples name are imported first (as the README says).
     for name in re.findall(
         r"boot_image: (\S+)", "".join(p.read_text() for p in EXAMPLES.glob("*"))
@@ -45,7 +76,15 @@ def test_examples_import_and_pass_their_checkers(pi_template):
             defaults={
                 "family": FAMILIES[name.split("-")[0]],
                 "arch": "x86_64",
-                "files": {role: {"name": role, "sha256": "0" * 64, "size": 1} for role in ROLES},
+                "files": {
+                    **{role: {"name": role, "sha256": "0" * 64, "size": 1} for role in ROLES},
+                    "install_wim": {
+                        "name": "install.wim",
+                        "images": [
+                            {"index": i + 1, "name": n} for i, n in enumerate(WINDOWS_EDITIONS)
+                        ],
+                    },
+                },
             },
         )
     out, err = StringIO(), StringIO()
@@ -55,6 +94,9 @@ def test_examples_import_and_pass_their_checkers(pi_template):
     assert Workflow.objects.count() == len(files) >= 7
     for line in err.getvalue().splitlines():
         assert "not checked" in line, line  # only a checker missing on this machine
+    windows = Workflow.objects.get(name="windows-11-offline-join").versions.get()
+    assert [t["type"] for t in windows.tasks] == ["pxe_boot", "windows_install", "domain_join"]
+    assert windows.tasks[2]["mode"] == "offline"
     pi = Workflow.objects.get(name="raspberry-pi-os").versions.get()
     assert [t["type"] for t in pi.tasks] == ["nfs_root", "raspberrypi_os"]
     assert pi.tasks[0]["root"] == "raspios-lite-arm64"
