@@ -16,13 +16,6 @@ from ..drivers.base import PowerAction
 from ..models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every refusal: what is wrong, and a stable code."""
-
-    detail = serializers.CharField()
-    code = serializers.CharField()
-
-
 class HypervisorSerializer(serializers.ModelSerializer):
     site = ScopedSiteField(slug_field="slug", required=False, allow_null=True)
     credential = serializers.SlugRelatedField(

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from nodes.api.views import LifecycleAnswers
 from pureboot.api.permissions import ModelPermissions
+from pureboot.api.serializers import ErrorSerializer
 
 from .. import services, vms
 from .. import workflow as vm_workflow
@@ -26,7 +27,6 @@ from ..drivers import Capability
 from ..filtersets import HypervisorFilterSet, OperationFilterSet, VirtualMachineFilterSet
 from ..models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 from .serializers import (
-    ErrorSerializer,
     HASerializer,
     HypervisorSerializer,
     HypervisorTemplateSerializer,

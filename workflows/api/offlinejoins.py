@@ -19,6 +19,7 @@ from approvals.api.responses import ask, dry_run
 from approvals.api.serializers import ApprovalRequestSerializer
 from nodes.permissions import scope_nodes
 from pureboot.api.permissions import ModelPermissions
+from pureboot.api.serializers import ErrorSerializer
 
 from .. import domainjoin
 from ..domainjoin_models import OfflineJoin, OfflineJoinStatus
@@ -48,11 +49,6 @@ class OfflineJoinSerializer(serializers.ModelSerializer):
 
 class RemoveAccountSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField()
 
 
 class OfflineJoinFilterSet(django_filters.FilterSet):
