@@ -13,6 +13,8 @@ import hashlib
 import io
 import posixpath
 import re
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,12 +265,57 @@ def archlinux(dest: Path, version: str = "2024.11.01") -> BuiltIso:
     )
 
 
-def windows(dest: Path, build: str = "26100", arch: str = "amd64", udf: bool = True) -> BuiltIso:
+WINDOWS_EDITIONS = ("Windows 11 Home", "Windows 11 Education", "Windows 11 Pro")
+# WINDOWS/EDITIONID and WINDOWS/ARCH as Microsoft's images carry them.
+_EDITION_IDS = {"Windows 11 Home": "Core", "Windows 11 Education": "Education"}
+_WIM_ARCH = {"amd64": "9", "arm64": "12"}
+
+
+def real_wim(dest: Path, editions=WINDOWS_EDITIONS, arch: str = "amd64") -> bytes:
+    """A real WIM (wimlib) with one small image per edition name, as install.wim holds."""
+    wimlib = shutil.which("wimlib-imagex")
+    if wimlib is None:
+        raise AssertionError("wimlib-imagex not found (Debian package: wimtools)")
+    tree = dest.with_suffix(".tree")
+    (tree / "Windows" / "System32").mkdir(parents=True, exist_ok=True)
+    (tree / "Windows" / "System32" / "config.txt").write_text("PureBoot test image\n")
+    for number, name in enumerate(editions, 1):
+        verb = "capture" if number == 1 else "append"
+        subprocess.run([wimlib, verb, str(tree), str(dest), name], check=True, capture_output=True)
+        edition = _EDITION_IDS.get(name, name.rsplit(" ", 1)[-1].replace("Pro", "Professional"))
+        subprocess.run(
+            [
+                wimlib,
+                "info",
+                str(dest),
+                str(number),
+                f"--image-property=WINDOWS/EDITIONID={edition}",
+                f"--image-property=WINDOWS/ARCH={_WIM_ARCH[arch]}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    shutil.rmtree(tree)
+    return dest.read_bytes()
+
+
+def windows(
+    dest: Path,
+    build: str = "26100",
+    arch: str = "amd64",
+    udf: bool = True,
+    install: bytes | None = None,
+    install_name: str = "install.wim",
+) -> BuiltIso:
     """Windows installer media, mixed case as on real discs.
 
     With ``udf`` (as Microsoft ships them) only the UDF tree has the names;
-    without, a plain ISO 9660 image whose 8.3 names must serve.
+    without, a plain ISO 9660 image whose 8.3 names must serve. ``install``:
+    the install image's bytes (default: a real WIM of WINDOWS_EDITIONS; b"":
+    none, as on a WinPE-only disc), stored as ``/sources/<install_name>``.
     """
+    if install is None:
+        install = real_wim(dest.with_name(dest.stem + "-install.wim"), arch=arch)
     loader = {"amd64": "bootx64.efi", "arm64": "bootaa64.efi"}[arch]
     volarch = {"amd64": "X64", "arm64": "A64"}[arch]
     files = {
@@ -289,16 +336,20 @@ def windows(dest: Path, build: str = "26100", arch: str = "amd64", udf: bool = T
         ).encode(),
         "/setup.exe": payload("setup", 700),
     }
+    roles = {
+        "bootmgr": "/bootmgr",
+        "bcd": "/Boot/BCD",
+        "boot_sdi": "/Boot/boot.sdi",
+        "boot_wim": "/sources/BOOT.WIM",
+        "bootmgr_efi": "/efi/boot/" + loader.upper(),
+    }
+    if install:
+        files[f"/sources/{install_name}"] = install
+        roles["install_wim"] = f"/sources/{install_name}"
     return _built(
         dest,
         files,
-        {
-            "bootmgr": "/bootmgr",
-            "bcd": "/Boot/BCD",
-            "boot_sdi": "/Boot/boot.sdi",
-            "boot_wim": "/sources/BOOT.WIM",
-            "bootmgr_efi": "/efi/boot/" + loader.upper(),
-        },
+        roles,
         vol_ident=f"CCCOMA_{volarch}FRE_EN-US_DV9",
         rock_ridge=False,
         joliet=False,

@@ -44,6 +44,8 @@ EXPECTED_NAMES = {
     "bcd": "BCD",
     "boot_sdi": "boot.sdi",
     "boot_wim": "boot.wim",
+    "install_wim": "install.wim",
+    "install_esd": "install.esd",
     # Where archiso and Anaconda's dracut look for them below the URL they are given.
     "rootfs": "arch/x86_64/airootfs.sfs",
     "rootfs_sha512": "arch/x86_64/airootfs.sha512",

@@ -23,6 +23,7 @@ from .info import (
     _arch,
     _slug,
     _unsupported_arch,
+    file_limit,
 )
 from .reader import _IsoReader
 
@@ -296,7 +297,15 @@ def _windows(iso: _IsoReader) -> IsoInfo | None:
     arch = _arch(seen_arch) or _efi_arch(iso) or _arch(volid_arch["arch"] if volid_arch else "")
     if arch is None:
         raise _unsupported_arch("Windows", seen_arch or (volid_arch and volid_arch["arch"]))
-    files = [wim, bcd, sdi]
+    install = _boot_file(iso, "install_wim", "/sources/install.wim") or _boot_file(
+        iso, "install_esd", "/sources/install.esd"
+    )
+    if install is None:
+        raise UnrecognisedIso(
+            "looks like Windows media but has neither /sources/install.wim nor "
+            "/sources/install.esd (a WinPE-only ISO cannot install Windows)"
+        )
+    files = [wim, bcd, sdi, install]
     loaders = [f"/efi/boot/{_EFI_LOADERS[arch]}"]
     for role, candidates in (("bootmgr", ["/bootmgr"]), ("bootmgr_efi", loaders)):
         if found := _boot_file(iso, role, *candidates):
@@ -350,9 +359,9 @@ def recognise(
     for bf in info.files:
         if bf.size <= 0:
             raise InvalidIso(f"boot file {bf.iso_path} ({bf.role}) is empty")
-        if bf.size > max_file_bytes:
+        if bf.size > file_limit(bf.role, max_file_bytes):
             raise FileTooLarge(
                 f"boot file {bf.iso_path} ({bf.role}) is {bf.size} bytes,"
-                f" over the limit of {max_file_bytes}"
+                f" over the limit of {file_limit(bf.role, max_file_bytes)}"
             )
     return info

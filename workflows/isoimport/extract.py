@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import FileTooLarge, InvalidIso
-from .info import DEFAULT_MAX_FILE_BYTES, STAGE2_TREEINFO, Extraction, IsoInfo, dest_filename
+from .info import (
+    DEFAULT_MAX_FILE_BYTES,
+    STAGE2_TREEINFO,
+    Extraction,
+    IsoInfo,
+    dest_filename,
+    file_limit,
+)
 from .netboot import extract_members
 from .reader import _CHUNK, _CountingWriter, _Entry, _IsoReader
 
@@ -38,10 +45,10 @@ def extract(
         if bf.role in targets:
             raise ValueError(f"boot file role {bf.role!r} appears twice")
         targets[bf.role] = dest_filename(bf.role, info.arch)
-        if bf.size > max_file_bytes:
+        if bf.size > file_limit(bf.role, max_file_bytes):
             raise FileTooLarge(
                 f"boot file {bf.iso_path} ({bf.role}) is {bf.size} bytes,"
-                f" over the limit of {max_file_bytes}"
+                f" over the limit of {file_limit(bf.role, max_file_bytes)}"
             )
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,17 @@ from typing import Any
 from .errors import UnrecognisedIso
 
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+# Windows' install image is larger than any boot file (about 5 GB for Windows 11).
+INSTALL_IMAGE_ROLES = frozenset({"install_wim", "install_esd"})
+INSTALL_IMAGE_MAX_BYTES = 16 * 1024**3
+
+
+def file_limit(role: str, max_file_bytes: int) -> int:
+    """The largest file of ``role`` an import takes."""
+    if role in INSTALL_IMAGE_ROLES:
+        return max(max_file_bytes, INSTALL_IMAGE_MAX_BYTES)
+    return max_file_bytes
+
 
 ARCHES = {
     "amd64": "x86_64",
@@ -40,6 +51,9 @@ _ROLE_FILENAMES = {
     "ucode_intel": "intel-ucode.img",
     "ucode_amd": "amd-ucode.img",
     "bootmgr": "bootmgr",
+    # Windows Setup's install image (read by Setup from the SMB share, not booted).
+    "install_wim": "install.wim",
+    "install_esd": "install.esd",
     "bcd": "BCD",
     "boot_sdi": "boot.sdi",
     "boot_wim": "boot.wim",

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from workflows import isoimport
+from workflows import isoimport, wim
 from workflows.bootimages import BootImageFolderTaken, check_folder_free, install_boot_image
 from workflows.models import BootImage
 
@@ -31,6 +31,17 @@ def _record_sources(files: dict[str, dict], info: isoimport.IsoInfo) -> None:
         files[bf.role]["from"] = bf.iso_path
         if info.details.get("flavour"):
             files[bf.role]["flavour"] = info.details["flavour"]
+
+
+def _record_editions(files: dict[str, dict], paths: dict[str, Path], source: str) -> None:
+    """Record the editions of a Windows image's install.wim (or .esd) under
+    ``files["install_wim"]["images"]``: a workflow's ``edition`` is checked against them."""
+    role = "install_wim" if "install_wim" in files else "install_esd"
+    try:
+        found = wim.images(paths[role])
+    except wim.WimError as exc:
+        raise CommandError(f"{source}: {exc}") from None
+    files["install_wim"] = {**files.pop(role), "images": [i.as_dict() for i in found]}
 
 
 class Command(BaseCommand):
@@ -106,6 +117,8 @@ class Command(BaseCommand):
                 for role, path in paths.items()
             }
             _record_sources(files, info)
+            if info.family == "windows":
+                _record_editions(files, paths, source)
             self._install(boot_root, name, staging, info, files, source, existing)
         flavour = f", {info.details['flavour']} installer" if info.details.get("flavour") else ""
         self.stdout.write(
@@ -117,6 +130,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {role:14} /boot/files/{name}/{meta['name']}  sha256 {meta['sha256']}"
             )
+        for image in files.get("install_wim", {}).get("images", []):
+            self.stdout.write(f"  edition {image['index']}: {image['name']}")
 
     def _fetch(self, source: str, sha256: str, max_bytes: int, work_dir: Path) -> Path:
         if _is_url(source):

@@ -1,0 +1,134 @@
+"""Reading and changing Windows images (WIM) with wimlib (``wimlib-imagex``, Debian ``wimtools``).
+
+A WIM's image list (index, name, edition, architecture) is what a Windows
+workflow's ``edition`` is checked against; it is read from the WIM's XML data
+with ``wimlib-imagex info --xml``. The WIM may come from an ISO anyone could
+have made, so the XML is size-capped and parsed with defusedxml (no entity
+expansion), and anything unexpected is a WimError naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+WIMLIB = "wimlib-imagex"
+# The XML of a real install.wim with a dozen editions is about 30 KB.
+MAX_XML_BYTES = 4 * 1024 * 1024
+MAX_IMAGES = 256
+TIMEOUT_SECONDS = 300
+# WINDOWS/ARCH in a WIM's XML: PROCESSOR_ARCHITECTURE values.
+ARCHES = {"0": "x86", "5": "arm", "9": "amd64", "12": "arm64"}
+
+
+class WimError(Exception):
+    """A WIM that cannot be read or changed, or wimlib missing."""
+
+
+@dataclass(frozen=True)
+class WimImage:
+    index: int
+    name: str
+    description: str = ""
+    edition_id: str = ""
+    arch: str = ""
+    size: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _wimlib() -> str:
+    path = shutil.which(WIMLIB)
+    if path is None:
+        raise WimError(f"{WIMLIB} not found (Debian package: wimtools)")
+    return path
+
+
+def _run(args: list[str], what: str, *, text: bool = True) -> subprocess.CompletedProcess:
+    try:
+        done = subprocess.run(
+            [_wimlib(), *args], capture_output=True, timeout=TIMEOUT_SECONDS, text=text
+        )
+    except subprocess.TimeoutExpired:
+        raise WimError(f"{what}: wimlib took more than {TIMEOUT_SECONDS} s") from None
+    if done.returncode != 0:
+        err = done.stderr if text else done.stderr.decode("utf-8", "replace")
+        raise WimError(f"{what}: {err.strip().splitlines()[-1] if err.strip() else 'failed'}")
+    return done
+
+
+def _text(element, tag: str) -> str:
+    found = element.find(tag)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def images(path: Path) -> list[WimImage]:
+    """The images in the WIM at ``path``, in index order."""
+    shown = Path(path).name
+    done = _run(["info", str(path), "--xml"], f"{shown} is not a readable WIM", text=False)
+    return parse_xml(done.stdout, shown)
+
+
+def parse_xml(raw: bytes, shown: str) -> list[WimImage]:
+    """The images a WIM's XML data (UTF-16 with a BOM, as wimlib prints it) lists."""
+    if len(raw) > MAX_XML_BYTES:
+        raise WimError(f"{shown}: its XML data is over {MAX_XML_BYTES} bytes")
+    try:
+        xml = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode()
+        root = ElementTree.fromstring(xml)
+    except (UnicodeDecodeError, ElementTree.ParseError, DefusedXmlException) as exc:
+        raise WimError(f"{shown}: its XML data cannot be read ({exc})") from None
+    found = root.findall("IMAGE")
+    if not found:
+        raise WimError(f"{shown} holds no image")
+    if len(found) > MAX_IMAGES:
+        raise WimError(f"{shown} holds {len(found)} images; at most {MAX_IMAGES} are read")
+    out = []
+    for element in found:
+        index = element.get("INDEX", "")
+        if not index.isdigit():
+            raise WimError(f"{shown}: an image has the index {index[:20]!r}")
+        name = _text(element, "NAME")
+        if not name or len(name) > 256 or re.search(r"[\x00-\x1f]", name):
+            raise WimError(f"{shown}: image {index} has no usable name")
+        size = _text(element, "TOTALBYTES")
+        out.append(
+            WimImage(
+                index=int(index),
+                name=name,
+                description=_text(element, "DESCRIPTION")[:1000],
+                edition_id=_text(element, "WINDOWS/EDITIONID")[:100],
+                arch=ARCHES.get(_text(element, "WINDOWS/ARCH"), ""),
+                size=int(size) if size.isdigit() else 0,
+            )
+        )
+    names = [i.name for i in out]
+    if len(set(names)) != len(names):
+        raise WimError(f"{shown}: two images share a name; an edition is chosen by name")
+    return sorted(out, key=lambda i: i.index)
+
+
+def boot_index(path: Path) -> int:
+    """The WIM's boot image index (0: none marked)."""
+    done = _run(["info", str(path), "--header"], f"{Path(path).name} is not a readable WIM")
+    match = re.search(r"^Boot Index\s*=\s*(\d+)", done.stdout, re.M)
+    return int(match[1]) if match else 0
+
+
+def add_folder(path: Path, index: int, source: Path, target: str) -> None:
+    """Add the folder ``source`` at ``target`` (``/Drivers/x``) inside image ``index``."""
+    if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", target):
+        raise WimError(f"not a folder path inside a WIM: {target!r}")
+    if re.search(r"['\n\r\\]", str(source)):
+        raise WimError(f"a folder path wimlib cannot quote: {str(source)[:80]!r}")
+    _run(
+        ["update", str(path), str(index), f"--command=add '{source}' '{target}'"],
+        f"adding {source.name} to {Path(path).name}",
+    )
