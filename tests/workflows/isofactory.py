@@ -306,13 +306,15 @@ def windows(
     udf: bool = True,
     install: bytes | None = None,
     install_name: str = "install.wim",
+    boot: bytes | None = None,
 ) -> BuiltIso:
     """Windows installer media, mixed case as on real discs.
 
     With ``udf`` (as Microsoft ships them) only the UDF tree has the names;
     without, a plain ISO 9660 image whose 8.3 names must serve. ``install``:
     the install image's bytes (default: a real WIM of WINDOWS_EDITIONS; b"":
-    none, as on a WinPE-only disc), stored as ``/sources/<install_name>``.
+    none, as on a WinPE-only disc), stored as ``/sources/<install_name>``;
+    ``boot``: boot.wim's bytes (default: stand-in bytes, not a WIM).
     """
     if install is None:
         install = real_wim(dest.with_name(dest.stem + "-install.wim"), arch=arch)
@@ -325,7 +327,7 @@ def windows(
         "/Boot/boot.sdi": payload("boot.sdi", 3100),
         "/efi/boot/" + loader.upper(): payload("bootmgfw", 1800),
         "/efi/microsoft/boot/BCD": payload("efi bcd", 2500),
-        "/sources/BOOT.WIM": payload("boot.wim", 33000),
+        "/sources/BOOT.WIM": boot if boot is not None else payload("boot.wim", 33000),
         "/sources/idwbinfo.txt": (
             "[BUILDINFO]\r\n"
             f"BuildArch={arch}\r\n"

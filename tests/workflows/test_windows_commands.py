@@ -1,15 +1,20 @@
-"""Operator commands for Windows: import_wimboot (the file's format checked), and what it registers."""
+"""Operator commands for Windows: import_wimboot (its format checked) and inject_drivers."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
 from workflows.models import BootImage
+
+from . import isofactory
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +75,76 @@ def test_what_is_not_wimboot_is_refused_saying_where_to_get_it(
 def test_a_missing_file_is_named(tmp_path, boot_root):
     with pytest.raises(CommandError, match="no such file; download wimboot"):
         call_command("import_wimboot", str(tmp_path / "nope"), stdout=StringIO())
+
+
+@pytest.fixture
+def windows_image(tmp_path, boot_root):
+    """A Windows boot image imported by import_iso from media with a real boot.wim."""
+    boot_wim = isofactory.real_wim(tmp_path / "boot.wim", editions=("Microsoft Windows PE",))
+    iso = isofactory.windows(tmp_path / "win.iso", build="22621", boot=boot_wim)
+    call_command("import_iso", str(iso.path), "--name", "win11", stdout=StringIO())
+    return BootImage.objects.get(name="win11")
+
+
+def drivers(tmp_path) -> Path:
+    folder = tmp_path / "drivers"
+    (folder / "net").mkdir(parents=True)
+    (folder / "net" / "e1000.inf").write_text('[Version]\r\nSignature="$WINDOWS NT$"\r\n')
+    (folder / "net" / "e1000.sys").write_bytes(b"\0" * 4096)
+    return folder
+
+
+def test_drivers_go_into_a_new_image_and_the_source_is_untouched(
+    tmp_path, boot_root, windows_image
+):
+    before = (boot_root / "win11" / "boot.wim").read_bytes()
+    out = StringIO()
+    call_command(
+        "inject_drivers", "win11", str(drivers(tmp_path)), "--model", "OptiPlex 7010", stdout=out
+    )
+    new = BootImage.objects.get(name="win11-optiplex-7010")
+    assert (new.family, new.arch) == ("windows", windows_image.arch)
+    assert new.files["boot_wim"]["drivers"] == {
+        "model": "OptiPlex 7010",
+        "folder": "Drivers/optiplex-7010",
+        "infs": ["net/e1000.inf"],
+    }
+    assert new.files["install_wim"] == windows_image.files["install_wim"]
+    assert (boot_root / "win11" / "boot.wim").read_bytes() == before
+    wim_path = boot_root / "win11-optiplex-7010" / "boot.wim"
+    assert hashlib.sha256(wim_path.read_bytes()).hexdigest() == new.files["boot_wim"]["sha256"]
+    listing = subprocess.run(
+        ["wimlib-imagex", "dir", str(wim_path), "1", "--path=/Drivers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "/Drivers/optiplex-7010/net/e1000.inf" in listing
+    # The install image is shared, not copied, on one file system.
+    assert (boot_root / "win11-optiplex-7010" / "install.wim").stat().st_ino == (
+        boot_root / "win11" / "install.wim"
+    ).stat().st_ino
+
+
+@pytest.mark.parametrize("bad", ["link", "no-inf", "fifo"])
+def test_a_driver_folder_that_cannot_be_trusted_is_refused(tmp_path, boot_root, windows_image, bad):
+    folder = drivers(tmp_path)
+    if bad == "link":
+        (folder / "net" / "passwd.inf").symlink_to("/etc/passwd")
+    elif bad == "no-inf":
+        (folder / "net" / "e1000.inf").unlink()
+    else:
+        os.mkfifo(folder / "net" / "pipe")
+    message = {"link": "a link", "no-inf": "no .inf file", "fifo": "not a regular file"}[bad]
+    with pytest.raises(CommandError, match=message):
+        call_command("inject_drivers", "win11", str(folder), "--model", "X1", stdout=StringIO())
+    assert list(BootImage.objects.values_list("name", flat=True)) == ["win11"]
+    assert sorted(p.name for p in boot_root.iterdir() if not p.name.startswith(".")) == ["win11"]
+
+
+def test_only_windows_images_take_drivers(tmp_path, boot_root):
+    BootImage.objects.create(name="deb", family="debian", arch="x86_64")
+    with pytest.raises(CommandError, match="no Windows boot image"):
+        call_command(
+            "inject_drivers", "deb", str(drivers(tmp_path)), "--model", "X1", stdout=StringIO()
+        )

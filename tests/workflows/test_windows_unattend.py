@@ -556,3 +556,11 @@ def test_installer_check_names_the_file():
     problems = check_installer("windows_install", files)
     assert problems[0].startswith("autounattend.xml: ")
     assert problems[1] == "pureboot.cmd: WinPE reads it in its code page: ASCII characters only"
+
+
+def test_a_boot_image_with_drivers_hands_them_to_setup():
+    """drvload loads them in WinPE; PnpCustomizationsWinPE has Setup add them to Windows."""
+    pnp = "u:settings[@pass='windowsPE']/u:component[@name='Microsoft-Windows-PnpCustomizationsWinPE']"
+    path = f"{pnp}/u:DriverPaths/u:PathAndCredentials/u:Path"
+    assert texts(parse(render(windows={"drivers": True})), path) == ["X:\\Drivers"]
+    assert texts(parse(render()), path) == []
