@@ -82,14 +82,17 @@ run: $(VENV)/.installed
 TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debconf \
 	shellcheck:shellcheck curl:curl wget:wget chromium:chromium \
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
-	ldapadd:ldap-utils atftp:atftp go:golang-go ganesha.nfsd:nfs-ganesha nfs-cp:libnfs-utils
+	ldapadd:ldap-utils atftp:atftp go:golang-go ganesha.nfsd:nfs-ganesha nfs-cp:libnfs-utils \
+	wimlib-imagex:wimtools samba-tool:samba-common-bin smbclient:smbclient kinit:krb5-user
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
 	/usr/lib/grub/x86_64-efi/normal.mod:grub-efi-amd64-bin /usr/sbin/dnsmasq:dnsmasq-base \
 	/usr/sbin/slapd:slapd /usr/sbin/nginx:nginx-light /usr/sbin/tgtd:tgt \
 	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev \
-	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs
+	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs \
+	/usr/sbin/samba:samba /usr/sbin/smbd:samba /usr/sbin/winbindd:winbind \
+	/usr/share/samba/setup:samba-ad-dc
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
