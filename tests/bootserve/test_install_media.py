@@ -25,20 +25,31 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.management import call_command
 
 from bootserve.install import node_install_boot
+from credentials import services as credentials
 from hypervisors.models import Hypervisor, VirtualMachine
 from nodes import services as node_services
 from nodes.models import Node
-from tests.factories import make_node
+from tests.factories import make_node, sealed
 from tests.workflows import isofactory, netbootfactory
+from workflows.domainjoin_models import OfflineJoin
 from workflows.models import BootImage, Workflow
 
 pytestmark = pytest.mark.django_db
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "workflows"
-NETWORK_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if "type: pxe_boot" in p.read_text())
+NETWORK_EXAMPLES = sorted(
+    p
+    for p in EXAMPLES.glob("*.yaml")
+    if "type: pxe_boot" in p.read_text() and "type: windows_install" not in p.read_text()
+)
+# Windows examples boot wimboot, not a kernel: test_every_url_of_the_windows_example_answers.
+WINDOWS_EXAMPLES = sorted(
+    p for p in EXAMPLES.glob("*.yaml") if "type: windows_install" in p.read_text()
+)
 MAC = "52:54:00:6d:ed:1a"
 BASE = "http://testserver"
 OCTETS = "application/octet-stream"
@@ -288,3 +299,55 @@ def test_a_stale_if_range_gets_the_whole_file(client, iso_url):
     path, size = iso_url
     resp = client.get(path, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"some-other-version"')
     assert resp.status_code == 200 and resp["Content-Length"] == str(size)
+
+
+@pytest.mark.parametrize("example", WINDOWS_EXAMPLES, ids=lambda p: p.stem)
+def test_every_url_of_the_windows_example_answers(client, boot_root, tmp_path, settings, example):
+    """wimboot, the boot files for this firmware and the node's own files, fetched as iPXE
+    does; the offline-join blob is stood in for (tests/windows makes real ones)."""
+    settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
+    settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.example.com\\pureboot-boot"
+    settings.PUREBOOT_SAMBA_COMMAND_PREFIX = ["false"]  # no domain controller here
+    built = isofactory.windows(tmp_path / "win.iso", build="22621")
+    call_command("import_iso", str(built.path), stdout=StringIO())
+    wimboot = tmp_path / "wimboot"
+    wimboot.write_bytes(b"MZ" + b"\0" * 0x200 + b"HdrS" + b"\0" * 5000)
+    call_command("import_wimboot", str(wimboot), stdout=StringIO())
+    for name, kind in (("win-local-admin", "windows_admin"), ("corp-join", "domain_join")):
+        credentials.create_credential(
+            "user:setup",
+            {"name": name, "kind": kind, "username": "Administrator"},
+            {"password": "example-password"},
+            approval=sealed("credential.create", f"credential:new:{name}", ""),
+        )
+    call_command("import_workflows", str(example), stdout=StringIO(), stderr=StringIO())
+    node = make_node(macs=[MAC], hostname="desk-42.lab.example.com", firmware="uefi")
+    node_services.perform(node.pk, "assign", node_services.SYSTEM, workflow=Workflow.objects.get())
+    script = client.get("/boot/ipxe", {"mac": MAC, "platform": "efi", "arch": "x86_64"})
+    text = script.content.decode()
+    assert "wimboot" in text, text
+    join = OfflineJoin.objects.get(node=node)  # its worker failed: no DC; stand in for it
+    OfflineJoin.objects.filter(pk=join.pk).update(
+        status="ready", error="", blob_ciphertext=credentials.encrypt("QUJD" * 100)
+    )
+    image = BootImage.objects.get(family="windows")
+    wimboot_image = BootImage.objects.get(family="wimboot")
+    kernel = re.search(r"^kernel (\S+) \|\| goto local$", text, re.M)[1]
+    _served(client, kernel, wimboot_image, boot_root)
+    fetched = []
+    for name, url in re.findall(r"^initrd --name (\S+) (\S+) \S+ \|\| goto", text, re.M):
+        if "/api/v1/install/" in url:
+            body = _config(client, url)
+            assert body.strip(), name
+        else:
+            _served(client, url, image, boot_root)
+        fetched.append(name)
+    assert fetched == [
+        "bootmgfw.efi",
+        "BCD",
+        "boot.sdi",
+        "boot.wim",
+        "winpeshl.ini",
+        "pureboot.cmd",
+        "autounattend.xml",
+    ]
