@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,17 +53,44 @@ def _wimlib() -> str:
     return path
 
 
-def _run(args: list[str], what: str, *, text: bool = True) -> subprocess.CompletedProcess:
+def _run(args: list[str], what: str) -> subprocess.CompletedProcess:
     try:
         done = subprocess.run(
-            [_wimlib(), *args], capture_output=True, timeout=TIMEOUT_SECONDS, text=text
+            [_wimlib(), *args], capture_output=True, timeout=TIMEOUT_SECONDS, text=True
         )
     except subprocess.TimeoutExpired:
         raise WimError(f"{what}: wimlib took more than {TIMEOUT_SECONDS} s") from None
     if done.returncode != 0:
-        err = done.stderr if text else done.stderr.decode("utf-8", "replace")
-        raise WimError(f"{what}: {err.strip().splitlines()[-1] if err.strip() else 'failed'}")
+        err = done.stderr.strip()
+        raise WimError(f"{what}: {err.splitlines()[-1] if err else 'failed'}")
     return done
+
+
+def _run_capped(args: list[str], what: str, limit: int) -> bytes:
+    """wimlib's standard output, stopping it once it passes ``limit`` bytes (a hostile
+    WIM's XML data is not read into memory whole)."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([_wimlib(), *args], stdout=subprocess.PIPE, stderr=err)
+        expired = threading.Event()
+        timer = threading.Timer(TIMEOUT_SECONDS, lambda: (expired.set(), proc.kill()))
+        timer.start()
+        try:
+            out = proc.stdout.read(limit + 1)
+            if len(out) > limit:
+                proc.kill()
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+            proc.stdout.close()
+        if len(out) > limit:
+            raise WimError(f"{what}: its XML data is over {limit} bytes")
+        if expired.is_set():
+            raise WimError(f"{what}: wimlib took more than {TIMEOUT_SECONDS} s")
+        if returncode != 0:
+            err.seek(0)
+            lines = err.read(64 * 1024).decode("utf-8", "replace").strip().splitlines()
+            raise WimError(f"{what}: {lines[-1] if lines else 'failed'}")
+    return out
 
 
 def _text(element, tag: str) -> str:
@@ -72,8 +101,8 @@ def _text(element, tag: str) -> str:
 def images(path: Path) -> list[WimImage]:
     """The images in the WIM at ``path``, in index order."""
     shown = Path(path).name
-    done = _run(["info", str(path), "--xml"], f"{shown} is not a readable WIM", text=False)
-    return parse_xml(done.stdout, shown)
+    raw = _run_capped(["info", str(path), "--xml"], f"{shown} is not a readable WIM", MAX_XML_BYTES)
+    return parse_xml(raw, shown)
 
 
 def parse_xml(raw: bytes, shown: str) -> list[WimImage]:
@@ -124,7 +153,8 @@ def boot_index(path: Path) -> int:
 
 def add_folder(path: Path, index: int, source: Path, target: str) -> None:
     """Add the folder ``source`` at ``target`` (``/Drivers/x``) inside image ``index``."""
-    if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", target):
+    parts = target.split("/")[1:]
+    if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", target) or {".", ".."} & set(parts):
         raise WimError(f"not a folder path inside a WIM: {target!r}")
     if re.search(r"['\n\r\\]", str(source)):
         raise WimError(f"a folder path wimlib cannot quote: {str(source)[:80]!r}")
@@ -132,3 +162,14 @@ def add_folder(path: Path, index: int, source: Path, target: str) -> None:
         ["update", str(path), str(index), f"--command=add '{source}' '{target}'"],
         f"adding {source.name} to {Path(path).name}",
     )
+
+
+def inject_drivers(path: Path, folder: Path, slug: str) -> int:
+    """Add the INF driver folder ``folder`` at ``/Drivers/<slug>`` in the WIM's boot
+    image (its boot index; image 1 when none is marked), changing ``path`` in place.
+    Returns the image index changed. Raises WimError."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,99}", slug):
+        raise WimError(f"not a driver folder name: {slug!r}")
+    index = boot_index(path) or 1
+    add_folder(path, index, folder, f"/Drivers/{slug}")
+    return index

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
+from workflows.management.commands import inject_drivers
 from workflows.models import BootImage
 
 from . import isofactory
@@ -70,6 +71,22 @@ def test_what_is_not_wimboot_is_refused_saying_where_to_get_it(
     assert "https://github.com/ipxe/wimboot/releases" in str(refused.value)
     assert not BootImage.objects.exists()
     assert not boot_root.exists() or not [p for p in boot_root.iterdir()]
+
+
+@pytest.mark.parametrize(
+    "real,message",
+    [
+        # Debian package ipxe: a UEFI-only PE image, and a BIOS-only bzImage.
+        ("/boot/ipxe.efi", "no bzImage header"),
+        ("/boot/ipxe.lkrn", "not a PE image"),
+    ],
+)
+def test_real_boot_loaders_that_are_not_wimboot_are_refused(boot_root, real, message):
+    if not Path(real).is_file():
+        pytest.fail(f"{real} not found (Debian package: ipxe)")
+    with pytest.raises(CommandError, match=message):
+        call_command("import_wimboot", real, stdout=StringIO())
+    assert not BootImage.objects.exists()
 
 
 def test_a_missing_file_is_named(tmp_path, boot_root):
@@ -148,3 +165,33 @@ def test_only_windows_images_take_drivers(tmp_path, boot_root):
         call_command(
             "inject_drivers", "deb", str(drivers(tmp_path)), "--model", "X1", stdout=StringIO()
         )
+
+
+@pytest.mark.parametrize("limit", ["MAX_FILES", "MAX_BYTES"])
+def test_a_driver_folder_over_the_limits_is_refused(
+    tmp_path, boot_root, windows_image, monkeypatch, limit
+):
+    folder = drivers(tmp_path)
+    for n in range(5):
+        (folder / "net" / f"extra{n}.cat").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(inject_drivers, limit, 3)
+    message = "more than 3 files" if limit == "MAX_FILES" else "more than 3 bytes"
+    with pytest.raises(CommandError, match=message):
+        call_command("inject_drivers", "win11", str(folder), "--model", "X1", stdout=StringIO())
+    assert BootImage.objects.count() == 1
+
+
+def test_the_new_image_can_be_named_and_replaced_only_when_asked(
+    tmp_path, boot_root, windows_image
+):
+    folder = drivers(tmp_path)
+    args = ("inject_drivers", "win11", str(folder), "--model", "X1", "--name", "win11-lab")
+    call_command(*args, stdout=StringIO())
+    assert BootImage.objects.get(name="win11-lab").files["boot_wim"]["drivers"]["model"] == "X1"
+    with pytest.raises(CommandError, match="boot image win11-lab exists; use --replace"):
+        call_command(*args, stdout=StringIO())
+    call_command(*args, "--replace", stdout=StringIO())
+    with pytest.raises(CommandError, match="use lower-case letters"):
+        call_command(*args[:-1], "Bad Name", stdout=StringIO())
+    with pytest.raises(CommandError, match="name a hardware model"):
+        call_command("inject_drivers", "win11", str(folder), "--model", "!!!", stdout=StringIO())

@@ -14,7 +14,6 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from workflows import wim
 from workflows.models import BootImage
 
 from . import isofactory
@@ -95,51 +94,3 @@ def test_a_broken_install_image_is_a_clear_error_and_nothing_is_kept(
         run(str(built.path))
     assert not BootImage.objects.exists()
     assert not [p for p in boot_root.iterdir() if not p.name.startswith(".")]
-
-
-def test_wim_images_reads_a_real_wim(tmp_path):
-    path = tmp_path / "one.wim"
-    path.write_bytes(isofactory.real_wim(tmp_path / "src.wim", editions=("A", "B")))
-    assert [(i.index, i.name) for i in wim.images(path)] == [(1, "A"), (2, "B")]
-    assert wim.boot_index(path) == 0
-
-
-LAUGHS = (
-    '<?xml version="1.0"?><!DOCTYPE WIM [<!ENTITY a "aaaaaaaaaa">'
-    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-    '<WIM><IMAGE INDEX="1"><NAME>&b;</NAME></IMAGE></WIM>'
-)
-
-
-@pytest.mark.parametrize(
-    "xml,message",
-    [
-        (LAUGHS, "cannot be read"),
-        (
-            "<WIM><IMAGE INDEX='1'><NAME>A</NAME></IMAGE><IMAGE INDEX='2'><NAME>A</NAME>"
-            "</IMAGE></WIM>",
-            "two images share a name",
-        ),
-        ("<WIM><IMAGE INDEX='x'><NAME>A</NAME></IMAGE></WIM>", "has the index 'x'"),
-        ("<WIM><IMAGE INDEX='1'></IMAGE></WIM>", "image 1 has no usable name"),
-        ("<WIM><IMAGE INDEX='1'><NAME>A\x01B</NAME></IMAGE></WIM>", "cannot be read|no usable"),
-        ("<WIM></WIM>", "holds no image"),
-        ("<WIM><IMAGE", "cannot be read"),
-    ],
-)
-def test_a_hostile_wims_xml_is_refused_by_name(xml, message):
-    raw = b"\xff\xfe" + xml.encode("utf-16-le")
-    with pytest.raises(wim.WimError, match=message):
-        wim.parse_xml(raw, "hostile.wim")
-
-
-def test_oversized_xml_is_refused_before_parsing(monkeypatch):
-    monkeypatch.setattr(wim, "MAX_XML_BYTES", 100)
-    with pytest.raises(wim.WimError, match="XML data is over 100 bytes"):
-        wim.parse_xml(b"\xff\xfe" + ("<WIM>" + " " * 200 + "</WIM>").encode("utf-16-le"), "x")
-
-
-def test_missing_wimlib_is_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(wim.shutil, "which", lambda name: None)
-    with pytest.raises(wim.WimError, match=r"wimlib-imagex not found \(Debian package: wimtools\)"):
-        wim.images(tmp_path / "x.wim")

@@ -29,12 +29,16 @@ def model_slug(model: str) -> str:
     return slug
 
 
+def _unreadable(exc: OSError) -> None:
+    raise CommandError(f"{exc.filename}: {exc.strerror}")
+
+
 def driver_files(folder: Path) -> list[Path]:
     """Every regular file under ``folder`` (relative), refusing links and special files."""
     if not folder.is_dir() or folder.is_symlink():
         raise CommandError(f"{folder}: not a folder")
     found, total = [], 0
-    for top, dirs, names in os.walk(folder):
+    for top, dirs, names in os.walk(folder, onerror=_unreadable):
         for name in dirs + names:
             path = Path(top) / name
             mode = path.lstat().st_mode
@@ -52,6 +56,26 @@ def driver_files(folder: Path) -> list[Path]:
     if not any(p.suffix.lower() == ".inf" for p in found):
         raise CommandError(f"{folder}: no .inf file; give the folder of INF drivers (unpacked)")
     return found
+
+
+def _copy_regular(src: Path, dst: Path, budget: int) -> int:
+    """Copy ``src`` if it is still a regular file (not swapped for a link since it was
+    checked) and no larger than ``budget``; return its size."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise CommandError(f"{src}: {exc.strerror} (changed while being read?)") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise CommandError(f"{src}: not a regular file")
+        size = 0
+        with dst.open("wb") as out:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                size += len(block)
+                if size > budget:
+                    raise CommandError(f"{src.parent}: more than {MAX_BYTES} bytes of drivers")
+                out.write(block)
+    return size
 
 
 def _sha256(path: Path) -> str:
@@ -96,14 +120,14 @@ class Command(BaseCommand):
             staging = Path(work) / "files"
             staging.mkdir()
             frozen = Path(work) / "drivers" / slug
+            copied = 0
             for relative in files_found:  # what was checked, copied before wimlib reads it
                 (frozen / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(folder / relative, frozen / relative, follow_symlinks=False)
+                copied += _copy_regular(folder / relative, frozen / relative, MAX_BYTES - copied)
             files = self._copy_image(source, boot_root / source.name, staging)
             boot_wim = staging / files["boot_wim"]["name"]
             try:
-                index = wim.boot_index(boot_wim) or 1
-                wim.add_folder(boot_wim, index, frozen, f"/Drivers/{slug}")
+                wim.inject_drivers(boot_wim, frozen, slug)
             except wim.WimError as exc:
                 raise CommandError(str(exc)) from None
             infs = sorted(p.as_posix() for p in files_found if p.suffix.lower() == ".inf")

@@ -1,7 +1,8 @@
 """The Samba share Windows Setup reads install.wim from, served by a real smbd.
 
-``manage.py smb_config`` prints the share; a private smbd (unprivileged
-paths, a high port, bound to 127.0.0.1) includes it, and smbclient reads a
+``manage.py smb_config`` prints the share; a private smbd (its own
+smb.conf and state folders under tmp, a high port, bound to 127.0.0.1)
+includes it, and smbclient reads a
 boot image's install.wim as a guest, cannot write, and sees no staging
 folder.
 """
@@ -65,6 +66,9 @@ def smbd(settings, tmp_path):
     boot = tmp_path / "boot"
     (boot / "windows-22621-x86_64").mkdir(parents=True)
     (boot / "windows-22621-x86_64" / "install.wim").write_bytes(b"WIM" * 1000)
+    # A link out of the boot root (an operator's mistake, or a hostile import) is not followed.
+    (boot / "windows-22621-x86_64" / "passwd").symlink_to("/etc/passwd")
+    (boot / "windows-22621-x86_64" / "alias.wim").symlink_to("install.wim")  # even inside
     (boot / ".import-abc").mkdir()
     (boot / ".import-abc" / "half.wim").write_bytes(b"half")
     settings.PUREBOOT_BOOT_ROOT = boot
@@ -118,6 +122,13 @@ def test_windows_setup_reads_install_wim_as_a_guest_and_cannot_write(smbd):
     assert ".import-abc" not in listing.stdout  # an import in progress is not offered
     half = smbclient(conf, port, f"get .import-abc\\half.wim {tmp / 'half'}")
     assert half.returncode != 0 and not (tmp / "half").exists()
+    link = smbclient(conf, port, f"get windows-22621-x86_64\\passwd {tmp / 'passwd'}")
+    assert link.returncode != 0 and not (tmp / "passwd").exists()
+    alias = smbclient(conf, port, f"get windows-22621-x86_64\\alias.wim {tmp / 'alias'}")
+    assert alias.returncode != 0 and not (tmp / "alias").exists()
+    mkdir = smbclient(conf, port, "mkdir evil")
+    assert "NT_STATUS_ACCESS_DENIED" in mkdir.stdout + mkdir.stderr
+    assert not (tmp / "boot" / "evil").exists()
 
 
 def test_the_share_name_is_checked_and_the_output_written_atomically(settings, tmp_path):
@@ -133,3 +144,14 @@ def test_the_share_name_is_checked_and_the_output_written_atomically(settings, t
     assert "[pureboot-boot]" in text and "read only = yes" in text
     assert f"path = {(tmp_path / 'boot').resolve()}" in text
     assert "force user = root" in text  # the boot root's owner reads; guests only through it
+    for line in ("guest ok = yes", "browseable = no", "follow symlinks = no", "wide links = no"):
+        assert f"   {line}\n" in text
+    testparm = shutil.which("testparm") or "/usr/bin/testparm"
+    if not Path(testparm).exists():
+        pytest.fail("testparm not found (Debian package: samba-common-bin)")
+    conf = tmp_path / "smb.conf"
+    conf.write_text("[global]\n   server role = standalone server\n" + text)
+    checked = subprocess.run([testparm, "-s", str(conf)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "Unknown parameter" not in checked.stderr
+    assert "[pureboot-boot]" in checked.stdout
