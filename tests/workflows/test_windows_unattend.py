@@ -560,7 +560,8 @@ def test_installer_check_names_the_file():
 
 def test_a_boot_image_with_drivers_hands_them_to_setup():
     """drvload loads them in WinPE; PnpCustomizationsWinPE has Setup add them to Windows."""
-    pnp = "u:settings[@pass='windowsPE']/u:component[@name='Microsoft-Windows-PnpCustomizationsWinPE']"
+    component = "Microsoft-Windows-PnpCustomizationsWinPE"
+    pnp = f"u:settings[@pass='windowsPE']/u:component[@name='{component}']"
     path = f"{pnp}/u:DriverPaths/u:PathAndCredentials/u:Path"
     assert texts(parse(render(windows={"drivers": True})), path) == ["X:\\Drivers"]
     assert texts(parse(render()), path) == []
