@@ -16,6 +16,7 @@ Deleting a computer account is a four-eye action (approval kind
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 from audit import services as audit
 from credentials import services as credentials
 from credentials.models import Credential, CredentialKind
+from nodes import services as node_services
 from nodes.models import Node
 from pureboot import gate
 
@@ -33,6 +35,8 @@ from .choices import RunStatus
 from .domainjoin_models import LIVE_STATES, OfflineJoin, OfflineJoinStatus
 from .models import WorkflowRun
 from .samba_tools import SambaError, Session, ou_dn
+
+log = logging.getLogger(__name__)
 
 TASK_ACTOR = "task:workflows.provision_offline_join"
 REMOVE_ACTION = "windows.computer_remove"
@@ -113,7 +117,11 @@ def prestage_computer(
         return _prestage(session, machine, ou_dn(ou, domain))
 
 
-def _prestage(session: Session, machine: str, target_ou: str) -> str:
+def _prestage(session: Session, machine: str, target_ou: str, *, reuse: bool = True) -> str:
+    """``reuse``: an existing computer account of that name in that OU may be taken
+    (``net offlinejoin provision reuse`` then sets a new password on it). An install
+    passes it only for an account PureBoot made for the same node before
+    (:func:`_made_for_node`): anyone else's account would be taken over."""
     wanted = f"CN={machine},{target_ou}"
     existing = session.show_computer(machine)
     if existing is None:
@@ -126,7 +134,43 @@ def _prestage(session: Session, machine: str, target_ou: str) -> str:
             f"{machine}$ already exists in {session.domain} as {dn or 'another object'}, "
             f"not as a computer account in {target_ou}; nothing was changed"
         )
+    if not reuse:
+        raise DomainJoinError(
+            f"computer account {machine}$ already exists in {session.domain} and PureBoot did "
+            "not make it for this node; taking it over would cut off the machine that holds "
+            "it. Remove it in Active Directory (or through PureBoot, four-eye) or give this "
+            "node another computer name; nothing was changed"
+        )
     return dn
+
+
+def _made_for_node(join: OfflineJoin) -> bool:
+    """Whether an earlier offline join of the same node made this account (and nobody
+    removed it since): only then may an install take it again."""
+    return (
+        OfflineJoin.objects.filter(
+            node_id=join.node_id,
+            domain__iexact=join.domain,
+            machine_name__iexact=join.machine_name,
+            ready_at__isnull=False,
+            account_removed_at__isnull=True,
+        )
+        .exclude(pk=join.pk)
+        .exists()
+    )
+
+
+def _other_node_joining(join: OfflineJoin) -> OfflineJoin | None:
+    """A live join of another node for the same account: the two would take it in turn."""
+    return (
+        OfflineJoin.objects.filter(
+            domain__iexact=join.domain,
+            machine_name__iexact=join.machine_name,
+            status__in=LIVE_STATES,
+        )
+        .exclude(node_id=join.node_id)
+        .first()
+    )
 
 
 def request_offline_join(run: WorkflowRun) -> OfflineJoin | None:
@@ -182,6 +226,30 @@ def _fail(join: OfflineJoin, reason: str) -> None:
     )
 
 
+def _fail_install(join_id: int, reason: str) -> None:
+    """Store why the join failed, and fail its install with that reason: the node then
+    waits as failed with it on screen instead of asking for its files again and again."""
+    with transaction.atomic():
+        join = OfflineJoin.objects.filter(pk=join_id, status=OfflineJoinStatus.PENDING).first()
+        if join is None:
+            return
+        _fail(join, reason)
+        run_id, node_id = join.run_id, join.node_id
+    if run_id is None:
+        return
+    run = WorkflowRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).first()
+    if run is None:
+        return
+    why = f"offline domain join failed: {reason}"[:1000]
+    WorkflowRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), error=why
+    )
+    try:
+        node_services.perform(node_id, "fail", node_services.Actor(TASK_ACTOR), reason=why)
+    except node_services.TransitionError as exc:  # not installing any more: nothing to end
+        log.info("offline join %s: node %s not failed: %s", join_id, node_id, exc)
+
+
 def _claim(join_id: int) -> OfflineJoin | None:
     """Mark a pending join as being provisioned by this worker (None: nothing to do)."""
     with transaction.atomic():
@@ -206,6 +274,12 @@ def provision_offline_join(join_id: int) -> str:
     if join is None:
         return "skipped"
     try:
+        other = _other_node_joining(join)
+        if other is not None:
+            raise DomainJoinError(
+                f"node {other.node_id} is joining {join.domain} as {join.machine_name} too "
+                f"(offline join {other.pk}); give one of them another computer name"
+            )
         credential = _credential(join.credential.name if join.credential_id else "")
         node = join.node
         secret = credentials.reveal(
@@ -216,12 +290,14 @@ def provision_offline_join(join_id: int) -> str:
         )
         with Session(join.domain, secret.username, secret.password, dc=join.dc) as session:
             target_ou = ou_dn(join.ou, join.domain)
-            _prestage(session, join.machine_name, target_ou)
+            _prestage(session, join.machine_name, target_ou, reuse=_made_for_node(join))
             blob = session.provision(join.machine_name, target_ou)
-    except (DomainJoinError, SambaError, credentials.UndecryptableSecret) as exc:
-        with transaction.atomic():
-            if OfflineJoin.objects.filter(pk=join_id, status=OfflineJoinStatus.PENDING).exists():
-                _fail(join, str(exc))
+    except Exception as exc:  # noqa: BLE001 (stored as the join's reason; the install fails)
+        known = (DomainJoinError, SambaError, credentials.UndecryptableSecret)
+        reason = str(exc) if isinstance(exc, known) else f"unexpected {type(exc).__name__}"
+        if not isinstance(exc, known):
+            log.exception("offline join %s: provisioning failed", join_id)
+        _fail_install(join_id, reason)
         return OfflineJoinStatus.FAILED
     with transaction.atomic():
         join = OfflineJoin.objects.select_for_update().get(pk=join_id)

@@ -23,6 +23,7 @@ from approvals import services as approvals
 from approvals.models import ApprovalRequest
 from audit.models import AuditEvent
 from credentials import services as credentials
+from nodes.models import Node
 from tests.factories import make_node, make_user, sealed
 from tests.windows.samba_dc import BASE_DN, DOMAIN, REALM, SambaDC, require_tools
 from workflows import domainjoin, tasks
@@ -188,7 +189,11 @@ def test_not_ready_then_failed_with_a_clear_reason(ad, django_capture_on_commit_
     join.refresh_from_db()
     assert join.status == "failed" and "WS-BAD" in join.error and join.blob_ciphertext == ""
     assert "Wrong-password-1" not in join.error
-    with pytest.raises(domainjoin.JoinFailed, match="failed"):
+    # The install ends failed with the reason (the node shows it), not retried forever.
+    run.refresh_from_db()
+    assert run.status == "failed" and join.error in run.error
+    assert Node.objects.get(pk=run.node_id).state == "failed"
+    with pytest.raises(domainjoin.JoinRefused, match="is failed, not running"):
         domainjoin.join_context(_task(run), run.node, run, reveal=True)
     # A name Windows cannot take fails at once, with no task queued.
     node_run = _run("this-name-is-far-too-long")
@@ -331,3 +336,38 @@ def test_ad_users_sign_in_with_their_mapped_roles(ad, client, settings):
     )
     assert wrong.status_code == 200  # the form again: refused
     assert REALM  # the realm the users live in
+
+
+def test_an_install_never_takes_over_a_computer_account_it_did_not_make(
+    ad, django_capture_on_commit_callbacks
+):
+    """Same name, another node: refused (its install fails, naming why); the same node
+    installed again takes its own account back."""
+    _credential(ad)
+    first = _run("ws-take")
+    made = _provisioned(first, django_capture_on_commit_callbacks)
+    # While the first is live, a second node joining as WS-TAKE is refused outright.
+    other = make_node("installing", hostname="ws-take.elsewhere.test")
+    rival = WorkflowRun.objects.create(node=other, version=first.version, token_nonce="r")
+    with django_capture_on_commit_callbacks(execute=False):
+        join = domainjoin.request_offline_join(rival)
+    assert tasks.provision_offline_join.apply(args=[join.pk]).get() == "failed"
+    join.refresh_from_db()
+    assert f"node {first.node_id} is joining" in join.error
+    domainjoin.wipe_for_run(first)
+    # Once the first is done, the account is still not the second node's to take.
+    again = WorkflowRun.objects.create(node=other, version=first.version, token_nonce="r2")
+    with django_capture_on_commit_callbacks(execute=False):
+        join = domainjoin.request_offline_join(again)
+    assert tasks.provision_offline_join.apply(args=[join.pk]).get() == "failed"
+    join.refresh_from_db()
+    assert "PureBoot did not make it for this node" in join.error
+    again.refresh_from_db()
+    other.refresh_from_db()
+    assert again.status == "failed" and other.state == "failed"
+    assert "offline domain join failed" in again.error
+    # The node it was made for may take it again (a reinstall).
+    WorkflowRun.objects.filter(pk=first.pk).update(status="succeeded")
+    reinstall = WorkflowRun.objects.create(node=first.node, version=first.version, token_nonce="s")
+    assert _provisioned(reinstall, django_capture_on_commit_callbacks).status == "ready"
+    assert made.machine_name == "WS-TAKE"
