@@ -83,12 +83,18 @@ def node_context(
     }
     if task.get("type") == "windows_install":
         served = run is not None
-        context["windows"] = windows_context(node, version, params, run=run, served=served)
+        if served and run.disk_written_at is not None:
+            # WinPE is done; Setup goes on from the disk: its secrets are not handed out again.
+            raise RenderError(
+                "windows_install: Windows Setup wrote the disk and continues from it; "
+                "its WinPE files are not served again"
+            )
         join = next((t for t in version.tasks if t["type"] == "domain_join"), None)
-        try:
+        try:  # first: a join not ready yet reveals nothing else either
             context["join"] = domainjoin.join_context(join, node, run, reveal=served)
         except domainjoin.DomainJoinError as exc:
             raise RenderError(f"domain_join: {exc}") from None
+        context["windows"] = windows_context(node, version, params, run=run, served=served)
     return context
 
 

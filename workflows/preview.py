@@ -27,6 +27,14 @@ def _render(
     )
 
 
+def file_names(run: WorkflowRun) -> list[str]:
+    """The installer files ``run``'s node is served (none: no installer task)."""
+    from .rendering import INSTALLER_FILES
+
+    task = installer_task(run.version)
+    return list(INSTALLER_FILES.get(task["type"], {})) if task else []
+
+
 def render_for_run(run: WorkflowRun, token: str, request=None) -> dict[str, str]:
     """The files the node holding ``run``'s token is served (its secrets revealed)."""
     files = _render(run.node, run.version, token, public_base_url(request), run=run)

@@ -140,6 +140,10 @@ def test_a_windows_node_gets_wimboot_its_files_and_its_own_secrets(windows, api)
     assert "setup.exe" in cmd and "disk_written" in cmd and f"Node {token}" in cmd
     assert "wpeinit" in client.get(f"/api/v1/install/{token}/winpeshl.ini").content.decode()
     assert client.get("/api/v1/install/not-a-token/autounattend.xml").status_code == 404
+    # A name the install does not have: 404 before anything is rendered or revealed.
+    count = AuditEvent.objects.filter(action="credential.reveal").count()
+    assert client.get(f"/api/v1/install/{token}/unattend.xml").status_code == 404
+    assert AuditEvent.objects.filter(action="credential.reveal").count() == count
 
     # The preview: the same files, the secrets never revealed.
     admin = make_user("Admin")
@@ -160,6 +164,11 @@ def test_a_windows_node_gets_wimboot_its_files_and_its_own_secrets(windows, api)
     )
     again = client.get("/boot/ipxe", {"mac": MAC}).content.decode()
     assert "wimboot" not in again and "exit 1" in again
+    # WinPE is done: its files, and the secrets in them, are not handed out again.
+    count = AuditEvent.objects.filter(action="credential.reveal").count()
+    late = client.get(f"/api/v1/install/{token}/autounattend.xml")
+    assert late.status_code == 409 and b"not served again" in late.content
+    assert AuditEvent.objects.filter(action="credential.reveal").count() == count
     # The first logon reports installed, then active.
     for status, state in (("installed", "installed"), ("active", "active")):
         resp = client.post("/api/v1/report", {"status": status}, format="json", **auth)

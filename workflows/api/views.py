@@ -229,6 +229,12 @@ class InstallFileView(APIView):
             run = services.resolve_token(token)
         except services.TokenInvalid:
             raise Http404("Unknown or expired install token.") from None
+        names = preview.file_names(run)
+        if name not in names:
+            # Before rendering: a name the install does not have reveals nothing.
+            if not names:
+                raise Http404("This workflow has no installer files.")
+            raise Http404(f"No installer file {name!r}; this install serves {sorted(names)}.")
         try:
             files = preview.render_for_run(run, token, request=request)
         except preview.NothingToPreview:
