@@ -14,14 +14,16 @@ lab fails naming the package, it never skips.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
-from .bootlab import workflows
+from .bootlab import windows, workflows
 from .bootlab.lab import ADDRESS, BASE, Lab
 
 pytestmark = pytest.mark.bootlab
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.bootlab
 @pytest.fixture(scope="module")
 def lab():
     workdir = Path(tempfile.mkdtemp(prefix="pureboot-bootlab-"))
-    lab = Lab(workdir)
+    lab = Lab(workdir, PUREBOOT_WINDOWS_SHARE=windows.SHARE)
     try:
         lab.up()
         lab.manage("import_workflows", str(workflows.write(workdir / "workflows")))
@@ -336,3 +338,194 @@ def test_8_raspberry_pi_network_boot_at_the_protocol_level(lab):
     assert pi["install_attempts"] == 1  # one boot, one attempt
     # Files that would rewrite the Pi's bootloader are never served.
     assert lab.tftp(f"{PI_SERIAL}/recovery.elf") == 68
+
+
+# --- Windows Setup through wimboot ---------------------------------------------------
+#
+# No Windows can run here. The cells prove everything up to wimboot on real
+# iPXE firmware: the script, every file it fetches per firmware, the node's
+# own files behind its token. The boot image is a Windows-like ISO with real
+# WIMs (tests/e2e/bootlab/windows.py). wimboot is PUREBOOT_WIMBOOT when set,
+# else a stand-in: the lab's Debian kernel has wimboot's format (a PE image
+# that is a bzImage), so iPXE loads it the same way, and then the kernel gets
+# no further (no root file system, no console). What WinPE and the first
+# logon would do next is then played by the test through the report API.
+
+WINDOWS_MANAGER = {"bios": "bootmgr", "uefi": "bootx64.efi"}  # each firmware's boot manager
+INSTALL_URL = re.compile(r"/api/v1/install/([^/\s]+)/winpeshl\.ini")
+
+
+@pytest.fixture(scope="module")
+def windows_lab(lab):
+    """Windows media and wimboot imported, the credentials stored, the workflow saved."""
+    started = time.monotonic()
+    media = windows.iso(lab.dir / "windows")
+    out = lab.manage("import_iso", str(media))
+    assert f"imported windows {windows.BUILD} (x86_64) as {windows.IMAGE_NAME}" in out, out
+    assert "edition 1: Windows 11 Pro" in out and "edition 2: Windows 11 Home" in out, out
+    real = os.environ.get("PUREBOOT_WIMBOOT", "")
+    out = lab.manage("import_wimboot", real or str(lab.boot_root / "lab" / "vmlinuz"))
+    assert "imported wimboot" in out, out
+    # The operator stores the credentials: each one a four-eye request.
+    approver = lab.second_admin_token()
+    for name, kind, username, password in windows.CREDENTIALS:
+        asked = lab.api(
+            "POST",
+            "/api/v1/credentials",
+            {
+                "name": name,
+                "kind": kind,
+                "username": username,
+                "password": password,
+                "reason": "boot lab: Windows",
+            },
+        )
+        request = asked["approval_request"]
+        assert asked["code"] == "approval_required" and request["status"] == "pending", asked
+        done = lab.api("POST", f"/api/v1/approvals/{request['id']}/approve", {}, token=approver)
+        assert done["status"] == "executed", done
+    saved = lab.api("POST", "/api/v1/workflows", {"content": windows.workflow("lab-windows")})
+    assert saved["name"] == "lab-windows", saved
+    # An edition the install.wim does not hold is refused at save, naming it and the field.
+    status, refused = windows.api_status(
+        lab,
+        "POST",
+        "/api/v1/workflows",
+        {"content": windows.workflow("lab-windows-ent", edition="Windows 11 Enterprise")},
+    )
+    assert status == "400", (status, refused)
+    message = refused["error"]["message"]
+    assert (
+        f"'Windows 11 Enterprise' is not an edition in '{windows.IMAGE_NAME}''s install.wim"
+        in message
+    ), message
+    assert "'Windows 11 Pro'; 'Windows 11 Home'" in message, message
+    assert refused["error"]["path"].endswith(".edition"), refused
+    names = [w["name"] for w in lab.api("GET", "/api/v1/workflows?name=lab-windows-ent")["results"]]
+    assert names == []
+    took = time.monotonic() - started
+    print(f"Windows set-up (ISO, imports, credentials, workflows): {took:.0f} s")
+    return {"workflow": "lab-windows", "real_wimboot": bool(real)}
+
+
+def real_wimboot(lab: Lab, vm, firmware: str) -> None:
+    """What a real wimboot shows: it injects the node's files into boot.wim, then finds no
+    Windows boot manager in the lab's stand-in files (no Windows Setup can start here)."""
+    vm.wait_for("wimboot v", 60)
+    if firmware == "bios":
+        console = vm.wait_for("Press a key to reboot", 120)
+        assert "FATAL: no bootmgr.exe" in console
+        # wimboot holds the machine at its prompt: it never returns to iPXE.
+        web_before = len(lab.log("web"))
+        time.sleep(10)
+        assert vm.proc.poll() is None
+        assert "/boot/ipxe" not in lab.log("web")[web_before:]
+        assert "the install boot failed" not in vm.output()
+    else:
+        # On UEFI wimboot exits to iPXE, whose script then boots the local disk.
+        console = vm.wait_for("the install boot failed; booting the local disk", 120)
+        assert "Could not load bootmgfw.efi" in console
+    banner = console[console.index("wimboot v") :]
+    assert "...found WIM file boot.wim" in banner
+    for name in ("winpeshl.ini", "pureboot.cmd", "autounattend.xml"):
+        assert f"...patching WIM {name} at" in banner, name  # into X:\Windows\System32
+
+
+def windows_install(lab: Lab, windows_lab: dict, vm) -> None:
+    """One Windows node through iPXE and wimboot on ``vm``'s firmware, then WinPE's and the
+    first logon's reports, and the boot after WinPE's (the local disk, never WinPE again)."""
+    started = time.monotonic()
+    firmware, hostname = vm.firmware, vm.name
+    node = pending_node(lab, vm.mac, firmware, hostname, windows_lab["workflow"])
+    web_start = len(lab.log("web"))
+    vm.power_on()
+    vm.wait_for(f"PureBoot: installing {hostname} (Windows Setup through wimboot)", 120)
+    # iPXE fetches the files in order; autounattend.xml is the last before `boot`.
+    deadline = time.monotonic() + 90
+    last = '/autounattend.xml HTTP/1.1" 200'
+    while last not in lab.log("web")[web_start:]:
+        if time.monotonic() > deadline or vm.proc.poll() is not None:
+            vm.kill()
+            pytest.fail(f"iPXE never fetched autounattend.xml; console:\n{vm.output()[-3000:]}")
+        time.sleep(0.5)
+    fetched = time.monotonic() - started
+    web = lab.log("web")[web_start:]
+    image = f"/boot/files/{windows.IMAGE_NAME}"
+    for path in (
+        "/boot/files/wimboot/wimboot",
+        f"{image}/{WINDOWS_MANAGER[firmware]}",
+        f"{image}/BCD",
+        f"{image}/boot.sdi",
+        f"{image}/boot.wim",
+    ):
+        assert f'"GET {path} HTTP/1.1" 200' in web, (path, web)
+    other = "uefi" if firmware == "bios" else "bios"
+    assert f"{image}/{WINDOWS_MANAGER[other]}" not in web  # never the other firmware's
+    assert "install.wim" not in web  # Setup reads it over SMB, never iPXE
+    for name in ("winpeshl.ini", "pureboot.cmd", "autounattend.xml"):
+        assert re.search(rf'"GET /api/v1/install/\S+/{re.escape(name)} HTTP/1\.1" 200', web), name
+    console = vm.output()
+    # The web log redacts the token; iPXE printed each URL it fetched (wrapped at 80 columns).
+    found = INSTALL_URL.search(console.replace("\n", ""))
+    assert found, console[-3000:]
+    token = unquote(found[1])
+    installing = lab.wait_node(vm.mac, state="installing", timeout=10)
+    assert installing["id"] == node["id"] and installing["install_attempts"] == 1
+
+    if windows_lab["real_wimboot"]:
+        real_wimboot(lab, vm, firmware)
+        wimbooted = time.monotonic() - started
+    elif firmware == "bios":
+        vm.wait_for("Probing EDD", 30)  # the stand-in kernel's setup code: iPXE booted it
+    # With the stand-in kernel nothing gets further (no root file system, no
+    # console); with a real wimboot nothing can (no Windows boot manager).
+    vm.kill()
+    assert lab.log("web")[web_start:].count("/boot/files/wimboot/wimboot") == 1
+
+    # WinPE: pureboot.cmd reports, Setup writes the disk.
+    windows.report(lab, token, "installing", 10, "WinPE started")
+    windows.report(lab, token, "disk_written", 60, "Setup wrote the disk")
+    # Setup restarts: the next boot is the local disk, never WinPE again.
+    web_start = len(lab.log("web"))
+    vm.power_on()
+    console = vm.wait_for("continues from the local disk", 120)
+    disk = time.monotonic() - started
+    assert f"PureBoot: {hostname} is installing; booting the local disk" in console
+    vm.kill()
+    web = lab.log("web")[web_start:]
+    assert "/boot/ipxe" in web and "/boot/files/" not in web and "/api/v1/install/" not in web
+    assert lab.node(vm.mac)["install_attempts"] == 1
+    # The first logon: installed, then active.
+    windows.report(lab, token, "installed", 100, "first logon")
+    lab.wait_node(vm.mac, state="installed", timeout=10)
+    windows.report(lab, token, "active", 100, "first logon done")
+    done = lab.wait_node(vm.mac, state="active", timeout=10)
+    assert done["install_attempts"] == 1
+    runs = lab.api("GET", f"/api/v1/nodes/{node['id']}/runs")["results"]
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded", runs
+    wimboot = "the stand-in kernel"
+    if windows_lab["real_wimboot"]:
+        wimboot = f"a real wimboot, which stopped at {wimbooted:.0f} s"
+    print(
+        f"Windows {firmware} ({wimboot}): iPXE fetched everything in {fetched:.0f} s; "
+        f"the local disk at {disk:.0f} s; the whole cell {time.monotonic() - started:.0f} s"
+    )
+
+
+def test_9_windows_wimboot_bios(lab, windows_lab):
+    """SeaBIOS with the iPXE ROM: wimboot, bootmgr (never the EFI boot manager), BCD,
+    boot.sdi, boot.wim and the node's own files; after disk_written, the local disk."""
+    vm = lab.vm("win-bios", "52:54:00:b0:00:09", "bios")
+    try:
+        windows_install(lab, windows_lab, vm)
+    finally:
+        vm.kill()
+
+
+def test_10_windows_wimboot_uefi(lab, windows_lab):
+    """OVMF's PXE, snponly.efi: the same with the EFI boot manager (never bootmgr)."""
+    vm = lab.vm("win-uefi", "52:54:00:e0:00:10", "uefi")
+    try:
+        windows_install(lab, windows_lab, vm)
+    finally:
+        vm.kill()

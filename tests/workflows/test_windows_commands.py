@@ -58,7 +58,7 @@ def test_wimboot_is_imported_and_served_from_the_boot_root(tmp_path, boot_root):
         (b"", "is empty"),
         (b"#!ipxe\nkernel wimboot\n" * 40, "not a PE image"),
         (b"MZ" + b"\0" * 4000, "no bzImage header"),
-        (b"MZ" + b"\0" * (5 * 1024 * 1024), "wimboot is under 1 MB"),
+        (b"MZ" + b"\0" * (17 * 1024 * 1024), "wimboot is about 60 KB"),
     ],
 )
 def test_what_is_not_wimboot_is_refused_saying_where_to_get_it(

@@ -49,6 +49,7 @@ TOOLS = {
     "curl": "curl",
     "libvirtd": "libvirt-daemon-system",
     "unshare": "util-linux",
+    "wimlib-imagex": "wimtools",
 }
 FILES = {
     "/usr/lib/ipxe/qemu/pxe-virtio.rom": "ipxe-qemu",

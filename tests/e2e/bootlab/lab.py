@@ -266,13 +266,17 @@ class Lab:
         return done.stdout
 
     def second_admin_token(self) -> str:
-        """A JWT for a second administrator (four-eye approvals need two people)."""
+        """A JWT for a second administrator (four-eye approvals need two people).
+
+        Each call signs the same ``approver`` in with a new password.
+        """
         password = uuid.uuid4().hex
         self.manage(
             "shell",
             "-c",
             "from django.contrib.auth.models import Group, User; "
-            f"u = User.objects.create_user('approver', password='{password}'); "
+            "u, _ = User.objects.get_or_create(username='approver'); "
+            f"u.set_password('{password}'); u.save(); "
             "u.groups.add(Group.objects.get(name='Admin'))",
         )
         token = self.token

@@ -12,7 +12,8 @@ from workflows.bootimages import BootImageExists, BootImageFolderTaken, install_
 
 NAME = FAMILY = "wimboot"
 RELEASES = "https://github.com/ipxe/wimboot/releases"
-MAX_BYTES = 4 * 1024 * 1024
+# wimboot is about 60 KB; the bound only keeps an import from reading anything at all.
+MAX_BYTES = 16 * 1024 * 1024
 # wimboot is one file for both firmware: a PE image (UEFI) that is also a Linux
 # bzImage (BIOS: iPXE boots it through the Linux boot protocol, "HdrS" at 0x202).
 PE_MAGIC, BZIMAGE_MAGIC, BZIMAGE_OFFSET = b"MZ", b"HdrS", 0x202
@@ -24,7 +25,7 @@ def check(data: bytes, shown: str) -> None:
     if not data:
         raise CommandError(f"{shown} is empty; {get}")
     if len(data) > MAX_BYTES:
-        raise CommandError(f"{shown} is {len(data)} bytes; wimboot is under 1 MB ({get})")
+        raise CommandError(f"{shown} is over {MAX_BYTES} bytes; wimboot is about 60 KB ({get})")
     if not data.startswith(PE_MAGIC):
         raise CommandError(f"{shown} is not a PE image (no 'MZ' header), so not wimboot; {get}")
     if data[BZIMAGE_OFFSET : BZIMAGE_OFFSET + 4] != BZIMAGE_MAGIC:
@@ -38,8 +39,8 @@ class Command(BaseCommand):
     help = (
         "Import wimboot (operator-supplied: the file named wimboot from "
         f"{RELEASES}), which Windows workflows boot WinPE through. The check is of the "
-        "file's format only (a PE image that is also a Linux bzImage), as iPXE needs it on "
-        "BIOS and UEFI; a Linux kernel passes it too."
+        "file's format only (a PE image that is also a Linux bzImage, at most 16 MiB), as "
+        "iPXE needs it on BIOS and UEFI; a Linux kernel passes it too."
     )
 
     def add_arguments(self, parser):
