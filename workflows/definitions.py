@@ -85,6 +85,18 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(value: str, path: str) -> None:
+    """A YAML escape (``"\\ud800"``) can make a lone surrogate, which is no character:
+    stored as JSON or encoded as UTF-8 or UTF-16 it would fail later, far from here."""
+    if _SURROGATE.search(value):
+        raise DefinitionError(
+            "text holds a lone surrogate (\\ud800-\\udfff), no character", path=path
+        )
+
+
 def _check_json(value: Any, path: str) -> None:
     """Everything stored must be plain JSON (text keys; text, numbers, booleans, lists)."""
     if isinstance(value, dict):
@@ -93,7 +105,10 @@ def _check_json(value: Any, path: str) -> None:
                 raise DefinitionError(
                     f"mapping keys must be text, got {key!r}", path=path or "(top level)"
                 )
+            _check_text(key, path or "(top level)")
             _check_json(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, str):
+        _check_text(value, path)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_json(item, f"{path}[{i}]")

@@ -93,6 +93,12 @@ def _run_capped(args: list[str], what: str, limit: int) -> bytes:
     return out
 
 
+def _number(text: str) -> bool:
+    """ASCII digits of a sane length: ``str.isdigit`` alone takes "²", which int() refuses,
+    and int() refuses thousands of digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _text(element, tag: str) -> str:
     found = element.find(tag)
     return (found.text or "").strip() if found is not None else ""
@@ -122,7 +128,7 @@ def parse_xml(raw: bytes, shown: str) -> list[WimImage]:
     out = []
     for element in found:
         index = element.get("INDEX", "")
-        if not index.isdigit():
+        if not _number(index):
             raise WimError(f"{shown}: an image has the index {index[:20]!r}")
         name = _text(element, "NAME")
         if not name or len(name) > 256 or re.search(r"[\x00-\x1f]", name):
@@ -135,7 +141,7 @@ def parse_xml(raw: bytes, shown: str) -> list[WimImage]:
                 description=_text(element, "DESCRIPTION")[:1000],
                 edition_id=_text(element, "WINDOWS/EDITIONID")[:100],
                 arch=ARCHES.get(_text(element, "WINDOWS/ARCH"), ""),
-                size=int(size) if size.isdigit() else 0,
+                size=int(size) if _number(size) else 0,
             )
         )
     names = [i.name for i in out]

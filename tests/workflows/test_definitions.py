@@ -269,3 +269,22 @@ def test_vm_steps_are_checked_at_save(doc, path, words):
     err = _error("name: x\ntasks:\n" + doc)
     assert err.path == path, str(err)
     assert words in str(err)
+
+
+@pytest.mark.parametrize(
+    "doc,path",
+    [
+        ('name: x\ntasks:\n  - type: script_run\n    script: "\\ud800"\n', "tasks[0].script"),
+        (
+            "name: x\ntasks:\n  - type: windows_install\n    post_install_powershell:\n"
+            '      - "a\\udfffb"\n',
+            "tasks[0].post_install_powershell[0]",
+        ),
+        ('name: x\n"k\\ud801": 1\ntasks: []\n', "(top level)"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_refused_with_its_place(doc, path):
+    """No character: it would fail as JSON, UTF-8 or UTF-16 (a PowerShell script) later."""
+    with pytest.raises(DefinitionError, match="lone surrogate") as refused:
+        parse(doc)
+    assert refused.value.path == path

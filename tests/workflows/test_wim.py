@@ -100,6 +100,9 @@ EXTERNAL = (
             "two images share a name",
         ),
         ("<WIM><IMAGE INDEX='x'><NAME>A</NAME></IMAGE></WIM>", "has the index 'x'"),
+        # str.isdigit() takes these; int() would raise: the class of a 500 from a WIM.
+        ("<WIM><IMAGE INDEX='\u00b2'><NAME>A</NAME></IMAGE></WIM>", "has the index"),
+        ("<WIM><IMAGE INDEX='" + "9" * 5000 + "'><NAME>A</NAME></IMAGE></WIM>", "has the index"),
         ("<WIM><IMAGE INDEX='1'></IMAGE></WIM>", "image 1 has no usable name"),
         ("<WIM><IMAGE INDEX='1'><NAME>A\tB</NAME></IMAGE></WIM>", "image 1 has no usable name"),
         ("<WIM><IMAGE INDEX='1'><NAME>" + "A" * 300 + "</NAME></IMAGE></WIM>", "no usable name"),
@@ -179,3 +182,13 @@ def test_wimlib_that_takes_too_long_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(wim, "TIMEOUT_SECONDS", 0)
     with pytest.raises(wim.WimError, match="wimlib took more than 0 s"):
         wim.images(path)
+
+
+def test_a_size_that_is_no_plain_number_reads_as_unknown():
+    xml = (
+        "<WIM><IMAGE INDEX='1'><NAME>A</NAME><TOTALBYTES>"
+        + "9" * 5000
+        + "</TOTALBYTES></IMAGE></WIM>"
+    )
+    [image] = wim.parse_xml(b"\xff\xfe" + xml.encode("utf-16-le"), "big.wim")
+    assert (image.index, image.size) == (1, 0)
