@@ -91,12 +91,31 @@ def _join_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((t for t in tasks if t.get("type") == "domain_join"), None)
 
 
-def _credential(name: str) -> Credential:
+def join_scope_problem(credential: Credential, domain: str) -> str:
+    """Why ``credential`` may not be used to join ``domain`` ("" when it may).
+
+    Its scope must name that domain: the join account's password goes to that
+    domain's controllers (offline) or into the unattend of its machines
+    (online), and nobody alone may send a stored password where they choose
+    (a credential's scope is changed by a four-eye request)."""
+    scope = (credential.scope or "").strip().lower().rstrip(".")
+    if scope != domain.strip().lower().rstrip("."):
+        return (
+            f"credential {credential.name!r} has the scope {credential.scope or '(none)'!r}; "
+            f"a domain_join credential is used only for the domain its scope names, and this "
+            f"join is for {domain!r} (set the credential's scope to it: a four-eye change)"
+        )
+    return ""
+
+
+def _credential(name: str, domain: str) -> Credential:
     credential = Credential.objects.filter(name=name).first() if name else None
     if credential is None or credential.kind != CredentialKind.DOMAIN_JOIN:
         raise DomainJoinError(
             f"domain_join: no credential {name!r} of kind {CredentialKind.DOMAIN_JOIN} is stored"
         )
+    if problem := join_scope_problem(credential, domain):
+        raise DomainJoinError(f"domain_join: {problem}")
     return credential
 
 
@@ -280,7 +299,7 @@ def provision_offline_join(join_id: int) -> str:
                 f"node {other.node_id} is joining {join.domain} as {join.machine_name} too "
                 f"(offline join {other.pk}); give one of them another computer name"
             )
-        credential = _credential(join.credential.name if join.credential_id else "")
+        credential = _credential(join.credential.name if join.credential_id else "", join.domain)
         node = join.node
         secret = credentials.reveal(
             credential,
@@ -381,7 +400,7 @@ def join_context(
         "ou": task.get("ou") or "",
     }
     if mode == "online":
-        credential = _credential(task.get("credential") or "")
+        credential = _credential(task.get("credential") or "", join["domain"])
         join["username"] = credential.username
         join["password"] = PREVIEW_SECRET
         if reveal:
@@ -493,7 +512,7 @@ def remove_computer_account(
         join = OfflineJoin.objects.select_for_update().get(pk=pk)
         if join.account_removed_at:
             raise DomainJoinError(f"{join.machine_name}'s computer account was already removed")
-        credential = _credential(join.credential.name if join.credential_id else "")
+        credential = _credential(join.credential.name if join.credential_id else "", join.domain)
         secret = credentials.reveal(
             credential,
             label,

@@ -17,6 +17,7 @@ from django.conf import settings
 from credentials.models import Credential, CredentialKind
 
 from .definitions import Definition, DefinitionError
+from .domainjoin import join_scope_problem
 from .models import BootImage
 
 WIMBOOT_RELEASES = "https://github.com/ipxe/wimboot/releases"
@@ -58,6 +59,11 @@ def check_windows(definition: Definition) -> None:
                 )
         elif task["type"] == "domain_join":
             _check_credential(task["credential"], CredentialKind.DOMAIN_JOIN, f"{path}.credential")
+            scope_problem = join_scope_problem(
+                Credential.objects.get(name=task["credential"]), task["domain"]
+            )
+            if scope_problem:
+                raise DefinitionError(scope_problem, path=f"{path}.credential")
 
 
 def _check_install(definition: Definition, task: dict[str, Any], path: str) -> None:

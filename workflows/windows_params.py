@@ -9,7 +9,6 @@ credentials they name are checked against the credential store at save time
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
@@ -248,13 +247,13 @@ def check_domain_join(params: dict[str, Any], path: str) -> None:
             "(the account that creates the computer account)",
         )
     _credential_name(params["credential"], f"{path}.credential")
-    dc = params["dc"]
+    dc = params["dc"].lower()
+    domain = params["domain"].lower().rstrip(".")
     if dc:
-        try:
-            ipaddress.ip_address(dc)
-        except ValueError:
-            labels = dc.split(".")
-            if len(dc) > 253 or not all(_DNS_LABEL.fullmatch(x) for x in labels):
-                raise ParamError(
-                    f"{path}.dc", "must be a domain controller's host name or IP address"
-                ) from None
+        labels = dc.split(".")
+        if len(dc) > 253 or not all(_DNS_LABEL.fullmatch(x) for x in labels):
+            raise ParamError(f"{path}.dc", "must be a domain controller's host name")
+        if not dc.endswith("." + domain):
+            # The join account's password goes to this host: only one of its own domain,
+            # as the credential's scope names it (checked at save and before each use).
+            raise ParamError(f"{path}.dc", f"must be a host name in {domain} (e.g. dc1.{domain})")

@@ -316,7 +316,7 @@ def test_every_url_of_the_windows_example_answers(client, boot_root, tmp_path, s
     for name, kind in (("win-local-admin", "windows_admin"), ("corp-join", "domain_join")):
         credentials.create_credential(
             "user:setup",
-            {"name": name, "kind": kind, "username": "Administrator"},
+            {"name": name, "kind": kind, "username": "Administrator", "scope": "corp.example.com"},
             {"password": "example-password"},
             approval=sealed("credential.create", f"credential:new:{name}", ""),
         )

@@ -377,6 +377,8 @@ def windows_lab(lab):
                 "kind": kind,
                 "username": username,
                 "password": password,
+                # A join account is used only for the domain its scope names.
+                "scope": "corp.example.com" if kind == "domain_join" else "",
                 "reason": "boot lab: Windows",
             },
         )

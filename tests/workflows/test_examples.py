@@ -47,6 +47,7 @@ def windows_ready(settings):
                 "name": name,
                 "kind": kind,
                 "username": "CORP\\svc" if kind == "domain_join" else "Administrator",
+                "scope": "corp.example.com" if kind == "domain_join" else "",
             },
             {"password": "example-password"},
             approval=sealed("credential.create", f"credential:new:{name}", ""),

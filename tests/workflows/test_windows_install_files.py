@@ -70,7 +70,7 @@ def windows(settings):
     ):
         credentials.create_credential(
             "user:setup",
-            {"name": name, "kind": kind, "username": user},
+            {"name": name, "kind": kind, "username": user, "scope": "corp.example.com"},
             {"password": password},
             approval=sealed("credential.create", f"credential:new:{name}", ""),
         )

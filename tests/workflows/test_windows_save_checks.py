@@ -28,10 +28,14 @@ def keys(settings):
     settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.test\\pureboot-boot"
 
 
-def make_credential(name: str, kind: str, username: str = "Administrator", password: str = "pw"):
+def make_credential(
+    name: str, kind: str, username: str = "Administrator", password: str = "pw", scope=None
+):
+    if scope is None:
+        scope = "corp.example.com" if kind == "domain_join" else ""
     return credentials.create_credential(
         "user:setup",
-        {"name": name, "kind": kind, "username": username},
+        {"name": name, "kind": kind, "username": username, "scope": scope},
         {"password": password} if password else {},
         approval=sealed("credential.create", f"credential:new:{name}", ""),
     )
@@ -217,7 +221,22 @@ CASES = {
     "dc that is not a host": (
         workflow({}, {**JOIN, "dc": "dc1 .corp"}),
         "tasks[2].dc",
-        "host name or IP address",
+        "host name",
+    ),
+    "dc outside the domain (the password would go there)": (
+        workflow({}, {**JOIN, "dc": "dc1.evil.example"}),
+        "tasks[2].dc",
+        "must be a host name in corp.example.com",
+    ),
+    "dc given as an address": (
+        workflow({}, {**JOIN, "dc": "10.0.0.5"}),
+        "tasks[2].dc",
+        "must be a host name in corp.example.com",
+    ),
+    "join credential scoped to another domain": (
+        workflow({}, {**JOIN, "domain": "evil.example", "ou": ""}),
+        "tasks[2].credential",
+        "used only for the domain its scope names",
     ),
     "time zone with a slash": (
         workflow({"timezone": "Europe/Berlin"}),
