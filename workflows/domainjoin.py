@@ -421,6 +421,9 @@ def join_context(
         request_offline_join(run)
         raise JoinNotReady("the offline-join blob is being made; ask again shortly")
     join["account_data"] = serve(live, run, f"node:{node.pk}")
+    # The blob is for this name: the unattend's ComputerName must be it, even if the
+    # node was renamed since the install started.
+    join["computer_name"] = live.machine_name
     return join
 
 

@@ -108,6 +108,14 @@ class Session:
 
     def __enter__(self) -> Session:
         self.dir = Path(tempfile.mkdtemp(prefix="pureboot-ad-"))  # mode 0700
+        try:
+            self._prepare()
+        except BaseException:
+            self.__exit__()  # never leave the password files behind
+            raise
+        return self
+
+    def _prepare(self) -> None:
         for sub in ("private", "state", "cache", "lock", "run"):
             (self.dir / sub).mkdir(mode=0o700)
         self._write("password", self._password + "\n")
@@ -130,7 +138,6 @@ class Session:
             f"\tncalrpc dir = {d}/run/ncalrpc\n"
             f"\tlog file = {d}/log.%m\n",
         )
-        return self
 
     def __exit__(self, *exc) -> None:
         if self.dir is not None:

@@ -229,6 +229,12 @@ def first_logon(ctx: jinja2.runtime.Context) -> list[dict[str, str]]:
 
 @jinja2.pass_context
 def computer_name(ctx: jinja2.runtime.Context) -> str:
+    join = ctx.get("join")
+    if join and join.get("computer_name"):  # an offline join's blob names the computer
+        name = str(join["computer_name"])
+        if problem := computer_name_problem(name):
+            raise RefusedValue(f"join.computer_name: {problem}")
+        return name
     return derive_computer_name(ctx["params"], ctx["node"])
 
 

@@ -26,7 +26,7 @@ from credentials import services as credentials
 from nodes.models import Node
 from tests.factories import make_node, make_user, sealed
 from tests.windows.samba_dc import BASE_DN, DOMAIN, REALM, SambaDC, require_tools
-from workflows import domainjoin, tasks
+from workflows import domainjoin, samba_tools, tasks
 from workflows.models import OfflineJoin, Workflow, WorkflowRun, WorkflowVersion
 from workflows.samba_tools import MAX_BLOB_BYTES, SambaError, normalise_blob
 
@@ -371,3 +371,23 @@ def test_an_install_never_takes_over_a_computer_account_it_did_not_make(
     reinstall = WorkflowRun.objects.create(node=first.node, version=first.version, token_nonce="s")
     assert _provisioned(reinstall, django_capture_on_commit_callbacks).status == "ready"
     assert made.machine_name == "WS-TAKE"
+
+
+def test_a_session_that_cannot_be_set_up_leaves_no_password_file(tmp_path, monkeypatch):
+    """A full disk (or any failure) while the files are written removes the folder."""
+    monkeypatch.setattr(samba_tools.tempfile, "tempdir", str(tmp_path))
+    calls = []
+
+    def fail_on_second(self, name, text):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        original(self, name, text)
+
+    original = samba_tools.Session._write
+    monkeypatch.setattr(samba_tools.Session, "_write", fail_on_second)
+    with pytest.raises(OSError, match="No space left"):
+        with samba_tools.Session(DOMAIN, "Administrator", "Secret-Pa55", dc=""):
+            pass
+    assert calls[:2] == ["password", "auth"]
+    assert list(tmp_path.iterdir()) == []

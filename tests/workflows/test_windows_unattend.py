@@ -565,3 +565,10 @@ def test_a_boot_image_with_drivers_hands_them_to_setup():
     path = f"{pnp}/u:DriverPaths/u:PathAndCredentials/u:Path"
     assert texts(parse(render(windows={"drivers": True})), path) == ["X:\\Drivers"]
     assert texts(parse(render()), path) == []
+
+
+def test_an_offline_joins_computer_name_is_the_one_its_blob_was_made_for():
+    """The node renamed after its install started: the blob's name wins (else no trust)."""
+    join = {**OFFLINE_JOIN, "computer_name": "OLDNAME"}
+    xml = render(params={"computer_name": "NEWNAME"}, join=join)["autounattend.xml"]
+    assert "<ComputerName>OLDNAME</ComputerName>" in xml and "NEWNAME" not in xml
