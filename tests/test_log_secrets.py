@@ -121,6 +121,8 @@ def test_no_token_or_password_reaches_a_django_log(settings, written, token, mon
     def fails(run, token, request=None):
         raise RuntimeError(f"cannot render the installer files for {token}")
 
+    # An install that serves user-data, whose rendering breaks: a 500 Django logs.
+    monkeypatch.setattr(workflow_views.preview, "file_names", lambda run: ["user-data"])
     monkeypatch.setattr(workflow_views.preview, "render_for_run", fails)
     assert client.get(f"{install}/user-data").status_code == 500
 
