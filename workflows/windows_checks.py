@@ -19,13 +19,13 @@ from credentials.models import Credential, CredentialKind
 from .definitions import Definition, DefinitionError
 from .domainjoin import join_scope_problem
 from .models import BootImage
+from .windows_context import PROCESSOR_ARCH
 
 WIMBOOT_RELEASES = "https://github.com/ipxe/wimboot/releases"
 SAMPLE_SHARE = "\\\\pureboot.invalid\\pureboot-boot"
 SAMPLE_PASSWORD = "SAMPLE-PASSWORD"
 SAMPLE_PRODUCT_KEY = "SAMPLE-PRODUCT-KEY"
 SAMPLE_ACCOUNT_DATA = "SAMPLE-ACCOUNT-DATA"
-PROCESSOR_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def _pxe_boot(definition: Definition) -> tuple[int, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from workflows import wim
 from workflows.bootimages import BootImageExists, BootImageFolderTaken, install_boot_image
 from workflows.models import BootImage
+from workflows.rootfs_archive import sha256_file
 
 MAX_FILES = 10_000
 MAX_BYTES = 2 * 1024**3
@@ -78,14 +78,6 @@ def _copy_regular(src: Path, dst: Path, budget: int) -> int:
     return size
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Command(BaseCommand):
     help = (
         "Copy a Windows boot image (import_iso) into a new boot image whose boot.wim holds "
@@ -133,7 +125,7 @@ class Command(BaseCommand):
             infs = sorted(p.as_posix() for p in files_found if p.suffix.lower() == ".inf")
             files["boot_wim"] = {
                 **files["boot_wim"],
-                "sha256": _sha256(boot_wim),
+                "sha256": sha256_file(boot_wim),
                 "size": boot_wim.stat().st_size,
                 "drivers": {"model": model, "folder": f"Drivers/{slug}", "infs": infs},
             }
