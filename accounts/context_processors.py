@@ -4,5 +4,8 @@ from django.conf import settings
 
 
 def signin(request) -> dict[str, bool]:
-    """Whether to offer "Sign in with single sign-on" (OpenID Connect configured)."""
-    return {"sso_enabled": settings.PUREBOOT_OIDC_ENABLED}
+    """Which single sign-on links to offer: OpenID Connect, SAML (each when configured)."""
+    return {
+        "sso_enabled": settings.PUREBOOT_OIDC_ENABLED,
+        "saml_enabled": settings.PUREBOOT_SAML_ENABLED,
+    }

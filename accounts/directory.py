@@ -1,4 +1,4 @@
-"""Directory sign-in (LDAP / Active Directory, OpenID Connect): the rules both share.
+"""Directory sign-in (LDAP / Active Directory, OpenID Connect, SAML): the rules they share.
 
 A directory decides which of the four roles (:mod:`accounts.roles`) a person
 holds. On every directory sign-in the person's role groups are set to exactly

@@ -35,7 +35,7 @@ class PureBootLDAPBackend(LDAPBackend):
             reason = None
             if directory.is_local_account(user):
                 reason = "a local account has this username"
-            elif user.oidc_identities.exists():
+            elif user.oidc_identities.exists() or user.saml_identities.exists():
                 reason = "this username belongs to a single sign-on account"
             if reason:
                 directory.refuse(username, source=SOURCE, reason=reason)

@@ -1,4 +1,4 @@
-"""Accounts: emergency access grants and single sign-on identities."""
+"""Accounts: emergency access grants, single sign-on identities and used SAML assertions."""
 
 from __future__ import annotations
 
@@ -107,3 +107,57 @@ class TokenEpoch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} tokens generation {self.value}"
+
+
+class SAMLIdentity(models.Model):
+    """The SAML subject (identity provider + username attribute) a user signs in as.
+
+    Sign-ins find their user by this pair (:mod:`accounts.saml`), so a local
+    account or an LDAP or OIDC account of the same name is never taken over.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saml_identities"
+    )
+    idp = models.CharField("identity provider", max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["idp", "subject"]
+        verbose_name = "SAML identity"
+        verbose_name_plural = "SAML identities"
+        constraints = [
+            models.UniqueConstraint(fields=["idp", "subject"], name="samlidentity_unique_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.idp}"
+
+
+class SAMLAssertionUse(models.Model):
+    """A SAML assertion that has signed someone in: each one is accepted once.
+
+    Kept until the assertion itself expires (``expires_at``, its
+    NotOnOrAfter plus the allowed clock skew); older rows are deleted when
+    the next assertion is recorded, since an expired assertion is refused
+    anyway.
+    """
+
+    idp = models.CharField("identity provider", max_length=255)
+    assertion_id = models.CharField(max_length=255)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-used_at"]
+        verbose_name = "used SAML assertion"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idp", "assertion_id"], name="samlassertionuse_unique_assertion"
+            ),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="samlassertionuse_expires")]
+
+    def __str__(self) -> str:
+        return f"{self.assertion_id} from {self.idp}"

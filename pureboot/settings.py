@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -557,6 +558,10 @@ LOGGING = {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # pysaml2 logs whole assertions at DEBUG and every step at INFO; its
+        # schema library announces each schema it loads.
+        "saml2": {"level": "WARNING"},
+        "xmlschema": {"level": "WARNING"},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
@@ -734,4 +739,72 @@ if PUREBOOT_OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.insert(
         AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
         "accounts.oidc.PureBootOIDCBackend",
+    )
+
+# --- directory sign-in: SAML 2.0 (pysaml2, which runs the xmlsec1 binary) -----
+# On only when PUREBOOT_SAML_IDP_METADATA_FILE or _URL is set. PureBoot is the
+# service provider; the identity provider's metadata (its entity id, sign-in
+# URL and signing certificate) comes from the file, or from the URL (fetched at
+# the first sign-in, kept an hour). The SP key signs our requests and decrypts
+# encrypted assertions; it is read by xmlsec1 and never logged.
+PUREBOOT_SAML_IDP_METADATA_FILE = os.environ.get("PUREBOOT_SAML_IDP_METADATA_FILE", "").strip()
+PUREBOOT_SAML_IDP_METADATA_URL = os.environ.get("PUREBOOT_SAML_IDP_METADATA_URL", "").strip()
+PUREBOOT_SAML_ENABLED = bool(PUREBOOT_SAML_IDP_METADATA_FILE or PUREBOOT_SAML_IDP_METADATA_URL)
+PUREBOOT_SAML_SP_ENTITY_ID = os.environ.get("PUREBOOT_SAML_SP_ENTITY_ID", "").strip()
+# Where browsers reach PureBoot: the assertion consumer service is
+# <base>/saml/acs/ (never taken from a request's Host header).
+PUREBOOT_SAML_SP_BASE_URL = os.environ.get("PUREBOOT_SAML_SP_BASE_URL", "").strip().rstrip("/")
+PUREBOOT_SAML_SP_KEY_FILE = os.environ.get("PUREBOOT_SAML_SP_KEY_FILE", "").strip()
+PUREBOOT_SAML_SP_CERT_FILE = os.environ.get("PUREBOOT_SAML_SP_CERT_FILE", "").strip()
+PUREBOOT_SAML_USERNAME_ATTRIBUTE = (
+    os.environ.get("PUREBOOT_SAML_USERNAME_ATTRIBUTE", "").strip() or "uid"
+)
+PUREBOOT_SAML_EMAIL_ATTRIBUTE = (
+    os.environ.get("PUREBOOT_SAML_EMAIL_ATTRIBUTE", "").strip() or "mail"
+)
+PUREBOOT_SAML_GROUPS_ATTRIBUTE = (
+    os.environ.get("PUREBOOT_SAML_GROUPS_ATTRIBUTE", "").strip() or "groups"
+)
+PUREBOOT_SAML_ROLE_GROUPS = rolemap.parse_role_map(
+    "PUREBOOT_SAML_ROLE_GROUPS", os.environ.get("PUREBOOT_SAML_ROLE_GROUPS", ""), fold_case=False
+)
+# Responses the identity provider sends without our request (IdP-initiated).
+PUREBOOT_SAML_ALLOW_UNSOLICITED = _env_bool("PUREBOOT_SAML_ALLOW_UNSOLICITED", False)
+PUREBOOT_SAML_CLOCK_SKEW_SECONDS = _env_int("PUREBOOT_SAML_CLOCK_SKEW_SECONDS", 60, 0)
+PUREBOOT_SAML_XMLSEC_BINARY = os.environ.get("PUREBOOT_SAML_XMLSEC_BINARY", "").strip() or (
+    shutil.which("xmlsec1") or ""
+)
+if PUREBOOT_SAML_ENABLED:
+    if PUREBOOT_SAML_IDP_METADATA_FILE and PUREBOOT_SAML_IDP_METADATA_URL:
+        raise ImproperlyConfigured(
+            "set one of PUREBOOT_SAML_IDP_METADATA_FILE and PUREBOOT_SAML_IDP_METADATA_URL"
+        )
+    if PUREBOOT_SAML_IDP_METADATA_FILE and not os.path.isfile(PUREBOOT_SAML_IDP_METADATA_FILE):
+        raise ImproperlyConfigured(
+            f"PUREBOOT_SAML_IDP_METADATA_FILE: no such file {PUREBOOT_SAML_IDP_METADATA_FILE}"
+        )
+    if PUREBOOT_SAML_IDP_METADATA_URL and not PUREBOOT_SAML_IDP_METADATA_URL.startswith("https://"):
+        # The metadata carries the certificate every assertion is checked against.
+        raise ImproperlyConfigured("PUREBOOT_SAML_IDP_METADATA_URL must be an https:// URL")
+    if not PUREBOOT_SAML_SP_ENTITY_ID:
+        raise ImproperlyConfigured("SAML sign-in needs PUREBOOT_SAML_SP_ENTITY_ID")
+    if not re.match(r"^https?://[^/\s]+(/\S*)?\Z", PUREBOOT_SAML_SP_BASE_URL):
+        raise ImproperlyConfigured(
+            "SAML sign-in needs PUREBOOT_SAML_SP_BASE_URL, the http(s):// URL browsers reach "
+            "PureBoot at"
+        )
+    for _name in ("PUREBOOT_SAML_SP_KEY_FILE", "PUREBOOT_SAML_SP_CERT_FILE"):
+        _value = globals()[_name]
+        if not _value or not os.path.isfile(_value):
+            raise ImproperlyConfigured(f"SAML sign-in needs {_name}, an existing PEM file")
+    if PUREBOOT_SAML_CLOCK_SKEW_SECONDS > 300:
+        raise ImproperlyConfigured("PUREBOOT_SAML_CLOCK_SKEW_SECONDS must be at most 300")
+    if not PUREBOOT_SAML_XMLSEC_BINARY or not os.access(PUREBOOT_SAML_XMLSEC_BINARY, os.X_OK):
+        raise ImproperlyConfigured(
+            "SAML sign-in needs the xmlsec1 program (Debian package xmlsec1), or "
+            "PUREBOOT_SAML_XMLSEC_BINARY naming it"
+        )
+    AUTHENTICATION_BACKENDS.insert(
+        AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
+        "accounts.saml.PureBootSAMLBackend",
     )

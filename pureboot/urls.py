@@ -1,4 +1,4 @@
-"""Root URLs: admin, single sign-on, the REST API under /api/v1/, its schema and docs."""
+"""Root URLs: admin, single sign-on (OIDC, SAML), the REST API under /api/v1/, schema, docs."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -6,7 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from mozilla_django_oidc.views import OIDCLogoutView
 
-from accounts import oidc
+from accounts import oidc, saml_views
 from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 from bootserve.api import NodePreviewView
 from bootserve.views import grub_http, next_instructions
@@ -48,10 +48,18 @@ oidc_urls = [
     path("logout/", OIDCLogoutView.as_view(), name="oidc_logout"),
 ]
 
+# SAML 2.0 (pysaml2); 404 unless configured.
+saml_urls = [
+    path("login/", saml_views.LoginView.as_view(), name="saml_login"),
+    path("acs/", saml_views.AssertionConsumerView.as_view(), name="saml_acs"),
+    path("metadata/", saml_views.MetadataView.as_view(), name="saml_metadata"),
+]
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("oidc/", include(oidc_urls)),
+    path("saml/", include(saml_urls)),
     path("api/v1/", include(api_v1)),
     path("boot/", include("bootserve.urls")),
     # The ARM64 GRUB after a UEFI HTTP Boot: its prefix at the site root.
