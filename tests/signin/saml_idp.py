@@ -13,11 +13,14 @@ the test's temp folder; no key is committed.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import secrets
 import shutil
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -48,14 +51,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """A fresh RSA key and self-signed certificate (PEM files): (key path, cert path)."""
+def make_keypair(directory: Path, name: str, ip: str | None = None) -> tuple[Path, Path]:
+    """A fresh RSA key and self-signed certificate (PEM files): (key path, cert path).
+
+    With ``ip``, the certificate names that address, so it can serve HTTPS there.
+    """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
+    builder = x509.CertificateBuilder()
+    if ip:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False,
+        )
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
+        builder.subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -231,3 +242,36 @@ class IdentityProvider:
 
     def _server(self) -> Server:
         return Server(config=self._config())
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+        pass
+
+
+class MetadataServer:
+    """Serves the IdP's metadata file over HTTPS (a certificate made for 127.0.0.1).
+
+    As an IdP publishes it: ``url`` is its address, ``ca_file`` the certificate
+    a client must trust to fetch it.
+    """
+
+    def __init__(self, idp: IdentityProvider):
+        self.key_file, self.ca_file = make_keypair(idp.dir, "metadata-tls", ip="127.0.0.1")
+        directory = str(idp.metadata_file.parent)
+        self._httpd = ThreadingHTTPServer(
+            ("127.0.0.1", 0),
+            lambda *a, **kw: _QuietFiles(*a, directory=directory, **kw),
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_file, self.key_file)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        port = self._httpd.server_address[1]
+        self.url = f"https://127.0.0.1:{port}/{idp.metadata_file.name}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)

@@ -22,7 +22,13 @@ from accounts import saml
 from accounts.models import SAMLAssertionUse, SAMLIdentity
 from accounts.roles import sync_roles
 from audit.models import AuditEvent
-from tests.signin.saml_idp import IdentityProvider, Person, make_keypair, xmlsec1
+from tests.signin.saml_idp import (
+    IdentityProvider,
+    MetadataServer,
+    Person,
+    make_keypair,
+    xmlsec1,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -356,3 +362,22 @@ def test_two_racing_posts_of_one_answer_sign_in_once(live_server, sso):
 
 def test_acs_takes_only_post(live_server, sso):
     assert requests.get(f"{live_server.url}/saml/acs/", timeout=30).status_code == 405
+
+
+def test_idp_metadata_from_an_https_url(live_server, sso, settings, monkeypatch):
+    server = MetadataServer(sso)
+    try:
+        settings.PUREBOOT_SAML_IDP_METADATA_FILE = ""
+        settings.PUREBOOT_SAML_IDP_METADATA_URL = server.url
+        # A server certificate nobody vouches for: no metadata, no sign-in.
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        saml.clear_cache()
+        resp = requests.get(f"{live_server.url}/saml/login/", timeout=30)
+        assert resp.status_code == 503 and "cannot be used now" in resp.text
+        # Trusted (as an operator would install the IdP's CA): the whole sign-in works.
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
+        saml.clear_cache()
+        final = full_sign_in(requests.Session(), live_server.url, sso, "sara")
+        assert final.url == f"{live_server.url}/admin/" and roles("sara") == {"Admin"}
+    finally:
+        server.stop()
