@@ -145,7 +145,12 @@ class AssertionConsumerView(View):
                 "The identity provider's answer was refused (unsigned, altered, expired, "
                 "already used, or not meant for PureBoot). Start again.",
             )
-        user = authenticate(request, saml_response=response)
+        # The username lets django-axes count refusals per person and address,
+        # as for passwords; without it every refusal would count against all
+        # SAML sign-ins from that address.
+        user = authenticate(
+            request, saml_response=response, username=saml.subject_of(response.ava or {})
+        )
         if user is None:
             return HttpResponseRedirect(settings.LOGIN_REDIRECT_URL_FAILURE)
         login(request, user)

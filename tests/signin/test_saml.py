@@ -381,3 +381,16 @@ def test_idp_metadata_from_an_https_url(live_server, sso, settings, monkeypatch)
         assert final.url == f"{live_server.url}/admin/" and roles("sara") == {"Admin"}
     finally:
         server.stop()
+
+
+def test_refused_saml_sign_ins_do_not_lock_others_out(live_server, sso, settings):
+    """Refusals by the backend count as failed sign-ins for django-axes, per person and
+    address: the refused person is locked out, the next person at the address is not."""
+    User.objects.create_user("localname", password="local-Pa55word-z")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        final = full_sign_in(requests.Session(), live_server.url, sso, "localname")
+        assert final.url.endswith("/admin/login/?sso=failed")
+    assert full_sign_in(requests.Session(), live_server.url, sso, "localname").status_code == 429
+    assert AuditEvent.objects.filter(action="auth.lockout", object_id="localname").exists()
+    final = full_sign_in(requests.Session(), live_server.url, sso, "sara")
+    assert final.url == f"{live_server.url}/admin/" and roles("sara") == {"Admin"}
