@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
-    """Who may act: roles, sign-in (local, LDAP, OIDC), lockouts, emergency grants."""
+    """Who may act: roles, sign-in (local, LDAP, OIDC, SAML), lockouts, emergency grants."""
 
     name = "accounts"
     verbose_name = "Accounts"
