@@ -118,6 +118,7 @@ class IdentityProvider:
         self.people: dict[str, Person] = {}
         # Knobs: what the next responses look like.
         self.sign_assertion = True
+        self.encrypt_assertion = False
         self.lifetime_minutes = 15
         self._pending: dict[str, tuple[object, str]] = {}
         self._httpd = None
@@ -229,6 +230,9 @@ class IdentityProvider:
             userid=username,
             authn={"class_ref": AUTHN_PASSWORD, "authn_auth": self.entity_id},
             sign_assertion=self.sign_assertion,
+            # Encrypted for the certificate in PureBoot's metadata.
+            encrypt_assertion=self.encrypt_assertion,
+            encrypt_assertion_self_contained=True,
             sign_response=False,
         )
         http_args = server.apply_binding(

@@ -86,7 +86,7 @@ def sso(settings, idp, sp_keys, live_server):
         name: Person(secrets.token_urlsafe(12), list(groups), email)
         for name, (groups, email) in PEOPLE.items()
     }
-    idp.sign_assertion, idp.lifetime_minutes = True, 15
+    idp.sign_assertion, idp.encrypt_assertion, idp.lifetime_minutes = True, False, 15
     yield idp
     saml.clear_cache()
 
@@ -188,6 +188,23 @@ def test_an_idp_admin_signs_in_with_the_admin_role(live_server, sso):
     assert event.changes["roles"] == {"before": [], "after": ["Admin"]}
     assert event.actor == "directory:saml"
     assert SAMLAssertionUse.objects.filter(idp=sso.entity_id).count() == 1
+
+
+def test_an_encrypted_assertion_is_decrypted_with_the_sp_key(live_server, sso):
+    sso.encrypt_assertion = True
+    browser = requests.Session()
+    action, fields = answer_from_idp(browser, live_server.url, sso, "sam")
+    xml = base64.b64decode(fields["SAMLResponse"]).decode()
+    assert "EncryptedAssertion" in xml and "pb-operators" not in xml
+    assert browser.post(action, data=fields, timeout=30).url == f"{live_server.url}/admin/"
+    assert roles("sam") == {"Operator"}
+
+
+def test_an_encrypted_but_unsigned_assertion_is_refused(live_server, sso):
+    sso.encrypt_assertion, sso.sign_assertion = True, False
+    resp = full_sign_in(requests.Session(), live_server.url, sso, "sam")
+    assert resp.status_code == 400 and "was refused" in resp.text
+    assert not User.objects.filter(username="sam").exists()
 
 
 def test_roles_follow_the_idp_at_each_sign_in(live_server, sso):
