@@ -44,7 +44,8 @@ from .models import SAMLAssertionUse, SAMLIdentity
 
 log = logging.getLogger(__name__)
 SOURCE = "saml"
-# Remote IdP metadata is fetched again after this long.
+# The client (and with it remote IdP metadata) is rebuilt after this long; this
+# also bounds pysaml2's in-memory cache of the people it has seen.
 METADATA_TTL_SECONDS = 3600
 # Django's own username rule (UnicodeUsernameValidator), and its length.
 USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}\Z")
@@ -62,6 +63,7 @@ class Refused(Exception):
 
 
 def acs_url() -> str:
+    """Where the IdP posts its answers: fixed by settings, never from a request's Host."""
     return f"{settings.PUREBOOT_SAML_SP_BASE_URL}/saml/acs/"
 
 
@@ -138,6 +140,7 @@ def clear_cache() -> None:
 
 
 def idp_entity_ids(saml_client: Saml2Client) -> list[str]:
+    """The identity providers the loaded metadata describes (PureBoot accepts one)."""
     return sorted(saml_client.metadata.with_descriptor("idpsso"))
 
 
@@ -205,6 +208,7 @@ def record_use(response: AuthnResponse) -> None:
 
 
 def _values(ava: dict[str, Any], name: str) -> list[str]:
+    """An attribute's string values (pysaml2 gives lists; anything else counts as none)."""
     value = ava.get(name)
     if isinstance(value, str):
         value = [value]
@@ -220,6 +224,7 @@ def subject_of(ava: dict[str, Any]) -> str:
 
 
 def groups_of(ava: dict[str, Any]) -> set[str]:
+    """The values of the groups attribute; they compare exactly with the role map."""
     return set(_values(ava, settings.PUREBOOT_SAML_GROUPS_ATTRIBUTE))
 
 
