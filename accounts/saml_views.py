@@ -2,9 +2,10 @@
 
 All three answer 404 unless SAML is configured. Requests this browser made
 are remembered in a signed cookie (request id -> where to go afterwards),
-sent back with the IdP's cross-site POST: ``SameSite=None; Secure`` over
-HTTPS. Where to go afterwards is always a path on this site: ``next`` and
-``RelayState`` naming another host or scheme are refused.
+sent back with the IdP's cross-site POST: ``SameSite=None; Secure`` when
+``PUREBOOT_SAML_SP_BASE_URL`` is HTTPS. Where to go afterwards is always a
+path on this site: a ``next`` naming another host or scheme is refused, such
+a ``RelayState`` ignored.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _set_outstanding(request: HttpRequest, response: HttpResponse, data: dict[st
     if not data:
         response.delete_cookie(COOKIE, path="/saml/")
         return
-    secure = request.is_secure()
+    # The scheme browsers use, from settings: behind a TLS-terminating proxy
+    # the request itself arrives over plain HTTP.
+    secure = settings.PUREBOOT_SAML_SP_BASE_URL.startswith("https://")
     response.set_cookie(
         COOKIE,
         signing.dumps(data, salt=COOKIE_SALT),

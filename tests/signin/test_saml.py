@@ -311,6 +311,20 @@ def test_sign_in_goes_only_to_local_pages(live_server, sso):
     assert final.status_code == 302 and final.headers["Location"] == "/approvals/"
 
 
+def test_the_request_cookie_survives_the_cross_site_post_over_https(live_server, sso, settings):
+    url = f"{live_server.url}/saml/login/"
+    plain = requests.get(url, allow_redirects=False, timeout=30).headers["Set-Cookie"]
+    assert "pureboot_saml=" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    # Browsers reach PureBoot over HTTPS (a proxy in front): SameSite=None; Secure.
+    settings.PUREBOOT_SAML_SP_BASE_URL = "https://pureboot.example.org"
+    saml.clear_cache()
+    tls = requests.get(url, allow_redirects=False, timeout=30)
+    assert tls.status_code == 302
+    cookie = tls.headers["Set-Cookie"]
+    assert "SameSite=None" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    assert "Path=/saml/" in cookie
+
+
 def test_saml_never_takes_over_a_local_account(live_server, sso):
     local = User.objects.create_user("localname", password="local-Pa55word-z")
     final = full_sign_in(requests.Session(), live_server.url, sso, "localname")
