@@ -22,7 +22,7 @@ STORE = "Azure Key Vault"
 
 
 def _where(credential: Credential) -> str:
-    return f"{STORE} {settings.PUREBOOT_AZURE_KEYVAULT.get('url', '')} {credential.reference}"
+    return f"{STORE} {credential.reference}"
 
 
 def _client() -> SecretClient:

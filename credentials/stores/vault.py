@@ -26,7 +26,7 @@ STORE = "HashiCorp Vault/OpenBao"
 
 
 def _where(credential: Credential) -> str:
-    return f"{STORE} {settings.PUREBOOT_VAULT.get('url', '')} {credential.reference}"
+    return f"{STORE} {credential.reference}"
 
 
 def _client() -> hvac.Client:
@@ -48,7 +48,7 @@ def _client() -> hvac.Client:
             role_id=config["role_id"], secret_id=secret_id, mount_point=config["approle_mount"]
         )
     except Exception as exc:  # noqa: BLE001 - translated below, without the secret ID
-        raise StoreError(f"{STORE} {config['url']}: AppRole sign-in failed: {_why(exc)}") from None
+        raise StoreError(f"{STORE}: AppRole sign-in failed: {_why(exc)}") from None
     return client
 
 
