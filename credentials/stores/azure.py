@@ -50,9 +50,11 @@ def _client() -> SecretClient:
 def _why(exc: Exception) -> str:
     """Our own words: SDK messages can carry request details."""
     if isinstance(exc, azure_errors.ClientAuthenticationError):
-        return "sign-in refused or not allowed (401/403): check the principal and access policy"
+        return "sign-in refused: check the tenant, client ID and client secret"
     if isinstance(exc, azure_errors.ResourceNotFoundError):
         return "no such secret or version (404)"
+    if isinstance(exc, azure_errors.HttpResponseError) and exc.status_code in (401, 403):
+        return "permission denied: the principal's access policy or role does not allow this"
     if isinstance(exc, azure_errors.HttpResponseError):
         return f"the store answered HTTP {exc.status_code}"
     if isinstance(exc, azure_errors.ServiceRequestError | azure_errors.ServiceResponseError):
