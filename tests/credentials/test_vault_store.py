@@ -19,6 +19,7 @@ from audit.models import AuditEvent
 from credentials import services as credentials
 from credentials import storeconfig
 from credentials.models import Credential
+from credentials.stores import vault as vault_client
 from tests.factories import make_user, sealed, sealed_credential
 
 from .conftest import STORED
@@ -315,3 +316,61 @@ def test_an_approved_change_rechecks_the_store(vault, openbao):
             {"external_key": "other"},
             approval=sealed_credential("credential.change", credential.pk),
         )
+
+
+def test_a_concurrent_writer_in_the_store_is_not_overwritten(vault, openbao, monkeypatch):
+    """Rotation writes with check-and-set on the version it read: a racing write wins."""
+    credential = _make("raced", vault)
+    real = vault_client._read_version
+
+    def read_then_someone_writes(client, credential, version):
+        data = real(client, credential, version)
+        openbao.root().secrets.kv.v2.create_or_update_secret(
+            path=credential.external_path, secret={"password": "theirs"}, mount_point="secret"
+        )
+        return data
+
+    monkeypatch.setattr(vault_client, "_read_version", read_then_someone_writes)
+    with pytest.raises(credentials.StoreError, match="writing a new version: the store refused"):
+        credentials.update_credential(
+            credential.pk,
+            "user:setup",
+            {},
+            {"password": "mine"},
+            approval=sealed_credential("credential.change", credential.pk),
+        )
+    monkeypatch.undo()
+    assert credentials.reveal(credential, "task:test", "check").password == "theirs"
+    credential.refresh_from_db()
+    assert credential.secret_changed_at is None
+    assert not AuditEvent.objects.filter(action="credential.update").exists()
+
+
+def test_admin_form_takes_a_reference_and_checks_the_store(vault, client, admin_user):
+    admin_user.is_staff = True
+    admin_user.save()
+    client.force_login(admin_user)
+    page = client.get("/admin/credentials/credential/add/").content.decode()
+    assert 'name="external_path"' in page and 'name="store"' in page
+    body = {
+        "name": "admin-made",
+        "kind": "windows_admin",
+        "username": "Administrator",
+        "store": "vault",
+        "external_mount": "secret",
+        "external_path": "pureboot/absent",
+    }
+    refused = client.post("/admin/credentials/credential/add/", body)
+    assert refused.status_code == 200 and "no such secret" in refused.content.decode()
+    assert not ApprovalRequest.objects.exists()
+    traversal = client.post(
+        "/admin/credentials/credential/add/", {**body, "external_path": "pureboot/../x"}
+    )
+    assert traversal.status_code == 200 and not ApprovalRequest.objects.exists()
+    asked = client.post("/admin/credentials/credential/add/", {**body, "external_path": vault})
+    assert asked.status_code == 302, asked.content.decode()[:3000]
+    pending = ApprovalRequest.objects.get(action="credential.create")
+    assert pending.params["fields"]["external_path"] == vault
+    made = _make("shown", vault)
+    change = client.get(f"/admin/credentials/credential/{made.pk}/change/").content.decode()
+    assert vault in change and STORED not in change
