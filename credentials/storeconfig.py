@@ -60,6 +60,9 @@ def vault_config(env: Mapping[str, str]) -> dict[str, Any]:
         "PUREBOOT_VAULT_SECRET_ID_FILE",
         "PUREBOOT_VAULT_NAMESPACE",
         "PUREBOOT_VAULT_CA_FILE",
+        "PUREBOOT_VAULT_APPROLE_MOUNT",
+        "PUREBOOT_VAULT_MOUNTS",
+        "PUREBOOT_VAULT_PATH_PREFIX",
     )
     if not url:
         stray = [n for n in names if _get(env, n)]
@@ -86,6 +89,9 @@ def vault_config(env: Mapping[str, str]) -> dict[str, Any]:
     ca_file = _file(env, "PUREBOOT_VAULT_CA_FILE")
     if ca_file and not os.path.isfile(ca_file):
         raise ImproperlyConfigured(f"PUREBOOT_VAULT_CA_FILE: no such file {ca_file}")
+    approle_mount = _get(env, "PUREBOOT_VAULT_APPROLE_MOUNT") or "approle"
+    if not _MOUNT.fullmatch(approle_mount):
+        raise ImproperlyConfigured("PUREBOOT_VAULT_APPROLE_MOUNT must be a mount name")
     mounts = [m.strip() for m in (_get(env, "PUREBOOT_VAULT_MOUNTS") or "secret").split(",")]
     for mount in mounts:
         if not _MOUNT.fullmatch(mount):
@@ -103,7 +109,7 @@ def vault_config(env: Mapping[str, str]) -> dict[str, Any]:
         "token_file": token_file,
         "role_id": role_id,
         "secret_id_file": secret_id_file,
-        "approle_mount": _get(env, "PUREBOOT_VAULT_APPROLE_MOUNT") or "approle",
+        "approle_mount": approle_mount,
         "namespace": namespace,
         "ca_file": ca_file,
         "mounts": mounts,
