@@ -1,5 +1,10 @@
 """Stored credentials: the only code that encrypts or decrypts their secrets.
 
+A credential kept in an external store (Vault/OpenBao, Azure Key Vault) has
+no local secret: :func:`reveal` reads it from the store through
+:mod:`credentials.stores`, and a changed password is written there as a new
+version.
+
 Every write runs in one transaction with its AuditEvent; the audit entry
 says which secret changed, never its value. :func:`reveal` is the one way
 to get a secret back, and each call is on the audit trail with who (or

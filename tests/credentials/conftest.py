@@ -1,6 +1,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from credentials import storeconfig
 from tests.factories import make_user, sealed
 
 from .openbao import OpenBao
@@ -63,8 +64,6 @@ def vault(openbao, settings, tmp_path, keys, request):
 
     Returns the secret's path (under the ``pureboot/`` prefix, mount ``secret``).
     """
-    from credentials import storeconfig
-
     token_file = tmp_path / "vault-token"
     token_file.write_text(openbao.root_token + "\n")
     settings.PUREBOOT_VAULT = storeconfig.vault_config(

@@ -46,10 +46,11 @@ class OpenBao:
         self.url = f"http://127.0.0.1:{self.port}"
         self.root_token = "root-" + secrets.token_hex(16)
         self.process: subprocess.Popen | None = None
+        self.log = None
 
     def start(self) -> OpenBao:
         env = {**os.environ, "HOME": str(self.dir), "BAO_ADDR": self.url}
-        log = open(self.dir / "bao.log", "wb")  # noqa: SIM115 - closed with the process
+        self.log = log = open(self.dir / "bao.log", "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
             [
                 bao_binary(),
@@ -78,6 +79,8 @@ class OpenBao:
 
     def stop(self) -> None:
         stop(self.process)
+        if self.log is not None:
+            self.log.close()
 
     def root(self) -> hvac.Client:
         return hvac.Client(url=self.url, token=self.root_token)
