@@ -10,7 +10,7 @@ from approvals import services as approvals
 from audit.admin_scope import HiddenFieldsAdminMixin
 
 from . import services
-from .models import Credential
+from .models import Credential, SecretStore
 
 # Mirrors the API (credentials.api.views): view_credential reads metadata;
 # view_credential_names alone reads names and kinds, nothing more.
@@ -46,9 +46,32 @@ class CredentialForm(forms.ModelForm):
         required=False, label="Remove the stored private key/token"
     )
 
+    store = forms.ChoiceField(
+        choices=SecretStore.choices,
+        required=False,
+        initial=SecretStore.LOCAL,
+        help_text=Credential._meta.get_field("store").help_text,
+    )
+
     class Meta:
         model = Credential
-        fields = ("name", "kind", "username", "scope", "description")
+        fields = services.EDITABLE_FIELDS
+
+    def clean_store(self) -> str:
+        return self.cleaned_data.get("store") or SecretStore.LOCAL
+
+    def clean(self) -> dict:
+        # The API's check: the reference's shape and bounds, the secret in its store.
+        data = super().clean()
+        fields = {f: data[f] for f in services.EDITABLE_FIELDS if f in data}
+        current = self.instance if self.instance.pk else None
+        if current is not None:
+            fields = {k: v for k, v in fields.items() if getattr(current, k) != v}
+        try:
+            services.check_reference(fields, self.secrets(), current)
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        return data
 
     def secrets(self) -> dict[str, str]:
         out = {}
@@ -69,8 +92,8 @@ class CredentialAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
     """
 
     form = CredentialForm
-    list_display = ("name", "kind", "username", "scope", "has_password", "updated_at")
-    list_filter = ("kind",)
+    list_display = ("name", "kind", "username", "scope", "store", "has_password", "updated_at")
+    list_filter = ("kind", "store")
     search_fields = ("name", "username", "scope")
     readonly_fields = (
         "has_password",

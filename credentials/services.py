@@ -1,5 +1,10 @@
 """Stored credentials: the only code that encrypts or decrypts their secrets.
 
+A credential kept in an external store (Vault/OpenBao, Azure Key Vault) has
+no local secret: :func:`reveal` reads it from the store through
+:mod:`credentials.stores`, and a changed password is written there as a new
+version.
+
 Every write runs in one transaction with its AuditEvent; the audit entry
 says which secret changed, never its value. :func:`reveal` is the one way
 to get a secret back, and each call is on the audit trail with who (or
@@ -14,16 +19,19 @@ from typing import Any, Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
 from pureboot import gate
 
-from .models import Credential
+from . import stores
+from .errors import CredentialError, StoreError
+from .models import REFERENCE_FIELDS, Credential
 
 SECRET_FIELDS = ("password", "private_key")
-EDITABLE_FIELDS = ("name", "kind", "username", "scope", "description")
+EDITABLE_FIELDS = ("name", "kind", "username", "scope", "description", "store", *REFERENCE_FIELDS)
 MAX_PASSWORD_CHARS = 1024
 MAX_PRIVATE_KEY_CHARS = 16384
 MAX_REASON_CHARS = 1000
@@ -34,10 +42,6 @@ class HasLabel(Protocol):
 
 
 ActorLike = str | HasLabel
-
-
-class CredentialError(Exception):
-    """Base for refused credential operations."""
 
 
 class UndecryptableSecret(CredentialError):
@@ -143,6 +147,64 @@ def name_binding(name: str) -> str:
     return "exists" if Credential.objects.filter(name=name).exists() else ""
 
 
+def _refuse_local_secrets(credential: Credential, secrets: dict[str, str], creating: bool) -> None:
+    """An external credential's password is the store's; the rules for what may be sent."""
+    if not credential.is_external:
+        return
+    if creating and secrets:
+        raise ValidationError(
+            {
+                "password": "A credential kept in an external store is created from a secret "
+                "that already exists there; send no password or private key."
+            }
+        )
+    if "private_key" in secrets:
+        raise ValidationError(
+            {"private_key": "A credential kept in an external store has no private key here."}
+        )
+    if secrets.get("password") == "":
+        raise ValidationError(
+            {"password": "The password of an external credential cannot be removed here."}
+        )
+
+
+def _check_in_store(credential: Credential) -> None:
+    """ValidationError (a 400 for the API) unless the referenced secret can be read."""
+    try:
+        stores.check(credential)
+    except StoreError as exc:
+        raise ValidationError({"external_path": str(exc)}) from None
+
+
+def check_reference(
+    fields: dict[str, Any], secrets: dict[str, str], credential: Credential | None = None
+) -> None:
+    """Check a requested create/change before it waits for approval.
+
+    The reference's shape, the settings' bounds and that the secret exists
+    in the store (asked now, and again when the approved change is made);
+    the password/private key rules of an external credential; and that the
+    store of an existing credential does not change. Raises ValidationError.
+    """
+    if credential is not None and "store" in fields and fields["store"] != credential.store:
+        raise ValidationError(
+            {"store": "The store of a credential is fixed; create a new credential instead."}
+        )
+    current = {f: getattr(credential, f) for f in EDITABLE_FIELDS} if credential else {}
+    candidate = Credential(**current)
+    for key, value in fields.items():
+        if key in EDITABLE_FIELDS:
+            setattr(candidate, key, value)
+    _refuse_local_secrets(candidate, secrets, creating=credential is None)
+    if not candidate.is_external and not any(f in fields for f in REFERENCE_FIELDS):
+        return
+    exclude = [f.name for f in Credential._meta.fields if f.name not in (*REFERENCE_FIELDS,)]
+    candidate.clean_fields(exclude=exclude)
+    candidate.clean()
+    if candidate.is_external and (credential is None or any(f in fields for f in REFERENCE_FIELDS)):
+        _check_in_store(candidate)
+
+
 def create_credential(
     actor: ActorLike,
     fields: dict[str, Any],
@@ -166,8 +228,11 @@ def create_credential(
     )
     credential = Credential(**{k: v for k, v in fields.items() if k in EDITABLE_FIELDS})
     credential.created_by = credential.updated_by = label
+    _refuse_local_secrets(credential, secrets or {}, creating=True)
     changed = _set_secrets(credential, secrets or {})
     credential.full_clean()
+    if credential.is_external:
+        _check_in_store(credential)
     with transaction.atomic():
         credential.save(force_insert=True)
         audit.record(
@@ -176,7 +241,7 @@ def create_credential(
             object_type="credentials.credential",
             object_id=credential.pk,
             changes={k: {"before": None, "after": v} for k, v in _metadata(credential).items()},
-            details={"fields_set": changed},
+            details={"fields_set": changed, **_store_details(credential)},
         )
     return credential
 
@@ -200,12 +265,22 @@ def update_credential(
         )
         credential = Credential.objects.select_for_update().get(pk=pk)
         before = _metadata(credential)
+        if "store" in fields and fields["store"] != credential.store:
+            raise ValidationError({"store": "The store of a credential is fixed."})
         for key, value in fields.items():
             if key in EDITABLE_FIELDS:
                 setattr(credential, key, value)
-        changed = _set_secrets(credential, secrets or {})
+        secrets = secrets or {}
+        _refuse_local_secrets(credential, secrets, creating=False)
         credential.updated_by = label
-        credential.full_clean()
+        if credential.is_external:
+            credential.full_clean()
+            if any(before[f] != getattr(credential, f) for f in REFERENCE_FIELDS):
+                _check_in_store(credential)
+            changed, version = _rotate_in_store(credential, secrets)
+        else:
+            changed, version = _set_secrets(credential, secrets), ""
+            credential.full_clean()
         credential.save()
         after = _metadata(credential)
         changes = {
@@ -219,9 +294,34 @@ def update_credential(
             object_id=credential.pk,
             changes=changes,
             message=("Secret changed: " + ", ".join(changed)) if changed else "",
-            details={"fields_changed": changed},
+            details={"fields_changed": changed, **_store_details(credential, version)},
         )
     return credential
+
+
+def _rotate_in_store(credential: Credential, secrets: dict[str, str]) -> tuple[list[str], str]:
+    """Write a new password as a new version in the store: (fields changed, version written).
+
+    A pinned reference moves its pin to the version written, so the new
+    password is the one read from now on.
+    """
+    if "password" not in secrets:
+        return [], ""
+    version = stores.write(credential, secrets["password"])
+    if credential.external_version:
+        credential.external_version = version
+    credential.secret_changed_at = timezone.now()
+    return ["password"], version
+
+
+def _store_details(credential: Credential, version: str = "") -> dict[str, Any]:
+    """What the audit trail says about where an external secret lives (never the value)."""
+    if not credential.is_external:
+        return {}
+    details = {"store": credential.store, "reference": credential.reference}
+    if version:
+        details["store_version"] = version
+    return details
 
 
 def delete_credential(pk: int, actor: ActorLike, *, approval: gate.Approval) -> None:
@@ -246,8 +346,11 @@ def reveal(credential: Credential | int, actor: ActorLike, reason: str) -> Secre
     """Decrypt a credential's secrets for ``actor`` (a user or ``task:<name>``).
 
     Writes a ``credential.reveal`` AuditEvent naming the actor and the
-    reason in the same transaction. Raises ``ValueError`` without a reason,
-    ``Credential.DoesNotExist`` and :class:`UndecryptableSecret`.
+    reason in the same transaction. A credential kept in an external store
+    is read from the store now (the audit event names the reference and the
+    version read). Raises ``ValueError`` without a reason,
+    ``Credential.DoesNotExist``, :class:`UndecryptableSecret` and
+    :class:`StoreError` (the store down, refusing, or without the secret).
     """
     label = _label(actor)
     reason = (reason or "").strip()
@@ -256,18 +359,27 @@ def reveal(credential: Credential | int, actor: ActorLike, reason: str) -> Secre
     pk = credential.pk if isinstance(credential, Credential) else credential
     with transaction.atomic():
         stored = Credential.objects.get(pk=pk)
-        secret = Secret(
-            username=stored.username,
-            password=_decrypt(stored.password_ciphertext),
-            private_key=_decrypt(stored.private_key_ciphertext),
-        )
+        version = ""
+        if stored.is_external:
+            password, version = stores.read(stored)
+            secret = Secret(username=stored.username, password=password, private_key="")
+        else:
+            secret = Secret(
+                username=stored.username,
+                password=_decrypt(stored.password_ciphertext),
+                private_key=_decrypt(stored.private_key_ciphertext),
+            )
         audit.record(
             actor=label,
             action="credential.reveal",
             object_type="credentials.credential",
             object_id=stored.pk,
             message=reason[:MAX_REASON_CHARS],
-            details={"name": stored.name, "reason": reason[:MAX_REASON_CHARS]},
+            details={
+                "name": stored.name,
+                "reason": reason[:MAX_REASON_CHARS],
+                **_store_details(stored, version),
+            },
         )
     return secret
 

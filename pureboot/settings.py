@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts import rolemap
 from credentials import keys as fernet_keys
+from credentials import storeconfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PUREBOOT_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -435,6 +436,11 @@ if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
 # Keys that encrypt credentials at rest (first encrypts, all decrypt):
 # PUREBOOT_FERNET_KEYS, or a key file generated once into var/ (mode 600).
 PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DIR)
+# External secret stores (credentials/stores/): HashiCorp Vault / OpenBao KV v2
+# and Azure Key Vault. Each is off ({}) until its URL is set; tokens, secret
+# IDs and client secrets are read from the files named here, at use time.
+PUREBOOT_VAULT = storeconfig.vault_config(os.environ)
+PUREBOOT_AZURE_KEYVAULT = storeconfig.azure_config(os.environ)
 # Hypervisors (hypervisors/): the timeout of each call to a hypervisor's API
 # (connect, request, or waiting for one of its tasks), how many times a call
 # that failed for a transient reason (unreachable, busy, a server error) is
@@ -562,6 +568,8 @@ LOGGING = {
         # schema library announces each schema it loads.
         "saml2": {"level": "WARNING"},
         "xmlschema": {"level": "WARNING"},
+        # The Azure SDK logs every request's URL and headers at INFO (secret names).
+        "azure": {"level": "WARNING"},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -312,7 +312,7 @@ def provision_offline_join(join_id: int) -> str:
             _prestage(session, join.machine_name, target_ou, reuse=_made_for_node(join))
             blob = session.provision(join.machine_name, target_ou)
     except Exception as exc:  # noqa: BLE001 (stored as the join's reason; the install fails)
-        known = (DomainJoinError, SambaError, credentials.UndecryptableSecret)
+        known = (DomainJoinError, SambaError, credentials.CredentialError)
         reason = str(exc) if isinstance(exc, known) else f"unexpected {type(exc).__name__}"
         if not isinstance(exc, known):
             log.exception("offline join %s: provisioning failed", join_id)
@@ -408,7 +408,10 @@ def join_context(
                 f"online domain join of node {node.pk} ({node}) in {join['domain']}, "
                 f"install run {run.pk if run else '-'}"
             )
-            secret = credentials.reveal(credential, f"node:{node.pk}", reason)
+            try:
+                secret = credentials.reveal(credential, f"node:{node.pk}", reason)
+            except credentials.CredentialError as exc:  # a store down or refusing
+                raise DomainJoinError(f"credential {credential.name}: {exc}") from None
             join["username"], join["password"] = secret.username, secret.password
         return join
     if not reveal:

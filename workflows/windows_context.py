@@ -55,7 +55,10 @@ def _secret(
     if not served:
         return PREVIEW_SECRET
     reason = f"Windows unattend for node {node.pk} ({node}), install run {run.pk if run else '-'}"
-    return credentials.reveal(credential, f"node:{node.pk}", reason).password
+    try:
+        return credentials.reveal(credential, f"node:{node.pk}", reason).password
+    except credentials.CredentialError as exc:  # a store down or refusing: the caller's 409
+        raise RenderError(f"windows_install: params.{field}: credential {name}: {exc}") from None
 
 
 def windows_context(

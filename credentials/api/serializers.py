@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from .. import services as credentials
@@ -18,7 +19,12 @@ def _storable(value: str) -> str:
 
 
 class CredentialSerializer(serializers.ModelSerializer):
-    """Metadata, plus write-only ``password``/``private_key`` ('' clears one)."""
+    """Metadata, plus write-only ``password``/``private_key`` ('' clears one).
+
+    A credential kept in an external store (``store`` vault or azure) carries
+    the reference fields instead of secrets; a ``password`` sent to change
+    one is written to the store as a new version.
+    """
 
     password = serializers.CharField(
         write_only=True,
@@ -57,6 +63,11 @@ class CredentialSerializer(serializers.ModelSerializer):
             "username",
             "scope",
             "description",
+            "store",
+            "external_mount",
+            "external_path",
+            "external_key",
+            "external_version",
             "password",
             "private_key",
             "reason",
@@ -75,6 +86,17 @@ class CredentialSerializer(serializers.ModelSerializer):
             "updated_at",
             "updated_by",
         )
+
+    def validate(self, attrs: dict) -> dict:
+        # The same check the approved change runs again: shape, bounds, the
+        # secret present in its store; so a bad reference is a 400 now.
+        fields = {k: v for k, v in attrs.items() if k in credentials.EDITABLE_FIELDS}
+        secrets = {f: attrs[f] for f in credentials.SECRET_FIELDS if f in attrs}
+        try:
+            credentials.check_reference(fields, secrets, self.instance)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
 
     def split(self) -> tuple[dict, dict]:
         """The validated metadata and the plaintext secrets, apart."""
