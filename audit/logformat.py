@@ -5,14 +5,15 @@ write each event as one line of JSON for ELK or Loki::
 
     {"time": "2026-12-04T22:40:01.123+00:00", "level": "INFO", "logger": "nodes.transitions",
      "message": "node 7: pending -> installing by system", "request_id": "3f2a...",
-     "actor": "alice", "node": 7, "client": "192.0.2.10"}
+     "actor": "user:alice", "node": 7, "client": "192.0.2.10"}
 
 ``request_id``, ``client`` and ``actor`` come from the web request being
-served (``audit.middleware``; ``actor`` once authentication has run: the
-signed-in username, ``anonymous``); ``node`` and ``actor`` may also be given
-by the caller (``log.info(..., extra={"node": pk})``). Keys with no value are
-left out. Events outside a request (Celery tasks, commands) carry what their
-callers give.
+served (``audit.middleware``; ``actor`` once authentication has run:
+``user:<username>`` as the audit trail writes it, or ``anonymous``);
+``node`` and ``actor`` may also be given by the caller
+(``log.info(..., extra={"node": pk})``). Keys with no value are left out.
+Events outside a request (Celery tasks, commands) carry what their callers
+give.
 
 The redaction filter (``pureboot.logredact``) runs before this formatter on
 the same handler and rewrites the message and the exception text, so the
@@ -40,7 +41,7 @@ def _actor_of(request) -> str:
     user its authenticators found. Reading an unevaluated lazy user here
     would run the session query inside a log call, so such a user is left out.
     """
-    user = request.__dict__.get("user") if request is not None else None
+    user = getattr(request, "__dict__", {}).get("user")
     if user is None:
         return ""
     wrapped = getattr(user, "_wrapped", None) if hasattr(user, "_setupfunc") else user
@@ -48,20 +49,31 @@ def _actor_of(request) -> str:
         return ""
     if not getattr(wrapped, "is_authenticated", False):
         return "anonymous"
-    return str(wrapped.get_username())
+    return f"user:{wrapped.get_username()}"  # the audit trail's actor label
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds the current request's id, client address and actor to a record (never drops it)."""
+    """Adds the request's id, client address and actor to a record (never drops it).
+
+    The request is the one being served, or the one a record carries itself:
+    Django logs a 4xx/5xx answer (``django.request``) after the middleware
+    has returned, with the request in the record.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         current = context.current()
-        if not getattr(record, "request_id", None) and current.request_id:
-            record.request_id = current.request_id
-        if not getattr(record, "client", None) and current.source_ip:
-            record.client = current.source_ip
+        request = getattr(record, "request", None) or current.request
+        if not getattr(record, "request_id", None):
+            request_id = current.request_id or getattr(request, "request_id", "")
+            if request_id:
+                record.request_id = request_id
+        if not getattr(record, "client", None):
+            meta = getattr(request, "META", None)
+            client = current.source_ip or (meta.get("REMOTE_ADDR") if meta else None)
+            if client:
+                record.client = client
         if not getattr(record, "actor", None):
-            actor = _actor_of(current.request)
+            actor = _actor_of(request)
             if actor:
                 record.actor = actor
         return True
