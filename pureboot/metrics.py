@@ -15,7 +15,8 @@ Metrics come from three kinds of sources:
 
 Who may scrape the web app's ``/metrics``: loopback, the networks in
 ``PUREBOOT_METRICS_ALLOW``, or anyone presenting ``Authorization: Bearer
-<PUREBOOT_METRICS_TOKEN>``; everyone else gets a 403. The address is the one
+<PUREBOOT_METRICS_TOKEN>``; everyone else, and anyone presenting other
+credentials, gets a 403. The address is the one
 ``pureboot.clientip`` resolved (X-Forwarded-For only from trusted proxies).
 
 This module is in the project's base: it imports no app. The database
@@ -92,13 +93,22 @@ def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.
 
 
 def may_scrape(address: str, authorization: str) -> bool:
-    """Whether a scrape from ``address`` carrying ``authorization`` is answered."""
-    token = settings.PUREBOOT_METRICS_TOKEN
-    scheme, _, presented = authorization.partition(" ")
-    if token and scheme.lower() == "bearer" and presented:
-        # Constant time: the comparison must not tell how much of a guess was right.
-        if hmac.compare_digest(presented.strip().encode(), token.encode()):
-            return True
+    """Whether a scrape from ``address`` carrying ``authorization`` is answered.
+
+    A request that presents credentials is judged by them alone: a wrong
+    token is refused even from loopback (behind a proxy that is not in
+    PUREBOOT_TRUSTED_PROXIES every request looks like loopback; the shipped
+    nginx passes /metrics on only with an Authorization header).
+    """
+    if authorization:
+        token = settings.PUREBOOT_METRICS_TOKEN
+        scheme, _, presented = authorization.partition(" ")
+        return bool(
+            token
+            and scheme.lower() == "bearer"
+            # Constant time: the comparison must not tell how much of a guess was right.
+            and hmac.compare_digest(presented.strip().encode("utf-8", "replace"), token.encode())
+        )
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:

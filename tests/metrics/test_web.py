@@ -162,6 +162,16 @@ def test_a_bearer_token_opens_metrics_to_any_address_and_a_wrong_one_does_not(cl
         assert refused(client.get("/metrics", HTTP_AUTHORIZATION=wrong, **elsewhere)), wrong
 
 
+def test_a_wrong_token_is_refused_even_from_loopback(client, settings):
+    """Behind a proxy missing from PUREBOOT_TRUSTED_PROXIES, everyone looks like loopback."""
+    settings.PUREBOOT_METRICS_TOKEN = TOKEN
+    for wrong in (f"Bearer {TOKEN[:-1]}", "Basic dXNlcjpwYXNz", "Bearer"):
+        assert refused(client.get("/metrics", HTTP_AUTHORIZATION=wrong)), wrong
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    settings.PUREBOOT_METRICS_TOKEN = ""  # no token configured: credentials open nothing
+    assert refused(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+
+
 def test_metrics_answer_get_and_head_only(client):
     assert client.head("/metrics").status_code == 200
     assert client.post("/metrics").status_code == 405
