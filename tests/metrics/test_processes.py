@@ -260,6 +260,56 @@ def test_the_worker_counts_tasks_and_the_transitions_it_performs(worker):
     assert value(get(worker["url"]), "pureboot_dhcp_host_files_written_total") >= 1
 
 
+def start_worker(host, redis_url, queue: str, port: int, *extra_env: tuple[str, str]):
+    env = dict(host["env"], REDIS_URL=redis_url, PUREBOOT_WORKER_METRICS_PORT=str(port))
+    env.update(extra_env)
+    log = host["top"] / f"worker-{queue}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pureboot", "worker", "--pool=prefork",
+             "--concurrency=2", "--loglevel=INFO", "--include", "metrics_tasks", "-Q", queue,
+             "--without-mingle", "--without-gossip", "-n", f"{queue}-{port}@localhost"],
+            cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, log
+
+
+def test_a_prefork_worker_sums_its_children_in_multiprocess_mode(host, redis_url):
+    port = free_port()
+    prom_dir = host["top"] / "worker-prometheus"
+    prom_dir.mkdir()
+    process, log = start_worker(
+        host, redis_url, "metrics_prefork", port, ("PROMETHEUS_MULTIPROC_DIR", str(prom_dir))
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(lambda: answers(url) and b"ready." in log.read_bytes(), 60, "worker", log)
+        app = Celery(broker=redis_url)
+        for _ in range(6):
+            app.send_task("pureboot_tests.metrics_ok", queue="metrics_prefork")
+        done = "pureboot_celery_task_successes_total"
+        wait_for(
+            lambda: value(get(url), done, task="pureboot_tests.metrics_ok") == 6,
+            30,
+            "six tasks counted across the pool's children",
+            log,
+        )
+    finally:
+        stop(process, timeout=20)
+
+
+def test_a_prefork_worker_without_the_multiprocess_dir_serves_no_metrics(host, redis_url):
+    """Its children's counts would never reach the main process: it says so instead."""
+    port = free_port()
+    process, log = start_worker(host, redis_url, "metrics_unused", port)
+    try:
+        wait_for(lambda: b"ready." in log.read_bytes(), 60, "worker", log)
+        assert b"set PROMETHEUS_MULTIPROC_DIR" in log.read_bytes()
+        assert not answers(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        stop(process, timeout=20)
+
+
 def test_the_boot_daemon_counts_tftp_transfers_and_decisions(daemon):
     before = get(daemon["url"])
     assert tftpclient.read("127.0.0.1", daemon["port"], "undionly.kpxe")[0] == b"\x55" * 3000

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.test import Client
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
+from bootserve.engine import Kind
+from bootserve.tftp_metrics import OUTCOMES
+from bootserve.tftp_resolver import decode_answer, encode_answer
 from nodes import services
 from nodes.models import Node
 from tests.factories import make_node, make_user, make_workflow
@@ -182,3 +186,15 @@ def test_a_signed_in_user_from_outside_gets_no_metrics(client, settings):
     """Metrics are for the monitoring system, not for accounts: a session does not open them."""
     client.force_login(make_user("Admin"))
     assert refused(client.get("/metrics", REMOTE_ADDR="192.0.2.9"))
+
+
+def test_the_daemon_knows_every_decision_outcome_without_importing_the_engine():
+    assert set(OUTCOMES) == {kind.value for kind in Kind}
+
+
+def test_the_database_helper_tells_the_daemon_its_decision():
+    message = encode_answer(7, b"DEFAULT local\n", ("pxelinux", "local"))
+    assert decode_answer(message) == (7, b"DEFAULT local\n", ("pxelinux", "local"))
+    assert decode_answer(encode_answer(8, Path("/srv/boot/x"))) == (8, Path("/srv/boot/x"), None)
+    with pytest.raises(ValueError):
+        decode_answer(b'{"id": 9, "decision": ["pxelinux"]}\n')
