@@ -36,10 +36,11 @@ def _log_through_django(loglevel=None, logfile=None, **_kwargs) -> None:
     if logfile and isinstance(logfile, str):
         handler = WatchedFileHandler(logfile, encoding="utf-8")
         # The console handler's formatter and filters (text or JSON, context, redaction).
-        console = next(h for h in root.handlers if getattr(h, "name", "") == "console")
-        handler.setFormatter(console.formatter)
-        for log_filter in console.filters:
-            handler.addFilter(log_filter)
+        console = next((h for h in root.handlers if h.name == "console"), None)
+        if console is not None:
+            handler.setFormatter(console.formatter)
+            for log_filter in console.filters:
+                handler.addFilter(log_filter)
         if not any(isinstance(f, RedactSecrets) for f in handler.filters):
             handler.addFilter(RedactSecrets())
         root.addHandler(handler)
