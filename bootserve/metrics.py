@@ -2,9 +2,10 @@
 
 The decision counter is incremented by whoever answers the machine: the
 ``/boot/ipxe`` view and its fast path (``ipxe``), ``/api/v1/next``
-(``next``, read-only), the HTTP GRUB of an ARM64 UEFI HTTP Boot (``grub``)
+(``next``, read-only), the HTTP GRUB of an ARM64 UEFI HTTP Boot (``grub_http``)
 in the web process; the TFTP daemon counts its own PXELINUX and GRUB config
-decisions in its registry (``bootserve.tftp_metrics``, same metric name).
+decisions and Raspberry Pi boot requests (``pxelinux``, ``grub``, ``pi``) in
+its registry (``bootserve.tftp_metrics``, same metric name).
 One labelled increment per answer: the hot path stays a dictionary look-up.
 
 The outcome is the decision's kind (``wait``, ``install``, ``local``,
@@ -18,7 +19,7 @@ from prometheus_client import Counter
 from .engine import Kind
 from .tftp_metrics import DECISIONS_HELP, DECISIONS_LABELS, DECISIONS_NAME
 
-# The protocols this process answers (the TFTP daemon counts pxelinux and grub).
+# The protocols this process answers (the TFTP daemon counts pxelinux, grub, pi).
 WEB_PROTOCOLS = ("ipxe", "next", "grub_http")
 
 BOOT_DECISIONS = Counter(DECISIONS_NAME, DECISIONS_HELP, DECISIONS_LABELS)

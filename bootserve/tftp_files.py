@@ -34,8 +34,8 @@ def resolve(path: str, peer: tuple) -> bytes | Path | None:
 
 
 def resolve_decided(path: str, peer: tuple) -> tuple[bytes | Path | None, Decided | None]:
-    """``resolve``'s answer and, for a PXELINUX or GRUB per-machine config, the
-    boot decision it rendered as (protocol, outcome), for the decision counter."""
+    """``resolve``'s answer and, for a PXELINUX or GRUB per-machine config or a
+    Pi's boot request, the boot decision (protocol, outcome), for the decision counter."""
     root = Path(settings.PUREBOOT_BOOT_ROOT)
     for module, firmware, protocol in ((pxelinux, "bios", "pxelinux"), (grub, "uefi", "grub")):
         parsed = module.parse_config_name(path)
@@ -45,7 +45,10 @@ def resolve_decided(path: str, peer: tuple) -> tuple[bytes | Path | None, Decide
             return result, (protocol, outcome) if outcome else None
     pi = raspberrypi.parse_path(path)
     if pi is not None:
-        return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root, source=peer[0]), None
+        result, outcome = raspberrypi.serve_decided(
+            pi, base_url=_base_url(), boot_root=root, source=peer[0]
+        )
+        return result, ("pi", outcome) if outcome else None
     return static_file(root, path), None
 
 

@@ -135,11 +135,11 @@ class TftpMetrics:
         )
         self.decisions = Counter(
             DECISIONS_NAME,
-            DECISIONS_HELP + " Here: the PXELINUX and GRUB per-machine configs.",
+            DECISIONS_HELP + " Here: PXELINUX and GRUB per-machine configs, Pi boot requests.",
             DECISIONS_LABELS,
             registry=r,
         )
-        for protocol in ("pxelinux", "grub"):
+        for protocol in ("pxelinux", "grub", "pi"):
             for outcome in OUTCOMES:
                 self.decisions.labels(protocol, outcome)
         for kind in KINDS:  # every series exists from the start, at zero

@@ -10,7 +10,9 @@ from django.test import Client
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
+from bootserve import raspberrypi
 from bootserve.engine import Kind
+from bootserve.tftp_files import resolve_decided
 from bootserve.tftp_metrics import OUTCOMES
 from bootserve.tftp_resolver import decode_answer, encode_answer
 from nodes import services
@@ -198,3 +200,19 @@ def test_the_database_helper_tells_the_daemon_its_decision():
     assert decode_answer(encode_answer(8, Path("/srv/boot/x"))) == (8, Path("/srv/boot/x"), None)
     with pytest.raises(ValueError):
         decode_answer(b'{"id": 9, "decision": ["pxelinux"]}\n')
+
+
+def test_tftp_decisions_are_reported_once_per_boot_request(settings, tmp_path):
+    """What the TFTP daemon's helper reports: a PXELINUX config and a Pi's first file are
+    boot requests; the Pi's later files and the default config are not."""
+    settings.PUREBOOT_BOOT_ROOT = tmp_path
+    settings.PUREBOOT_DISCOVERY = True
+    raspberrypi.BOOTS.clear()
+    peer = ("10.99.0.61", 40000)
+    _config, decided = resolve_decided("pxelinux.cfg/01-52-54-00-5e-09-01", peer)
+    assert decided == ("pxelinux", "wait")
+    assert resolve_decided("pxelinux.cfg/default", peer)[1] is None
+    assert resolve_decided("5e09abcd/start4.elf", peer)[1] == ("pi", "wait")
+    assert resolve_decided("5e09abcd/fixup4.dat", peer)[1] is None
+    assert resolve_decided("undionly.kpxe", peer)[1] is None
+    raspberrypi.BOOTS.clear()
