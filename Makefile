@@ -84,7 +84,7 @@ TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debcon
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
 	ldapadd:ldap-utils atftp:atftp go:golang-go ganesha.nfsd:nfs-ganesha nfs-cp:libnfs-utils \
 	wimlib-imagex:wimtools samba-tool:samba-common-bin smbclient:smbclient kinit:krb5-user \
-	xmlsec1:xmlsec1
+	xmlsec1:xmlsec1 promtool:prometheus redis-server:redis-server
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \

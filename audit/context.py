@@ -8,13 +8,17 @@ request came from travels this way.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class RequestContext:
     request_id: str = ""
     source_ip: str | None = None
+    # The request itself, for the log formatter's actor (who signed in is only
+    # known once authentication ran, after this context was made).
+    request: Any = field(default=None, compare=False, repr=False)
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(

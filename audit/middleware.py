@@ -31,7 +31,7 @@ class RequestContextMiddleware:
             except ValueError:
                 source_ip = None
         request.request_id = request_id
-        token = context.set_current(context.RequestContext(request_id, source_ip))
+        token = context.set_current(context.RequestContext(request_id, source_ip, request))
         try:
             response = self.get_response(request)
         finally:

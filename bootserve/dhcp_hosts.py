@@ -20,6 +20,7 @@ from pathlib import Path
 from nodes.models import NetworkInterface, Node
 
 from .dhcp import ANSWERED_STATES, IGNORE_TAG, LOCK_FILE, REMOVED_FILE, DhcpConfigError, _setting
+from .metrics import DHCP_FILES_WRITTEN, DHCP_SYNCS
 
 
 def answered(state: str) -> bool:
@@ -82,6 +83,7 @@ def sync_host(node_id: int, hostsdir: str | Path | None = None) -> Path | None:
         _update_removed(directory, add=gone - owned, drop=current)
         if not content and path.exists():
             path.unlink()  # its MACs are ignored by newer records in `removed`
+    DHCP_SYNCS.labels("node").inc()
     return path
 
 
@@ -127,6 +129,7 @@ def rebuild_hostsdir(hostsdir: str | Path | None = None) -> dict[str, int]:
         for path in _node_files(directory):
             if int(path.name) not in by_node:
                 path.unlink()
+    DHCP_SYNCS.labels("rebuild").inc()
     return counts
 
 
@@ -184,6 +187,7 @@ def _write_atomic(path: Path, content: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    DHCP_FILES_WRITTEN.inc()
 
 
 @contextmanager

@@ -51,6 +51,7 @@ from workflows.context import public_base_url
 
 from . import ipxe, queries
 from .engine import Client, Kind, NodeFacts, Policy, Step, decide
+from .metrics import count_decision
 from .services import policy
 from .views import client_from, poll_url, waited_rounds
 
@@ -171,6 +172,7 @@ def answer(environ: dict) -> bytes | None:
     if client.arch and client.arch != facts.arch:
         return None  # Django records the architecture it booted as, or refuses its install
     if known is not None and known.facts == facts:
+        count_decision("ipxe", known.kind)
         return known.body  # the same request, the same node as it was: the same script
     decision = decide(facts, client, config.policy)
     if decision.step != Step.NONE or decision.kind == Kind.IGNORE:
@@ -188,7 +190,8 @@ def answer(environ: dict) -> bytes | None:
     ).encode()
     if len(_SCRIPTS) >= MAX_SCRIPTS:
         _SCRIPTS.clear()
-    _SCRIPTS[(raw, base_url)] = Script(client, facts, body)
+    _SCRIPTS[(raw, base_url)] = Script(client, facts, body, decision.kind)
+    count_decision("ipxe", decision.kind)
     return body
 
 
@@ -199,6 +202,7 @@ class Script:
     client: Client
     facts: NodeFacts
     body: bytes
+    kind: Kind  # the decision's, for the boot decision counter
 
 
 # The script is a pure function of the query string, the base URL, the

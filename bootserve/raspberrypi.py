@@ -72,7 +72,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nodes.choices import Arch, Firmware
@@ -192,6 +192,9 @@ class PiAnswer:
     install: InstallBoot | None = None
     node_id: int | None = None
     base_url: str = ""
+    # This request was the boot's boot request: the decision was made (and
+    # performed) for it, so the boot decision counter counts it.
+    boot_request: bool = False
 
     @property
     def serves(self) -> bool:
@@ -327,19 +330,32 @@ def _boot_request(request: PiPath, base_url: str, source: str = "") -> PiAnswer:
             "fetches over TFTP only, from the boot root",
             request.key,
         )
-    return answer
+    return replace(answer, boot_request=True)
 
 
 def serve(
     request: PiPath, *, base_url: str, boot_root: Path, source: str = ""
 ) -> bytes | Path | None:
     """The bytes or boot-root file for one Pi request, or None for "not found"."""
+    return serve_decided(request, base_url=base_url, boot_root=boot_root, source=source)[0]
+
+
+def serve_decided(
+    request: PiPath, *, base_url: str, boot_root: Path, source: str = ""
+) -> tuple[bytes | Path | None, str | None]:
+    """``serve``'s answer and, when the request was its boot's boot request, the
+    decision's kind (for the boot decision counter); None for every later file."""
     found_pi = at_root(request, source)
     if found_pi is None:
         # A name at the root from an address nobody leased: no Pi to answer for.
-        return None
-    request = found_pi
-    answer = answer_request(request, base_url=base_url, source=source)
+        return None, None
+    answer = answer_request(found_pi, base_url=base_url, source=source)
+    outcome = answer.decision.kind.value if answer.boot_request else None
+    return _file(found_pi, answer, boot_root), outcome
+
+
+def _file(request: PiPath, answer: PiAnswer, boot_root: Path) -> bytes | Path | None:
+    """The file ``request`` names, as ``answer`` (this boot's) serves it; None: not found."""
     if not answer.serves or answer.install is None:
         return None
     name = request.name

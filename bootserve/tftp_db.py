@@ -24,7 +24,7 @@ log = logging.getLogger("pureboot.tftp")
 def serve(sock: socket.socket, idle: float) -> None:
     from django.db import close_old_connections
 
-    from bootserve.tftp_files import resolve
+    from bootserve.tftp_files import resolve_decided
     from bootserve.tftp_resolver import MAX_MESSAGE, encode_answer
 
     sock.settimeout(idle)
@@ -43,15 +43,16 @@ def serve(sock: socket.socket, idle: float) -> None:
             log.warning("tftp: unreadable request to the database helper: %s", exc)
             continue
         close_old_connections()
+        decided = None
         try:
-            result = resolve(path, peer)
+            result, decided = resolve_decided(path, peer)
         except Exception:
             log.exception("tftp: resolving %s for %s failed", path, peer[0])
             result = None
         finally:
             close_old_connections()
         try:
-            sock.send(encode_answer(request_id, result))
+            sock.send(encode_answer(request_id, result, decided))
         except OSError as exc:
             if isinstance(exc, BrokenPipeError | ConnectionResetError):
                 return

@@ -20,6 +20,9 @@ from .engine import Client, Kind
 from .services import handle_boot
 from .tftp import static_file
 
+# (protocol, outcome) of a boot decision a config was rendered from.
+Decided = tuple[str, str]
+
 
 def _base_url() -> str:
     return (settings.PUREBOOT_PUBLIC_URL or "http://127.0.0.1:8000").rstrip("/")
@@ -27,24 +30,35 @@ def _base_url() -> str:
 
 def resolve(path: str, peer: tuple) -> bytes | Path | None:
     """Bytes of a rendered config, a Path of a static file, or None (not found)."""
+    return resolve_decided(path, peer)[0]
+
+
+def resolve_decided(path: str, peer: tuple) -> tuple[bytes | Path | None, Decided | None]:
+    """``resolve``'s answer and, for a PXELINUX or GRUB per-machine config or a
+    Pi's boot request, the boot decision (protocol, outcome), for the decision counter."""
     root = Path(settings.PUREBOOT_BOOT_ROOT)
-    for module, firmware in ((pxelinux, "bios"), (grub, "uefi")):
+    for module, firmware, protocol in ((pxelinux, "bios", "pxelinux"), (grub, "uefi", "grub")):
         parsed = module.parse_config_name(path)
         if parsed is not None:
             arch = grub.config_arch(path) if module is grub else None
-            return _config(module, firmware, parsed, peer[0], arch)
+            result, outcome = _config(module, firmware, parsed, peer[0], arch)
+            return result, (protocol, outcome) if outcome else None
     pi = raspberrypi.parse_path(path)
     if pi is not None:
-        return raspberrypi.serve(pi, base_url=_base_url(), boot_root=root, source=peer[0])
-    return static_file(root, path)
+        result, outcome = raspberrypi.serve_decided(
+            pi, base_url=_base_url(), boot_root=root, source=peer[0]
+        )
+        return result, ("pi", outcome) if outcome else None
+    return static_file(root, path), None
 
 
 def _config(
     module, firmware: str, parsed: tuple[str, str | None], source: str, arch: str | None = None
-) -> bytes | None:
+) -> tuple[bytes | None, str | None]:
+    """The rendered config and the decision's kind (None for the default config: no machine)."""
     kind, value = parsed
     if kind == "default":
-        return module.render_default().encode("ascii", "replace")
+        return module.render_default().encode("ascii", "replace"), None
     client = Client(
         macs=(value,) if kind == "mac" else (),
         uuid=value if kind == "uuid" else None,
@@ -52,13 +66,14 @@ def _config(
         arch=arch,
     )
     answer = handle_boot(client, base_url=_base_url(), source=source)
+    outcome = answer.decision.kind.value
     if answer.decision.kind == Kind.IGNORE:
-        return None
+        return None, outcome
     if kind == "uuid" and answer.node is None:
         # PXELINUX asks for its UUID name before its MAC name: an unknown UUID
         # (which cannot register a machine: no MAC) is "not found", so the
         # loader goes on to the name that registers it.
-        return None
+        return None, None
     node = answer.node
     text = module.render(
         answer.decision,
@@ -66,4 +81,4 @@ def _config(
         state=node.state if node else "unknown",
         install=answer.install,
     )
-    return text.encode("ascii", "replace") if text is not None else None
+    return (text.encode("ascii", "replace") if text is not None else None), outcome

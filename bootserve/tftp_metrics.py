@@ -18,6 +18,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 # What a transfer served: a file under the boot root, a config rendered by the
 # decision engine, or nothing (the request got "file not found").
 KINDS = ("static", "rendered", "missing")
+# The boot decision counter: the web process has one too (bootserve.metrics),
+# under the same name, help and labels, so a query sums both.
+DECISIONS_NAME = "pureboot_boot_decisions"
+DECISIONS_HELP = "Boot decisions answered, by protocol and by what the machine was told."
+DECISIONS_LABELS = ("protocol", "outcome")
+# bootserve.engine.Kind's values (the daemon's loop does not import the engine).
+OUTCOMES = ("wait", "install", "local", "agent", "ignore")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -126,6 +133,15 @@ class TftpMetrics:
             "(the client resends its request).",
             registry=r,
         )
+        self.decisions = Counter(
+            DECISIONS_NAME,
+            DECISIONS_HELP + " Here: PXELINUX and GRUB per-machine configs, Pi boot requests.",
+            DECISIONS_LABELS,
+            registry=r,
+        )
+        for protocol in ("pxelinux", "grub", "pi"):
+            for outcome in OUTCOMES:
+                self.decisions.labels(protocol, outcome)
         for kind in KINDS:  # every series exists from the start, at zero
             for metric in (self.started, self.completed, self.failed, self.bytes_sent):
                 metric.labels(kind)
@@ -140,6 +156,10 @@ class TftpMetrics:
         if report.retransmits:
             self.retransmits.labels(kind).inc(report.retransmits)
         self.duration.labels(kind).observe(report.seconds)
+
+    def count_decision(self, protocol: str, outcome: str) -> None:
+        """Count one boot decision the database helper rendered a config from."""
+        self.decisions.labels(protocol, outcome).inc()
 
     def serve(self, address: str, port: int) -> WSGIServer:
         """Serve ``/metrics`` over HTTP from a daemon thread; raises OSError if it cannot bind."""

@@ -33,6 +33,7 @@ from . import pi_names
 log = logging.getLogger("pureboot.tftp")
 
 Result = bytes | Path | None
+Decided = tuple[str, str]  # a boot decision's (protocol, outcome)
 Done = Callable[[Result], None]
 DATABASE_DIRS = ("pxelinux.cfg", "grub", "grub-arm64")
 MAX_MESSAGE = 1024 * 1024
@@ -64,26 +65,37 @@ def static_file(root: Path, relative: str) -> Path | None:
     return target
 
 
-def encode_answer(request_id: int, result: Result) -> bytes:
-    """The helper's answer to one request: a JSON header line, then a rendered config's bytes."""
+def encode_answer(request_id: int, result: Result, decided: Decided | None = None) -> bytes:
+    """The helper's answer to one request: a JSON header line, then a rendered config's bytes.
+
+    ``decided`` is the boot decision the config was rendered from, (protocol,
+    outcome): the daemon counts it in its own metrics.
+    """
+    head: dict = {"id": request_id}
+    if decided is not None:
+        head["decision"] = list(decided)
     if isinstance(result, Path):
-        return json.dumps({"id": request_id, "path": str(result)}).encode() + b"\n"
+        return json.dumps({**head, "path": str(result)}).encode() + b"\n"
     if result is None:
-        return json.dumps({"id": request_id}).encode() + b"\n"
-    return json.dumps({"id": request_id, "bytes": len(result)}).encode() + b"\n" + bytes(result)
+        return json.dumps(head).encode() + b"\n"
+    return json.dumps({**head, "bytes": len(result)}).encode() + b"\n" + bytes(result)
 
 
-def decode_answer(message: bytes) -> tuple[int, Result]:
+def decode_answer(message: bytes) -> tuple[int, Result, Decided | None]:
     """Raises ValueError (or KeyError, TypeError) on anything else."""
     head, _, body = message.partition(b"\n")
     fields = json.loads(head)
+    decided = fields.get("decision")
+    if decided is not None:
+        protocol, outcome = (str(v) for v in decided)
+        decided = (protocol, outcome)
     if "path" in fields:
-        return int(fields["id"]), Path(fields["path"])
+        return int(fields["id"]), Path(fields["path"]), decided
     if "bytes" in fields:
         if len(body) != int(fields["bytes"]):
             raise ValueError("truncated answer")
-        return int(fields["id"]), body
-    return int(fields["id"]), None
+        return int(fields["id"]), body, decided
+    return int(fields["id"]), None, decided
 
 
 class InlineResolver:
@@ -120,8 +132,17 @@ class InlineResolver:
 class HelperResolver:
     """Boot-root files in the loop; database decisions in a helper process started on demand."""
 
-    def __init__(self, boot_root: Path, *, idle: float = 600.0, argv: list[str] | None = None):
+    def __init__(
+        self,
+        boot_root: Path,
+        *,
+        idle: float = 600.0,
+        argv: list[str] | None = None,
+        on_decision: Callable[[str, str], None] | None = None,
+    ):
         self.boot_root = Path(boot_root)
+        # Told each boot decision the helper made (the daemon's decision counter).
+        self._on_decision = on_decision
         self.idle = idle
         self._argv = argv or [sys.executable, "-m", "bootserve.tftp_db"]
         self._ids = itertools.count(1)
@@ -196,10 +217,12 @@ class HelperResolver:
                 self._helper_gone()
                 return
             try:
-                request_id, result = decode_answer(message)
+                request_id, result, decided = decode_answer(message)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("tftp: unreadable answer from the database helper: %s", exc)
                 continue
+            if decided is not None and self._on_decision is not None:
+                self._on_decision(*decided)
             entry = self._pending.pop(request_id, None)
             if entry is not None:
                 entry[2](result)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .tftp import BootServer
 from .tftp_content import ContentCache
+from .tftp_metrics import TftpMetrics
 from .tftp_resolver import HelperResolver
 
 
@@ -46,7 +47,10 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("pureboot.tftp").setLevel(logging.INFO)
-    resolver = HelperResolver(options.boot_root, idle=options.helper_idle)
+    metrics = TftpMetrics()
+    resolver = HelperResolver(
+        options.boot_root, idle=options.helper_idle, on_decision=metrics.count_decision
+    )
     try:
         server = BootServer(
             options.address,
@@ -58,6 +62,7 @@ def main(argv: list[str]) -> int:
             max_per_client=options.max_per_client,
             rcvbuf=options.rcvbuf,
             cache=ContentCache(budget=options.cache_mb * 1024 * 1024),
+            metrics=metrics,
         )
     except (OSError, ValueError) as exc:
         print(

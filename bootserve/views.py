@@ -24,6 +24,7 @@ from workflows.context import public_base_url
 
 from . import grub, ipxe, leases, tftp_files
 from .engine import Client, Kind, decide
+from .metrics import count_decision
 from .services import facts, find_node, handle_boot, peek, policy
 
 # iPXE's ${buildarch} and ${platform} values, mapped to PureBoot's names.
@@ -92,6 +93,7 @@ def boot_ipxe(request):
         )
     base_url = public_base_url(request)
     answer = handle_boot(client, base_url=base_url, source=request.META.get("REMOTE_ADDR", ""))
+    count_decision("ipxe", answer.decision.kind)
     if answer.decision.kind == Kind.IGNORE:
         raise Http404("No boot answer for this machine.")
     node = answer.node
@@ -129,6 +131,7 @@ def next_instructions(request):
         )
     node = find_node(client)
     decision = decide(facts(node) if node else None, client, policy())
+    count_decision("next", decision.kind)
     answer = {"action": decision.kind.value}
     user = request.user
     if node is None or not (user.has_perm("nodes.view_node") and can_access_node(user, node)):
@@ -204,7 +207,9 @@ def grub_http(request, path: str):
     if not _GRUB_PATH_RE.match(relative) or ".." in relative.split("/"):
         raise Http404("No such boot file.")
     source = request.META.get("REMOTE_ADDR", "")
-    result = tftp_files.resolve(relative, (source, 0))
+    result, decided = tftp_files.resolve_decided(relative, (source, 0))
+    if decided is not None:
+        count_decision("grub_http", decided[1])
     if result is None:
         raise Http404("No such boot file.")
     if isinstance(result, Path):

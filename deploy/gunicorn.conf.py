@@ -10,6 +10,9 @@ set-up"). ``make bench`` runs its WSGI apps with this file.
 """
 
 import multiprocessing
+import os
+
+from prometheus_client import multiprocess
 
 bind = "127.0.0.1:8000"
 # Two per core: one computes while the other waits on the database.
@@ -41,3 +44,28 @@ logger_class = "pureboot.gunicorn_logging.RedactingLogger"
 loglevel = "warning"
 # nginx on the same host is the only proxy whose forwarded headers count.
 forwarded_allow_ips = "127.0.0.1,::1"
+
+
+# Prometheus (GET /metrics, pureboot.metrics): each worker counts in its own
+# memory, so with several workers set PROMETHEUS_MULTIPROC_DIR to a directory
+# only the service account writes (e.g. /run/pureboot/prometheus) in the
+# service's environment; every worker then writes its values there and a
+# scrape of any worker reads them all. It is made and emptied here, when
+# gunicorn reads this file at start (before the preloaded app counts
+# anything; values left by an earlier run would be counted again), and a dead
+# worker's gauges are retired by child_exit.
+def _prepare_multiprocess_dir() -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+
+
+_prepare_multiprocess_dir()
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+        multiprocess.mark_process_dead(worker.pid)

@@ -21,6 +21,7 @@ from audit import services as audit
 from pureboot import gate
 
 from . import lifecycle as lc
+from . import metrics
 from .choices import EventKind
 from .models import Node, NodeEvent
 
@@ -107,6 +108,7 @@ def record(
     """Move ``node`` (locked, checked) by ``action``: its history, audit event and DHCP entry."""
     kwargs = kwargs or {}
     before = snapshot(node)
+    entered_before_at = node.state_changed_at
     if node.state in lc.HOLDS_INSTALLED_SYSTEM:
         node.ever_installed = True  # whatever way it got there
     getattr(node, action.name)(**pin_version(node, action, kwargs))
@@ -143,7 +145,19 @@ def record(
     )
     queue_dhcp_sync(node.pk)
     queue_nfsroot_sync(node.pk)
-    log.info("node %s: %s -> %s by %s", node.pk, before["state"], node.state, actor.label)
+    # Counted on commit: a transition rolled back (a later check, a lost race) never happened.
+    state_left, state_entered = before["state"], node.state
+    transaction.on_commit(
+        lambda: metrics.count_transition(state_left, state_entered, entered_before_at)
+    )
+    log.info(
+        "node %s: %s -> %s by %s",
+        node.pk,
+        state_left,
+        state_entered,
+        actor.label,
+        extra={"node": node.pk, "actor": actor.label},
+    )
 
 
 def queue_dhcp_sync(node_id: int) -> None:

@@ -7,7 +7,10 @@ from datetime import timedelta
 from logging.handlers import WatchedFileHandler
 
 from celery import Celery, signals
+from django.conf import settings
+from prometheus_client import start_http_server
 
+from . import metrics
 from .logredact import RedactSecrets
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pureboot.settings")
@@ -26,17 +29,82 @@ def _log_through_django(loglevel=None, logfile=None, **_kwargs) -> None:
     ``--loglevel`` still sets the level and ``--logfile`` still adds a file,
     redacted like the rest.
     """
-    from django.conf import settings
-
     logging.config.dictConfig(settings.LOGGING)
     root = logging.getLogger()
     if loglevel:
         root.setLevel(loglevel)
     if logfile and isinstance(logfile, str):
         handler = WatchedFileHandler(logfile, encoding="utf-8")
-        handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
-        handler.addFilter(RedactSecrets())
+        # The console handler's formatter and filters (text or JSON, context, redaction).
+        console = next((h for h in root.handlers if h.name == "console"), None)
+        if console is not None:
+            handler.setFormatter(console.formatter)
+            for log_filter in console.filters:
+                handler.addFilter(log_filter)
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
         root.addHandler(handler)
+
+
+# Task outcomes by task name, for Prometheus (pureboot.metrics). Counted in
+# the process that ran the task: the worker (its /metrics), or the web process
+# when tasks run eagerly (the embedded set-up).
+@signals.task_success.connect
+def _count_success(sender=None, **_kwargs) -> None:
+    metrics.TASK_SUCCEEDED.labels(getattr(sender, "name", "unknown")).inc()
+
+
+@signals.task_failure.connect
+def _count_failure(sender=None, **_kwargs) -> None:
+    metrics.TASK_FAILED.labels(getattr(sender, "name", "unknown")).inc()
+
+
+@signals.task_retry.connect
+def _count_retry(sender=None, **_kwargs) -> None:
+    metrics.TASK_RETRIED.labels(getattr(sender, "name", "unknown")).inc()
+
+
+# Pools whose tasks run in the worker's own process (celery.concurrency.<module>
+# or the --pool name); prefork's run in children.
+IN_PROCESS_POOLS = ("solo", "thread", "eventlet", "gevent")
+
+
+@signals.worker_init.connect
+def _serve_worker_metrics(sender=None, **_kwargs) -> None:
+    """PUREBOOT_WORKER_METRICS_PORT: the worker's /metrics, from its main process.
+
+    Prefork children count in their own memory; only prometheus-client's
+    multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set before the worker starts)
+    lets the main process serve their sum, so without it a prefork worker
+    serves nothing and says why.
+    """
+    port = settings.PUREBOOT_WORKER_METRICS_PORT
+    if not port:
+        return
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = pool.__module__ if isinstance(pool, type) else str(pool or "prefork")
+    in_process = any(name in pool_name for name in IN_PROCESS_POOLS)
+    if not in_process and not metrics.multiprocess_dir():
+        logging.getLogger(__name__).error(
+            "PUREBOOT_WORKER_METRICS_PORT is set but this worker's pool (%s) runs tasks in "
+            "child processes: set PROMETHEUS_MULTIPROC_DIR (an empty directory) or use "
+            "--pool=solo/threads; not serving metrics",
+            pool_name,
+        )
+        return
+    for name in sender.app.tasks if sender else ():
+        if not name.startswith("celery."):  # every task's series exists from the start
+            for counter in (metrics.TASK_SUCCEEDED, metrics.TASK_FAILED, metrics.TASK_RETRIED):
+                counter.labels(name)
+    address = settings.PUREBOOT_WORKER_METRICS_ADDRESS
+    try:
+        start_http_server(port, addr=address, registry=metrics.process_registry())
+    except OSError as exc:
+        logging.getLogger(__name__).error(
+            "cannot serve worker metrics on %s:%s: %s", address, port, exc
+        )
+        return
+    logging.getLogger(__name__).info("worker metrics on http://%s:%s/metrics", address, port)
 
 
 @signals.worker_ready.connect
@@ -48,8 +116,6 @@ def _sweep_at_start(sender, **_kwargs) -> None:
 
 @app.on_after_finalize.connect
 def _periodic_tasks(sender: Celery, **_kwargs) -> None:
-    from django.conf import settings
-
     sender.add_periodic_task(
         timedelta(seconds=settings.PUREBOOT_INSTALL_CHECK_SECONDS),
         sender.signature("nodes.fail_stuck_installs"),

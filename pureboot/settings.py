@@ -113,9 +113,13 @@ INSTALLED_APPS = [
     "bootserve",
     "agent",
     "axes",
+    # Request, latency and database metrics on /metrics (pureboot.metrics).
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Outermost: times the whole request for django-prometheus' latency metrics.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # First: the client's address (X-Forwarded-For only from trusted proxies).
     "pureboot.clientip.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -127,8 +131,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Failed sign-ins: lockout answers (django-axes); keep it last.
+    # Failed sign-ins: lockout answers (django-axes); keep it last but for the metrics.
     "axes.middleware.AxesMiddleware",
+    # Innermost: requests by view and status (django-prometheus).
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "pureboot.urls"
@@ -172,6 +178,11 @@ elif DATABASES["default"]["ENGINE"] not in {
     "django.db.backends.postgresql",
 }:
     raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL (postgres://) or SQLite")
+# django-prometheus' wrappers of the same back-ends count queries, errors and
+# connections (django_db_*); they change nothing else.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends.", 1
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -301,6 +312,41 @@ for _proxy in PUREBOOT_TRUSTED_PROXIES:
         raise ImproperlyConfigured(
             f"PUREBOOT_TRUSTED_PROXIES: {_proxy!r} is not an address or network"
         ) from None
+
+# --- Prometheus metrics -------------------------------------------------------
+# Who may scrape the web app's /metrics besides loopback: networks (CIDRs,
+# comma-separated), and anyone sending "Authorization: Bearer <token>".
+PUREBOOT_METRICS_ALLOW = [
+    item.strip() for item in os.environ.get("PUREBOOT_METRICS_ALLOW", "").split(",") if item.strip()
+]
+for _network in PUREBOOT_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PUREBOOT_METRICS_ALLOW: {_network!r} is not an address or network"
+        ) from None
+PUREBOOT_METRICS_TOKEN = os.environ.get("PUREBOOT_METRICS_TOKEN", "").strip()
+if PUREBOOT_METRICS_TOKEN and not re.fullmatch(r"[!-~]{32,512}", PUREBOOT_METRICS_TOKEN):
+    raise ImproperlyConfigured(
+        "PUREBOOT_METRICS_TOKEN must be at least 32 printable characters without spaces"
+    )
+# A Celery worker's own /metrics (task counters, transitions it performed):
+# off (0) unless a port is given; on PUREBOOT_WORKER_METRICS_ADDRESS.
+PUREBOOT_WORKER_METRICS_PORT = _env_int("PUREBOOT_WORKER_METRICS_PORT", 0, 0)
+if PUREBOOT_WORKER_METRICS_PORT > 65535:
+    raise ImproperlyConfigured("PUREBOOT_WORKER_METRICS_PORT must be 0 (off) or 1-65535")
+PUREBOOT_WORKER_METRICS_ADDRESS = (
+    os.environ.get("PUREBOOT_WORKER_METRICS_ADDRESS", "127.0.0.1").strip() or "127.0.0.1"
+)
+try:
+    ipaddress.ip_address(PUREBOOT_WORKER_METRICS_ADDRESS)
+except ValueError:
+    raise ImproperlyConfigured(
+        "PUREBOOT_WORKER_METRICS_ADDRESS must be an IP address, got "
+        f"{PUREBOOT_WORKER_METRICS_ADDRESS!r}"
+    ) from None
+
 CELERY_DIR = VAR_DIR / "celery"
 CELERY_DIR.mkdir(exist_ok=True)  # beat's schedule file lives here in every mode
 # Throttle counters live where every process sees them: Redis when configured,
@@ -551,13 +597,30 @@ PUREBOOT_SAMBA_TIMEOUT = _env_int("PUREBOOT_SAMBA_TIMEOUT", 60, 5)
 # write request paths, tokens included, unredacted; django.request lines reach
 # the handler below through the root logger. Celery workers log through it
 # too (pureboot/celery.py), and so does the development server.
+# PUREBOOT_LOG_FORMAT: text (default) or json, one object per line with the
+# request id, actor, node and client address (audit/logformat.py), for ELK/Loki.
+PUREBOOT_LOG_FORMAT = os.environ.get("PUREBOOT_LOG_FORMAT", "").strip().lower() or "text"
+if PUREBOOT_LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured("PUREBOOT_LOG_FORMAT must be text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "pureboot.logredact.RedactSecrets"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # "context" adds the request id, actor and client address to each record
+    # (read by the json formatter); "redact" runs last, before any formatter.
+    "filters": {
+        "context": {"()": "audit.logformat.RequestContextFilter"},
+        "redact": {"()": "pureboot.logredact.RedactSecrets"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "audit.logformat.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": PUREBOOT_LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("PUREBOOT_LOG_LEVEL", "INFO")},
     "loggers": {

@@ -1,4 +1,5 @@
-"""Root URLs: admin, single sign-on (OIDC, SAML), the REST API under /api/v1/, schema, docs."""
+"""Root URLs: admin, single sign-on (OIDC, SAML), the REST API under /api/v1/, its schema
+and docs, and /metrics for Prometheus."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -8,8 +9,12 @@ from mozilla_django_oidc.views import OIDCLogoutView
 
 from accounts import oidc, saml_views
 from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
+from approvals.metrics import ApprovalQueueCollector
 from bootserve.api import NodePreviewView
 from bootserve.views import grub_http, next_instructions
+from nodes.metrics import FleetCollector
+
+from .metrics import MetricsView
 
 
 class DocsView(SpectacularSwaggerView):
@@ -65,6 +70,14 @@ urlpatterns = [
     # The ARM64 GRUB after a UEFI HTTP Boot: its prefix at the site root.
     path("grub-arm64/<path:path>", grub_http, name="grub-arm64-http"),
     path("approvals/", include("approvals.urls")),
+    # Prometheus: this process's (or every gunicorn worker's) counters and the
+    # fleet and approval queue read from the database; loopback and
+    # PUREBOOT_METRICS_ALLOW / PUREBOOT_METRICS_TOKEN only.
+    path(
+        "metrics",
+        MetricsView.as_view(collectors=(FleetCollector(), ApprovalQueueCollector())),
+        name="metrics",
+    ),
 ]
 
 handler404 = "pureboot.api.errors.not_found"

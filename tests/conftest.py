@@ -25,7 +25,8 @@ BOOTLAB_WHY = "the boot lab runs in its own leg: `make lab` (PUREBOOT_BOOTLAB=1)
 def _db_is_postgres() -> bool:
     from django.conf import settings
 
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    # django.db.backends.postgresql, or django-prometheus' wrapper of it.
+    return settings.DATABASES["default"]["ENGINE"].endswith(".postgresql")
 
 
 def pytest_configure(config):

@@ -289,3 +289,14 @@ def test_no_token_or_password_reaches_any_log(stack):
     assert "/api/v1/install/[redacted]/user-data" in seen  # the requests were logged...
     assert token not in seen and token[:20] not in seen  # ...without their token
     assert password not in seen
+
+
+def test_metrics_through_nginx_need_a_token(stack):
+    """Through nginx every request reaches gunicorn from loopback: nginx passes /metrics on
+    only with credentials, which PureBoot then checks (a wrong one is refused)."""
+    status, _headers, _body = fetch(f"{stack.web}/metrics")
+    assert status == 403
+    status, _headers, body = fetch(f"{stack.web}/metrics", Authorization="Bearer guess")
+    assert status == 403 and b"permission_denied" in body
+    status, _headers, body = fetch(f"{stack.app}/metrics")  # gunicorn itself, from loopback
+    assert status == 200 and b"pureboot_boot_decisions_total" in body
