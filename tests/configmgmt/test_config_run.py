@@ -150,3 +150,15 @@ def test_no_run_for_a_node_not_installed_or_a_superseded_install(db, tmp_path, s
     finished_install(node, workflow)
     WorkflowRun.objects.create(node=node, version=workflow.latest_version, token_nonce="m" * 32)
     assert services.due_config_steps() == []
+
+
+def test_a_racing_worker_does_not_run_a_step_twice(db, tmp_path, site_a, settings):
+    settings.PUREBOOT_ANSIBLE_PLAYBOOK_DIR = tmp_path
+    workflow = workflow_with("tool: ansible\nplaybook: site.yml\ncredential: k")
+    node = make_node("installed", site=site_a, hostname="r.example.net", workflow=workflow)
+    run = finished_install(node, workflow)
+    (due,) = services.due_config_steps()
+    assert services.run_config_step(*due) is not None
+    # A second worker that read the same due list before the first one claimed it.
+    assert services.run_config_step(*due) is None
+    assert ConfigRun.objects.filter(workflow_run=run).count() == 1
