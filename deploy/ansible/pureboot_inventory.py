@@ -6,10 +6,11 @@
 
 ``--list`` prints ``GET /api/v1/inventory/ansible`` (groups by site, state,
 tag and workflow; every host's variables under ``_meta.hostvars``);
-``--host NAME`` prints one host's variables. The token is a PureBoot API
-access token (``POST /api/v1/auth/token``); the inventory holds the nodes
-its user may see. PUREBOOT_CA_FILE names a CA bundle for a private CA.
-Any HTTP or network failure is reported on stderr with exit status 1.
+``--host NAME`` prints one host's variables. PUREBOOT_TOKEN is a PureBoot
+API access token; instead, PUREBOOT_USERNAME and PUREBOOT_PASSWORD get one
+from ``POST /api/v1/auth/token`` on every run (access tokens live minutes).
+The inventory holds the nodes that user may see. PUREBOOT_CA_FILE names a
+CA bundle for a private CA. Any HTTP or network failure is reported on stderr with exit status 1.
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def fetch_inventory() -> dict:
-    base = os.environ.get("PUREBOOT_URL", "").strip().rstrip("/")
-    token = os.environ.get("PUREBOOT_TOKEN", "").strip()
-    if not base.startswith(("http://", "https://")):
-        fail("set PUREBOOT_URL to the controller's http(s):// address")
-    if not token:
-        fail("set PUREBOOT_TOKEN to a PureBoot API access token")
-    request = urllib.request.Request(
-        f"{base}/api/v1/inventory/ansible",
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-    )
+def call(base: str, path: str, token: str = "", body: dict | None = None) -> dict:
+    """GET (or POST ``body`` to) ``base + path``; its JSON, or exit naming the failure."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(f"{base}{path}", data=data, headers=headers)
     ca_file = os.environ.get("PUREBOOT_CA_FILE") or None
     context = ssl.create_default_context(cafile=ca_file) if base.startswith("https") else None
     try:
@@ -57,6 +57,20 @@ def fetch_inventory() -> dict:
     except ValueError:
         fail(f"{base} did not answer JSON")
     raise AssertionError("unreachable")
+
+
+def fetch_inventory() -> dict:
+    base = os.environ.get("PUREBOOT_URL", "").strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        fail("set PUREBOOT_URL to the controller's http(s):// address")
+    token = os.environ.get("PUREBOOT_TOKEN", "").strip()
+    username = os.environ.get("PUREBOOT_USERNAME", "")
+    if not token and username:
+        credentials = {"username": username, "password": os.environ.get("PUREBOOT_PASSWORD", "")}
+        token = str(call(base, "/api/v1/auth/token", body=credentials).get("access", ""))
+    if not token:
+        fail("set PUREBOOT_TOKEN, or PUREBOOT_USERNAME and PUREBOOT_PASSWORD")
+    return call(base, "/api/v1/inventory/ansible", token)
 
 
 def main(argv: list[str] | None = None) -> None:

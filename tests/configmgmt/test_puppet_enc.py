@@ -87,12 +87,14 @@ def test_real_puppet_classifies_through_the_enc(live_server, site_a, site_b, tmp
     operator = make_user("Operator", sites=[site_a], username="oscar-op")
     # Puppet checks that the environment the ENC names exists.
     (tmp_path / "code" / "environments" / "staging").mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PUREBOOT_URL": live_server.url,
-        "PUREBOOT_TOKEN": access_token(operator),
-        "PUREBOOT_ENC_CONFIG": str(tmp_path / "absent.conf"),
-    }
+    # As on a Puppet server: the ENC's settings file, signing in with a password.
+    config = tmp_path / "pureboot-enc.conf"
+    config.write_text(
+        f"# PureBoot ENC\nPUREBOOT_URL={live_server.url}\nPUREBOOT_USERNAME=oscar-op\n"
+        "PUREBOOT_PASSWORD=test-pass-1234\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUREBOOT_")}
+    env["PUREBOOT_ENC_CONFIG"] = str(config)
 
     def find(certname: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -134,3 +136,7 @@ def test_real_puppet_classifies_through_the_enc(live_server, site_a, site_b, tmp
     )
     assert direct.returncode == 1
     assert "answered HTTP 404: No node of yours is named b-secret.example.net" in direct.stderr
+    # A token instead of the password works the same.
+    env["PUREBOOT_TOKEN"] = access_token(operator)
+    config.write_text(f"PUREBOOT_URL={live_server.url}\n")
+    assert find("web1.example.net").returncode == 0
