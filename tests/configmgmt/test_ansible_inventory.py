@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from configmgmt.inventory import group_name
+from configmgmt.inventory import ansible_inventory, group_name
+from nodes.models import Tag
 from tests.factories import make_node, make_user
 
 from .conftest import REPO, access_token, tool
@@ -98,3 +99,15 @@ def test_inventory_script_reports_http_failure(live_server):
     )
     assert done.returncode == 1
     assert "answered HTTP 401" in done.stderr
+
+
+def test_query_count_does_not_grow_with_the_fleet(
+    admin_user, site_a, django_assert_max_num_queries
+):
+
+    tag = Tag.objects.create(name="rack-1")
+    for index in range(30):
+        make_node("installed", site=site_a, hostname=f"n{index}.example.net").tags.add(tag)
+    with django_assert_max_num_queries(8):
+        data = ansible_inventory(admin_user)
+    assert len(data["tag_rack_1"]["hosts"]) == 30
