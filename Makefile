@@ -84,7 +84,8 @@ TOOLS := qemu-img:qemu-utils cloud-init:cloud-init debconf-set-selections:debcon
 	grub-script-check:grub-common grub-mknetdir:grub-common busybox:busybox-static ip:iproute2 \
 	ldapadd:ldap-utils atftp:atftp go:golang-go ganesha.nfsd:nfs-ganesha nfs-cp:libnfs-utils \
 	wimlib-imagex:wimtools samba-tool:samba-common-bin smbclient:smbclient kinit:krb5-user \
-	xmlsec1:xmlsec1 promtool:prometheus redis-server:redis-server
+	xmlsec1:xmlsec1 promtool:prometheus redis-server:redis-server \
+	puppet:puppet ssh-keygen:openssh-client
 
 TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxelinux \
 	/usr/lib/syslinux/modules/bios/ldlinux.c32:syslinux-common \
@@ -93,7 +94,7 @@ TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxe
 	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev \
 	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs \
 	/usr/sbin/samba:samba /usr/sbin/smbd:samba /usr/sbin/winbindd:winbind \
-	/usr/share/samba/setup:samba-ad-dc
+	/usr/share/samba/setup:samba-ad-dc /usr/sbin/sshd:openssh-server
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)
@@ -143,7 +144,15 @@ build-deps:
 lab-tools: tools
 	$(call install-missing,$(LAB_TOOLS),$(LAB_TOOL_FILES))
 
-test: $(VENV)/.installed-dev tools
+# Salt (master, salt-api, minion) for tests/configmgmt/test_salt.py lives in its
+# own virtualenv: it pins libraries (python-dateutil, ...) unlike the controller.
+SALT_VENV ?= .venv-salt
+
+$(SALT_VENV)/bin/salt-master:
+	$(PYTHON) -m venv $(SALT_VENV)
+	$(SALT_VENV)/bin/python -m pip install --quiet "salt>=3007,<3009" CherryPy
+
+test: $(VENV)/.installed-dev tools $(SALT_VENV)/bin/salt-master
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc

@@ -31,6 +31,8 @@ VIEW_REGISTRY = (
     "hypervisors.view_virtualmachine",
     "hypervisors.view_hypervisortemplate",
     "hypervisors.view_hypervisoroperation",
+    "configmgmt.view_configrun",
+    "configmgmt.view_registration",
 )
 OPERATE = (
     "nodes.add_node",

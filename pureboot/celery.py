@@ -138,6 +138,11 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
     )
     sender.add_periodic_task(
         timedelta(seconds=60),
+        sender.signature("configmgmt.reconcile"),
+        name="configuration management: config runs, Salt keys, Chef registrations",
+    )
+    sender.add_periodic_task(
+        timedelta(seconds=60),
         sender.signature("approvals.expire_requests"),
         name="expire approval requests",
     )

@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "approvals",
     "bootserve",
     "agent",
+    "configmgmt",
     "axes",
     # Request, latency and database metrics on /metrics (pureboot.metrics).
     "django_prometheus",
@@ -879,3 +880,50 @@ if PUREBOOT_SAML_ENABLED:
         AUTHENTICATION_BACKENDS.index("guardian.backends.ObjectPermissionBackend"),
         "accounts.saml.PureBootSAMLBackend",
     )
+# --- configuration management (configmgmt) -------------------------------------
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _env_url(name: str) -> str:
+    """An http(s) URL without a trailing slash, or empty (the integration is off)."""
+    value = os.environ.get(name, "").strip().rstrip("/")
+    if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _env_credential(name: str, needed_by: str) -> str:
+    """The name of a stored credential; required when ``needed_by`` is set."""
+    value = os.environ.get(name, "").strip()
+    if value and not _CREDENTIAL_NAME.match(value):
+        raise ImproperlyConfigured(f"{name} must be a credential name, got {value!r}")
+    if needed_by and not value:
+        raise ImproperlyConfigured(f"{name} is needed when {needed_by} is set")
+    return value
+
+
+# Playbooks that workflows' config_run steps may name live under this folder.
+PUREBOOT_ANSIBLE_PLAYBOOK_DIR = Path(
+    os.environ.get("PUREBOOT_ANSIBLE_PLAYBOOK_DIR", VAR_DIR / "ansible")
+).resolve()
+# Salt minion keys follow the lifecycle through salt-api (rest_cherrypy).
+PUREBOOT_SALT_API_URL = _env_url("PUREBOOT_SALT_API_URL")
+PUREBOOT_SALT_API_CREDENTIAL = _env_credential(
+    "PUREBOOT_SALT_API_CREDENTIAL", "PUREBOOT_SALT_API_URL" if PUREBOOT_SALT_API_URL else ""
+)
+PUREBOOT_SALT_API_EAUTH = os.environ.get("PUREBOOT_SALT_API_EAUTH", "").strip() or "pam"
+if not re.match(r"^[a-z][a-z0-9_]{0,31}$", PUREBOOT_SALT_API_EAUTH):
+    raise ImproperlyConfigured("PUREBOOT_SALT_API_EAUTH must be a Salt eauth module name")
+# Chef Infra Server: installed nodes get a node and a client, retired ones lose them.
+PUREBOOT_CHEF_SERVER_URL = _env_url("PUREBOOT_CHEF_SERVER_URL")
+PUREBOOT_CHEF_ORG = os.environ.get("PUREBOOT_CHEF_ORG", "").strip()
+if PUREBOOT_CHEF_SERVER_URL and not re.match(r"^[a-z0-9][a-z0-9_-]{0,254}$", PUREBOOT_CHEF_ORG):
+    raise ImproperlyConfigured(
+        "PUREBOOT_CHEF_ORG must be the Chef organisation's short name when "
+        "PUREBOOT_CHEF_SERVER_URL is set"
+    )
+PUREBOOT_CHEF_CREDENTIAL = _env_credential(
+    "PUREBOOT_CHEF_CREDENTIAL", "PUREBOOT_CHEF_SERVER_URL" if PUREBOOT_CHEF_SERVER_URL else ""
+)
+# A CA bundle for salt-api and the Chef server (empty: the system's CAs).
+PUREBOOT_CONFIGMGMT_CA_FILE = os.environ.get("PUREBOOT_CONFIGMGMT_CA_FILE", "").strip()

@@ -45,6 +45,7 @@ from accounts.roles import ROLES
 from agent.models import AgentJob, AgentLogLine, WipeCertificate
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
+from configmgmt.models import ConfigRun, Registration
 from credentials import services as credentials
 from credentials.models import Credential
 from hypervisors.models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
@@ -183,6 +184,13 @@ def world(site_a, settings):
     )
     operation_b = HypervisorOperation.objects.create(
         hypervisor=hypervisor_b, vm=vm_b, kind="sync", actor="system", error=f"{SECRET} op"
+    )
+    # Configuration management: a site-B config run and Salt registration.
+    ConfigRun.objects.create(
+        node=node_b, workflow_run=run_b, step=0, tool="ansible", output=f"{SECRET} playbook"
+    )
+    Registration.objects.create(
+        node=installed_b, system="salt", name="secret-b-web02", error=f"{SECRET} salt-api"
     )
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")

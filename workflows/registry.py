@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import partitions
+from .configsteps import CONFIG_RUN, check_config_run, config_run_params
 from .params import Param, ParamError
 from .vmsteps import check_no_wait_for_ip, check_vm_hardware, vm_params
 from .windows_params import (
@@ -462,6 +463,14 @@ TASK_TYPES: dict[str, TaskType] = {
             ),
             not_built="a running VM is moved with POST /api/v1/vms/{id}/migrate, not as a step "
             "of its install",
+        ),
+        TaskType(
+            CONFIG_RUN,
+            "After the node reports installed: an Ansible playbook over SSH or a Salt state "
+            "through salt-api, run by the controller's worker",
+            CONTROLLER,
+            config_run_params(),
+            validate=check_config_run,
         ),
     )
 }

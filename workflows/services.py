@@ -20,6 +20,7 @@ from nodes.models import Node, NodeEvent
 from . import domainjoin
 from .checks import check_definition
 from .choices import ReportStatus, RunStatus, StepStatus
+from .configsteps import CONFIG_RUN
 from .definitions import Definition, content_hash, parse
 from .models import RunLogLine, Workflow, WorkflowRun, WorkflowVersion
 from .registry import CONTROLLER, TASK_TYPES
@@ -199,10 +200,25 @@ def start_install(node_id: int, actor: node_services.Actor = node_services.SYSTE
 
 
 def _first_status(task_type: str) -> str:
-    # Controller steps (creating the VM) ran before the machine could boot.
-    if TASK_TYPES[task_type].runs_on == CONTROLLER:
+    # Controller steps (creating the VM) ran before the machine could boot;
+    # config_run runs after the install (configmgmt marks it with mark_step).
+    if TASK_TYPES[task_type].runs_on == CONTROLLER and task_type != CONFIG_RUN:
         return StepStatus.DONE
     return StepStatus.PENDING
+
+
+def mark_step(run_pk: int, index: int, status: str) -> None:
+    """Record the status of a step the controller runs after the install (config_run)."""
+    if status not in StepStatus.values:
+        raise ValueError(f"unknown step status {status!r}")
+    with transaction.atomic():
+        run = WorkflowRun.objects.select_for_update().get(pk=run_pk)
+        steps = list(run.steps)
+        for step in steps:
+            if step["index"] == index:
+                step["status"] = status
+        run.steps = steps
+        run.save(update_fields=["steps"])
 
 
 def issue_token(run: WorkflowRun) -> str:

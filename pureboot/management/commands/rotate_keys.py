@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from approvals import services as approvals
+from configmgmt import services as configmgmt
 from credentials import keys as fernet_keys
 from credentials import services as credentials
 
@@ -35,7 +36,9 @@ class Command(BaseCommand):
             self._add_key()
         try:
             report = credentials.rotate_keys(
-                "system:rotate_keys", new_key_added=new_key, also=[approvals.rotate_sealed]
+                "system:rotate_keys",
+                new_key_added=new_key,
+                also=[approvals.rotate_sealed, configmgmt.rotate_sealed],
             )
         except credentials.UndecryptableSecret as exc:
             raise CommandError(str(exc)) from None

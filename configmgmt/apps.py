@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ConfigmgmtConfig(AppConfig):
+    name = "configmgmt"
+    verbose_name = "Configuration management"
