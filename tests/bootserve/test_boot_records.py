@@ -124,36 +124,43 @@ def test_next_and_uefi_http_boot_are_recorded(client, settings, tmp_path):
     assert rows[3].asked == "/boot/files/snponly.efi" and rows[3].node is None
 
 
-def test_a_poll_costs_one_statement_for_its_record(client, django_assert_max_num_queries):
+def test_a_poll_costs_one_insert_and_its_repeats_none(client, django_assert_max_num_queries):
     make_node("installed", macs=[MAC])
-    ipxe(client)  # last_seen_at written, the row inserted
-    for _ in range(3):
-        with django_assert_max_num_queries(2):  # find the node; the record
-            with CaptureQueriesContext(connection) as ctx:
-                ipxe(client)
-        writes = [q["sql"] for q in ctx.captured_queries if "bootserve_bootrecord" in q["sql"]]
-        assert len(writes) == 1 and writes[0].startswith("UPDATE")
     with CaptureQueriesContext(connection) as ctx:
+        ipxe(client)  # find the node, last_seen_at, the record
+    writes = [q["sql"] for q in ctx.captured_queries if "bootserve_bootrecord" in q["sql"]]
+    assert len(writes) == 1 and writes[0].startswith("INSERT")
+    for _ in range(3):
+        with django_assert_max_num_queries(1):  # find the node; the repeat is counted
+            ipxe(client)
+    with django_assert_max_num_queries(1):  # the fast path's SELECT, nothing else
         assert fastpath.answer(environ_for(f"mac={MAC}", REMOTE_ADDR="10.0.0.5")) is not None
-    assert len(ctx.captured_queries) == 2  # the fast path's SELECT; the record
+    with django_assert_max_num_queries(2):  # another address: its own row
+        ipxe(client, ip="10.0.0.6")
 
 
 # --- floods -------------------------------------------------------------------
 
 
-def test_identical_requests_fold_into_one_row(client, settings):
+def test_identical_requests_fold_into_one_row(client, settings, monkeypatch):
     make_node("installed", macs=[MAC])
+    now = [1_000_000.0]
+    monkeypatch.setattr(records.time, "monotonic", lambda: now[0])
     for _ in range(5):
         ipxe(client)
-    row = only()
-    assert row.repeats == 5 and row.last_at >= row.created
+        now[0] += 10
+    assert only().repeats == 1  # four repeats counted, not yet written
     ipxe(client, ip="10.0.0.6")  # another address: its own row
     assert BootRecord.objects.count() == 2
+    now[0] += 60  # past the window: the count is written, and a new row begins
+    ipxe(client)
+    first, _other, second = BootRecord.objects.order_by("id")
+    assert (first.repeats, second.repeats) == (5, 1) and first.last_at > first.created
     settings.PUREBOOT_BOOT_RECORD_COALESCE_SECONDS = 0
     records.forget()
     ipxe(client)
     ipxe(client)
-    assert BootRecord.objects.count() == 4
+    assert BootRecord.objects.count() == 5
 
 
 def test_an_address_past_its_cap_is_counted_not_recorded(client, settings, monkeypatch, caplog):
