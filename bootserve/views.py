@@ -183,7 +183,7 @@ def boot_file(request, path: str):
     its ``repeats``. A 404 is not recorded: bad paths cost no query at all.
     """
     target, relative = _boot_target(path)
-    _file_record(request, Outcome.FILE_SENT, f"boot file {relative}")
+    _file_record(request, f"boot file {relative}")
     return _serve(request, target, relative)
 
 
@@ -224,17 +224,8 @@ def http_boot_file(request, path: str):
         )
     else:
         response = _serve(request, target, relative)
-        records.record_boot(
-            Protocol.HTTP,
-            Outcome.FILE_SENT,
-            address=request.META.get("REMOTE_ADDR", ""),
-            mac=client.macs[0] if client is not None and client.macs else "",
-            node_id=node.pk if node is not None else None,
-            site_id=node.site_id if node is not None else None,
-            node_state=node.state if node is not None else "",
-            asked=_asked(request),
-            answer=f"UEFI HTTP Boot first stage {relative}",
-        )
+        mac = client.macs[0] if client is not None and client.macs else ""
+        _file_record(request, f"UEFI HTTP Boot first stage {relative}", node=node, mac=mac)
     # The answer depends on the machine, not only on the URL.
     response["Cache-Control"] = "no-store"
     return response
@@ -282,11 +273,16 @@ def _refused(request, why: str) -> None:
     )
 
 
-def _file_record(request, outcome: str, answer: str) -> None:
+def _file_record(request, answer: str, *, node=None, mac: str = "") -> None:
+    """Record a boot file sent over HTTP (to ``node``, when the request named one)."""
     records.record_boot(
         Protocol.HTTP,
-        outcome,
+        Outcome.FILE_SENT,
         address=request.META.get("REMOTE_ADDR", ""),
+        mac=mac,
+        node_id=node.pk if node is not None else None,
+        site_id=node.site_id if node is not None else None,
+        node_state=node.state if node is not None else "",
         asked=_asked(request),
         answer=answer,
     )
