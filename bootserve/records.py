@@ -146,7 +146,17 @@ def record_boot(
         )
 
 
-def _record(protocol, outcome, address, mac, node_id, site_id, node_state, asked, answer) -> None:
+def _record(
+    protocol: str,
+    outcome: str,
+    address: str,
+    mac: str,
+    node_id: int | None,
+    site_id: int | None,
+    node_state: str,
+    asked: str,
+    answer: str,
+) -> None:
     address = clean_address(address)
     mac = clean_mac(mac)
     asked = clean_text(asked, ASKED_MAX)
@@ -234,7 +244,7 @@ def _admit(address: str, now: float) -> int | None:
 
 
 def forget() -> None:
-    """Drop the coalescing and cap memory (tests; settings changes)."""
+    """Drop the coalescing and cap memory (the tests start each from nothing)."""
     with _lock:
         _recent.clear()
         _sources.clear()
