@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "approvals",
     "bootserve",
     "agent",
+    "dashboard",
     "axes",
 ]
 

@@ -10,6 +10,7 @@ from accounts import oidc
 from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefreshView
 from bootserve.api import NodePreviewView
 from bootserve.views import grub_http, next_instructions
+from dashboard.api.views import NodeTimelineView
 
 
 class DocsView(SpectacularSwaggerView):
@@ -39,6 +40,9 @@ api_v1 = [
     path("", include("agent.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
+    re_path(
+        r"^nodes/(?P<pk>\d{1,18})/timeline/?$", NodeTimelineView.as_view(), name="node-timeline"
+    ),
 ]
 
 # OpenID Connect (mozilla-django-oidc's URL names); 404 unless configured.
@@ -50,6 +54,8 @@ oidc_urls = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Before the admin's own URLs: its catch-all would answer /admin/dashboard/.
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("oidc/", include(oidc_urls)),
     path("api/v1/", include(api_v1)),
