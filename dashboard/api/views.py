@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
@@ -47,7 +46,9 @@ class NodeTimelineView(APIView):
     def get(self, request, pk: str):
         if not request.user.has_perm("nodes.view_node"):
             raise exceptions.PermissionDenied()
-        node = get_object_or_404(scope_nodes(request.user), pk=int(pk))
+        node = scope_nodes(request.user).filter(pk=int(pk)).first()
+        if node is None:
+            raise exceptions.NotFound("No such node.")
         query = NodeTimelineQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
