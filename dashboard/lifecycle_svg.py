@@ -1,15 +1,15 @@
 """The lifecycle diagram, drawn from the state machine's own declaration.
 
 The states are ``Node.state``'s choices and the arrows are django-fsm's
-transitions on that field (``get_all_transitions``), so the picture follows
-the code. Layout: states in columns by their longest forward distance from
-the initial state (back edges, found by a depth-first walk, do not count),
-arrows between the boxes. Python computes the geometry; the template
-``dashboard/lifecycle.svg`` draws it with the count of nodes in each state.
+transitions on that field (``get_all_transitions``), one arrow per source and
+target naming every action that makes that move, so the picture follows the
+code. Python computes the geometry; the template ``dashboard/lifecycle.svg``
+draws it with the count of nodes in each state.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,9 +20,14 @@ from nodes.admin import STATE_COLOURS
 from nodes.choices import NodeState
 from nodes.models import Node
 
-BOX_W, BOX_H = 118, 46
-COL_GAP, ROW_GAP = 52, 26
-MARGIN = 16
+BOX_W, BOX_H = 112, 42
+# The states sit on an ellipse in their declared order (the lifecycle's own
+# order: discovered ... failed), so neighbours in the lifecycle are neighbours
+# on the page and every arrow is a short curve bowed towards the middle.
+RX, RY = 400, 150
+MARGIN = 12
+WIDTH = 2 * (RX + MARGIN) + BOX_W
+HEIGHT = 2 * (RY + MARGIN) + BOX_H
 
 
 @dataclass(frozen=True)
@@ -67,52 +72,31 @@ def transitions() -> list[tuple[str, str, str]]:
     ]
 
 
-def _ranks(states: list[str], edges: list[tuple[str, str]], initial: str) -> dict[str, int]:
-    """Longest-path layering of the graph without its back edges."""
-    out: dict[str, list[str]] = {s: [] for s in states}
-    for source, target in edges:
-        if source != target and target not in out[source]:
-            out[source].append(target)
-    back: set[tuple[str, str]] = set()
-    seen: set[str] = set()
-    on_path: set[str] = set()
-
-    def walk(state: str) -> None:
-        seen.add(state)
-        on_path.add(state)
-        for nxt in out[state]:
-            if nxt in on_path:
-                back.add((state, nxt))
-            elif nxt not in seen:
-                walk(nxt)
-        on_path.discard(state)
-
-    for start in [initial, *states]:
-        if start not in seen:
-            walk(start)
-    rank = dict.fromkeys(states, 0)
-    for _ in states:  # relax: a DAG settles within len(states) rounds
-        for source in states:
-            for target in out[source]:
-                if (source, target) not in back and rank[target] < rank[source] + 1:
-                    rank[target] = rank[source] + 1
-    return rank
+def _edge_point(box: Box, toward: tuple[float, float]) -> tuple[float, float]:
+    """Where the line from ``box``'s centre towards ``toward`` leaves the box."""
+    dx, dy = toward[0] - box.cx, toward[1] - box.cy
+    if dx == 0 and dy == 0:
+        return box.cx, box.cy
+    scale = min(
+        (BOX_W / 2) / abs(dx) if dx else float("inf"),
+        (BOX_H / 2) / abs(dy) if dy else float("inf"),
+    )
+    return box.cx + dx * scale, box.cy + dy * scale
 
 
-def _path(a: Box, b: Box, bend: int) -> str:
-    """From the edge of box ``a`` to the edge of box ``b``, bent sideways by ``bend``."""
-    ax, ay, bx, by = a.cx, a.cy, b.cx, b.cy
-    if abs(bx - ax) >= abs(by - ay):
-        sx, ex = (a.x + BOX_W, b.x) if bx > ax else (a.x, b.x + BOX_W)
-        sy, ey = ay, by
-    else:
-        sy, ey = (a.y + BOX_H, b.y) if by > ay else (a.y, b.y + BOX_H)
-        sx, ex = ax, bx
-    mx, my = (sx + ex) / 2, (sy + ey) / 2
-    dx, dy = ex - sx, ey - sy
-    length = max((dx * dx + dy * dy) ** 0.5, 1)
-    cx, cy = mx - dy / length * bend, my + dx / length * bend
-    return f"M{sx},{sy} Q{cx:.0f},{cy:.0f} {ex},{ey}"
+def _path(a: Box, b: Box, both_ways: bool) -> str:
+    """A curve from ``a`` to ``b`` bowed towards the ellipse's centre; when arrows
+    run both ways between the two, each keeps to its own side."""
+    centre = (WIDTH / 2, HEIGHT / 2)
+    mx, my = (a.cx + b.cx) / 2, (a.cy + b.cy) / 2
+    qx, qy = mx + (centre[0] - mx) * 0.35, my + (centre[1] - my) * 0.35
+    if both_ways:
+        dx, dy = b.cx - a.cx, b.cy - a.cy
+        length = max((dx * dx + dy * dy) ** 0.5, 1)
+        qx, qy = qx - dy / length * 16, qy + dx / length * 16
+    sx, sy = _edge_point(a, (qx, qy))
+    ex, ey = _edge_point(b, (qx, qy))
+    return f"M{sx:.0f},{sy:.0f} Q{qx:.0f},{qy:.0f} {ex:.0f},{ey:.0f}"
 
 
 @cache
@@ -120,40 +104,26 @@ def layout() -> Layout:
     """Where each state's box and each arrow go (computed once per process)."""
     states = list(NodeState.values)
     labels = dict(NodeState.choices)
-    declared = transitions()
     pairs: dict[tuple[str, str], list[str]] = {}
-    for name, source, target in declared:
+    for name, source, target in transitions():
         pairs.setdefault((source, target), []).append(name)
-    initial = str(Node._meta.get_field("state").default)
-    rank = _ranks(states, list(pairs), initial)
-    columns: dict[int, list[str]] = {}
-    for state in states:
-        columns.setdefault(rank[state], []).append(state)
-    tallest = max(len(c) for c in columns.values())
     boxes: dict[str, Box] = {}
-    for col, members in columns.items():
-        top = MARGIN + (tallest - len(members)) * (BOX_H + ROW_GAP) // 2
-        for row, state in enumerate(members):
-            boxes[state] = Box(
-                state,
-                labels[state],
-                MARGIN + col * (BOX_W + COL_GAP),
-                top + row * (BOX_H + ROW_GAP),
-            )
-    arrows = []
-    for (source, target), names in pairs.items():
-        # Adjacent forward steps are straight; longer or backward ones bend, and
-        # a pair with arrows both ways bends apart.
-        forward = rank[target] == rank[source] + 1
-        bend = 0 if forward and (target, source) not in pairs else 28
-        if rank[target] <= rank[source] and rank[target] != rank[source]:
-            bend = 40
-        arrows.append(
-            Arrow(source, target, tuple(names), _path(boxes[source], boxes[target], bend))
+    for i, state in enumerate(states):
+        # Clockwise from the left: the first half over the top, the rest back below.
+        angle = math.pi + 2 * math.pi * i / len(states)
+        cx = WIDTH / 2 + RX * math.cos(angle)
+        cy = HEIGHT / 2 + RY * math.sin(angle)
+        boxes[state] = Box(state, labels[state], round(cx - BOX_W / 2), round(cy - BOX_H / 2))
+    arrows = tuple(
+        Arrow(
+            source,
+            target,
+            tuple(names),
+            _path(boxes[source], boxes[target], (target, source) in pairs),
         )
-    width = MARGIN * 2 + (max(columns) + 1) * (BOX_W + COL_GAP) - COL_GAP
-    height = MARGIN * 2 + tallest * (BOX_H + ROW_GAP) - ROW_GAP
-    return Layout(tuple(boxes[s] for s in states), tuple(arrows), width, height)
+        for (source, target), names in pairs.items()
+    )
+    return Layout(tuple(boxes[s] for s in states), arrows, WIDTH, HEIGHT)
 
 
 def render(counts: dict[str, int]) -> SafeString:

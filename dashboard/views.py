@@ -47,6 +47,8 @@ def index(request: HttpRequest) -> TemplateResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
+        # The page is wide; the admin's model sidebar would squeeze its panels.
+        "is_nav_sidebar_enabled": False,
         "panels": [(name, _panel_html(request, name)) for name in panels.PANELS],
         "scope": panels.scope_note(request.user),
         "refresh_seconds": REFRESH_SECONDS,
@@ -80,6 +82,7 @@ def node_history(request: HttpRequest, node_id: str) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": f"History of {node}",
+        "is_nav_sidebar_enabled": False,
         "node": node,
         "state_badge": state_badge(node.state),
         "page": page,
