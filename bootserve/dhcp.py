@@ -130,6 +130,9 @@ class BootNetwork:
     ipv6_ra: bool = False
     log_dhcp: bool = False
     leasefile: str = ""
+    # Full mode: what dnsmasq runs on each lease event (add, old, del), e.g. a
+    # wrapper of `manage.py record_dhcp_event`, for the DHCP boot records.
+    script: str = ""
     bios_loader: str = "ipxe"
     uefi_file: str = "snponly.efi"
     http_boot_file: str = "snponly.efi"
@@ -158,6 +161,7 @@ class BootNetwork:
             "discovery": bool(getattr(settings, "PUREBOOT_DISCOVERY", True)),
             "ipv6_ra": bool(getattr(settings, "PUREBOOT_DHCP_IPV6_RA", False)),
             "leasefile": _setting("PUREBOOT_DHCP_LEASEFILE", ""),
+            "script": _setting("PUREBOOT_DHCP_SCRIPT", ""),
             "bios_loader": _setting("PUREBOOT_DHCP_BIOS_LOADER", "ipxe"),
         }
         values.update(overrides)
@@ -215,6 +219,15 @@ class BootNetwork:
         if self.leasefile and not _abs_path(self.leasefile):
             problems.append(
                 f"leasefile {self.leasefile!r}: an absolute path without spaces, commas or quotes"
+            )
+        if self.script and not _abs_path(self.script):
+            problems.append(
+                f"DHCP script {self.script!r}: an absolute path without spaces, commas or quotes"
+            )
+        elif self.script and self.mode == "proxy":
+            problems.append(
+                f"DHCP script {self.script!r}: proxy DHCP grants no leases, so dnsmasq would "
+                "never run it (leave PUREBOOT_DHCP_SCRIPT empty in proxy mode)"
             )
         if problems:
             raise DhcpConfigError("; ".join(problems))
@@ -340,6 +353,9 @@ def render_config(net: BootNetwork, hostsdir: str | Path) -> str:
         lines.append("log-dhcp")
     if net.leasefile:
         lines.append(f"dhcp-leasefile={net.leasefile}")
+    if net.script:
+        lines.append("# Each lease granted, renewed or ended becomes a DHCP boot record.")
+        lines.append(f"dhcp-script={net.script}")
     lines += ["", "# Addresses"]
     if net.mode == "full":
         mask = f",{net.netmask}" if net.netmask else ""

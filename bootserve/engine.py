@@ -99,6 +99,8 @@ class NodeFacts:
     # Its running install reported that it continues from the local disk
     # (Windows Setup after its WinPE phase): it boots the disk from now on.
     disk_written: bool = False
+    # Its site, for the boot record (not a rule: decide never reads it).
+    site_id: int | None = None
 
 
 @dataclass(frozen=True)

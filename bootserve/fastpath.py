@@ -11,7 +11,9 @@ and no ORM query compilation, so ``BootFastPath`` (installed in
    current database state, on every request;
 2. the same pure engine (``engine.decide``) decides;
 3. a decision with no lifecycle step (wait, local disk, agent) is rendered by
-   the same renderer (``ipxe.render``) with the same headers as the view.
+   the same renderer (``ipxe.render``) with the same headers as the view,
+   and recorded as the view records it (``records.record_boot``: one INSERT,
+   or one UPDATE of the same machine's recent identical row).
    The script is remembered per query string and base URL, with the facts it
    was rendered from, and reused only while the facts just read are equal:
    a cache that cannot go stale, since it is checked against the database
@@ -49,8 +51,9 @@ from django.dispatch import receiver
 from audit.middleware import request_id_for
 from workflows.context import public_base_url
 
-from . import ipxe, queries
-from .engine import Client, Kind, NodeFacts, Policy, Step, decide
+from . import ipxe, queries, records
+from .engine import Client, Decision, Kind, NodeFacts, Policy, Step, decide
+from .models import Protocol
 from .services import policy
 from .views import client_from, poll_url, waited_rounds
 
@@ -171,6 +174,7 @@ def answer(environ: dict) -> bytes | None:
     if client.arch and client.arch != facts.arch:
         return None  # Django records the architecture it booted as, or refuses its install
     if known is not None and known.facts == facts:
+        _record(environ, client, facts, known.decision)
         return known.body  # the same request, the same node as it was: the same script
     decision = decide(facts, client, config.policy)
     if decision.step != Step.NONE or decision.kind == Kind.IGNORE:
@@ -188,8 +192,26 @@ def answer(environ: dict) -> bytes | None:
     ).encode()
     if len(_SCRIPTS) >= MAX_SCRIPTS:
         _SCRIPTS.clear()
-    _SCRIPTS[(raw, base_url)] = Script(client, facts, body)
+    _SCRIPTS[(raw, base_url)] = Script(client, facts, body, decision)
+    _record(environ, client, facts, decision)
     return body
+
+
+def _record(environ: dict, client: Client, facts: NodeFacts, decision: Decision) -> None:
+    """Record the answer as ``views.boot_ipxe`` does (``services.handle_boot``)."""
+    query = environ.get("QUERY_STRING", "")
+    path = environ.get("PATH_INFO", "")
+    records.record_boot(
+        Protocol.HTTP,
+        records.decision_outcome(decision),
+        address=environ.get("REMOTE_ADDR", ""),
+        mac=client.macs[0] if client.macs else "",
+        node_id=facts.id,
+        site_id=facts.site_id,
+        node_state=facts.state,
+        asked=f"{path}?{query}" if query else path,
+        answer=f"iPXE script: {decision.reason}",
+    )
 
 
 @dataclass(frozen=True)
@@ -199,6 +221,7 @@ class Script:
     client: Client
     facts: NodeFacts
     body: bytes
+    decision: Decision
 
 
 # The script is a pure function of the query string, the base URL, the

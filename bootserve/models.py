@@ -38,7 +38,6 @@ class Outcome(models.TextChoices):
     NOT_FOUND = "not_found", "Not found"
     REFUSED = "refused", "Refused"
     FAILED = "failed", "Transfer failed"
-    DHCP_OFFER = "dhcp_offer", "DHCP offer"
     DHCP_LEASE = "dhcp_lease", "DHCP lease granted"
     DHCP_RENEW = "dhcp_renew", "DHCP lease renewed"
     DHCP_RELEASE = "dhcp_release", "DHCP lease ended"

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _UUID = Node._meta.get_field("system_uuid")
 
 
-COLUMNS = ("id", "hostname", "state", "arch", "firmware", "install_attempts")
+COLUMNS = ("id", "hostname", "state", "arch", "firmware", "install_attempts", "site")
 
 
 def _col(model, field: str) -> str:
@@ -135,7 +135,9 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         row = cursor.fetchone()
         if row is None:
             return None
-        pk, hostname, state, arch, firmware, attempts, definition, stale, no_inventory = row
+        pk, hostname, state, arch, firmware, attempts, site_id, definition, stale, no_inventory = (
+            row
+        )
         if stale:
             _seen_now(db, cursor, native, pk)
     finally:
@@ -153,6 +155,7 @@ def seen(client: Client, *, last_seen_seconds: int) -> NodeFacts | None:
         needs_inventory=bool(no_inventory),
         workflow_arches=workflow_arches(parsed) if parsed is not None else (),
         diskless=is_diskless_task(task),
+        site_id=site_id,
     )
 
 

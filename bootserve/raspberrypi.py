@@ -82,6 +82,7 @@ from nodes.models import Node
 from . import leases, pi_names
 from .engine import Client, Decision, Kind, Step, decide
 from .install import InstallBoot, node_install_boot
+from .models import Protocol
 from .services import facts, find_node, handle_boot, policy, running_install
 from .tftp import static_file
 
@@ -318,7 +319,14 @@ def answer_request(request: PiPath, *, base_url: str, source: str = "") -> PiAns
 
 
 def _boot_request(request: PiPath, base_url: str, source: str = "") -> PiAnswer:
-    handle_boot(request.client(), base_url=base_url, source=source)
+    handle_boot(
+        request.client(),
+        base_url=base_url,
+        source=source,
+        protocol=Protocol.TFTP,
+        asked=f"{request.serial or request.mac or ''}/{request.name}".lstrip("/"),
+        via="Raspberry Pi boot",
+    )
     answer = current_answer(request, base_url=base_url)
     BOOTS.start(request.key, answer.state)
     if answer.decision.kind == Kind.INSTALL and answer.install and not answer.serves:

@@ -31,7 +31,7 @@ from workflows import services as workflow_services
 from workflows.choices import RunStatus
 from workflows.models import BootImage, RootFilesystem, WorkflowRun
 
-from . import discovery, nfsroot
+from . import discovery, nfsroot, records
 from .engine import (
     NFS_ROOT_PREFIX,
     WIMBOOT,
@@ -145,6 +145,7 @@ def facts(node: Node) -> NodeFacts:
         else (),
         diskless=is_diskless(node),
         disk_written=node.state == NodeState.INSTALLING and _disk_written(node),
+        site_id=node.site_id,
     )
 
 
@@ -153,17 +154,25 @@ def is_diskless(node: Node) -> bool:
     return is_diskless_task(boot_task(node.workflow_version))
 
 
-def peek(client: Client) -> Decision:
-    """What ``client`` would be told now, acting on nothing: one query, no step, no write.
+def peek(client: Client) -> tuple[Decision, Node | None]:
+    """What ``client`` would be told now, and its node; acting on nothing: one query, no step.
 
     For first stages that only need to know whether to boot at all (UEFI HTTP
     Boot): the iPXE request that follows registers, installs and records.
     """
     node = find_node(client)
-    return decide(facts(node) if node else None, client, policy())
+    return decide(facts(node) if node else None, client, policy()), node
 
 
-def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswer:
+def handle_boot(
+    client: Client,
+    *,
+    base_url: str,
+    source: str = "",
+    protocol: str = "",
+    asked: str = "",
+    via: str = "",
+) -> BootAnswer:
     """Decide what ``client`` boots and perform the lifecycle step that implies.
 
     A step that changes the node is decided again under the node's row lock,
@@ -171,7 +180,26 @@ def handle_boot(client: Client, *, base_url: str, source: str = "") -> BootAnswe
     the install, the others get the same install, and none fails on a
     transition another already made. ``source`` is the requesting address
     (discovery is bounded per source, ``bootserve.discovery``).
+
+    With ``protocol``, the decision is recorded (``records.record_decision``:
+    ``asked`` is what the machine asked for, ``via`` what answers it, e.g.
+    "iPXE script") after the step, outside its transaction.
     """
+    answer = _handle_boot(client, base_url, source)
+    if protocol:
+        records.record_decision(
+            protocol,
+            answer.decision,
+            answer.node,
+            address=source,
+            asked=asked,
+            via=via,
+            mac=client.macs[0] if client.macs else "",
+        )
+    return answer
+
+
+def _handle_boot(client: Client, base_url: str, source: str) -> BootAnswer:
     node = find_node(client)
     decision = decide(facts(node) if node else None, client, policy())
     now = timezone.now()

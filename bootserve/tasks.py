@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import dhcp, nfsroot
+from . import dhcp, nfsroot, records
 
 
 @shared_task(
@@ -44,3 +44,9 @@ def sync_nfs_exports() -> bool:
     DHCP lease moved gets its overlay export for its new address.
     """
     return nfsroot.apply_exports()
+
+
+@shared_task(name="bootserve.prune_boot_records", ignore_result=True)
+def prune_boot_records() -> int:
+    """Delete boot records older than PUREBOOT_BOOT_RECORD_DAYS; scheduled hourly by beat."""
+    return records.prune()

@@ -27,6 +27,9 @@ A name that may be a config decided from the database (PXELINUX, GRUB,
 Raspberry Pi) is answered by a helper process while the loop goes on serving
 (``bootserve.tftp_resolver``); the loop itself never imports Django. Given a
 plain resolver function instead (the tests do), the loop calls it in place.
+Each finished transfer of a boot file, and each refused read request, is
+reported to the resolver for a boot record (``tftp_resolver.transfer_record``
+says which; the helper writes them).
 
 Hardening over stock fbtftp, which dies on a one-byte datagram: malformed
 datagrams are dropped and counted; write requests get an "access violation"
@@ -54,7 +57,15 @@ from fbtftp.base_server import BaseServer
 
 from .tftp_content import Content, ContentCache, FileReader, netascii
 from .tftp_metrics import TftpMetrics, TransferReport
-from .tftp_resolver import HelperResolver, InlineResolver, Result, static_file
+from .tftp_resolver import (
+    HelperResolver,
+    InlineResolver,
+    Recorder,
+    Result,
+    refusal_record,
+    static_file,
+    transfer_record,
+)
 from .tftp_transfer import Transfer, error_packet
 
 __all__ = ("BootServer", "HelperResolver", "clean_options", "normalise_path", "static_file")
@@ -172,6 +183,7 @@ class BootServer(BaseServer):
         max_per_client: int = DEFAULT_MAX_PER_CLIENT,
         rcvbuf: int = DEFAULT_RCVBUF,
         cache: ContentCache | None = None,
+        recorder: Recorder | None = None,
     ):
         super().__init__(address, port, retries, timeout, server_stats_callback=None)
         self.rcvbuf = size_receive_buffer(self._listener, rcvbuf)
@@ -185,7 +197,7 @@ class BootServer(BaseServer):
         else:
             log.info("tftp: listening socket receive buffer %d bytes", self.rcvbuf)
         if not hasattr(resolver, "resolve"):
-            resolver = InlineResolver(resolver)
+            resolver = InlineResolver(resolver, recorder)
         self._resolver = resolver
         self._watched: dict[int, Callable[[], None]] = {}
         self._starting: set[tuple] = set()  # requests waiting for the database helper
@@ -377,6 +389,7 @@ class BootServer(BaseServer):
         if path is None:
             self.metrics.paths_refused.inc()
             log.warning("tftp: refused path %r from %s", raw_path[:80], peer[0])
+            self._resolver.record(refusal_record(peer[0], raw_path, "path refused"))
             self._send_error(peer, ERR_ACCESS, "Path refused")
             return
         if len(self._by_fd) + self._resolver.pending() >= self.max_transfers:
@@ -430,6 +443,8 @@ class BootServer(BaseServer):
                 path,
                 BUSY_LOG_INTERVAL,
             )
+            why = "too many transfers from this address (recorded once per 10 s)"
+            self._resolver.record(refusal_record(peer[0], path, why))
         self.metrics.refused_per_client.inc()
         self._send_error(peer, ERR_ACCESS, "Too many transfers from your address")
 
@@ -567,3 +582,6 @@ class BootServer(BaseServer):
             outcome,
         )
         self.metrics.record(report)
+        fields = transfer_record(report)
+        if fields is not None:
+            self._resolver.record(fields)

@@ -4,7 +4,9 @@ Started by ``bootserve.tftp_resolver.HelperResolver`` as
 ``python -m bootserve.tftp_db FD IDLE``: it sets Django up, then answers each
 request (a JSON object: id, path, peer) arriving on the Unix socket ``FD`` with
 what ``bootserve.tftp_files.resolve`` decides from the current database state:
-a rendered config, a boot-root file or nothing. Requests are answered one at a
+a rendered config, a boot-root file or nothing. A message ``{"record": {...}}``
+is a finished transfer's report: written by ``bootserve.tftp_files.record``,
+not answered. Requests are answered one at a
 time, in order; each starts and ends like a web request does
 (``close_old_connections``). It exits when the daemon closes the socket, or
 after IDLE seconds without a request (the daemon starts another when needed).
@@ -24,7 +26,7 @@ log = logging.getLogger("pureboot.tftp")
 def serve(sock: socket.socket, idle: float) -> None:
     from django.db import close_old_connections
 
-    from bootserve.tftp_files import resolve
+    from bootserve.tftp_files import record, resolve
     from bootserve.tftp_resolver import MAX_MESSAGE, encode_answer
 
     sock.settimeout(idle)
@@ -37,6 +39,11 @@ def serve(sock: socket.socket, idle: float) -> None:
             return  # the daemon is gone
         try:
             request = json.loads(message)
+            if isinstance(request, dict) and "record" in request:
+                close_old_connections()
+                record(request["record"])  # never raises; nothing goes back
+                close_old_connections()
+                continue
             request_id, path = int(request["id"]), str(request["path"])
             peer = (str(request["peer"][0]), int(request["peer"][1]))
         except (ValueError, KeyError, TypeError, IndexError) as exc:

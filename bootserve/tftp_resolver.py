@@ -13,6 +13,11 @@ transfers, and exits after ``idle`` seconds without a request. If it exits or
 dies with requests outstanding, they go to a new helper (twice at most; then
 they are answered "file not found").
 
+The daemon reports each finished or refused transfer worth a boot record
+(``record``): the helper writes it (``tftp_files.record``), with no answer
+back. A report is best-effort: if the helper's socket is full or the helper
+is gone, it is dropped and counted, never retried and never waited for.
+
 ``InlineResolver`` calls a resolver function in the loop itself, for tests
 and for a process that has Django already.
 """
@@ -34,6 +39,7 @@ log = logging.getLogger("pureboot.tftp")
 
 Result = bytes | Path | None
 Done = Callable[[Result], None]
+Recorder = Callable[[dict], None]
 DATABASE_DIRS = ("pxelinux.cfg", "grub", "grub-arm64")
 MAX_MESSAGE = 1024 * 1024
 MAX_ATTEMPTS = 3  # helpers one request may be sent to
@@ -53,6 +59,45 @@ def wants_database(path: str) -> bool:
     if first in DATABASE_DIRS:
         return "/" not in rest
     return pi_names.is_pi_folder(first)
+
+
+#: Names a loader fetches by the dozen (GRUB modules and lists, PXELINUX
+#: modules, device trees and overlays, fonts): parts of one boot, not worth a
+#: boot record each.
+LOADER_PIECES = (".mod", ".lst", ".c32", ".dtb", ".dtbo", ".pf2")
+
+
+def worth_recording(path: str) -> bool:
+    """Whether a transfer of ``path`` gets a boot record (every name but a loader's pieces)."""
+    return not path.lower().endswith(LOADER_PIECES)
+
+
+def transfer_record(report) -> dict | None:
+    """The boot record of a finished transfer (a ``TransferReport``), or None for none.
+
+    None for a loader's pieces; for a rendered config, whose boot decision was
+    recorded when the helper decided it; and for a config name that was not
+    found, which is a loader trying its names (PXELINUX asks for eight or so
+    before ``default``), not a machine being refused.
+    """
+    if not worth_recording(report.path) or report.kind == "rendered":
+        return None
+    fields = {"peer": report.peer, "path": report.path}
+    if report.kind == "missing":
+        if wants_database(report.path):
+            return None
+        return {**fields, "outcome": "not_found", "answer": "TFTP: file not found"}
+    if report.failed:
+        answer = f"TFTP: failed after {report.bytes_sent} bytes: {report.error}"
+        return {**fields, "outcome": "failed", "answer": answer}
+    answer = f"TFTP: {report.bytes_sent} bytes sent in {report.seconds:.2f} s"
+    return {**fields, "outcome": "file_sent", "answer": answer}
+
+
+def refusal_record(address: str, path: str, why: str) -> dict:
+    """The boot record of a read request refused before any transfer."""
+    # A refused path can be as long as a datagram: the record keeps its start only.
+    return {"peer": address, "path": path[:512], "outcome": "refused", "answer": f"TFTP: {why}"}
 
 
 def static_file(root: Path, relative: str) -> Path | None:
@@ -89,8 +134,11 @@ def decode_answer(message: bytes) -> tuple[int, Result]:
 class InlineResolver:
     """A resolver function ``(path, peer) -> bytes | Path | None`` called in the loop."""
 
-    def __init__(self, function: Callable[[str, tuple], Result]) -> None:
+    def __init__(
+        self, function: Callable[[str, tuple], Result], recorder: Recorder | None = None
+    ) -> None:
         self._function = function
+        self._recorder = recorder
 
     def attach(self, watch: Callable, unwatch: Callable) -> None:
         pass
@@ -113,6 +161,15 @@ class InlineResolver:
                 db.close_old_connections()
         done(result)
 
+    def record(self, fields: dict) -> None:
+        """Hand a transfer report to the recorder function, if there is one."""
+        if self._recorder is None:
+            return
+        try:
+            self._recorder(fields)
+        except Exception:
+            log.exception("tftp: recording the transfer of %s failed", fields.get("path"))
+
     def close(self) -> None:
         pass
 
@@ -131,6 +188,7 @@ class HelperResolver:
         self._watch: Callable = lambda fd, callback: None
         self._unwatch: Callable = lambda fd: None
         self.started = 0  # helpers started, for the log and the tests
+        self.records_dropped = 0  # transfer reports the helper could not take
 
     def attach(self, watch: Callable, unwatch: Callable) -> None:
         """The loop's hooks to wait on the helper's socket."""
@@ -162,6 +220,19 @@ class HelperResolver:
         except OSError as exc:
             log.error("tftp: database helper unavailable: %s", exc)
             self._helper_gone()
+
+    def record(self, fields: dict) -> None:
+        """Send a transfer report to the helper (started if needed); no answer, no retry."""
+        try:
+            self._helper().send(json.dumps({"record": fields}).encode())
+        except OSError as exc:  # BlockingIOError: the helper is behind; drop, never wait
+            self.records_dropped += 1
+            if self.records_dropped == 1 or self.records_dropped % 1000 == 0:
+                log.warning(
+                    "tftp: %d transfer report(s) not recorded so far (%s)",
+                    self.records_dropped,
+                    exc,
+                )
 
     def _helper(self) -> socket.socket:
         if self._sock is not None:

@@ -22,8 +22,9 @@ from nodes.permissions import can_access_node
 from pureboot.http import serve_file
 from workflows.context import public_base_url
 
-from . import grub, ipxe, leases, tftp_files
+from . import grub, ipxe, leases, records, tftp_files
 from .engine import Client, Kind, decide
+from .models import Outcome, Protocol
 from .services import facts, find_node, handle_boot, peek, policy
 
 # iPXE's ${buildarch} and ${platform} values, mapped to PureBoot's names.
@@ -85,13 +86,22 @@ def boot_ipxe(request):
     try:
         client = client_from(request.GET)
     except ValueError as exc:
+        _refused(request, str(exc))
         return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain; charset=utf-8")
     if not (client.macs or client.uuid or client.serial):
+        _refused(request, "no mac, uuid or serial")
         return HttpResponseBadRequest(
             "Send at least one of mac, uuid, serial.\n", content_type="text/plain; charset=utf-8"
         )
     base_url = public_base_url(request)
-    answer = handle_boot(client, base_url=base_url, source=request.META.get("REMOTE_ADDR", ""))
+    answer = handle_boot(
+        client,
+        base_url=base_url,
+        source=request.META.get("REMOTE_ADDR", ""),
+        protocol=Protocol.HTTP,
+        asked=_asked(request),
+        via="iPXE script",
+    )
     if answer.decision.kind == Kind.IGNORE:
         raise Http404("No boot answer for this machine.")
     node = answer.node
@@ -122,13 +132,24 @@ def next_instructions(request):
     try:
         client = client_from(request.GET)
     except ValueError as exc:
+        _refused(request, str(exc))
         return JsonResponse({"detail": str(exc), "code": "invalid"}, status=400)
     if not (client.macs or client.uuid or client.serial):
+        _refused(request, "no mac, uuid or serial")
         return JsonResponse(
             {"detail": "Send at least one of mac, uuid, serial.", "code": "invalid"}, status=400
         )
     node = find_node(client)
     decision = decide(facts(node) if node else None, client, policy())
+    records.record_decision(
+        Protocol.HTTP,
+        decision,
+        node,
+        address=request.META.get("REMOTE_ADDR", ""),
+        asked=_asked(request),
+        via="next instructions (read-only)",
+        mac=client.macs[0] if client.macs else "",
+    )
     answer = {"action": decision.kind.value}
     user = request.user
     if node is None or not (user.has_perm("nodes.view_node") and can_access_node(user, node)):
@@ -155,8 +176,15 @@ def next_instructions(request):
 
 @require_safe
 def boot_file(request, path: str):
-    """``GET/HEAD /boot/files/<path>``: bootloaders, kernels, initrds from the boot root."""
-    return _serve(request, *_boot_target(path))
+    """``GET/HEAD /boot/files/<path>``: bootloaders, kernels, initrds from the boot root.
+
+    A file sent is recorded by address only (the URL names no machine): one
+    row per file and client, the range requests of a big file folding into
+    its ``repeats``. A 404 is not recorded: bad paths cost no query at all.
+    """
+    target, relative = _boot_target(path)
+    _file_record(request, Outcome.FILE_SENT, f"boot file {relative}")
+    return _serve(request, target, relative)
 
 
 # What makes UEFI HTTP Boot give up at once and try the next boot option.
@@ -174,17 +202,39 @@ def http_boot_file(request, path: str):
     and one that cannot be recognised, gets the file. Read-only: the iPXE
     request that follows registers, installs and records.
     """
-    target, relative = _boot_target(path)
+    target, relative = _boot_target(path)  # a bad path: 404, no query, no record
     try:
         client = _http_boot_client(request)
     except ValueError as exc:
+        _refused(request, str(exc))
         return HttpResponseBadRequest(f"{exc}\n", content_type="text/plain; charset=utf-8")
-    if client is not None and peek(client).kind in FALL_THROUGH:
+    decision, node = peek(client) if client is not None else (None, None)
+    if decision is not None and decision.kind in FALL_THROUGH:
         response = HttpResponseNotFound(
             "No network boot for this machine.\n", content_type="text/plain; charset=utf-8"
         )
+        records.record_decision(
+            Protocol.HTTP,
+            decision,
+            node,
+            address=request.META.get("REMOTE_ADDR", ""),
+            asked=_asked(request),
+            via="UEFI HTTP Boot refused at once (404)",
+            mac=client.macs[0] if client.macs else "",
+        )
     else:
         response = _serve(request, target, relative)
+        records.record_boot(
+            Protocol.HTTP,
+            Outcome.FILE_SENT,
+            address=request.META.get("REMOTE_ADDR", ""),
+            mac=client.macs[0] if client is not None and client.macs else "",
+            node_id=node.pk if node is not None else None,
+            site_id=node.site_id if node is not None else None,
+            node_state=node.state if node is not None else "",
+            asked=_asked(request),
+            answer=f"UEFI HTTP Boot first stage {relative}",
+        )
     # The answer depends on the machine, not only on the URL.
     response["Cache-Control"] = "no-store"
     return response
@@ -204,7 +254,7 @@ def grub_http(request, path: str):
     if not _GRUB_PATH_RE.match(relative) or ".." in relative.split("/"):
         raise Http404("No such boot file.")
     source = request.META.get("REMOTE_ADDR", "")
-    result = tftp_files.resolve(relative, (source, 0))
+    result = tftp_files.resolve(relative, (source, 0), protocol=Protocol.HTTP)
     if result is None:
         raise Http404("No such boot file.")
     if isinstance(result, Path):
@@ -213,6 +263,33 @@ def grub_http(request, path: str):
     response = HttpResponse(result, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _asked(request) -> str:
+    """What the machine asked for: the path and query, as sent (cleaned by the recorder)."""
+    query = request.META.get("QUERY_STRING", "")
+    return f"{request.path}?{query}" if query else request.path
+
+
+def _refused(request, why: str) -> None:
+    """Record a malformed boot request (answered 400)."""
+    records.record_boot(
+        Protocol.HTTP,
+        Outcome.REFUSED,
+        address=request.META.get("REMOTE_ADDR", ""),
+        asked=_asked(request),
+        answer=f"bad request: {why}",
+    )
+
+
+def _file_record(request, outcome: str, answer: str) -> None:
+    records.record_boot(
+        Protocol.HTTP,
+        outcome,
+        address=request.META.get("REMOTE_ADDR", ""),
+        asked=_asked(request),
+        answer=answer,
+    )
 
 
 def _http_boot_client(request) -> Client | None:

@@ -105,3 +105,8 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("bootserve.sync_nfs_exports"),
         name="follow diskless nodes' leases in the NFS exports",
     )
+    sender.add_periodic_task(
+        timedelta(hours=1),
+        sender.signature("bootserve.prune_boot_records"),
+        name="delete boot records older than PUREBOOT_BOOT_RECORD_DAYS",
+    )

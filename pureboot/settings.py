@@ -388,6 +388,13 @@ PUREBOOT_MAX_INSTALL_ATTEMPTS = _env_int("PUREBOOT_MAX_INSTALL_ATTEMPTS", 3, 1)
 # A boot request refreshes a node's last_seen_at when it is older than this
 # (0: every request); a boot storm then writes once per node and window.
 PUREBOOT_LAST_SEEN_SECONDS = _env_int("PUREBOOT_LAST_SEEN_SECONDS", 60, 0)
+# Boot records (bootserve/records.py): how many days they are kept (pruned by
+# the beat task and manage.py prune_boot_records); identical requests within
+# this many seconds fold into one row's count (0: every request is a row); new
+# rows a minute one client address may add, per process (0: no cap).
+PUREBOOT_BOOT_RECORD_DAYS = _env_int("PUREBOOT_BOOT_RECORD_DAYS", 30, 1)
+PUREBOOT_BOOT_RECORD_COALESCE_SECONDS = _env_int("PUREBOOT_BOOT_RECORD_COALESCE_SECONDS", 60, 0)
+PUREBOOT_BOOT_RECORD_RATE = _env_int("PUREBOOT_BOOT_RECORD_RATE", 120, 0)
 # The TFTP daemon (manage.py bootserve): where it listens.
 PUREBOOT_TFTP_ADDRESS = os.environ.get("PUREBOOT_TFTP_ADDRESS", "0.0.0.0").strip()
 PUREBOOT_TFTP_PORT = _env_int("PUREBOOT_TFTP_PORT", 69, 1)
@@ -432,6 +439,12 @@ PUREBOOT_DHCP_BIOS_LOADER = os.environ.get("PUREBOOT_DHCP_BIOS_LOADER", "ipxe").
 PUREBOOT_DHCP_LEASEFILE = os.environ.get("PUREBOOT_DHCP_LEASEFILE", "").strip()
 if PUREBOOT_DHCP_LEASEFILE and not os.path.isabs(PUREBOOT_DHCP_LEASEFILE):
     raise ImproperlyConfigured("PUREBOOT_DHCP_LEASEFILE must be an absolute path")
+# Full DHCP mode: the executable dnsmasq runs on every lease event
+# (dhcp-script), e.g. a wrapper running `manage.py record_dhcp_event "$@"`,
+# which writes a DHCP boot record. Proxy DHCP grants no leases: refused there.
+PUREBOOT_DHCP_SCRIPT = os.environ.get("PUREBOOT_DHCP_SCRIPT", "").strip()
+if PUREBOOT_DHCP_SCRIPT and not os.path.isabs(PUREBOOT_DHCP_SCRIPT):
+    raise ImproperlyConfigured("PUREBOOT_DHCP_SCRIPT must be an absolute path")
 # Keys that encrypt credentials at rest (first encrypts, all decrypt):
 # PUREBOOT_FERNET_KEYS, or a key file generated once into var/ (mode 600).
 PUREBOOT_FERNET_KEYS, PUREBOOT_FERNET_KEYS_SOURCE = fernet_keys.load_keys(VAR_DIR)

@@ -38,6 +38,7 @@ api_v1 = [
     path("", include("systemsettings.urls")),
     path("", include("accounts.api.urls")),
     path("", include("agent.api.urls")),
+    path("", include("bootserve.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
     re_path(

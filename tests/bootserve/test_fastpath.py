@@ -297,12 +297,14 @@ def test_a_fixed_small_number_of_queries_per_request(state, settings):
         with CaptureQueriesContext(connection) as ctx:
             assert call(application, f"mac={MAC}&uuid=4c4c4544-0042-3510-8052-b7c04f4e3732")[0]
         counts.append(len(ctx.captured_queries))
-    assert counts == [2, 1, 1]  # the SELECT; last_seen_at once per window
+    # The SELECT; last_seen_at once per window; the boot record (an INSERT,
+    # then one UPDATE of the same row's count).
+    assert counts == [3, 2, 2]
     assert Node.objects.get(pk=node.pk).last_seen_at is not None
     settings.PUREBOOT_LAST_SEEN_SECONDS = 0
     with CaptureQueriesContext(connection) as ctx:
         call(application, f"mac={MAC}")
-    assert len(ctx.captured_queries) == 2
+    assert len(ctx.captured_queries) == 3
 
 
 def test_queries_go_through_the_driver_when_django_records_none():
@@ -324,11 +326,11 @@ def test_last_seen_writes_are_batched_outside_transactions(nothing_pending):
     queries._flushed_at[0] = -queries.FLUSH_SECONDS  # no write for a while
     with CaptureQueriesContext(connection) as ctx:
         assert call(application, f"mac={MAC}")[0] == 200
-    assert len(ctx.captured_queries) == 2  # the SELECT, then the write at once
+    assert len(ctx.captured_queries) == 3  # the SELECT, the write at once, the record
     assert Node.objects.get(pk=first.pk).last_seen_at is not None
     with CaptureQueriesContext(connection) as ctx:
         assert call(application, "mac=52:54:00:aa:bb:02")[0] == 200
-    assert len(ctx.captured_queries) == 1  # within a second of the last write: it waits
+    assert len(ctx.captured_queries) == 2  # within a second of the last write: it waits
     assert Node.objects.get(pk=second.pk).last_seen_at is None
     queries.flush_seen()  # what the worker does at exit (or with its next write)
     assert Node.objects.get(pk=second.pk).last_seen_at is not None

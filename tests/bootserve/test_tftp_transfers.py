@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -326,17 +327,28 @@ def test_the_command_serves_without_django_and_starts_the_database_helper_on_dem
         wait_for(lambda: b"TFTP on" in (tmp_path / "tftp.log").read_bytes(), seconds=60)
         assert b"bootserve.tftpd" in open(f"/proc/{daemon.pid}/cmdline", "rb").read()
         assert tftpclient.read("127.0.0.1", port, "undionly.kpxe")[0] == SMALL
-        assert "bootserve.tftp_db" not in helpers(daemon.pid)  # a file needs no database
         assert rss_kib(daemon.pid) < 45 * 1024  # Django alone is about 60 MB
+        # The file was served from the loop; its boot record is written by the
+        # helper, which starts for it, and goes idle again.
+        wait_for(lambda: "bootserve.tftp_db" in helpers(daemon.pid), seconds=10)
+        wait_for(lambda: helpers(daemon.pid).strip() == "", seconds=15)
         for _ in range(2):  # the helper starts, answers, goes idle and exits, and again
             config = tftpclient.read("127.0.0.1", port, "pxelinux.cfg/01-52-54-00-00-00-77")[0]
             assert b"LOCALBOOT 0" in config
             assert "bootserve.tftp_db" in helpers(daemon.pid)
             wait_for(lambda: helpers(daemon.pid).strip() == "", seconds=10)  # reaped too
         text = (tmp_path / "tftp.log").read_text()
-        assert text.count("database helper started") == 2
+        assert text.count("database helper started") == 3
         assert "path=pxelinux.cfg/01-52-54-00-00-00-77 kind=rendered" in text
         assert daemon.poll() is None
+        with sqlite3.connect(tmp_path / "var" / "pureboot.sqlite3") as db:
+            rows = db.execute(
+                "SELECT protocol, client_address, asked, outcome FROM bootserve_bootrecord "
+                "ORDER BY id"
+            ).fetchall()
+        assert rows[0] == ("tftp", "127.0.0.1", "undionly.kpxe", "file_sent")
+        configs = [row for row in rows[1:] if row[2] == "pxelinux.cfg/01-52-54-00-00-00-77"]
+        assert configs and {row[0] for row in configs} == {"tftp"}
     finally:
         daemon.terminate()
         daemon.wait(10)

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from bootserve import dhcp
 from pureboot.files import atomic_write
 
-FULL_ONLY = ("dhcp_range", "netmask", "router", "dns", "lease_time")
+FULL_ONLY = ("dhcp_range", "netmask", "router", "dns", "lease_time", "script")
 OPTION_NAMES = {
     "dhcp_range": "--range",
     "netmask": "--netmask",
@@ -19,6 +19,7 @@ OPTION_NAMES = {
     "dns": "--dns",
     "lease_time": "--lease-time",
     "proxy_subnet": "--proxy-subnet",
+    "script": "--script",
 }
 
 
@@ -70,6 +71,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--leasefile",
             help="dnsmasq's lease file, read by /boot/http (default: PUREBOOT_DHCP_LEASEFILE)",
+        )
+        parser.add_argument(
+            "--script",
+            metavar="PATH",
+            help="full mode: the executable dnsmasq runs on each lease event (dhcp-script), "
+            "e.g. a wrapper of `manage.py record_dhcp_event` (default: PUREBOOT_DHCP_SCRIPT)",
         )
         parser.add_argument("--output", "-o", help="write here instead of standard output")
         parser.add_argument(
@@ -127,6 +134,7 @@ class Command(BaseCommand):
             "ipv6_ra",
             "leasefile",
             "bios_loader",
+            "script",
         ):
             if options[name] is not None:
                 overrides[name] = options[name]

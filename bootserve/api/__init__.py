@@ -1,4 +1,4 @@
-"""Operator-facing boot API: the preview of what a node gets now."""
+"""Operator-facing boot API: the preview of what a node gets now, and the boot records."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from workflows import preview as installer_preview
 from workflows.context import public_base_url
 from workflows.registry import redact_tasks, redact_text, secret_values
 
-from .preview import boot_scripts
-from .views import poll_url
+from ..preview import boot_scripts
+from ..views import poll_url
 
 
 class NodePreviewView(APIView):
