@@ -17,11 +17,12 @@ from django.db.models import Count, F, OuterRef, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from approvals import services as approvals
+from bootserve import records as boot_records
 from hypervisors import services as hypervisors
 from hypervisors.choices import Health
 from nodes.choices import NodeState
 from nodes.models import Node, NodeEvent
-from nodes.permissions import scope_nodes, sees_all_sites
+from nodes.permissions import accessible_sites, scope_nodes, sees_all_sites
 from workflows.choices import RunStatus, StepStatus
 from workflows.models import RunLogLine, WorkflowRun
 
@@ -215,6 +216,26 @@ def failures(user) -> Failures:
     return Failures(nodes, count, runs, may_retry)
 
 
+@dataclass
+class Boots:
+    # (record, its node if the viewer may see that node now, else None)
+    items: list[tuple[Any, Node | None]]
+
+
+def recent_boots(user) -> Boots:
+    """Who asked the boot services (DHCP, TFTP, HTTP) for what, and what they got.
+
+    Scoped by the boot records' own rule (``bootserve.records.scope_records``:
+    the site a record happened at). A node that has moved to a site the viewer
+    may not see since is not named.
+    """
+    records = boot_records.recent_boots(user, MAX_BOOTS)
+    if sees_all_sites(user):
+        return Boots([(r, r.node) for r in records])
+    sites = set(accessible_sites(user).values_list("pk", flat=True)) if records else set()
+    return Boots([(r, r.node if r.node and r.node.site_id in sites else None) for r in records])
+
+
 def scope_note(user) -> str:
     """Which sites the numbers cover, said on the page."""
     if sees_all_sites(user):
@@ -226,6 +247,7 @@ def scope_note(user) -> str:
 PANELS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "fleet": ("dashboard/panels/fleet.html", fleet),
     "installs": ("dashboard/panels/installs.html", installs),
+    "boots": ("dashboard/panels/boots.html", recent_boots),
     "approvals": ("dashboard/panels/approvals.html", awaiting_approvals),
     "hypervisors": ("dashboard/panels/hypervisors.html", hypervisor_health),
     "failures": ("dashboard/panels/failures.html", failures),

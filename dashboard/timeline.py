@@ -9,8 +9,9 @@ keeps the order stable when new entries arrive meanwhile.
 
 What each reader gets is scoped: the caller has already checked that the user
 may see the node; audit events need ``audit.view_auditevent``, installs and
-their logs the workflows view permissions, and approval requests follow the
-approvals app's own visibility rule.
+their logs the workflows view permissions, boot records follow
+``bootserve.records.scope_records`` (the site a record happened at) and
+approval requests the approvals app's own visibility rule.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.db.models import Q, QuerySet
 from approvals import services as approvals
 from approvals.models import ApprovalRequest, Decision
 from audit.models import AuditEvent
+from bootserve import records as boot_records
 from bootserve.models import BootRecord
 from nodes.models import Node, NodeEvent
 from workflows.models import RunLogLine, WorkflowRun
@@ -158,7 +160,8 @@ def _audit_entry(event: AuditEvent, rank: int) -> Entry:
 
 
 def _boots(node: Node, user) -> QuerySet | None:
-    return BootRecord.objects.filter(node=node)
+    # The boot records' own scope: a record keeps the site it happened at.
+    return boot_records.scope_records(user, BootRecord.objects.filter(node=node))
 
 
 def _boot_entry(record: BootRecord, rank: int) -> Entry:

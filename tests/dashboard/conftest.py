@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bootserve import records
 from nodes import services as node_services
 from tests.factories import make_node, make_user, make_workflow
 from workflows import services as workflow_services
@@ -28,6 +29,14 @@ def installing_node(site, hostname: str, admin, *, progress: int = 30, logs=("pa
         run.pk, {"status": "installing", "progress": progress, "step": 0, "logs": list(logs)}
     )
     return node, run
+
+
+@pytest.fixture(autouse=True)
+def _fresh_boot_record_memory():
+    """Boot records coalesce per process: each test starts with none remembered."""
+    records.forget()
+    yield
+    records.forget()
 
 
 @pytest.fixture

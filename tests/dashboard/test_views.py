@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from approvals import services as approvals
 from hypervisors.models import Hypervisor
 from nodes import services as node_services
+from nodes.models import Node
 from tests.factories import make_node, make_user
 from workflows import services as workflow_services
 
@@ -16,7 +17,7 @@ from .conftest import installing_node, staff
 
 pytestmark = pytest.mark.django_db
 
-PANELS = ("fleet", "installs", "approvals", "hypervisors", "failures")
+PANELS = ("fleet", "installs", "boots", "approvals", "hypervisors", "failures")
 
 
 def _page(client) -> str:
@@ -102,6 +103,27 @@ def test_installs_show_step_progress_and_the_log_tail(client, site_a, admin):
     assert "1/1 pxe_boot" in installs and "45%" in installs
     # the last five lines, oldest first
     assert "l3\nl4\nl5\nl6\nl7" in installs and "l2" not in installs
+
+
+def test_recent_boots_from_the_real_boot_path_scoped_by_site(client, site_a, site_b, admin):
+    make_node("pending", site=site_a, hostname="boot-a", macs=["52:54:00:0a:00:01"])
+    moved = make_node("discovered", site=site_a, hostname="moved-b", macs=["52:54:00:0a:00:02"])
+    make_node("pending", site=site_b, hostname="boot-b", macs=["52:54:00:0b:00:01"])
+    for mac in ("52:54:00:0a:00:01", "52:54:00:0a:00:02", "52:54:00:0b:00:01"):
+        assert client.get("/boot/ipxe", {"mac": mac}).status_code == 200
+    Node.objects.filter(pk=moved.pk).update(site=site_b)  # moved after it booted
+
+    client.force_login(staff("Operator", sites=[site_a]))
+    boots = _fragments(client)["boots"]
+    assert "boot-a" in boots and "52:54:00:0a:00:01" not in boots  # named by its node
+    assert 'data-protocol="http"' in boots and "/boot/ipxe" in boots
+    # The moved node's record happened at site A; its name (now site B's) is not shown.
+    assert "moved-b" not in boots and "52:54:00:0a:00:02" in boots
+    assert "boot-b" not in boots and "52:54:00:0b:00:01" not in boots
+
+    client.force_login(admin)
+    boots = _fragments(client)["boots"]
+    assert "boot-a" in boots and "boot-b" in boots and "moved-b" in boots
 
 
 def test_auditor_sees_everything_but_gets_no_action(client, site_a, site_b, admin, auditor):

@@ -2,9 +2,10 @@
 is seen moving from pending to installing to installed without a reload.
 
 The test moves the node through the real paths: the lifecycle service assigns
-it, the boot path's ``start_install`` opens the install, and the installer's
-own report endpoint (``POST /api/v1/report`` with the node token, over HTTP to
-the live server) reports progress and completion. A marker set on ``window``
+it, the machine's own boot request (``GET /boot/ipxe?mac=...`` over HTTP to the
+live server) starts the install, and the installer's own report endpoint
+(``POST /api/v1/report`` with the node token, over HTTP to the live server)
+reports progress and completion. A marker set on ``window``
 by the test must survive: the page was never reloaded. The screenshot goes to
 docs/images/dashboard.png for the README.
 """
@@ -22,10 +23,12 @@ from nodes import services as node_services
 from tests.e2e.browser import login, staff_user
 from tests.factories import make_node, make_workflow
 from workflows import services as workflow_services
+from workflows.models import WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 WAIT_MS = 15_000  # a few refresh periods
+MAC = "52:54:00:12:34:56"
 
 
 def _report(live_server, token: str, **body) -> dict:
@@ -44,7 +47,7 @@ def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, li
     admin = staff_user("Admin")
     make_node("active", site=site_a, hostname="db01")
     make_node("failed", site=site_a, hostname="old-build")
-    node = make_node(site=site_a, hostname="web01")
+    node = make_node(site=site_a, hostname="web01", macs=[MAC])
     node_services.perform(
         node.pk,
         "assign",
@@ -67,8 +70,13 @@ def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, li
     expect(svg.locator('[data-state="pending"] .pb-count')).to_have_text("1")
     expect(page.locator("#pb-panel-installs")).to_contain_text("No install is running.")
 
-    # The machine fetches its installer (the boot path) and reports progress.
-    _, run, token = workflow_services.start_install(node.pk)
+    # The machine network-boots: the boot path starts its install and hands its
+    # installer the node token (the same signed token every time for one run).
+    with urllib.request.urlopen(f"{live_server.url}/boot/ipxe?mac={MAC}", timeout=10) as boot:
+        assert boot.status == 200 and "#!ipxe" in boot.read().decode()
+    run = WorkflowRun.objects.get(node=node, status="running")
+    token = workflow_services.issue_token(run)
+    expect(page.locator("#pb-panel-boots")).to_contain_text("web01", timeout=WAIT_MS)
     _report(
         live_server,
         token,
@@ -83,7 +91,7 @@ def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, li
     expect(install.locator(".pb-step")).to_have_text("1/1 pxe_boot")
     expect(site_row.locator("td.pb-count-installing")).to_have_text("1")
     expect(svg.locator('[data-state="installing"] .pb-count')).to_have_text("1")
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     _report(live_server, token, status="installed", progress=100, logs=["installed"])
     expect(site_row.locator("td.pb-count-installed")).to_have_text("1", timeout=WAIT_MS)
