@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from approvals import services as approvals
-from bootserve.models import BootRecord
+from bootserve import records as boot_records
 from nodes import services as node_services
 from tests.factories import make_user
 from workflows import services as workflow_services
@@ -22,18 +19,21 @@ pytestmark = pytest.mark.django_db
 def history(site_a, admin):
     """A node with transitions, reports, log lines, boots, a finished install and an approval."""
     node, run = installing_node(site_a, "web01", admin, logs=("partitioned", "base system"))
-    now = timezone.now()
-    for i, outcome in enumerate(("install", "file_sent")):
-        BootRecord.objects.create(
-            created=now - timedelta(minutes=10 - i),
-            protocol="http" if i == 0 else "tftp",
+    # Through the boot records' one write path, as the boot services record them.
+    for protocol, outcome, asked in (
+        ("http", "install", "/boot/ipxe"),
+        ("tftp", "file_sent", "ipxe.efi"),
+    ):
+        boot_records.record_boot(
+            protocol,
+            outcome,
+            address="10.0.0.5",
             mac="52:54:00:00:00:01",
-            node=node,
-            site=site_a,
-            asked="/boot/ipxe" if i == 0 else "ipxe.efi",
-            outcome=outcome,
+            node_id=node.pk,
+            site_id=site_a.pk,
+            node_state="installing",
+            asked=asked,
             answer="iPXE script: install",
-            node_state="pending",
         )
     workflow_services.handle_report(run.pk, {"status": "installed", "logs": ["done"]})
     requester = staff("Operator", sites=[site_a], username="req-op")
