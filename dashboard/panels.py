@@ -177,7 +177,7 @@ def hypervisor_health(user) -> Hypervisors | None:
     items = list(hypervisors.scope(user).select_related("site").order_by("name")[:MAX_HYPERVISORS])
     return Hypervisors(
         items,
-        sum(1 for h in items if h.health != Health.OK),
+        sum(1 for h in items if h.health in (Health.UNREACHABLE, Health.FAILED)),
         user.has_perm("hypervisors.sync_hypervisor"),
     )
 

@@ -212,3 +212,20 @@ def test_query_count_does_not_grow_with_the_fleet(client, site_a, admin, role):
     many = _count(client, "/admin/dashboard/")
     assert many == few, (few, many)
     assert many <= 30
+
+
+def test_hypervisor_health_with_last_error(client, site_a, admin):
+    Hypervisor.objects.create(name="hv-ok", type="libvirt", endpoint="qemu:///ok", health="ok")
+    down = Hypervisor.objects.create(
+        name="hv-down",
+        type="proxmox",
+        endpoint="https://pve.example:8006",
+        site=site_a,
+        health="unreachable",
+        last_error="connection refused by pve.example:8006",
+    )
+    client.force_login(admin)
+    panel = _fragments(client)["hypervisors"]
+    assert "1 unreachable or refused" in panel
+    assert f'id="pb-hv-{down.pk}"' in panel and "connection refused by pve.example" in panel
+    assert "Unreachable (will retry)" in panel and "Reachable" in panel
