@@ -35,7 +35,7 @@ from workflows.models import RunLogLine, WorkflowRun
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR = re.compile(r"^(\d{1,19})\.(\d{1,2})\.(\d{1,19})$")
+_CURSOR = re.compile(r"^(\d{1,18})\.(\d{1,2})\.(\d{1,18})$")
 
 
 class BadCursor(ValueError):
@@ -88,9 +88,15 @@ def micros(at: datetime) -> int:
 
 
 def parse_cursor(value: str) -> tuple[int, int, int]:
+    """(microseconds since the epoch, source rank, id); BadCursor unless well-formed
+    and within what a date and a database id can hold."""
     match = _CURSOR.match(value or "")
     if not match:
         raise BadCursor("'before' is a cursor from a previous page's 'next' link.")
+    try:
+        _EPOCH + timedelta(microseconds=int(match[1]))
+    except OverflowError:
+        raise BadCursor("'before' names a time no entry can have.") from None
     return int(match[1]), int(match[2]), int(match[3])
 
 

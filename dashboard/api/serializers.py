@@ -28,7 +28,7 @@ class NodeTimelinePageSerializer(serializers.Serializer):
 
 class NodeTimelineQuerySerializer(serializers.Serializer):
     before = serializers.RegexField(
-        r"^\d{1,19}\.\d{1,2}\.\d{1,19}$",
+        r"^\d{1,18}\.\d{1,2}\.\d{1,18}$",
         required=False,
         error_messages={"invalid": "'before' is the next_cursor of a previous page."},
     )

@@ -140,6 +140,8 @@ def test_refusals(api, history):
     for params in (
         {"before": "yesterday"},
         {"before": "1" * 40 + ".1.1"},
+        {"before": "999999999999999999.1.1"},  # past the year 9999
+        {"before": "1.1.9999999999999999999"},  # past a database id
         {"limit": "0"},
         {"limit": "201"},
         {"limit": "many"},
@@ -162,8 +164,9 @@ def test_history_page_scoped_and_paged(client, history, site_b, admin):
     html = resp.content.decode()
     assert resp.status_code == 200 and 'id="pb-timeline"' in html
     assert "pb-source-boot" in html and "iPXE script: install" in html
-    resp = client.get(f"/admin/dashboard/nodes/{history.pk}/history/?before=nonsense")
-    assert resp.status_code == 400
+    for before in ("nonsense", "999999999999999999.1.1", "1.1.9999999999999999999"):
+        resp = client.get(f"/admin/dashboard/nodes/{history.pk}/history/?before={before}")
+        assert resp.status_code == 400, before
     resp = client.get(f"/admin/dashboard/nodes/{history.pk}/history/?source=bogus")
     assert resp.status_code == 400
     assert client.get("/admin/dashboard/nodes/1234567890123456789/history/").status_code == 404
