@@ -3,10 +3,11 @@
 One row per boot decision (an iPXE script, a ``/api/v1/next`` answer, an
 HTTP Boot first stage), per finished or refused TFTP transfer of a boot
 file, per bootloader config fetch and per DHCP lease event dnsmasq reports.
-Written by ``bootserve.records.record_boot`` only; read by the dashboard,
-the node timeline and ``/api/v1/boots``. The hot path writes one row (or
-bumps a recent identical row's count), so the table stays cheap to grow and
-``prune_boot_records`` keeps it bounded (PUREBOOT_BOOT_RECORD_DAYS).
+Written only by ``bootserve.records`` (``record_boot``; ``record_dhcp_event``
+for dnsmasq's lease events); read by the dashboard, the node timeline and
+``/api/v1/boots``. The hot path writes at most one row (a recent identical
+request is only counted), and ``prune_boot_records`` keeps the table bounded
+(PUREBOOT_BOOT_RECORD_DAYS).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class BootRecord(models.Model):
     list to a user's sites needs no join through the node (and a record keeps
     the site it happened at if the node moves). ``repeats`` counts identical
     requests folded into this row within the coalescing window;
-    ``suppressed`` counts other requests from the same address that were not
-    recorded because that address passed its per-window cap.
+    ``suppressed`` counts the requests from the same address left out just
+    before this row because that address had passed its per-minute cap.
     """
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -94,12 +95,12 @@ class BootRecord(models.Model):
         max_length=32, blank=True, help_text="The node's lifecycle state at that time."
     )
     repeats = models.PositiveIntegerField(
-        default=1, help_text="Identical requests this row stands for."
+        default=1, help_text="Identical requests this row stands for (at least)."
     )
     suppressed = models.PositiveIntegerField(
         default=0,
-        help_text="Other requests from this address after this row that were not "
-        "recorded (per-address cap reached).",
+        help_text="Requests from this address left out just before this row "
+        "(its per-minute cap was reached).",
     )
 
     class Meta:

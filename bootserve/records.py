@@ -1,20 +1,25 @@
 """Boot records: the one write path, its flood bounds, and the scoped reads.
 
-``record_boot`` is the only function that writes a ``BootRecord``. It is
-called on the boot path (``services.handle_boot``, the fast path, the HTTP
-boot views), by the TFTP daemon's database helper (``tftp_files.record``)
-and by ``manage.py record_dhcp_event``. On the hot path it costs one
-statement and never fails the boot: any error is logged and swallowed, and
-the machine gets its answer as if nothing had been recorded.
+``record_boot`` writes every boot record but DHCP's (``record_dhcp_event``,
+run by ``manage.py record_dhcp_event``, off the boot path). It is called on
+the boot path (``services.handle_boot``, the fast path, the HTTP boot views)
+and by the TFTP daemon's database helper (``tftp_files.record``). On the hot path it costs at most
+one INSERT (none for a repeat) and never fails the boot: any error is
+logged and swallowed, and the machine gets its answer as if nothing had
+been recorded.
 
 Bounds, per process (each web worker and the TFTP helper keeps its own):
 
 - **coalescing**: a request identical to one recorded less than
   PUREBOOT_BOOT_RECORD_COALESCE_SECONDS ago (same protocol, address, MAC,
-  node, what was asked and what it got) adds one to that row's ``repeats``
-  and moves its ``last_at`` (one UPDATE by primary key) instead of
-  inserting. A machine polling ``/boot/ipxe`` every 10 s while it waits is
-  one row a minute, not six.
+  node, what was asked and what it got) costs no statement at all: it is
+  counted in memory, and the count is added to that row's ``repeats`` (and
+  its ``last_at`` moved) by one UPDATE when the same request comes again
+  after the window, just before that request's new row. A machine polling
+  ``/boot/ipxe`` every 10 s while it waits is one row a minute and two
+  statements a minute, not six rows. The repeats of a machine's last window
+  are written only if it asks again (or lost with the process), so
+  ``repeats`` is a lower bound.
 - **per-address cap**: at most PUREBOOT_BOOT_RECORD_RATE new rows a minute
   from one client address. Past it nothing is written for that address until
   the next minute (no query at all); the number left out is carried in the
@@ -59,8 +64,9 @@ MAX_REMEMBERED = 10_000  # coalescing keys one process keeps (cleared when full)
 MAX_SOURCES = 4_096  # addresses one process counts (cleared when full)
 MAX_LIMIT = 500  # the most rows recent_boots returns
 
-# key -> (primary key, monotonic time until which repeats fold into it)
-_recent: dict[tuple, tuple[int, float]] = {}
+# key -> [primary key, monotonic time until which repeats fold into it,
+#         repeats not written yet, when the latest of them came]
+_recent: dict[tuple, list] = {}
 # address -> [minute, rows written this minute, requests left out since the last row]
 _sources: dict[str, list[int]] = {}
 _lock = threading.Lock()  # threaded servers (runserver, gthread) share the two dicts
@@ -123,8 +129,9 @@ def record_boot(
 ) -> None:
     """Record one boot request and its answer; never raises.
 
-    At most one statement: an INSERT, an UPDATE of a recent identical row,
-    or nothing when the address is past its cap (see the module docstring).
+    Usually one statement (an INSERT) or none (a repeat within the window,
+    an address past its cap); once per window, a request that repeats an
+    earlier one also writes that row's count first (see the module docstring).
     Every argument may be hostile text: it is cleaned and capped here.
     """
     try:
@@ -151,21 +158,20 @@ def _record(protocol, outcome, address, mac, node_id, site_id, node_state, asked
     with _lock:
         known = _recent.get(key)
         if known is not None and known[1] > now:
-            pk = known[0]
-        else:
-            pk = None
-            suppressed = _admit(address or "unknown", now)
-            if suppressed is None:
-                return
-    # One statement, committed by itself: the callers write no other rows in
-    # the same breath (handle_boot records after its transaction), so there
-    # is no transaction of theirs for a failed INSERT to spoil.
-    if pk is not None:
-        if BootRecord.objects.filter(pk=pk).update(
-            repeats=F("repeats") + 1, last_at=timezone.now(), answer=answer
-        ):
+            known[2] += 1  # a repeat within the window: counted, no statement
+            known[3] = timezone.now()
             return
-        suppressed = 0  # the row is gone (deleted by hand): a new one, rarely two statements
+        ended = _recent.pop(key, None)
+        suppressed = _admit(address or "unknown", now)
+    # Single statements, each committed by itself: the callers write no other
+    # rows in the same breath (handle_boot records after its transaction), so
+    # there is no transaction of theirs for a failed INSERT to spoil.
+    if ended is not None and ended[2]:
+        BootRecord.objects.filter(pk=ended[0]).update(
+            repeats=F("repeats") + ended[2], last_at=ended[3]
+        )
+    if suppressed is None:
+        return
     stamp = timezone.now()
     row = BootRecord.objects.create(
         created=stamp,
@@ -185,7 +191,7 @@ def _record(protocol, outcome, address, mac, node_id, site_id, node_state, asked
         with _lock:
             if len(_recent) >= MAX_REMEMBERED:
                 _recent.clear()
-            _recent[key] = (row.pk, now + window)
+            _recent[key] = [row.pk, now + window, 0, stamp]
 
 
 def _admit(address: str, now: float) -> int | None:

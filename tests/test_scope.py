@@ -45,6 +45,7 @@ from accounts.roles import ROLES
 from agent.models import AgentJob, AgentLogLine, WipeCertificate
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
+from bootserve.models import BootRecord
 from credentials import services as credentials
 from credentials.models import Credential
 from dashboard.panels import PANELS
@@ -188,6 +189,16 @@ def world(site_a, settings):
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")
     node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
+    # What site B's machine, the unplaced one and an unknown machine asked at boot.
+    boot_b = BootRecord.objects.create(
+        protocol="http", client_address="10.0.0.66", mac=B_MAC, node=node_b, site=site_b,
+        asked=f"/boot/ipxe?mac={B_MAC}&x={SECRET}", outcome="install",
+        answer=f"iPXE script: {SECRET}", node_state="installing",
+    )  # fmt: skip
+    for node in (orphan, None):
+        BootRecord.objects.create(
+            protocol="tftp", node=node, mac=B_MAC, asked=f"{SECRET}.cfg", outcome="wait"
+        )
     node_a = make_node("discovered", site=site_a, hostname="mine-a01")
     installed_a = make_node("installed", site=site_a, hostname="mine-a02")
     with pytest.raises(node_services.ApprovalRequired) as exc:
@@ -204,6 +215,7 @@ def world(site_a, settings):
         "credential": credential,
         "grant": grant,
         "job_b": job_b,
+        "boot_b": boot_b,
         "certificate_b": certificate_b,
         "migration_b": migration_b,
         "hypervisor_b": hypervisor_b,
@@ -422,6 +434,7 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "vms": {"pk": world["vm_b"].pk, "id": world["vm_b"].pk},
         "offline-joins": {"pk": world["offline_b"].pk, "id": world["offline_b"].pk},
         "hypervisor-operations": {"pk": world["operation_b"].pk, "id": world["operation_b"].pk},
+        "boots": {"pk": world["boot_b"].pk, "id": world["boot_b"].pk},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]
     if resource not in values:
