@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from approvals import services as approvals
 from bootserve import records as boot_records
 from nodes import services as node_services
 from tests.factories import make_user
 from workflows import services as workflow_services
+from workflows.models import RunLogLine, WorkflowRun
 
 from .conftest import installing_node, staff
 
@@ -179,3 +182,19 @@ def test_node_change_page_links_to_its_history(client, history, admin):
         f'id="pb-node-history" class="button" href="/admin/dashboard/nodes/{history.pk}/history/"'
         in html
     )
+
+
+def test_a_page_costs_a_fixed_number_of_queries(api, history, admin):
+    client = api(admin)
+    url = f"/api/v1/nodes/{history.pk}/timeline?limit=5"
+    client.get(url)  # warm up the user's permission caches
+    with CaptureQueriesContext(connection) as few:
+        next_url = client.get(url).json()["next"]
+    run = WorkflowRun.objects.filter(node=history).first()
+    for i in range(30):
+        RunLogLine.objects.create(run=run, line=f"more {i}")
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    with CaptureQueriesContext(connection) as deeper:
+        client.get(next_url)
+    assert len(many) == len(few) == len(deeper) <= 20, (len(few), len(many), len(deeper))
