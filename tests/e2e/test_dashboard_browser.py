@@ -46,7 +46,15 @@ def _report(live_server, token: str, **body) -> dict:
 def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, live_server, site_a):
     admin = staff_user("Admin")
     make_node("active", site=site_a, hostname="db01")
-    make_node("failed", site=site_a, hostname="old-build")
+    # An earlier install that failed, through the same paths (its reason is shown).
+    old = make_node(site=site_a, hostname="old-build")
+    node_services.perform(
+        old.pk, "assign", node_services.Actor.of(admin), workflow=make_workflow("rocky-9")
+    )
+    _, old_run, _ = workflow_services.start_install(old.pk)
+    workflow_services.handle_report(
+        old_run.pk, {"status": "failed", "logs": ["no disk matches the rule: largest"]}
+    )
     node = make_node(site=site_a, hostname="web01", macs=[MAC])
     node_services.perform(
         node.pk,
@@ -69,6 +77,7 @@ def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, li
     expect(site_row.locator("td.pb-count-pending")).to_have_text("1")
     expect(svg.locator('[data-state="pending"] .pb-count')).to_have_text("1")
     expect(page.locator("#pb-panel-installs")).to_contain_text("No install is running.")
+    expect(page.locator(f"#pb-failed-{old.pk}")).to_contain_text("no disk matches the rule")
 
     # The machine network-boots: the boot path starts its install and hands its
     # installer the node token (the same signed token every time for one run).
