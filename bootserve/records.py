@@ -163,35 +163,46 @@ def _record(protocol, outcome, address, mac, node_id, site_id, node_state, asked
             return
         ended = _recent.pop(key, None)
         suppressed = _admit(address or "unknown", now)
+        entry = None
+        if suppressed is not None and window:
+            # Claimed before the INSERT: a racing identical request (another
+            # thread) counts itself as a repeat of this row instead of adding one.
+            if len(_recent) >= MAX_REMEMBERED:
+                _recent.clear()
+            entry = _recent[key] = [None, now + window, 0, timezone.now()]
     # Single statements, each committed by itself: the callers write no other
     # rows in the same breath (handle_boot records after its transaction), so
     # there is no transaction of theirs for a failed INSERT to spoil.
-    if ended is not None and ended[2]:
+    if ended is not None and ended[0] is not None and ended[2]:
         BootRecord.objects.filter(pk=ended[0]).update(
             repeats=F("repeats") + ended[2], last_at=ended[3]
         )
     if suppressed is None:
         return
     stamp = timezone.now()
-    row = BootRecord.objects.create(
-        created=stamp,
-        last_at=stamp,
-        protocol=protocol,
-        client_address=address,
-        mac=mac,
-        node_id=node_id,
-        site_id=site_id,
-        asked=asked,
-        outcome=outcome,
-        answer=answer,
-        node_state=node_state,
-        suppressed=suppressed,
-    )
-    if window:
+    try:
+        row = BootRecord.objects.create(
+            created=stamp,
+            last_at=stamp,
+            protocol=protocol,
+            client_address=address,
+            mac=mac,
+            node_id=node_id,
+            site_id=site_id,
+            asked=asked,
+            outcome=outcome,
+            answer=answer,
+            node_state=node_state,
+            suppressed=suppressed,
+        )
+    except Exception:
         with _lock:
-            if len(_recent) >= MAX_REMEMBERED:
-                _recent.clear()
-            _recent[key] = [row.pk, now + window, 0, stamp]
+            if _recent.get(key) is entry:
+                _recent.pop(key, None)  # nothing to count repeats on
+        raise
+    if entry is not None:
+        with _lock:
+            entry[0] = row.pk
 
 
 def _admit(address: str, now: float) -> int | None:

@@ -180,6 +180,35 @@ def test_an_address_past_its_cap_is_counted_not_recorded(client, settings, monke
     assert latest.suppressed == 7 and latest.mac == OTHER
 
 
+def test_racing_identical_requests_make_one_row(monkeypatch):
+    """Threads of one worker (gthread) answering the same poll at once: one INSERT."""
+    inserts = []
+    started = threading.Event()
+
+    def slow_create(**fields):
+        inserts.append(fields)
+        started.set()
+        threading.Event().wait(0.2)  # the others arrive while this INSERT runs
+        return BootRecord(pk=42, **fields)
+
+    monkeypatch.setattr(BootRecord.objects, "create", slow_create)
+
+    def poll():
+        records.record_boot("http", "wait", address="10.0.0.5", mac=MAC, asked="/boot/ipxe")
+
+    first = threading.Thread(target=poll)
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=poll) for _ in range(7)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert len(inserts) == 1
+    ((pk, _until, repeats, _at),) = records._recent.values()
+    assert (pk, repeats) == (42, 7)
+
+
 def test_records_older_than_the_retention_are_pruned(settings):
     settings.PUREBOOT_BOOT_RECORD_DAYS = 7
     old = timezone.now() - timedelta(days=8)
@@ -540,6 +569,9 @@ def test_the_admin_is_read_only_and_scoped(client, spread, site_a):
     client.force_login(operator)
     page = client.get("/admin/bootserve/bootrecord/")
     assert page.status_code == 200 and b"1 boot record" in page.content
+    for search in ("52:54:00", "127.0", "asked by"):  # MAC, address (inet in PostgreSQL)
+        found = client.get("/admin/bootserve/bootrecord/", {"q": search})
+        assert found.status_code == 200 and b"asked by b" not in found.content
     mine = client.get(f"/admin/bootserve/bootrecord/{spread['a'].pk}/change/")
     assert mine.status_code == 200 and b"asked by a" in mine.content
     # Another site's record answers as a missing one does.
