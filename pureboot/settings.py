@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "bootserve",
     "agent",
     "configmgmt",
+    "dashboard",
     "axes",
     # Request, latency and database metrics on /metrics (pureboot.metrics).
     "django_prometheus",

@@ -12,6 +12,7 @@ from accounts.api.auth import ThrottledTokenObtainPairView, ThrottledTokenRefres
 from approvals.metrics import ApprovalQueueCollector
 from bootserve.api import NodePreviewView
 from bootserve.views import grub_http, next_instructions
+from dashboard.api.views import NodeTimelineView
 from nodes.metrics import FleetCollector
 
 from .metrics import MetricsView
@@ -46,6 +47,9 @@ api_v1 = [
     path("", include("bootserve.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
+    re_path(
+        r"^nodes/(?P<pk>\d{1,18})/timeline/?$", NodeTimelineView.as_view(), name="node-timeline"
+    ),
 ]
 
 # OpenID Connect (mozilla-django-oidc's URL names); 404 unless configured.
@@ -64,6 +68,8 @@ saml_urls = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Before the admin's own URLs: its catch-all would answer /admin/dashboard/.
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("oidc/", include(oidc_urls)),
     path("saml/", include(saml_urls)),

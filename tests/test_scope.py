@@ -49,6 +49,7 @@ from bootserve.models import BootRecord
 from configmgmt.models import ConfigRun, Registration
 from credentials import services as credentials
 from credentials.models import Credential
+from dashboard.panels import PANELS
 from hypervisors.models import Hypervisor, HypervisorOperation, HypervisorTemplate, VirtualMachine
 from nodes import services as node_services
 from nodes.models import Migration, Node, Site
@@ -723,3 +724,19 @@ def test_asking_for_someone_elses_access_does_not_tell_who_exists(api, world, si
         assert len(answers) > 1  # an administrator is told what is wrong with the name
     else:
         assert len(answers) == 1 and answers.pop()[0] == 403
+
+
+@pytest.mark.parametrize("role", SCOPED_ROLES)
+def test_the_dashboard_and_node_history_hide_site_b(client, world, site_a, role):
+    """The dashboard page, each live fragment and the node history pages."""
+    client.force_login(_staff(role, site_a))
+    for url in ("/admin/dashboard/", *(f"/admin/dashboard/panel/{n}/" for n in PANELS)):
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert not _secret_in(resp.content.decode(), MARKERS), (url, role)
+    for node in (world["node_b"], world["orphan"]):
+        url = f"/admin/dashboard/nodes/{node.pk}/history/"
+        resp, same = _same_answer(client, url, url.replace(str(node.pk), str(MISSING)))
+        assert resp.status_code == 404 and same, url
+    resp = client.get(f"/admin/dashboard/nodes/{world['node_a'].pk}/history/")
+    assert resp.status_code == 200 and not _secret_in(resp.content.decode(), MARKERS)
