@@ -37,6 +37,7 @@ api_v1 = [
     path("", include("systemsettings.urls")),
     path("", include("accounts.api.urls")),
     path("", include("agent.api.urls")),
+    path("", include("webhooks.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
 ]
