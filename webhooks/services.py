@@ -152,6 +152,23 @@ def rotate_secret(pk: int, actor: Actor) -> tuple[Subscription, str]:
     return subscription, secret
 
 
+def rotate_sealed(reencrypt) -> int:
+    """Re-encrypt every signing secret under the primary Fernet key.
+
+    Called by ``manage.py rotate_keys`` inside its transaction with
+    :func:`credentials.services.reencrypt`; returns how many it re-encrypted.
+    """
+    count = 0
+    for subscription in Subscription.objects.select_for_update().order_by("pk"):
+        fresh = reencrypt(
+            subscription.secret_ciphertext, f"Webhook {subscription.name!r}'s signing secret"
+        )
+        if fresh is not None:
+            Subscription.objects.filter(pk=subscription.pk).update(secret_ciphertext=fresh)
+            count += 1
+    return count
+
+
 def queue(delivery_pk: int) -> None:
     """Send a delivery from a worker once the caller's transaction commits.
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
 
 from audit.models import AuditEvent
 from nodes import services as node_services
@@ -189,3 +193,16 @@ def test_unknown_ids_are_404(admin_api):
     for url in ("/api/v1/webhooks/424242", "/api/v1/webhooks/deliveries/424242"):
         answer = admin_api.get(url)
         assert answer.status_code == 404 and answer.data["detail"]
+
+
+def test_rotate_keys_reencrypts_signing_secrets(admin_api, settings):
+    made = admin_api.post("/api/v1/webhooks", BODY, format="json").data
+    old = Subscription.objects.get().secret_ciphertext
+    new_key = Fernet.generate_key().decode()
+    settings.PUREBOOT_FERNET_KEYS = [new_key, *settings.PUREBOOT_FERNET_KEYS]
+
+    call_command("rotate_keys", stdout=io.StringIO())
+
+    stored = Subscription.objects.get().secret_ciphertext
+    assert stored != old
+    assert Fernet(new_key).decrypt(stored.encode()).decode() == made["secret"]

@@ -12,12 +12,13 @@ from django.core.management.base import BaseCommand, CommandError
 from approvals import services as approvals
 from credentials import keys as fernet_keys
 from credentials import services as credentials
+from webhooks import services as webhooks
 
 
 class Command(BaseCommand):
     help = (
         "Re-encrypt every credential secret (and the sealed secrets of pending approval "
-        "requests) under the primary key (the first of "
+        "requests, and the webhooks' signing secrets) under the primary key (the first of "
         "PUREBOOT_FERNET_KEYS, or of the key file). In one transaction; running it "
         "again changes nothing. --new-key first adds a generated key to the key file."
     )
@@ -35,7 +36,9 @@ class Command(BaseCommand):
             self._add_key()
         try:
             report = credentials.rotate_keys(
-                "system:rotate_keys", new_key_added=new_key, also=[approvals.rotate_sealed]
+                "system:rotate_keys",
+                new_key_added=new_key,
+                also=[approvals.rotate_sealed, webhooks.rotate_sealed],
             )
         except credentials.UndecryptableSecret as exc:
             raise CommandError(str(exc)) from None
