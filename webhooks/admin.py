@@ -122,7 +122,7 @@ class SubscriptionAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
                 messages.error(request, str(exc))
                 continue
             services.queue(delivery.pk)
-            messages.info(request, f"Ping #{delivery.pk} queued for {subscription.name}.")
+            messages.success(request, f"Ping #{delivery.pk} queued for {subscription.name}.")
 
 
 @admin.register(Delivery)
@@ -166,5 +166,5 @@ class DeliveryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
                 messages.error(request, str(exc))
                 continue
             services.queue(again.pk)
-            messages.info(request, f"Delivery #{again.pk} queued again.")
+            messages.success(request, f"Delivery #{again.pk} queued again.")
         return HttpResponseRedirect(reverse("admin:webhooks_delivery_changelist"))
