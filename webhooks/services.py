@@ -102,7 +102,9 @@ def create_subscription(actor: Actor, fields: dict[str, Any]) -> tuple[Subscript
 def update_subscription(pk: int, actor: Actor, fields: dict[str, Any]) -> Subscription:
     """Change a subscription's fields (not its secret: see :func:`rotate_secret`)."""
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().select_related("site").get(pk=pk)
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",)).select_related("site").get(pk=pk)
+        )
         before = _metadata(subscription)
         for key, value in fields.items():
             if key in EDITABLE_FIELDS:
@@ -121,7 +123,9 @@ def update_subscription(pk: int, actor: Actor, fields: dict[str, Any]) -> Subscr
 def delete_subscription(pk: int, actor: Actor) -> None:
     """Delete a subscription and its delivery records; the audit keeps its settings."""
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().select_related("site").get(pk=pk)
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",)).select_related("site").get(pk=pk)
+        )
         _record(
             actor,
             "webhook.delete",

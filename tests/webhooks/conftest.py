@@ -7,10 +7,18 @@ import itertools
 import pytest
 
 from tests.factories import make_user
+from webhooks import delivery
 
 from .receiver import Receiver
 
 _names = itertools.count(1)
+
+
+def run_due() -> list[str]:
+    """What the periodic ``webhooks.dispatch`` task does, with each send run here
+    rather than queued (the Redis leg runs Celery tasks in a worker, not in-process)."""
+    delivery.dispatch_all()
+    return [delivery.send(pk) for pk in delivery.due()]
 
 
 @pytest.fixture

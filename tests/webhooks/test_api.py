@@ -12,8 +12,10 @@ from audit.models import AuditEvent
 from nodes import services as node_services
 from nodes.transitions import SYSTEM
 from tests.factories import make_node, make_user, make_workflow
-from webhooks import delivery, tasks
+from webhooks import delivery
 from webhooks.models import Delivery, Subscription
+
+from .conftest import run_due
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +46,7 @@ def test_rotate_secret_returns_a_new_one_and_signs_with_it(admin_api, subscribe,
     receiver.secret = rotated.data["secret"]
     node = make_node(site=site_a)
     node_services.perform(node.pk, "assign", SYSTEM, workflow=make_workflow())
-    tasks.dispatch()
+    run_due()
     assert [r.verified for r in receiver.requests] == [True]
 
 
@@ -140,7 +142,7 @@ def test_auditor_reads_but_cannot_change(api, subscribe, site_a):
     hook = subscribe()
     node = make_node(site=site_a)
     node_services.perform(node.pk, "assign", SYSTEM, workflow=make_workflow())
-    tasks.dispatch()
+    run_due()
     auditor = api(make_user("Auditor"))
 
     assert auditor.get("/api/v1/webhooks").data["results"][0]["name"] == hook["name"]

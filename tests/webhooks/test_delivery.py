@@ -12,8 +12,10 @@ from django.utils import timezone
 from nodes import services as node_services
 from nodes.transitions import SYSTEM
 from tests.factories import make_node, make_workflow
-from webhooks import delivery, tasks
+from webhooks import delivery
 from webhooks.models import Delivery, Subscription
+
+from .conftest import run_due
 
 pytestmark = pytest.mark.django_db
 
@@ -23,11 +25,6 @@ def install(node) -> None:
     node_services.perform(node.pk, "assign", SYSTEM, workflow=make_workflow())
     node_services.perform(node.pk, "start_install", SYSTEM)
     node_services.perform(node.pk, "complete_install", SYSTEM)
-
-
-def run_due() -> None:
-    """What beat's webhooks.dispatch does (eager Celery runs the sends in-process)."""
-    tasks.dispatch()
 
 
 def make_due(*deliveries: Delivery) -> None:

@@ -7,7 +7,8 @@ import pytest
 
 from audit import services as audit
 from tests.factories import make_node, make_user, perform_approved
-from webhooks import tasks
+
+from .conftest import run_due
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ def test_approval_requested_and_decided(subscribe, receiver, site_a):
     requester, approver = make_user("Operator", sites=[site_a]), make_user("Admin")
 
     perform_approved(node.pk, "reprovision", requester, approver, reason="new image")
-    tasks.dispatch()
+    run_due()
 
     got = [(r.json["type"], r.json["audit"]["action"]) for r in receiver.requests]
     assert got == [
@@ -41,7 +42,7 @@ def test_approvals_of_another_sites_node_stay_out_of_a_site_subscription(
     requester, approver = make_user("Operator", sites=[site_b]), make_user("Admin")
 
     perform_approved(node.pk, "reprovision", requester, approver)
-    tasks.dispatch()
+    run_due()
 
     assert receiver.requests == []
 
@@ -57,7 +58,7 @@ def test_wipe_certificate_carries_what_the_trail_holds_and_no_secret(subscribe, 
         details={"certificate": "c-1", "disk_serial": "S1", "token": "do-not-send"},
     )
 
-    tasks.dispatch()
+    run_due()
 
     (got,) = receiver.requests
     assert got.json["type"] == "wipe.certificate"
@@ -74,6 +75,6 @@ def test_other_audit_events_are_not_sent(subscribe, receiver):
     audit.record(actor="user:x", action="credential.reveal", message="secret stuff")
     audit.record(actor="user:x", action="webhook.update")
 
-    tasks.dispatch()
+    run_due()
 
     assert receiver.requests == []
