@@ -148,9 +148,6 @@ class DeliveryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             request.user, super().get_queryset(request).select_related("subscription")
         )
 
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("webhooks.view_delivery")
-
     def get_actions(self, request):
         actions = super().get_actions(request)
         if not request.user.has_perm("webhooks.test_subscription"):

@@ -43,8 +43,9 @@ USER_AGENT = "PureBoot-Webhook/1"
 
 
 def _cursor() -> DispatchCursor:
-    cursor = DispatchCursor.objects.select_for_update().order_by("pk").first()
-    return cursor or DispatchCursor.objects.create(last_seq=0)
+    # One row, always pk 1: two first dispatchers racing to make it find the same row.
+    cursor, _ = DispatchCursor.objects.select_for_update().get_or_create(pk=1)
+    return cursor
 
 
 def dispatch(batch: int = BATCH) -> tuple[int, bool]:
