@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 from audit import forwarding
 from audit import services as audit
 from audit.models import AuditEvent, ForwardCursor
-from tests.audit.rsyslog import Rsyslog, make_pki
+from audit.tasks import forward_syslog
+from tests.audit.rsyslog import Rsyslog, free_port, make_pki
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +177,14 @@ def test_a_second_forwarder_waits_for_the_first(tcp_rsyslog):
     assert forwarding.forward().busy
     forwarding._release(claimed[1])
     assert forwarding.forward().sent == len(all_seqs())
+
+
+def test_the_periodic_task_reports_a_collector_that_is_down(settings):
+    settings.PUREBOOT_SYSLOG_URL = f"tcp://127.0.0.1:{free_port()}"
+    add_events(1)
+
+    said = forward_syslog()
+
+    assert said.startswith("not forwarded: cannot connect to tcp://127.0.0.1:")
+    cursor = ForwardCursor.objects.get()
+    assert cursor.last_seq == 0 and cursor.last_error.startswith("cannot connect")

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from nodes import services as node_services
 from nodes.transitions import SYSTEM
+from pureboot.celery import app
 from tests.factories import make_node, make_workflow
 from webhooks import delivery
 from webhooks.models import Delivery, Subscription
@@ -239,3 +240,10 @@ def test_the_secret_is_encrypted_at_rest_and_never_logged(
     ):
         assert secret not in admin_api.get(url).content.decode()
     assert secret not in str(list(Delivery.objects.values()))
+
+
+def test_beat_runs_the_dispatch():
+    app.loader.import_default_modules()
+    app.finalize()
+    names = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert "webhooks.dispatch" in names
