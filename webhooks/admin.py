@@ -117,7 +117,7 @@ class SubscriptionAdmin(HiddenFieldsAdminMixin, admin.ModelAdmin):
     def send_test_ping(self, request, queryset):
         for subscription in queryset:
             try:
-                delivery = services.test_ping(subscription.pk, Actor.of(request.user))
+                delivery = services.ping(subscription.pk, Actor.of(request.user))
             except services.WebhookError as exc:
                 messages.error(request, str(exc))
                 continue

@@ -188,7 +188,7 @@ def secret_of(subscription: Subscription) -> str:
     return credentials.decrypt(subscription.secret_ciphertext)
 
 
-def test_ping(pk: int, actor: Actor) -> Delivery:
+def ping(pk: int, actor: Actor) -> Delivery:
     """Queue a ``ping`` delivery, so an operator can see the receiver accept a signed POST.
 
     Raises :class:`WebhookError` when the subscription is disabled.

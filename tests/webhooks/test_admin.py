@@ -9,7 +9,7 @@ from audit.models import AuditEvent
 from nodes.transitions import SYSTEM
 from tests.factories import make_user
 from webhooks.models import Delivery, Subscription
-from webhooks.services import test_ping as queue_ping
+from webhooks.services import ping
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_auditors_read_but_cannot_add_change_or_rotate(client):
     client.force_login(staff("Admin"))
     client.post("/admin/webhooks/subscription/add/", FORM)
     made = Subscription.objects.get()
-    queue_ping(made.pk, SYSTEM)
+    ping(made.pk, SYSTEM)
     client.force_login(staff("Auditor"))
 
     assert client.get("/admin/webhooks/subscription/").status_code == 200

@@ -116,7 +116,7 @@ class SubscriptionViewSet(WebhookErrors, viewsets.ModelViewSet):
     def test(self, request, pk=None):
         """Queue a signed ``ping`` to the URL; follow it as a delivery."""
         subscription = self.get_object()
-        delivery = services.test_ping(subscription.pk, self._actor())
+        delivery = services.ping(subscription.pk, self._actor())
         services.queue(delivery.pk)
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
