@@ -94,7 +94,8 @@ TOOL_FILES := /usr/lib/ipxe/undionly.kpxe:ipxe /usr/lib/PXELINUX/lpxelinux.0:pxe
 	/usr/share/gocode/src/github.com/vmware/govmomi/simulator:golang-github-vmware-govmomi-dev \
 	/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs \
 	/usr/sbin/samba:samba /usr/sbin/smbd:samba /usr/sbin/winbindd:winbind \
-	/usr/share/samba/setup:samba-ad-dc /usr/sbin/sshd:openssh-server
+	/usr/share/samba/setup:samba-ad-dc /usr/sbin/sshd:openssh-server \
+	/usr/sbin/rsyslogd:rsyslog /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so:rsyslog-gnutls
 
 # What building python-ldap (the "ldap" extra, part of the dev install) needs.
 PY_INCLUDE := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])" 2>/dev/null)

@@ -79,6 +79,12 @@ ADMINISTER = (
     "hypervisors.change_hypervisor",
     # Four-eye while nodes are on the hypervisor.
     "hypervisors.delete_hypervisor",
+    "webhooks.view_subscription",
+    "webhooks.add_subscription",
+    "webhooks.change_subscription",
+    "webhooks.delete_subscription",
+    "webhooks.test_subscription",
+    "webhooks.view_delivery",
 )
 AUDIT = (
     "audit.view_auditevent",
@@ -87,6 +93,8 @@ AUDIT = (
     "accounts.view_emergencygrant",
     # An admin's request to clear the trail can be approved by an auditor.
     "audit.clear_auditevent",
+    "webhooks.view_subscription",
+    "webhooks.view_delivery",
 )
 # Anyone with a role may ask for emergency access for themselves.
 EMERGENCY = ("accounts.request_emergency_access",)

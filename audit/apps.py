@@ -12,3 +12,5 @@ class AuditConfig(AppConfig):
 
         # SQLite's append-only triggers call this function (migration 0002).
         connection_created.connect(register_sqlite_function, dispatch_uid="audit_sqlite_unlock")
+        # Registers the tasks by name (eager Celery in SQLite mode runs them in-process).
+        from . import tasks  # noqa: F401

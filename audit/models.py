@@ -54,3 +54,27 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         target = f" {self.object_type}:{self.object_id}" if self.object_type else ""
         return f"#{self.seq} {self.actor} {self.action}{target}"
+
+
+class ForwardCursor(models.Model):
+    """How far the audit trail was forwarded to one destination (the syslog collector).
+
+    ``last_seq`` moves only after the collector has read a batch; a
+    forwarder holds ``lease_until`` while sending, so two forwarders (the
+    periodic task and ``manage.py audit_forward``) never send the same events.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    last_seq = models.BigIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "audit forwarding cursor"
+
+    def __str__(self) -> str:
+        return f"{self.name}: forwarded through seq {self.last_seq}"

@@ -181,3 +181,14 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("bootserve.prune_boot_records"),
         name="delete boot records older than PUREBOOT_BOOT_RECORD_DAYS",
     )
+    sender.add_periodic_task(
+        timedelta(seconds=settings.PUREBOOT_WEBHOOK_DISPATCH_SECONDS),
+        sender.signature("webhooks.dispatch"),
+        name="turn new audit events into webhook deliveries and send due ones",
+    )
+    if settings.PUREBOOT_SYSLOG_URL:
+        sender.add_periodic_task(
+            timedelta(seconds=settings.PUREBOOT_SYSLOG_INTERVAL_SECONDS),
+            sender.signature("audit.forward_syslog"),
+            name="forward new audit events to the syslog collector",
+        )

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "agent",
     "configmgmt",
     "dashboard",
+    "webhooks",
     "axes",
     # Request, latency and database metrics on /metrics (pureboot.metrics).
     "django_prometheus",
@@ -510,6 +511,48 @@ PUREBOOT_AZURE_KEYVAULT = storeconfig.azure_config(os.environ)
 PUREBOOT_HYPERVISOR_TIMEOUT = _env_int("PUREBOOT_HYPERVISOR_TIMEOUT", 60, 1)
 PUREBOOT_HYPERVISOR_MAX_ATTEMPTS = _env_int("PUREBOOT_HYPERVISOR_MAX_ATTEMPTS", 5, 1)
 PUREBOOT_HYPERVISOR_TASK_LIMIT = _env_int("PUREBOOT_HYPERVISOR_TASK_LIMIT", 1800, 60)
+
+# Webhooks (webhooks/): how often new audit events become deliveries and due
+# ones are queued, the connect and read timeouts of one POST, how many times a
+# delivery is tried in all, and the first retry's wait (doubling, at most 1 h).
+PUREBOOT_WEBHOOK_DISPATCH_SECONDS = _env_int("PUREBOOT_WEBHOOK_DISPATCH_SECONDS", 5, 1)
+PUREBOOT_WEBHOOK_TIMEOUT = _env_int("PUREBOOT_WEBHOOK_TIMEOUT", 10, 1)
+if PUREBOOT_WEBHOOK_TIMEOUT > 120:
+    raise ImproperlyConfigured("PUREBOOT_WEBHOOK_TIMEOUT must be 1-120 seconds")
+PUREBOOT_WEBHOOK_MAX_ATTEMPTS = _env_int("PUREBOOT_WEBHOOK_MAX_ATTEMPTS", 8, 1)
+PUREBOOT_WEBHOOK_RETRY_SECONDS = _env_int("PUREBOOT_WEBHOOK_RETRY_SECONDS", 30, 1)
+
+# SIEM forwarding (audit/forwarding.py): the audit trail as RFC 5424 syslog to
+# tcp://host:port (RFC 6587 octet counting) or tls://host:port (RFC 5425); empty:
+# off. The CA bundle that verifies the collector's certificate (default: the
+# system's), an optional client certificate and key, the timeout of one
+# connection, and how often the periodic task forwards new events.
+PUREBOOT_SYSLOG_URL = os.environ.get("PUREBOOT_SYSLOG_URL", "").strip()
+if PUREBOOT_SYSLOG_URL and not re.fullmatch(
+    r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", PUREBOOT_SYSLOG_URL
+):
+    raise ImproperlyConfigured(
+        "PUREBOOT_SYSLOG_URL must be tcp://host:port or tls://host:port (UDP is not offered: "
+        "it loses events)"
+    )
+if PUREBOOT_SYSLOG_URL and not 1 <= int(PUREBOOT_SYSLOG_URL.rsplit(":", 1)[1]) <= 65535:
+    raise ImproperlyConfigured("PUREBOOT_SYSLOG_URL: the port must be 1-65535")
+PUREBOOT_SYSLOG_CA_FILE = os.environ.get("PUREBOOT_SYSLOG_CA_FILE", "").strip()
+PUREBOOT_SYSLOG_CERT_FILE = os.environ.get("PUREBOOT_SYSLOG_CERT_FILE", "").strip()
+PUREBOOT_SYSLOG_KEY_FILE = os.environ.get("PUREBOOT_SYSLOG_KEY_FILE", "").strip()
+for _name, _path in (
+    ("PUREBOOT_SYSLOG_CA_FILE", PUREBOOT_SYSLOG_CA_FILE),
+    ("PUREBOOT_SYSLOG_CERT_FILE", PUREBOOT_SYSLOG_CERT_FILE),
+    ("PUREBOOT_SYSLOG_KEY_FILE", PUREBOOT_SYSLOG_KEY_FILE),
+):
+    if _path and not os.path.isfile(_path):
+        raise ImproperlyConfigured(f"{_name}: no such file {_path}")
+    if _path and not PUREBOOT_SYSLOG_URL.startswith("tls://"):
+        raise ImproperlyConfigured(f"{_name} needs PUREBOOT_SYSLOG_URL=tls://host:port")
+if bool(PUREBOOT_SYSLOG_CERT_FILE) != bool(PUREBOOT_SYSLOG_KEY_FILE):
+    raise ImproperlyConfigured("PUREBOOT_SYSLOG_CERT_FILE and PUREBOOT_SYSLOG_KEY_FILE go together")
+PUREBOOT_SYSLOG_TIMEOUT = _env_int("PUREBOOT_SYSLOG_TIMEOUT", 10, 1)
+PUREBOOT_SYSLOG_INTERVAL_SECONDS = _env_int("PUREBOOT_SYSLOG_INTERVAL_SECONDS", 10, 1)
 
 # The agent (agent/): the Ed25519 key that signs wipe certificates (made on
 # first use, mode 600), how long a job may go without a word from its agent

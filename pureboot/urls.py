@@ -45,6 +45,7 @@ api_v1 = [
     path("", include("agent.api.urls")),
     path("", include("configmgmt.api.urls")),
     path("", include("bootserve.api.urls")),
+    path("", include("webhooks.api.urls")),
     re_path(r"^next/?$", next_instructions, name="next"),
     re_path(r"^nodes/(?P<pk>\d{1,18})/preview/?$", NodePreviewView.as_view(), name="node-preview"),
     re_path(

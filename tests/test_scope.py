@@ -54,6 +54,7 @@ from hypervisors.models import Hypervisor, HypervisorOperation, HypervisorTempla
 from nodes import services as node_services
 from nodes.models import Migration, Node, Site
 from tests.factories import make_node, make_user, make_workflow, sealed
+from webhooks.models import Delivery, Subscription
 from workflows import services as workflow_services
 from workflows.models import OfflineJoin, RunLogLine
 
@@ -194,6 +195,22 @@ def world(site_a, settings):
     Registration.objects.create(
         node=installed_b, system="salt", name="secret-b-web02", error=f"{SECRET} salt-api"
     )
+    # A site-B webhook subscription and a delivery it made.
+    hook_b = Subscription.objects.create(
+        name="secret-b-hook",
+        url=f"https://{SECRET}.example.com/in",
+        events=["node.transition"],
+        site=site_b,
+        secret_ciphertext="x",
+        created_by="user:admin-b",
+    )
+    delivery_b = Delivery.objects.create(
+        subscription=hook_b,
+        audit_seq=1,
+        event_type="node.transition",
+        payload={"node": {"hostname": B_HOST}},
+        error=f"{SECRET} refused",
+    )
     # A machine that booted and is not placed in any site yet.
     orphan = make_node("discovered", hostname="secret-b-orphan")
     node_services.perform(orphan.pk, "assign", system, workflow=make_workflow("wf-orphan"))
@@ -229,6 +246,8 @@ def world(site_a, settings):
         "hypervisor_b": hypervisor_b,
         "vm_b": vm_b,
         "operation_b": operation_b,
+        "hook_b": hook_b,
+        "delivery_b": delivery_b,
     }
 
 
@@ -443,14 +462,23 @@ def _detail_url(path: str, world, node=None) -> str | None:
         "offline-joins": {"pk": world["offline_b"].pk, "id": world["offline_b"].pk},
         "hypervisor-operations": {"pk": world["operation_b"].pk, "id": world["operation_b"].pk},
         "boots": {"pk": world["boot_b"].pk, "id": world["boot_b"].pk},
+        "webhooks": {"pk": world["hook_b"].pk, "id": world["hook_b"].pk},
+        "webhooks/deliveries": {"pk": world["delivery_b"].pk, "id": world["delivery_b"].pk},
     }
     resource = path.removeprefix("/api/v1/").split("/")[0]
+    if path.startswith("/api/v1/webhooks/deliveries"):
+        resource = "webhooks/deliveries"
     if resource not in values:
         return None
     url = path
     for name, value in values[resource].items():
         url = url.replace("{" + name + "}", str(value))
     return None if "{" in url else url
+
+
+def _with_missing_pk(url: str) -> str:
+    """The detail URL with its object's id replaced by one no object has."""
+    return "/".join(str(MISSING) if part.isdigit() else part for part in url.split("/"))
 
 
 def _model_of(view) -> type | None:
@@ -506,8 +534,13 @@ def test_every_api_list_and_detail_hides_site_b(api, world, site_a, role):
             continue
         for url in urls:
             resp = client.get(url)
-            # 404, not 403: not even the object's existence is revealed.
-            assert resp.status_code == 404, (url, resp.status_code)
+            # 404, not 403: not even the object's existence is revealed. A role
+            # refused the whole resource (webhooks) gets 403 for any id alike.
+            if resp.status_code == 403:
+                blank = client.get(_with_missing_pk(url))
+                assert blank.status_code == 403, (url, blank.status_code)
+            else:
+                assert resp.status_code == 404, (url, resp.status_code)
             assert not _secret_in(resp.content.decode(), markers), url
             details += 1
     assert details >= 7  # node, events, transitions, preview, runs, logs, request, site

@@ -13,12 +13,13 @@ from approvals import services as approvals
 from configmgmt import services as configmgmt
 from credentials import keys as fernet_keys
 from credentials import services as credentials
+from webhooks import services as webhooks
 
 
 class Command(BaseCommand):
     help = (
         "Re-encrypt every credential secret (and the sealed secrets of pending approval "
-        "requests) under the primary key (the first of "
+        "requests, and the webhooks' signing secrets) under the primary key (the first of "
         "PUREBOOT_FERNET_KEYS, or of the key file). In one transaction; running it "
         "again changes nothing. --new-key first adds a generated key to the key file."
     )
@@ -38,7 +39,7 @@ class Command(BaseCommand):
             report = credentials.rotate_keys(
                 "system:rotate_keys",
                 new_key_added=new_key,
-                also=[approvals.rotate_sealed, configmgmt.rotate_sealed],
+                also=[approvals.rotate_sealed, configmgmt.rotate_sealed, webhooks.rotate_sealed],
             )
         except credentials.UndecryptableSecret as exc:
             raise CommandError(str(exc)) from None
