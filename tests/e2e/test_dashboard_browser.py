@@ -7,12 +7,15 @@ live server) starts the install, and the installer's own report endpoint
 (``POST /api/v1/report`` with the node token, over HTTP to the live server)
 reports progress and completion. A marker set on ``window``
 by the test must survive: the page was never reloaded. The screenshot goes to
-docs/images/dashboard.png for the README.
+test-artifacts/admin/dashboard.png; with PUREBOOT_UPDATE_SCREENSHOTS=1 it also
+replaces docs/images/dashboard.png, the README's picture.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -20,13 +23,13 @@ import pytest
 from playwright.sync_api import expect
 
 from nodes import services as node_services
-from tests.e2e.browser import login, staff_user
+from tests.e2e.browser import ARTIFACTS, login, staff_user
 from tests.factories import make_node, make_workflow
 from workflows import services as workflow_services
 from workflows.models import WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboard.png"
 WAIT_MS = 15_000  # a few refresh periods
 MAC = "52:54:00:12:34:56"
 
@@ -100,7 +103,10 @@ def test_an_install_moves_from_pending_to_installed_without_a_reload(browser, li
     expect(install.locator(".pb-step")).to_have_text("1/1 pxe_boot")
     expect(site_row.locator("td.pb-count-installing")).to_have_text("1")
     expect(svg.locator('[data-state="installing"] .pb-count')).to_have_text("1")
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    if os.environ.get("PUREBOOT_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(ARTIFACTS / "dashboard.png", README_SCREENSHOT)
 
     _report(live_server, token, status="installed", progress=100, logs=["installed"])
     expect(site_row.locator("td.pb-count-installed")).to_have_text("1", timeout=WAIT_MS)
