@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from audit.hashing import format_timestamp
+from audit.hashing import HASHED_FIELDS, format_timestamp
 from audit.models import AuditEvent
 from nodes import lifecycle as lc
 from nodes.choices import NodeState
@@ -40,18 +40,9 @@ WIPE_CERTIFIED = "node.wipe_certified"
 # Every audit action that can become a webhook event (others are skipped at once).
 MAPPED_ACTIONS = TRANSITION_ACTIONS | APPROVAL_REQUESTED | APPROVAL_DECIDED | {WIPE_CERTIFIED}
 
-# The audit fields a payload carries: everything the hash covers, and the hash.
-AUDIT_FIELDS = (
-    "seq",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "changes",
-    "message",
-    "details",
-    "source_ip",
-    "request_id",
+# The audit fields a payload carries: everything the hash covers (the
+# timestamp is formatted on its own), and the chain's two hashes.
+AUDIT_FIELDS = tuple(name for name in HASHED_FIELDS if name != "timestamp") + (
     "prev_hash",
     "hash",
 )
