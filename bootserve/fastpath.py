@@ -49,6 +49,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.dispatch import receiver
 
 from audit.middleware import request_id_for
+from pureboot.clientip import client_address
 from workflows.context import public_base_url
 
 from . import ipxe, queries, records
@@ -207,7 +208,9 @@ def _record(environ: dict, client: Client, facts: NodeFacts, decision: Decision)
     records.record_boot(
         Protocol.HTTP,
         records.decision_outcome(decision),
-        address=environ.get("REMOTE_ADDR", ""),
+        # The fast path runs before the client-address middleware: the client
+        # behind a trusted proxy is resolved here the same way.
+        address=client_address(environ),
         mac=client.macs[0] if client.macs else "",
         node_id=facts.id,
         site_id=facts.site_id,

@@ -57,7 +57,9 @@ class BootRecord(models.Model):
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
     last_at = models.DateTimeField(
-        default=timezone.now, help_text="When the last repeat folded into this row arrived."
+        default=timezone.now,
+        db_index=True,  # retention deletes by it
+        help_text="When the last repeat folded into this row arrived.",
     )
     protocol = models.CharField(max_length=8, choices=Protocol.choices)
     client_address = models.GenericIPAddressField(

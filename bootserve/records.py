@@ -24,6 +24,12 @@ Bounds, per process (each web worker and the TFTP helper keeps its own):
   from one client address. Past it nothing is written for that address until
   the next minute (no query at all); the number left out is carried in the
   ``suppressed`` field of the address's next row, and logged once a minute.
+- **per-process cap**: at most MAX_ROWS_PER_MINUTE new rows a minute from all
+  addresses together, and at most MAX_SOURCES addresses counted in one minute
+  (a new address past that is left out for the minute): many addresses (spoofed
+  TFTP sources, an IPv6 prefix) cannot grow the table faster than one.
+- The iPXE wait loop's poll counter (``round=``) is not part of what was
+  asked, so a waiting machine's polls fold into one row.
 - **retention**: ``prune`` (the ``bootserve.prune_boot_records`` beat task
   and ``manage.py prune_boot_records``) deletes rows older than
   PUREBOOT_BOOT_RECORD_DAYS.
@@ -59,9 +65,15 @@ from .models import ANSWER_MAX, ASKED_MAX, BootRecord, Outcome, Protocol
 
 log = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (NUL too), and the Unicode direction and zero-width
+# controls that would make a hostile row read differently on a page.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# The iPXE wait loop's counter (bootserve.views.poll_url): not part of what was asked.
+_POLL_COUNTER = re.compile(r"(?<=[?&])round=[^&]*(&|$)")
 MAX_REMEMBERED = 10_000  # coalescing keys one process keeps (cleared when full)
-MAX_SOURCES = 4_096  # addresses one process counts (cleared when full)
+MAX_SOURCES = 4_096  # addresses one process counts in one minute
+MAX_ROWS_PER_MINUTE = 6_000  # new rows one process writes a minute, all addresses together
+PRUNE_BATCH = 5_000  # rows one retention statement deletes (short write locks)
 MAX_LIMIT = 500  # the most rows recent_boots returns
 
 # key -> [primary key, monotonic time until which repeats fold into it,
@@ -69,6 +81,8 @@ MAX_LIMIT = 500  # the most rows recent_boots returns
 _recent: dict[tuple, list] = {}
 # address -> [minute, rows written this minute, requests left out since the last row]
 _sources: dict[str, list[int]] = {}
+# [minute, rows written this minute by this process, requests left out this minute]
+_budget: list[int] = [0, 0, 0]
 _lock = threading.Lock()  # threaded servers (runserver, gthread) share the two dicts
 
 DECISION_OUTCOMES = {
@@ -88,7 +102,7 @@ def decision_outcome(decision: Decision) -> str:
 
 
 def clean_text(value: object, limit: int) -> str:
-    """``value`` as text a column takes: control characters (NUL too) as ``?``, capped."""
+    """``value`` as text a column takes: control and direction characters as ``?``, capped."""
     text = value if isinstance(value, str) else str(value or "")
     text = _CONTROL.sub("?", text[: limit * 2])
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -159,7 +173,7 @@ def _record(
 ) -> None:
     address = clean_address(address)
     mac = clean_mac(mac)
-    asked = clean_text(asked, ASKED_MAX)
+    asked = clean_text(_POLL_COUNTER.sub("", asked).rstrip("?&"), ASKED_MAX)
     answer = clean_text(answer, ANSWER_MAX)
     node_state = clean_text(node_state, 32)
     key = (protocol, address, mac, node_id, asked, outcome)
@@ -222,23 +236,41 @@ def _admit(address: str, now: float) -> int | None:
     """
     rate = settings.PUREBOOT_BOOT_RECORD_RATE
     minute = int(now // 60)
+    if _budget[0] != minute:
+        if _budget[2]:
+            log.warning(
+                "boot records: %d requests left out last minute past %d rows a minute "
+                "(all addresses together)",
+                _budget[2],
+                MAX_ROWS_PER_MINUTE,
+            )
+        _budget[:] = [minute, 0, 0]
     counts = _sources.get(address)
+    if counts is None and len(_sources) >= MAX_SOURCES:
+        # Forget only the addresses of earlier minutes: clearing everything
+        # would give every address (the flooding ones too) a fresh cap.
+        for stale in [key for key, value in _sources.items() if value[0] != minute]:
+            del _sources[stale]
+        if len(_sources) >= MAX_SOURCES:
+            _budget[2] += 1  # too many addresses this minute: this one is left out
+            return None
     if counts is None or counts[0] != minute:
-        if counts is None and len(_sources) >= MAX_SOURCES:
-            _sources.clear()
         left_out = counts[2] if counts is not None else 0
         counts = _sources[address] = [minute, 0, left_out]
-    if rate and counts[1] >= rate:
+    if (rate and counts[1] >= rate) or _budget[1] >= MAX_ROWS_PER_MINUTE:
         if counts[2] == 0 or counts[2] % 1000 == 0:
             log.warning(
-                "boot records: %s passed %d records a minute (PUREBOOT_BOOT_RECORD_RATE); "
-                "its further requests this minute are counted, not recorded",
+                "boot records: %s passed %d records a minute (PUREBOOT_BOOT_RECORD_RATE) or "
+                "this process its %d; its further requests this minute are counted, not recorded",
                 address,
                 rate,
+                MAX_ROWS_PER_MINUTE,
             )
         counts[2] += 1
+        _budget[2] += 1
         return None
     counts[1] += 1
+    _budget[1] += 1
     left_out, counts[2] = counts[2], 0
     return left_out
 
@@ -248,6 +280,7 @@ def forget() -> None:
     with _lock:
         _recent.clear()
         _sources.clear()
+        _budget[:] = [0, 0, 0]
 
 
 def record_decision(
@@ -372,9 +405,23 @@ def recent_boots(user, limit: int = 50, node=None) -> list[BootRecord]:
 
 
 def prune(days: int | None = None, *, now: datetime | None = None) -> int:
-    """Delete records older than ``days`` (PUREBOOT_BOOT_RECORD_DAYS); how many went."""
+    """Delete records older than ``days`` (PUREBOOT_BOOT_RECORD_DAYS); how many went.
+
+    In batches of PRUNE_BATCH rows, each its own short statement, so that the
+    boot path's INSERTs never wait behind one huge delete (SQLite locks the
+    whole database while it writes).
+    """
     days = settings.PUREBOOT_BOOT_RECORD_DAYS if days is None else days
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    with transaction.atomic():
-        deleted, _ = BootRecord.objects.filter(last_at__lt=cutoff).delete()
-    return deleted
+    deleted = 0
+    while True:
+        batch = list(
+            BootRecord.objects.filter(last_at__lt=cutoff)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:PRUNE_BATCH]
+        )
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            count, _ = BootRecord.objects.filter(pk__in=batch).delete()
+        deleted += count

@@ -30,6 +30,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,8 @@ Recorder = Callable[[dict], None]
 DATABASE_DIRS = ("pxelinux.cfg", "grub", "grub-arm64")
 MAX_MESSAGE = 1024 * 1024
 MAX_ATTEMPTS = 3  # helpers one request may be sent to
+RECORDS_PER_SECOND = 50  # transfer reports the daemon sends its helper, sustained
+RECORD_BURST = 200  # and at once
 
 
 def wants_database(path: str) -> bool:
@@ -209,7 +212,12 @@ class HelperResolver:
         self._watch: Callable = lambda fd, callback: None
         self._unwatch: Callable = lambda fd: None
         self.started = 0  # helpers started, for the log and the tests
-        self.records_dropped = 0  # transfer reports the helper could not take
+        self.records_dropped = 0  # transfer reports not sent (over budget, or the helper behind)
+        # A token bucket for transfer reports: they share the helper's socket
+        # with the config requests a booting machine waits on, so a flood of
+        # refused requests (spoofed sources, one report each) must never fill it.
+        self._record_tokens = float(RECORD_BURST)
+        self._record_at = time.monotonic()
 
     def attach(self, watch: Callable, unwatch: Callable) -> None:
         """The loop's hooks to wait on the helper's socket."""
@@ -243,17 +251,33 @@ class HelperResolver:
             self._helper_gone()
 
     def record(self, fields: dict) -> None:
-        """Send a transfer report to the helper (started if needed); no answer, no retry."""
+        """Send a transfer report to the helper (started if needed); no answer, no retry.
+
+        At most RECORDS_PER_SECOND (bursts of RECORD_BURST) reach the helper;
+        the rest are dropped and counted, never queued.
+        """
+        now = time.monotonic()
+        self._record_tokens = min(
+            float(RECORD_BURST), self._record_tokens + (now - self._record_at) * RECORDS_PER_SECOND
+        )
+        self._record_at = now
+        if self._record_tokens < 1:
+            self._dropped("over the daemon's report budget")
+            return
+        self._record_tokens -= 1
         try:
             self._helper().send(json.dumps({"record": fields}).encode())
         except OSError as exc:  # BlockingIOError: the helper is behind; drop, never wait
-            self.records_dropped += 1
-            if self.records_dropped == 1 or self.records_dropped % 1000 == 0:
-                log.warning(
-                    "tftp: %d transfer report(s) not recorded so far (%s)",
-                    self.records_dropped,
-                    exc,
-                )
+            self._dropped(str(exc))
+
+    def _dropped(self, why: str) -> None:
+        self.records_dropped += 1
+        if self.records_dropped == 1 or self.records_dropped % 1000 == 0:
+            log.warning(
+                "tftp: %d transfer report(s) not recorded so far (%s)",
+                self.records_dropped,
+                why,
+            )
 
     def _helper(self) -> socket.socket:
         if self._sock is not None:

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('last_at', models.DateTimeField(default=django.utils.timezone.now, help_text='When the last repeat folded into this row arrived.')),
+                ('last_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, help_text='When the last repeat folded into this row arrived.')),
                 ('protocol', models.CharField(choices=[('dhcp', 'DHCP'), ('tftp', 'TFTP'), ('http', 'HTTP')], max_length=8)),
                 ('client_address', models.GenericIPAddressField(blank=True, help_text='The address the request came from, when known.', null=True)),
                 ('mac', models.CharField(blank=True, db_index=True, help_text='Normalised aa:bb:cc:dd:ee:ff.', max_length=17)),

@@ -23,7 +23,7 @@ from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bootserve import dhcp, fastpath, records, tftp_db, tftp_files
+from bootserve import dhcp, fastpath, records, tftp_db, tftp_files, tftp_resolver
 from bootserve.models import BootRecord
 from bootserve.tasks import prune_boot_records
 from bootserve.tftp import BootServer
@@ -577,3 +577,104 @@ def test_the_admin_is_read_only_and_scoped(client, spread, site_a):
     # Another site's record answers as a missing one does.
     assert client.get(f"/admin/bootserve/bootrecord/{spread['b'].pk}/change/").status_code == 302
     assert client.get("/admin/bootserve/bootrecord/add/").status_code == 403
+
+
+# --- floods from many addresses, and what a waiting machine costs -----------------
+
+
+def test_a_waiting_machines_polls_fold_into_one_row_whatever_their_round(client):
+    """The iPXE wait loop counts its polls in ``round=``: not a new request each time."""
+    make_node("pending", macs=[MAC])
+    for poll in range(1, 7):
+        ipxe(client, f"mac={MAC}&round={poll}")
+    row = only()
+    assert "round" not in row.asked and row.asked == f"/boot/ipxe?mac={MAC}"
+
+
+def test_many_addresses_cannot_outgrow_the_process_cap_or_reset_a_flooders_cap(
+    settings, monkeypatch
+):
+    settings.PUREBOOT_BOOT_RECORD_RATE = 2
+    monkeypatch.setattr(records, "MAX_SOURCES", 4)
+    monkeypatch.setattr(records, "MAX_ROWS_PER_MINUTE", 6)
+    now = [1_000_000.0]
+    monkeypatch.setattr(records.time, "monotonic", lambda: now[0])
+
+    def boot(address: str, n: int):
+        records.record_boot("tftp", "refused", address=address, asked=f"../{n}")
+
+    for n in range(5):  # one address past its cap
+        boot("10.0.0.1", n)
+    assert BootRecord.objects.count() == 2
+    for n in range(20):  # then many fresh addresses (spoofed sources)
+        boot(f"10.9.{n // 250}.{n % 250}", n)
+    # Three more addresses fit beside the first, and the process writes at most 6 a minute.
+    assert BootRecord.objects.count() == 5
+    boot("10.0.0.1", 99)  # the fresh addresses did not give the flooder a new cap
+    assert BootRecord.objects.filter(client_address="10.0.0.1").count() == 2
+    now[0] += 60  # a new minute: earlier addresses are forgotten, writing resumes
+    boot("10.0.0.1", 100)
+    latest = BootRecord.objects.filter(client_address="10.0.0.1").latest("id")
+    assert latest.suppressed == 4  # 3 before the fresh ones, 1 after
+
+
+def test_the_fast_path_records_the_client_behind_a_trusted_proxy(settings):
+    settings.PUREBOOT_TRUSTED_PROXIES = ["127.0.0.1"]
+    make_node("installed", macs=[MAC])
+    environ = environ_for(f"mac={MAC}", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.0.0.77")
+    assert fastpath.answer(environ) is not None
+    assert only().client_address == "10.0.0.77"
+    records.forget()
+    BootRecord.objects.all().delete()
+    # From an address that is not a trusted proxy, the header is not believed.
+    untrusted = environ_for(f"mac={MAC}", REMOTE_ADDR="10.0.0.8", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    assert fastpath.answer(untrusted) is not None
+    assert only().client_address == "10.0.0.8"
+
+
+def test_direction_and_zero_width_characters_are_cleaned():
+    records.record_boot("dhcp", "dhcp_lease", asked="vendor\u202eexe.cod\u200bx\u2066y\ufeff")
+    assert only().asked == "vendor?exe.cod?x?y?"
+
+
+def test_pruning_deletes_in_batches_and_keeps_the_recent(settings, monkeypatch):
+    settings.PUREBOOT_BOOT_RECORD_DAYS = 7
+    monkeypatch.setattr(records, "PRUNE_BATCH", 2)
+    old = timezone.now() - timedelta(days=8)
+    for _ in range(5):
+        BootRecord.objects.create(protocol="http", outcome="wait", created=old, last_at=old)
+    kept = BootRecord.objects.create(protocol="http", outcome="wait")
+    assert records.prune() == 5
+    assert list(BootRecord.objects.all()) == [kept]
+
+
+def test_the_tftp_daemon_sends_its_helper_a_bounded_number_of_reports(tmp_path, monkeypatch):
+    """Refused requests from spoofed sources must not fill the socket the configs use."""
+    resolver = tftp_resolver.HelperResolver(tmp_path)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    monkeypatch.setattr(resolver, "_helper", lambda: ours)
+    now = [500.0]
+    monkeypatch.setattr(tftp_resolver.time, "monotonic", lambda: now[0])
+    resolver._record_at = now[0]
+    for n in range(5_000):
+        resolver.record(tftp_resolver.refusal_record(f"10.{n % 200}.0.1", f"../{n}", "bad"))
+    sent = tftp_resolver.RECORD_BURST
+    assert resolver.records_dropped == 5_000 - sent
+    now[0] += 1  # a second later the budget allows RECORDS_PER_SECOND more
+    for n in range(100):
+        resolver.record(tftp_resolver.refusal_record("10.0.0.1", f"../{n}", "bad"))
+    assert resolver.records_dropped == 5_000 - sent + 100 - tftp_resolver.RECORDS_PER_SECOND
+    # A machine's config request still goes through the same socket.
+    ours.send(b'{"id": 1, "path": "pxelinux.cfg/default", "peer": ["10.0.0.2", 1]}')
+    received = 0
+    theirs.setblocking(False)
+    while True:
+        try:
+            theirs.recv(65536)
+        except BlockingIOError:
+            break
+        received += 1
+    assert received == sent + tftp_resolver.RECORDS_PER_SECOND + 1
+    ours.close()
+    theirs.close()
