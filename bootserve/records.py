@@ -53,7 +53,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from nodes.identifiers import normalize_mac
@@ -390,6 +390,19 @@ def scope_records(user, queryset: QuerySet | None = None) -> QuerySet:
     if sees_all_sites(user):
         return qs
     return qs.filter(site__in=accessible_sites(user))
+
+
+def with_node_shown(user, queryset: QuerySet) -> QuerySet:
+    """``queryset`` with ``node_shown``: whether ``user`` may see the record's node now."""
+    if sees_all_sites(user):
+        shown = Q(node__isnull=False)
+    else:
+        shown = Q(node__site_id=F("site_id")) | Q(node__site__in=accessible_sites(user))
+    return queryset.annotate(
+        node_shown=Case(
+            When(shown, then=Value(True)), default=Value(False), output_field=BooleanField()
+        )
+    )
 
 
 def recent_boots(user, limit: int = 50, node=None) -> list[BootRecord]:

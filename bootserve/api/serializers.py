@@ -8,7 +8,12 @@ from ..models import BootRecord
 
 
 class BootRecordSerializer(serializers.ModelSerializer):
-    node_name = serializers.SerializerMethodField(help_text="The node's name now, if any.")
+    node = serializers.SerializerMethodField(
+        help_text="The node's id, while the caller may see the node (it may have moved since)."
+    )
+    node_name = serializers.SerializerMethodField(
+        help_text="The node's name now, if any, and only while the caller may see the node."
+    )
 
     class Meta:
         model = BootRecord
@@ -31,5 +36,9 @@ class BootRecordSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
+    def get_node(self, obj: BootRecord) -> int | None:
+        return obj.node_id if getattr(obj, "node_shown", False) else None
+
     def get_node_name(self, obj: BootRecord) -> str | None:
-        return str(obj.node) if obj.node_id else None
+        # node_shown: records.with_node_shown, which the view's queryset carries.
+        return str(obj.node) if getattr(obj, "node_shown", False) else None

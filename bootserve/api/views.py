@@ -9,7 +9,7 @@ from pureboot.api.permissions import ModelPermissions
 
 from ..filtersets import BootRecordFilterSet
 from ..models import BootRecord
-from ..records import scope_records
+from ..records import scope_records, with_node_shown
 from .serializers import BootRecordSerializer
 
 
@@ -35,4 +35,4 @@ class BootRecordViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         qs = BootRecord.objects.select_related("node")
-        return scope_records(self.request.user, qs)
+        return with_node_shown(self.request.user, scope_records(self.request.user, qs))

@@ -678,3 +678,26 @@ def test_the_tftp_daemon_sends_its_helper_a_bounded_number_of_reports(tmp_path, 
     assert received == sent + tftp_resolver.RECORDS_PER_SECOND + 1
     ours.close()
     theirs.close()
+
+
+def test_a_record_does_not_name_a_node_that_moved_to_a_site_the_user_cannot_see(
+    client, site_a, site_b
+):
+    """The record stays at the site the request came from; the node's name does not follow."""
+    node = make_node("installed", site=site_a, macs=[MAC], hostname="moved-away")
+    ipxe(client)
+    operator = make_user("Operator", sites=[site_a])
+    client.force_login(operator)
+    answer = client.get("/api/v1/boots").json()["results"]
+    assert [(row["node"], row["node_name"]) for row in answer] == [(node.pk, "moved-away")]
+    node.site = site_b
+    node.save(update_fields=["site"])
+    (row,) = client.get("/api/v1/boots").json()["results"]
+    assert (row["node"], row["node_name"]) == (None, None)
+    operator.is_staff = True
+    operator.save()
+    answer = client.get("/admin/bootserve/bootrecord/")
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert "10.0.0.5" in page and "moved-away" not in page
+    assert client.get("/admin/bootserve/bootrecord/?q=moved-away").status_code == 200
