@@ -42,7 +42,9 @@ def client_address(meta) -> str:
     forwarded = meta.get("HTTP_X_FORWARDED_FOR")
     if not forwarded or not _trusted(peer):
         return peer
-    for hop in reversed(forwarded.split(",")[:32]):
+    # The right-most hops are the ones our proxies appended; the client writes
+    # the left. Only the last 32 are read (a long header is the client's padding).
+    for hop in reversed(forwarded.split(",")[-32:]):
         hop = hop.strip()
         try:
             ipaddress.ip_address(hop)

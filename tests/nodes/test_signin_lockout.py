@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
+from pureboot import clientip
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +121,13 @@ def test_below_the_limit_the_right_password_still_works(client, alice):
         assert token(client, "alice", "wrong").status_code == 401
     assert token(client, "alice", PASSWORD).status_code == 200
     assert not AuditEvent.objects.filter(action="auth.lockout").exists()
+
+
+def test_a_padded_forwarded_header_cannot_choose_the_client_address(settings):
+    """The client writes the left of X-Forwarded-For; the proxy appends on the right."""
+    settings.PUREBOOT_TRUSTED_PROXIES = ["127.0.0.1"]
+    padded = ", ".join(["10.9.9.9"] * 32 + ["203.0.113.7"])
+    meta = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": padded}
+    assert clientip.client_address(meta) == "203.0.113.7"
+    loopback = ", ".join(["127.0.0.1"] * 40 + ["198.51.100.4"])
+    assert clientip.client_address({**meta, "HTTP_X_FORWARDED_FOR": loopback}) == "198.51.100.4"
