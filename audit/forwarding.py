@@ -10,7 +10,10 @@ over TCP (``tcp://host:port``) or TLS (``tls://host:port``, RFC 5425) with
 the collector's certificate verified against ``PUREBOOT_SYSLOG_CA_FILE``
 (or the system's CAs) and its host name.
 
-A :class:`~audit.models.ForwardCursor` remembers the last seq forwarded. It
+A :class:`~audit.models.ForwardCursor` remembers the last seq forwarded,
+and holds a lease so one forwarder runs at a time; each batch's cursor move
+renews the lease, only while the run still holds it, and a run that lost it
+(it outlived the lease and another took over) stops there. The cursor
 moves only once the collector has read the whole batch: after sending, the
 forwarder closes its side and waits for the collector to close too, which a
 collector does only after reading everything before the close. A batch
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,8 +133,7 @@ def send(destination: Destination, messages: Iterable[bytes]) -> None:
     try:
         if destination.scheme == "tls":
             conn = _tls_context().wrap_socket(raw, server_hostname=destination.host)
-        for payload in messages:
-            conn.sendall(frame(payload))
+        conn.sendall(b"".join(frame(payload) for payload in messages))
         if isinstance(conn, ssl.SSLSocket):
             try:
                 # close_notify after the data: the collector answers once it has read it.
@@ -138,8 +141,20 @@ def send(destination: Destination, messages: Iterable[bytes]) -> None:
             except ssl.SSLEOFError:
                 pass  # it closed the connection instead of answering: it has read it too
         conn.shutdown(socket.SHUT_WR)
-        while conn.recv(4096):
-            pass  # a syslog collector sends nothing back; wait for its close
+        # A syslog collector sends nothing back; wait for its close, at most the timeout.
+        deadline = time.monotonic() + timeout
+        closed = False
+        while not closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ForwardError(f"{where}: the collector did not close within {timeout} s")
+            conn.settimeout(left)
+            try:
+                closed = not conn.recv(4096)
+            except TimeoutError:
+                raise ForwardError(
+                    f"{where}: the collector did not close within {timeout} s"
+                ) from None
     except ssl.SSLCertVerificationError as exc:
         raise ForwardError(f"{where}: the collector's certificate: {exc.verify_message}") from None
     except (OSError, ssl.SSLError) as exc:
@@ -147,6 +162,11 @@ def send(destination: Destination, messages: Iterable[bytes]) -> None:
     finally:
         conn.close()
         raw.close()
+
+
+def _lease() -> timedelta:
+    """How long one batch may take: connect, handshake, send, close; and a margin."""
+    return timedelta(seconds=4 * settings.PUREBOOT_SYSLOG_TIMEOUT + 60)
 
 
 def _claim() -> tuple[int, str] | None:
@@ -157,8 +177,7 @@ def _claim() -> tuple[int, str] | None:
         if cursor.lease_until is not None and cursor.lease_until > now:
             return None
         token = uuid.uuid4().hex
-        lease = timedelta(seconds=4 * settings.PUREBOOT_SYSLOG_TIMEOUT + 60)
-        cursor.lease_until, cursor.lease_token = now + lease, token
+        cursor.lease_until, cursor.lease_token = now + _lease(), token
         cursor.save(update_fields=["lease_until", "lease_token", "updated_at"])
         return cursor.last_seq, token
 
@@ -175,17 +194,25 @@ class ForwardReport:
     sent: int
     through_seq: int
     busy: bool = False
+    lost: bool = False
 
     def __str__(self) -> str:
         if self.busy:
             return "another forwarder is sending; nothing done"
+        if self.lost:
+            return (
+                f"forwarded {self.sent} audit events, then found the lease taken by another "
+                f"forwarder: stopped, cursor left at seq {self.through_seq}"
+            )
         return f"forwarded {self.sent} audit events (through seq {self.through_seq})"
 
 
 def forward(*, batch: int = BATCH, max_batches: int = 20) -> ForwardReport:
     """Forward the events past the cursor, in seq order, ``batch`` per connection.
 
-    Stops after ``max_batches`` (the next run goes on). Raises
+    Stops after ``max_batches`` (the next run goes on), or after a batch
+    when another forwarder has taken the lease (the cursor is then not moved
+    for that batch: the new holder sends it, maybe again). Raises
     :class:`ForwardError` (after recording it on the cursor) when a batch
     fails; the batches before it stay forwarded.
     """
@@ -204,12 +231,22 @@ def forward(*, batch: int = BATCH, max_batches: int = 20) -> ForwardReport:
             if not events:
                 break
             send(destination, (message(e, hostname) for e in events))
-            last_seq = events[-1].seq
             sent += len(events)
-            # Recorded per batch: a later failing batch does not undo this one.
-            ForwardCursor.objects.filter(name=CURSOR_NAME, lease_token=token).update(
-                last_seq=last_seq, last_sent_at=timezone.now()
+            # Recorded per batch (a later failing batch does not undo this one),
+            # renewing the lease, only while this run still holds it.
+            now = timezone.now()
+            held = ForwardCursor.objects.filter(name=CURSOR_NAME, lease_token=token).update(
+                last_seq=events[-1].seq, last_sent_at=now, lease_until=now + _lease()
             )
+            if held != 1:
+                log.warning(
+                    "audit forwarding lost its lease after sending through seq %s; stopping "
+                    "(another forwarder sends from seq %s)",
+                    events[-1].seq,
+                    last_seq,
+                )
+                return ForwardReport(sent, last_seq, lost=True)
+            last_seq = events[-1].seq
             if len(events) < batch:
                 break
     except ForwardError as exc:

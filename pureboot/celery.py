@@ -186,6 +186,11 @@ def _periodic_tasks(sender: Celery, **_kwargs) -> None:
         sender.signature("webhooks.dispatch"),
         name="turn new audit events into webhook deliveries and send due ones",
     )
+    sender.add_periodic_task(
+        timedelta(hours=1),
+        sender.signature("webhooks.prune"),
+        name="delete finished webhook deliveries older than PUREBOOT_WEBHOOK_DELIVERY_DAYS",
+    )
     if settings.PUREBOOT_SYSLOG_URL:
         sender.add_periodic_task(
             timedelta(seconds=settings.PUREBOOT_SYSLOG_INTERVAL_SECONDS),

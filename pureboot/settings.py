@@ -521,6 +521,9 @@ if PUREBOOT_WEBHOOK_TIMEOUT > 120:
     raise ImproperlyConfigured("PUREBOOT_WEBHOOK_TIMEOUT must be 1-120 seconds")
 PUREBOOT_WEBHOOK_MAX_ATTEMPTS = _env_int("PUREBOOT_WEBHOOK_MAX_ATTEMPTS", 8, 1)
 PUREBOOT_WEBHOOK_RETRY_SECONDS = _env_int("PUREBOOT_WEBHOOK_RETRY_SECONDS", 30, 1)
+# Finished (succeeded or failed) webhook deliveries last attempted longer ago are
+# deleted by the hourly webhooks.prune task.
+PUREBOOT_WEBHOOK_DELIVERY_DAYS = _env_int("PUREBOOT_WEBHOOK_DELIVERY_DAYS", 30, 1)
 
 # SIEM forwarding (audit/forwarding.py): the audit trail as RFC 5424 syslog to
 # tcp://host:port (RFC 6587 octet counting) or tls://host:port (RFC 5425); empty:

@@ -6,11 +6,14 @@ advancing the cursor in the same transaction. Audit seqs are assigned under
 a lock held until their transaction commits, so they become visible in
 order and the cursor never skips one.
 
-:func:`send` makes one attempt: it claims the delivery by moving its
-``next_attempt_at`` past the attempt's time limit (so no other worker takes
-it meanwhile), POSTs the signed body without following redirects, and
-records the outcome. A failure (no answer in time, a non-2xx status, a
-redirect) is retried with exponential backoff until
+:func:`queue_due` marks the due deliveries queued (holding each back for a
+lease, so later dispatch runs do not queue it again) and :func:`send` makes
+one attempt: it claims the delivery by moving its ``next_attempt_at`` past
+the attempt's deadline (the claim: no other worker takes it meanwhile, and
+only the claimant records the outcome), POSTs the signed body without
+following redirects, and records the outcome. Any failure (no complete
+answer in time, a non-2xx status, a redirect, an unreadable answer, any
+error) is retried with exponential backoff until
 ``PUREBOOT_WEBHOOK_MAX_ATTEMPTS``; all of it lives in the database, so
 retries survive a worker restart.
 """
@@ -19,13 +22,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util import Timeout
 
 from audit.models import AuditEvent
 
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 EXCERPT_CHARS = 500
 ERROR_CHARS = 1000
+READ_CAP = 64 * 1024
 MAX_BACKOFF_SECONDS = 3600
 USER_AGENT = "PureBoot-Webhook/1"
 
@@ -125,6 +134,43 @@ def due(limit: int = BATCH) -> list[int]:
     )
 
 
+def queue_due(limit: int = BATCH) -> list[tuple[int, str]]:
+    """Mark the due deliveries queued; returns (id, token) for one message each.
+
+    Each is held back for :func:`lease` (its ``next_attempt_at`` moved there,
+    the token): the next dispatch runs do not queue it again, only the
+    message carrying the token may claim it early, and a message that is lost
+    (a worker restart) leaves it due again once that time has passed.
+    """
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at__lte=timezone.now(),
+                subscription__enabled=True,
+            )
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        until = timezone.now() + lease()
+        Delivery.objects.filter(pk__in=ids).update(next_attempt_at=until)
+    return [(pk, until.isoformat()) for pk in ids]
+
+
+def prune() -> int:
+    """Delete finished deliveries last attempted over PUREBOOT_WEBHOOK_DELIVERY_DAYS ago."""
+    cutoff = timezone.now() - timedelta(days=settings.PUREBOOT_WEBHOOK_DELIVERY_DAYS)
+    deleted, _ = (
+        Delivery.objects.filter(status__in=(DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED))
+        .filter(
+            Q(last_attempt_at__lt=cutoff) | Q(last_attempt_at__isnull=True, created_at__lt=cutoff)
+        )
+        .delete()
+    )
+    return deleted
+
+
 def backoff(attempts: int) -> timedelta:
     """Wait after the ``attempts``-th failed attempt: the base, doubling, at most an hour."""
     base = settings.PUREBOOT_WEBHOOK_RETRY_SECONDS
@@ -132,15 +178,26 @@ def backoff(attempts: int) -> timedelta:
 
 
 def lease() -> timedelta:
-    """How long a claimed attempt keeps others off: its timeouts and a margin."""
-    return timedelta(seconds=3 * settings.PUREBOOT_WEBHOOK_TIMEOUT + 60)
+    """How long a queued or claimed attempt keeps others off: its deadline and a margin."""
+    return timedelta(seconds=2 * settings.PUREBOOT_WEBHOOK_TIMEOUT + 60)
 
 
 def body_of(delivery: Delivery) -> bytes:
-    """The exact bytes sent (and signed): compact JSON, keys sorted."""
+    """The exact bytes sent (and signed): compact JSON, keys sorted, with the delivery's id."""
     return json.dumps(
-        delivery.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {**delivery.payload, "delivery": delivery.pk},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).encode("utf-8")
+
+
+def clean(text: str, limit: int) -> str:
+    """Without NUL, other control characters (tab and newline kept) and lone surrogates,
+    at most ``limit`` characters: storable in any database."""
+    return "".join(
+        ch for ch in text if ch in "\t\n" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )[:limit]
 
 
 @dataclass(frozen=True)
@@ -152,24 +209,42 @@ class Outcome:
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-    """One POST: no redirects followed, a capped excerpt of the answer kept."""
+    """One POST: no redirects followed, within one deadline, a capped excerpt of the answer kept.
+
+    Connecting and each wait for the receiver are limited to the timeout; the
+    body is read in pieces of at most ``EXCERPT_CHARS`` bytes until it ends,
+    ``READ_CAP`` bytes were read or the timeout has passed since the start
+    (then the attempt failed). Any error is a failed :class:`Outcome`.
+    """
     timeout = settings.PUREBOOT_WEBHOOK_TIMEOUT
+    deadline = time.monotonic() + timeout
     try:
         with requests.post(
             url,
             data=body,
             headers=headers,
-            timeout=(timeout, timeout),
+            timeout=Timeout(connect=timeout, read=timeout, total=timeout),
             allow_redirects=False,
             stream=True,
         ) as response:
-            raw = response.raw.read(EXCERPT_CHARS, decode_content=True) or b""
-            excerpt = raw.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
             code = response.status_code
-    except requests.Timeout:
+            kept = b""
+            read = 0
+            while read < READ_CAP:
+                if time.monotonic() > deadline:
+                    return Outcome(
+                        False, code, _excerpt(kept), f"No complete answer within {timeout} s."
+                    )
+                chunk = response.raw.read1(EXCERPT_CHARS, decode_content=True)
+                if not chunk:
+                    break
+                read += len(chunk)
+                kept = (kept + chunk)[:EXCERPT_CHARS]
+            excerpt = _excerpt(kept)
+    except (requests.Timeout, ReadTimeoutError):
         return Outcome(False, error=f"No answer within {timeout} s.")
-    except requests.RequestException as exc:
-        return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:ERROR_CHARS])
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt, recorded
+        return Outcome(False, error=clean(f"{type(exc).__name__}: {exc}", ERROR_CHARS))
     if 200 <= code < 300:
         return Outcome(True, code, excerpt)
     if 300 <= code < 400:
@@ -177,7 +252,20 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     return Outcome(False, code, excerpt, f"HTTP {code} from the receiver.")
 
 
-def _claim(delivery_id: int) -> Delivery | None:
+def _excerpt(raw: bytes) -> str:
+    return clean(raw.decode("utf-8", errors="replace"), EXCERPT_CHARS)
+
+
+def _claim(delivery_id: int, token: str | None) -> tuple[Delivery | None, str]:
+    """Claim a due delivery for one attempt: (it, its claim) or (None, why not).
+
+    Due means its ``next_attempt_at`` has passed, or equals ``token`` (the
+    time :func:`queue_due` set for the message carrying it). The claim is the
+    new ``next_attempt_at``; only its holder records the outcome. A delivery
+    whose attempts already reached PUREBOOT_WEBHOOK_MAX_ATTEMPTS (an attempt
+    that never recorded one) is marked failed instead.
+    """
+    queued = datetime.fromisoformat(token) if token else None
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update(of=("self",))
@@ -189,35 +277,57 @@ def _claim(delivery_id: int) -> Delivery | None:
         if (
             delivery is None
             or not delivery.subscription.enabled
-            or (delivery.next_attempt_at is not None and delivery.next_attempt_at > now)
+            or (
+                delivery.next_attempt_at is not None
+                and delivery.next_attempt_at > now
+                and delivery.next_attempt_at != queued
+            )
         ):
-            return None
+            return None, "skipped"
+        if delivery.attempts >= settings.PUREBOOT_WEBHOOK_MAX_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+            delivery.error = delivery.error or (
+                f"Attempt {delivery.attempts} recorded no outcome (the worker stopped); "
+                "no attempts left."
+            )
+            delivery.save(update_fields=["status", "next_attempt_at", "error"])
+            return None, delivery.status
         delivery.attempts += 1
         delivery.last_attempt_at = now
         delivery.next_attempt_at = now + lease()
         delivery.save(update_fields=["attempts", "last_attempt_at", "next_attempt_at"])
-        return delivery
+        return delivery, ""
 
 
-def send(delivery_id: int) -> str:
-    """Make one attempt at a due delivery; returns its status afterwards ("skipped" if not due)."""
-    delivery = _claim(delivery_id)
+def send(delivery_id: int, token: str | None = None) -> str:
+    """Make one attempt at a due delivery; returns its status afterwards.
+
+    "skipped" when it is not due (or claimed by another), "superseded" when
+    it was claimed anew (redelivered) during the attempt: that outcome is
+    not recorded.
+    """
+    delivery, why = _claim(delivery_id, token)
     if delivery is None:
-        return "skipped"
+        return why
+    claim = delivery.next_attempt_at
     subscription = delivery.subscription
-    body = body_of(delivery)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        signing.EVENT_HEADER: delivery.event_type,
-        signing.DELIVERY_HEADER: str(delivery.pk),
-        signing.SIGNATURE_HEADER: signing.sign(services.secret_of(subscription), body),
-    }
-    outcome = post(subscription.url, body, headers)
+    try:
+        body = body_of(delivery)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            signing.EVENT_HEADER: delivery.event_type,
+            signing.DELIVERY_HEADER: str(delivery.pk),
+            signing.SIGNATURE_HEADER: signing.sign(services.secret_of(subscription), body),
+        }
+        outcome = post(subscription.url, body, headers)
+    except Exception as exc:  # noqa: BLE001 - e.g. SoftTimeLimitExceeded: a failed attempt
+        outcome = Outcome(False, error=clean(f"{type(exc).__name__}: {exc}", ERROR_CHARS))
     now = timezone.now()
     delivery.response_code = outcome.status_code
-    delivery.response_excerpt = outcome.excerpt
-    delivery.error = outcome.error
+    delivery.response_excerpt = clean(outcome.excerpt, EXCERPT_CHARS)
+    delivery.error = clean(outcome.error, ERROR_CHARS)
     if outcome.ok:
         delivery.status = DeliveryStatus.SUCCEEDED
         delivery.delivered_at = now
@@ -227,7 +337,9 @@ def send(delivery_id: int) -> str:
         delivery.next_attempt_at = None
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts)
-    Delivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts).update(
+    recorded = Delivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.PENDING, next_attempt_at=claim
+    ).update(
         status=delivery.status,
         response_code=delivery.response_code,
         response_excerpt=delivery.response_excerpt,
@@ -241,7 +353,7 @@ def send(delivery_id: int) -> str:
         delivery.event_type,
         subscription.name,
         delivery.attempts,
-        delivery.status,
-        outcome.error or outcome.status_code,
+        delivery.status if recorded else "superseded (claimed anew meanwhile; not recorded)",
+        delivery.error or outcome.status_code,
     )
-    return delivery.status
+    return delivery.status if recorded else "superseded"

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import threading
+import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from audit import forwarding
 from audit import services as audit
@@ -188,3 +193,78 @@ def test_the_periodic_task_reports_a_collector_that_is_down(settings):
     assert said.startswith("not forwarded: cannot connect to tcp://127.0.0.1:")
     cursor = ForwardCursor.objects.get()
     assert cursor.last_seq == 0 and cursor.last_error.startswith("cannot connect")
+
+
+def test_a_forwarder_whose_lease_was_taken_stops_and_leaves_the_cursor(settings, monkeypatch):
+    settings.PUREBOOT_SYSLOG_URL = f"tcp://127.0.0.1:{free_port()}"
+    add_events(3)
+    batches: list[list[bytes]] = []
+
+    def slow_send(destination, messages) -> None:
+        batches.append(list(messages))
+        # This batch took longer than the lease: another run took it over.
+        ForwardCursor.objects.filter(name=forwarding.CURSOR_NAME).update(
+            lease_token="other", lease_until=timezone.now() + timedelta(minutes=5)
+        )
+
+    monkeypatch.setattr(forwarding, "send", slow_send)
+    report = forwarding.forward(batch=1)
+
+    assert report.lost and report.sent == 1 and len(batches) == 1
+    assert "stopped, cursor left at seq 0" in str(report)
+    cursor = ForwardCursor.objects.get()
+    assert cursor.last_seq == 0 and cursor.lease_token == "other"
+
+
+def test_each_batch_renews_the_lease(settings, monkeypatch):
+    settings.PUREBOOT_SYSLOG_URL = f"tcp://127.0.0.1:{free_port()}"
+    settings.PUREBOOT_SYSLOG_TIMEOUT = 5
+    seqs = add_events(2)
+    leases = []
+
+    def send(destination, messages) -> None:
+        list(messages)
+        cursor = ForwardCursor.objects.get()
+        leases.append(cursor.lease_until)
+        # Nearly expired when the batch ends: the cursor move renews it.
+        ForwardCursor.objects.update(lease_until=timezone.now() + timedelta(seconds=1))
+
+    monkeypatch.setattr(forwarding, "send", send)
+    before = timezone.now()
+    report = forwarding.forward(batch=1, max_batches=2)
+
+    assert report.sent == 2 and not report.lost
+    assert (leases[1] - before).total_seconds() >= 4 * 5 + 60 - 1
+    assert ForwardCursor.objects.get().last_seq == seqs[-1]
+
+
+def test_a_collector_that_never_closes_is_given_up_on(settings):
+    settings.PUREBOOT_SYSLOG_TIMEOUT = 1
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            until = time.monotonic() + 10
+            # A byte now and then (no single wait times out), for 10 s.
+            while not stop.wait(0.3) and time.monotonic() < until:
+                try:
+                    conn.sendall(b".")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    destination = forwarding.Destination("tcp", "127.0.0.1", server.getsockname()[1])
+    started = time.monotonic()
+    try:
+        with pytest.raises(forwarding.ForwardError, match="did not close within 1 s"):
+            forwarding.send(destination, [b"hello"])
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()

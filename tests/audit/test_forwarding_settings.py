@@ -51,6 +51,8 @@ def test_malformed_values_stop_start_up_naming_the_variable(tmp_path):
         ({"PUREBOOT_SYSLOG_TIMEOUT": "soon"}, "PUREBOOT_SYSLOG_TIMEOUT must be an integer"),
         ({"PUREBOOT_WEBHOOK_TIMEOUT": "500"}, "PUREBOOT_WEBHOOK_TIMEOUT must be 1-120"),
         ({"PUREBOOT_WEBHOOK_MAX_ATTEMPTS": "0"}, "WEBHOOK_MAX_ATTEMPTS must be at least 1"),
+        ({"PUREBOOT_WEBHOOK_DELIVERY_DAYS": "0"}, "DELIVERY_DAYS must be at least 1"),
+        ({"PUREBOOT_WEBHOOK_DELIVERY_DAYS": "a month"}, "DELIVERY_DAYS must be an integer"),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUREBOOT_")}
     env.update(

@@ -18,7 +18,7 @@ def run_due() -> list[str]:
     """What the periodic ``webhooks.dispatch`` task does, with each send run here
     rather than queued (the Redis leg runs Celery tasks in a worker, not in-process)."""
     delivery.dispatch_all()
-    return [delivery.send(pk) for pk in delivery.due()]
+    return [delivery.send(pk, token) for pk, token in delivery.queue_due()]
 
 
 @pytest.fixture

@@ -6,7 +6,11 @@ the test gives it) and answers by path:
 - ``/ok``: 200 when the signature verifies, 401 otherwise;
 - ``/flaky``: 500 to the first request, then as ``/ok``;
 - ``/hang``: says nothing for ``hang_seconds`` (the sender must time out);
-- ``/redirect``: 302 to ``/ok`` (the sender must not follow it).
+- ``/redirect``: 302 to ``/ok`` (the sender must not follow it);
+- ``/gzip-garbage``: 200, ``Content-Encoding: gzip`` and a body that is not gzip;
+- ``/stall-body``: 200 and a Content-Length, then one body byte every half
+  second for ``hang_seconds`` (no single wait is long);
+- ``/nul``: 500 with NUL and other control bytes in the body; ``/nul-ok``: the same as 200.
 """
 
 from __future__ import annotations
@@ -70,6 +74,14 @@ class Receiver:
                     self.send_header("Location", f"{receiver.base}/ok")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                elif self.path == "/gzip-garbage":
+                    self._answer(200, b"this is not gzip at all", {"Content-Encoding": "gzip"})
+                elif self.path == "/stall-body":
+                    self._stall()
+                elif self.path in ("/nul", "/nul-ok"):
+                    self._answer(
+                        500 if self.path == "/nul" else 200, b"bad\x00body\x07\x1b[31m end"
+                    )
                 elif self.path == "/flaky" and receiver._flaky_seen == 0:
                     receiver._flaky_seen += 1
                     self._answer(500, b"boom " * 400)
@@ -78,9 +90,25 @@ class Receiver:
                 else:
                     self._answer(401, b"bad signature")
 
-            def _answer(self, code: int, body: bytes) -> None:
+            def _stall(self) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    self.wfile.flush()
+                    until = time.monotonic() + receiver.hang_seconds
+                    while time.monotonic() < until:
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _answer(self, code: int, body: bytes, headers: dict | None = None) -> None:
                 try:
                     self.send_response(code)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
