@@ -35,10 +35,19 @@ class ConfigRunAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
 class RegistrationAdmin(HiddenFieldsAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
     """Whether a node's Salt key is accepted / Chef node exists, and the last error."""
 
-    list_display = ("name", "node", "system", "present", "error", "updated_at")
+    list_display = ("name", "node", "system", "present", "preexisting", "error", "updated_at")
     list_filter = ("system", "present")
     search_fields = ("name", "node__hostname")
-    readonly_fields = ("node", "system", "name", "present", "error", "updated_at")
+    readonly_fields = (
+        "node",
+        "system",
+        "name",
+        "present",
+        "preexisting",
+        "install_run",
+        "error",
+        "updated_at",
+    )
     exclude = ("client_key_ciphertext",)
     hidden_fields = ("client_key_ciphertext",)
 

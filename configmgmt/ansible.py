@@ -6,6 +6,11 @@ the extra variables are written to a private temporary folder (mode 0700,
 the key 0600) that is removed when the run ends. The node's SSH host key
 is trusted on first contact (``StrictHostKeyChecking=accept-new`` with a
 known-hosts file of this run): it is a machine PureBoot has just installed.
+So the address matters: it is the first of the node's ``metadata.addresses``
+(set by an operator), or the address its agent reported only when none is
+set; never a loopback, link-local, multicast, unspecified or reserved one.
+Every string in the host variables and the extra variables is marked unsafe
+(``{"__ansible_unsafe": ...}``): Ansible does not template it.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ def run_playbook(node: Node, params: dict[str, Any], actor: str) -> str:
             f"node {node.pk} has no address or host name to connect to "
             "(set metadata.addresses, or give it a host name)"
         )
+    if inventory.parse_ip(host) is not None and not inventory.connectable(host):
+        raise ConfigMgmtError(f"node {node.pk}: {host} is not an address to connect to")
     secret = credentials.reveal(
         credential, actor, reason=f"config_run: ansible-playbook for node {node.pk}"
     )
@@ -88,7 +95,7 @@ def run_playbook(node: Node, params: dict[str, Any], actor: str) -> str:
         _write_private(key, secret.private_key.strip() + "\n")
         name = inventory.inventory_name(node)
         hostvars = {
-            **inventory.host_vars(node),
+            **inventory.host_facts(node),
             "ansible_host": host,
             "ansible_port": params["port"],
             "ansible_user": secret.username,
@@ -96,8 +103,10 @@ def run_playbook(node: Node, params: dict[str, Any], actor: str) -> str:
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new "
             f"-o UserKnownHostsFile={folder / 'known_hosts'} -o IdentitiesOnly=yes",
         }
-        _write_private(folder / "inventory.json", json.dumps({"all": {"hosts": {name: hostvars}}}))
-        _write_private(folder / "extra_vars.json", json.dumps(params.get("extra_vars") or {}))
+        hosts = {name: inventory.mark_unsafe(hostvars)}
+        _write_private(folder / "inventory.json", json.dumps({"all": {"hosts": hosts}}))
+        extra_vars = inventory.mark_unsafe(params.get("extra_vars") or {})
+        _write_private(folder / "extra_vars.json", json.dumps(extra_vars))
         # Our own (empty) configuration: none from the worker's folder or home is read.
         _write_private(folder / "ansible.cfg", "[defaults]\n")
         env = {

@@ -127,8 +127,8 @@ class ChefServer:
         if answer.status_code not in ok:
             raise ConfigMgmtError(f"Chef server: {what} answered HTTP {answer.status_code}")
 
-    def create_node(self, name: str, attributes: dict[str, Any]) -> None:
-        """Create node ``name`` (an existing one is kept as it is)."""
+    def create_node(self, name: str, attributes: dict[str, Any]) -> bool:
+        """Create node ``name``; False when it existed (then it is kept as it is)."""
         body = {
             "name": name,
             "chef_type": "node",
@@ -140,7 +140,9 @@ class ChefServer:
             "override": {},
             "automatic": {},
         }
-        self._check(self.request("POST", "/nodes", body), f"creating node {name}", (201, 409))
+        answer = self.request("POST", "/nodes", body)
+        self._check(answer, f"creating node {name}", (201, 409))
+        return answer.status_code == 201
 
     def create_client(self, name: str) -> str:
         """Create API client ``name`` with a new key; its private key ('' if it existed)."""

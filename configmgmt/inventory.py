@@ -7,6 +7,12 @@ built here from the nodes one user may see: the same scope as the node API.
 Nothing secret is in either answer: host variables are the node's identity,
 state and hardware facts, never its free-form metadata (which may hold
 anything) except the few keys documented below.
+
+Much of what a host variable holds was reported by the node itself (its
+vendor, model, serial, hardware), so every string in the Ansible host
+variables is marked unsafe the way Ansible reads it from JSON inventories,
+``{"__ansible_unsafe": "..."}``: Ansible never templates it, so
+``{{ lookup('pipe', ...) }}`` in a disk model stays text.
 """
 
 from __future__ import annotations
@@ -46,6 +52,48 @@ def visible_nodes(user) -> QuerySet:
     return scope_nodes(user, qs).order_by("hostname", "id")
 
 
+UNSAFE = "__ansible_unsafe"
+
+
+def mark_unsafe(value: Any) -> Any:
+    """``value`` with every string (in nested dicts and lists too) marked unsafe for Ansible.
+
+    A string becomes ``{"__ansible_unsafe": string}``, which Ansible's JSON
+    inventory and variable files read back as text it never templates.
+    Dictionary keys are left as they are; numbers, booleans and None too.
+    """
+    if isinstance(value, str):
+        return {UNSAFE: value}
+    if isinstance(value, dict):
+        if set(value) == {UNSAFE}:
+            return value  # already marked
+        return {key: mark_unsafe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mark_unsafe(item) for item in value]
+    return value
+
+
+def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(str(value).strip().split("/", 1)[0])
+    except ValueError:
+        return None
+
+
+def _listed_addresses(node: Node) -> list[str]:
+    listed = (node.metadata or {}).get("addresses")
+    values = listed if isinstance(listed, list) else []
+    return [str(ip) for ip in (parse_ip(v) for v in values) if ip]
+
+
+def _reported_address(node: Node) -> str:
+    network = (node.inventory or {}).get("network") or {}
+    if isinstance(network, dict) and isinstance(network.get("address"), str):
+        found = parse_ip(network["address"])
+        return str(found) if found else ""
+    return ""
+
+
 def node_addresses(node: Node) -> list[str]:
     """The node's IP addresses PureBoot knows, in order of preference.
 
@@ -54,30 +102,44 @@ def node_addresses(node: Node) -> list[str]:
     network (its last inventory). Anything that is not an IP address is left out.
     """
     found: list[str] = []
-    listed = (node.metadata or {}).get("addresses")
-    candidates = list(listed) if isinstance(listed, list) else []
-    network = (node.inventory or {}).get("network") or {}
-    if isinstance(network, dict) and isinstance(network.get("address"), str):
-        candidates.append(network["address"].split("/", 1)[0])
-    for value in candidates:
-        try:
-            address = str(ipaddress.ip_address(str(value).strip()))
-        except ValueError:
-            continue
-        if address not in found:
+    for address in [*_listed_addresses(node), _reported_address(node)]:
+        if address and address not in found:
             found.append(address)
     return found
 
 
+def connectable(address: str) -> bool:
+    """False for a loopback, link-local, multicast, unspecified or reserved address."""
+    ip = parse_ip(address)
+    return ip is not None and not (
+        ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+    )
+
+
 def ansible_host(node: Node) -> str:
-    """Where Ansible connects: the node's first known address, else its host name."""
-    addresses = node_addresses(node)
-    return addresses[0] if addresses else node.hostname
+    """Where Ansible connects; empty when PureBoot knows no address it may use.
+
+    The first of ``metadata["addresses"]`` (set by an operator) that is not
+    a loopback, link-local, multicast, unspecified or reserved address. The
+    address the agent reported (the node's own word) only when
+    ``metadata["addresses"]`` is not set at all, and never a special one.
+    Else the node's host name (resolved by DNS on the worker).
+    """
+    listed = _listed_addresses(node)
+    candidates = listed if listed else [_reported_address(node)]
+    for address in candidates:
+        if address and connectable(address):
+            return address
+    return "" if listed else node.hostname
 
 
 def inventory_name(node: Node) -> str:
-    """The node's name in every inventory: its host name, else ``node-<id>``."""
-    return node.hostname or f"node-{node.pk}"
+    """The node's name in every inventory: its host name, else ``node_<id>``.
+
+    A host name never holds ``_``, so an unnamed node's name cannot be a
+    named node's.
+    """
+    return node.hostname or f"node_{node.pk}"
 
 
 def _hardware(node: Node) -> dict[str, Any]:
@@ -100,8 +162,8 @@ def _hardware(node: Node) -> dict[str, Any]:
     }
 
 
-def host_vars(node: Node) -> dict[str, Any]:
-    """The Ansible host variables of one node (all ``pureboot_*`` but ``ansible_host``)."""
+def host_facts(node: Node) -> dict[str, Any]:
+    """What PureBoot tells about one node (all ``pureboot_*`` but ``ansible_host``), as is."""
     hostvars: dict[str, Any] = {
         "pureboot_id": node.pk,
         "pureboot_name": inventory_name(node),
@@ -126,6 +188,11 @@ def host_vars(node: Node) -> dict[str, Any]:
     return hostvars
 
 
+def host_vars(node: Node) -> dict[str, Any]:
+    """The Ansible host variables of one node: :func:`host_facts` with every string unsafe."""
+    return mark_unsafe(host_facts(node))
+
+
 def node_groups(node: Node) -> list[str]:
     """The Ansible groups a node belongs to: by site, state, tag and workflow."""
     groups = [group_name("state", node.state)]
@@ -148,8 +215,6 @@ def ansible_inventory(user) -> dict[str, Any]:
     hostvars: dict[str, dict[str, Any]] = {}
     for node in visible_nodes(user):
         name = inventory_name(node)
-        if name in hostvars:  # a host name that looks like another node's node-<id>
-            name = f"{name}-id{node.pk}"
         hostvars[name] = host_vars(node)
         for group in node_groups(node):
             groups.setdefault(group, []).append(name)

@@ -53,14 +53,30 @@ class Registration(models.Model):
 
     ``present`` is what PureBoot made true (key accepted / node created);
     ``error`` the last failure, shown to operators and retried next pass.
+    ``name`` is the name it was registered under: a rename, a reinstall, a
+    retirement or the node's deletion removes that name's entry, unless
+    ``preexisting`` (it was already accepted / created when PureBoot first
+    looked: not PureBoot's to delete). A deleted node's registration stays
+    (``node`` empty) until the next pass has removed its entry.
     """
 
     node = models.ForeignKey(
-        "nodes.Node", on_delete=models.CASCADE, related_name="cm_registrations"
+        "nodes.Node",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="cm_registrations",
     )
     system = models.CharField(max_length=8, choices=System.choices)
     name = models.CharField(max_length=253, help_text="Minion id / Chef node name")
     present = models.BooleanField(default=False)
+    preexisting = models.BooleanField(
+        default=False,
+        help_text="Already accepted / created when PureBoot first looked: never deleted by it",
+    )
+    install_run = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The install (WorkflowRun id) it was registered after"
+    )
     error = models.TextField(blank=True)
     client_key_ciphertext = models.TextField(
         blank=True,

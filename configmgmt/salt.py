@@ -16,6 +16,8 @@ from django.conf import settings
 
 from credentials import services as credentials
 from credentials.models import Credential
+from pureboot.logredact import redact
+from workflows.registry import redact_text
 
 from .errors import ConfigMgmtError
 
@@ -27,6 +29,7 @@ class SaltApi:
 
     def __init__(self, url: str, username: str, password: str, eauth: str) -> None:
         self.url = url.rstrip("/")
+        self.hidden = [v for v in (password,) if v]
         self.session = requests.Session()
         self.session.verify = settings.PUREBOOT_CONFIGMGMT_CA_FILE or True
         self.session.headers["Accept"] = "application/json"
@@ -78,22 +81,32 @@ class SaltApi:
     def delete(self, minion: str) -> None:
         self._wheel("key.delete", match=minion)
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the login's password nor what the audit redactor hides."""
+        return redact(redact_text(text, self.hidden))
+
     def apply_state(self, minion: str, states: str, timeout: int) -> str:
-        """Run ``state.apply states`` on ``minion``; a summary. Raises when any state failed."""
+        """Run ``state.apply states`` on ``minion``; a summary. Raises when any state failed.
+
+        The summary (and the error) is redacted: the salt-api password and
+        every token, password or key :func:`pureboot.logredact.redact` finds.
+        """
         result = self.run(
             {"client": "local", "tgt": minion, "fun": "state.apply", "arg": [states]},
             timeout=timeout,
         )
         outcome = result.get(minion) if isinstance(result, dict) else None
         if not isinstance(outcome, dict):
-            raise ConfigMgmtError(f"salt state.apply on {minion}: {str(outcome)[:2000]}")
+            raise ConfigMgmtError(
+                self.scrub(f"salt state.apply on {minion}: {str(outcome)[:2000]}")
+            )
         failed = [k for k, v in outcome.items() if not (isinstance(v, dict) and v.get("result"))]
         lines = [
             f"{'ok' if k not in failed else 'FAILED'} {k}: {str(v.get('comment', ''))[:200]}"
             for k, v in outcome.items()
             if isinstance(v, dict)
         ]
-        summary = "\n".join(lines)
+        summary = self.scrub("\n".join(lines))
         if failed:
             raise ConfigMgmtError(f"salt state.apply on {minion}: {len(failed)} failed\n{summary}")
         return summary

@@ -987,3 +987,7 @@ PUREBOOT_CHEF_CREDENTIAL = _env_credential(
 )
 # A CA bundle for salt-api and the Chef server (empty: the system's CAs).
 PUREBOOT_CONFIGMGMT_CA_FILE = os.environ.get("PUREBOOT_CONFIGMGMT_CA_FILE", "").strip()
+if PUREBOOT_CONFIGMGMT_CA_FILE and not Path(PUREBOOT_CONFIGMGMT_CA_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"PUREBOOT_CONFIGMGMT_CA_FILE names {PUREBOOT_CONFIGMGMT_CA_FILE}, which is not a file"
+    )

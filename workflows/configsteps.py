@@ -20,6 +20,8 @@ BUILT_TOOLS = ("ansible", "salt")
 _PLAYBOOK = re.compile(r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/-]{1,255}\.ya?ml$")
 _SALT_STATE = re.compile(r"^[A-Za-z0-9_.-]{1,200}(,[A-Za-z0-9_.-]{1,200}){0,19}$")
 _CREDENTIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Jinja2 markers: extra variables are data, never templates.
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
 _TOOL_PARAMS = {
     "ansible": ("playbook", "credential", "port", "extra_vars"),
     "salt": ("state",),
@@ -74,5 +76,24 @@ def check_config_run(params: dict[str, Any], path: str) -> None:
             )
         if not _CREDENTIAL.match(params["credential"]):
             raise ParamError(f"{path}.credential", "names the stored SSH credential")
+        check_extra_vars(params.get("extra_vars") or {}, f"{path}.extra_vars")
     if tool == "salt" and not _SALT_STATE.match(params["state"]):
         raise ParamError(f"{path}.state", "is a Salt state name, or several separated by commas")
+
+
+def check_extra_vars(value: Any, path: str, top: bool = True) -> None:
+    """No ``ansible_*`` variable (connection settings) and no template text, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if top and str(key).lower().startswith("ansible_"):
+                raise ParamError(
+                    f"{path}.{key}", "ansible_* variables are set by PureBoot, not extra_vars"
+                )
+            if any(marker in str(key) for marker in _TEMPLATE_MARKERS):
+                raise ParamError(f"{path}.{key}", "a key holds no Jinja2 template markers")
+            check_extra_vars(item, f"{path}.{key}", top=False)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_extra_vars(item, f"{path}[{index}]", top=False)
+    elif isinstance(value, str) and any(marker in value for marker in _TEMPLATE_MARKERS):
+        raise ParamError(path, "holds a Jinja2 template marker ({{, {% or {#); values are text")

@@ -11,6 +11,11 @@ API access token; instead, PUREBOOT_USERNAME and PUREBOOT_PASSWORD get one
 from ``POST /api/v1/auth/token`` on every run (access tokens live minutes).
 The inventory holds the nodes that user may see. PUREBOOT_CA_FILE names a
 CA bundle for a private CA. Any HTTP or network failure is reported on stderr with exit status 1.
+
+Every string in the host variables is printed marked unsafe,
+``{"__ansible_unsafe": "..."}`` (the controller already marks them; this
+script does it again for any it did not): much of it was reported by the
+nodes themselves, and Ansible must never template it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,20 @@ import urllib.error
 import urllib.request
 
 TIMEOUT_SECONDS = 30
+UNSAFE = "__ansible_unsafe"
+
+
+def mark_unsafe(value):
+    """``value`` with every string, in nested dicts and lists too, marked unsafe for Ansible."""
+    if isinstance(value, str):
+        return {UNSAFE: value}
+    if isinstance(value, dict):
+        if set(value) == {UNSAFE}:
+            return value
+        return {key: mark_unsafe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mark_unsafe(item) for item in value]
+    return value
 
 
 def fail(message: str) -> None:
@@ -80,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--host", help="one host's variables")
     args = parser.parse_args(argv)
     inventory = fetch_inventory()
+    meta = inventory.get("_meta") if isinstance(inventory.get("_meta"), dict) else {}
+    hostvars = meta.get("hostvars") if isinstance(meta.get("hostvars"), dict) else {}
+    inventory["_meta"] = {**meta, "hostvars": mark_unsafe(hostvars)}
     if args.list:
         json.dump(inventory, sys.stdout)
     else:

@@ -15,10 +15,23 @@ from tests.processes import stop
 SSHD = "/usr/sbin/sshd"
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
+
+
+def local_address() -> str:
+    """One of this machine's IPv4 addresses that is not loopback (config_run refuses those)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.254", 9))  # no packet is sent: this only picks a route
+            found = s.getsockname()[0]
+        except OSError:
+            found = ""
+    if not found or found.startswith("127."):
+        pytest.fail("the tests need a non-loopback IPv4 address on this machine")
+    return found
 
 
 def keypair(folder: Path, name: str) -> tuple[str, str]:
@@ -33,22 +46,30 @@ def keypair(folder: Path, name: str) -> tuple[str, str]:
 class Sshd:
     """sshd accepting one user key for the user running the tests."""
 
-    def __init__(self, folder: Path, authorized_key: str) -> None:
+    def __init__(self, folder: Path, authorized_key: str, address: str = "") -> None:
         if not os.path.exists(SSHD):
             pytest.fail("sshd is not installed (Debian package openssh-server)")
         self.folder = folder
-        self.port = free_port()
+        self.address = address or local_address()
+        self.port = free_port(self.address)
         keypair(folder, "host_key")
         (folder / "authorized_keys").write_text(authorized_key)
         (folder / "authorized_keys").chmod(0o600)
         config = folder / "sshd_config"
         config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+            f"Port {self.port}\nListenAddress {self.address}\nHostKey {folder / 'host_key'}\n"
             f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             "StrictModes no\nPermitRootLogin prohibit-password\n"
             "Subsystem sftp /usr/lib/openssh/sftp-server\n"
         )
+        versions = Path.home() / ".pyenv" / "versions"
+        if versions.is_dir():
+            # The test user's shell start-up may put pyenv's shims first on PATH; every
+            # shim Ansible's interpreter discovery may pick must then find its Python.
+            names = ":".join(["system", *sorted(p.name for p in versions.iterdir())])
+            with config.open("a") as fh:
+                fh.write(f"SetEnv PYENV_VERSION={names}\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(config)],
@@ -58,7 +79,7 @@ class Sshd:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((self.address, self.port), timeout=0.5).close()
                 return
             except OSError:
                 time.sleep(0.05)

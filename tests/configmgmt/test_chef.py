@@ -11,10 +11,10 @@ from configmgmt import chef, services
 from configmgmt.models import Registration
 from credentials import services as credentials
 from nodes.models import Node
-from tests.factories import make_node
+from tests.factories import make_node, make_workflow
 
 from .fake_chef import FakeChef, new_key, pem
-from .test_config_run import store_credential
+from .test_config_run import finished_install, store_credential
 
 
 @pytest.fixture
@@ -84,3 +84,57 @@ def test_malformed_key_is_an_error_not_a_crash(db, settings, site_a):
     settings.PUREBOOT_CHEF_CREDENTIAL = "chef-bad"
     make_node("installed", site=site_a, hostname="web1.example.net")
     assert services.sync_chef() == {"created": [], "deleted": []}
+
+
+def test_registration_follows_rename_reinstall_and_deletion(chef_server, site_a, db):
+    node = make_node("installed", site=site_a, hostname="web1.example.net")
+    services.sync_chef()
+    first_key = Registration.objects.get(node=node, system="chef").client_key_ciphertext
+
+    # Renamed: the old name's node and client go, the new name is registered.
+    Node.objects.filter(pk=node.pk).update(hostname="web9.example.net")
+    assert services.sync_chef() == {
+        "created": ["web9.example.net"],
+        "deleted": ["web1.example.net"],
+    }
+    assert set(chef_server.nodes) == set(chef_server.clients) == {"web9.example.net"}
+
+    # Reinstalled: the pair goes while it installs, and a new one (a new key) comes after.
+    Node.objects.filter(pk=node.pk).update(state="reprovision")
+    assert services.sync_chef() == {"created": [], "deleted": ["web9.example.net"]}
+    assert chef_server.clients == {}
+    Node.objects.filter(pk=node.pk).update(state="installed")
+    assert services.sync_chef() == {"created": ["web9.example.net"], "deleted": []}
+    registration = Registration.objects.get(node=node, system="chef")
+    assert registration.present and registration.client_key_ciphertext not in ("", first_key)
+
+    # Installed again between two passes (PureBoot never saw it reinstalling): redone too.
+    workflow = make_workflow("again")
+    first = finished_install(node, workflow)
+    services.sync_chef()
+    Registration.objects.filter(pk=registration.pk).update(install_run=first.pk)
+    second = finished_install(node, workflow)
+    assert services.sync_chef() == {
+        "created": ["web9.example.net"],
+        "deleted": ["web9.example.net"],
+    }
+    assert Registration.objects.get(pk=registration.pk).install_run == second.pk
+
+    # Deleted: the registration outlives the node until its pair is gone.
+    node.delete()
+    assert services.sync_chef() == {"created": [], "deleted": ["web9.example.net"]}
+    assert chef_server.nodes == {} and not Registration.objects.exists()
+
+
+def test_a_pair_that_existed_before_pureboot_is_never_deleted(chef_server, site_a, db):
+    chef_server.nodes["legacy.example.net"] = {"name": "legacy.example.net"}
+    chef_server.clients["legacy.example.net"] = {"name": "legacy.example.net"}
+    node = make_node("installed", site=site_a, hostname="legacy.example.net")
+    services.sync_chef()
+    registration = Registration.objects.get(node=node, system="chef")
+    assert registration.present and registration.preexisting
+    Node.objects.filter(pk=node.pk).update(state="retired")
+    assert services.sync_chef() == {"created": [], "deleted": []}
+    assert "legacy.example.net" in chef_server.nodes
+    assert "legacy.example.net" in chef_server.clients
+    assert not Registration.objects.get(pk=registration.pk).present

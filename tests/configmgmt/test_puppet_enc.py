@@ -82,7 +82,10 @@ def test_no_token_is_401(api, db):
 
 @pytest.mark.django_db(transaction=True)
 def test_real_puppet_classifies_through_the_enc(live_server, site_a, site_b, tmp_path):
-    make_node("installed", site=site_a, hostname="web1.example.net", metadata=CLASSIFIED)
+    # A character outside the Basic Multilingual Plane: printed as UTF-8, not a surrogate pair.
+    motto = {"parameters": {"datacenter": "fra1", "motto": "ship it \U0001f680"}}
+    classified = {**CLASSIFIED, "puppet": {**CLASSIFIED["puppet"], **motto}}
+    make_node("installed", site=site_a, hostname="web1.example.net", metadata=classified)
     make_node("installed", site=site_b, hostname="b-secret.example.net", metadata=CLASSIFIED)
     operator = make_user("Operator", sites=[site_a], username="oscar-op")
     # Puppet checks that the environment the ENC names exists.
@@ -125,6 +128,7 @@ def test_real_puppet_classifies_through_the_enc(live_server, site_a, site_b, tmp
     assert node["environment"] == "staging"
     assert node["parameters"]["datacenter"] == "fra1"
     assert node["parameters"]["pureboot_site"] == "site-a"
+    assert node["parameters"]["motto"] == "ship it \U0001f680"
 
     # Another site's node: the ENC fails, so Puppet does not classify it.
     other = find("b-secret.example.net")

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from audit.models import AuditEvent
-from configmgmt import services
+from configmgmt import salt, services
 from configmgmt.models import ConfigRun, Registration
 from nodes.models import Node
 from tests.factories import make_node
@@ -78,3 +78,46 @@ def test_wrong_salt_password_changes_nothing(salt_stack, site_a, settings):
     salt_stack.wait_for_key("web2.example.net")
     assert services.sync_salt() == {"accepted": [], "deleted": [], "waiting": []}
     assert "web2.example.net" in salt_stack.keys()["minions_pre"]
+
+
+def test_key_follows_a_rename_and_output_is_redacted(salt_stack, site_a):
+    (salt_stack.folder / "states" / "leaky.sls").write_text(
+        "leak:\n  test.configurable_test_state:\n    - changes: false\n    - result: true\n"
+        f"    - comment: 'api_key=s3cr3t-value and {salt_stack.password}'\n"
+    )
+    workflow = workflow_with("tool: salt\nstate: leaky", name="leaky")
+    node = make_node("installed", site=site_a, hostname="re1.example.net", workflow=workflow)
+    finished_install(node, workflow)
+    salt_stack.minion("re1.example.net")
+    salt_stack.wait_for_key("re1.example.net")
+    assert services.sync_salt()["accepted"] == ["re1.example.net"]
+
+    # Salt's output is stored redacted: the salt-api password and what the audit redactor hides.
+    salt_stack.wait_for_ping("re1.example.net")
+    run = finished_install(node, workflow)
+    services.run_due_config_steps()
+    output = ConfigRun.objects.get(workflow_run=run).output
+    assert "s3cr3t-value" not in output and salt_stack.password not in output
+    assert "[redacted]" in output
+
+    # Renamed: the old name's key goes (by the registered name), the new one waits.
+    Node.objects.filter(pk=node.pk).update(hostname="re2.example.net")
+    assert services.sync_salt() == {
+        "accepted": [],
+        "deleted": ["re1.example.net"],
+        "waiting": ["re2.example.net"],
+    }
+    assert "re1.example.net" not in salt_stack.keys()["minions"]
+
+
+def test_a_key_accepted_before_pureboot_is_never_deleted(salt_stack, site_a):
+    salt_stack.minion("old.example.net")
+    salt_stack.wait_for_key("old.example.net")
+    salt.connect("user:test").accept("old.example.net")
+    node = make_node("installed", site=site_a, hostname="old.example.net")
+    assert services.sync_salt()["accepted"] == []
+    registration = Registration.objects.get(node=node, system="salt")
+    assert registration.present and registration.preexisting
+    Node.objects.filter(pk=node.pk).update(state="retired")
+    assert services.sync_salt()["deleted"] == []
+    assert "old.example.net" in salt_stack.keys()["minions"]

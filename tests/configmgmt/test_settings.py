@@ -83,3 +83,11 @@ def test_malformed_is_improperly_configured(tmp_path, env, message):
     done = load(tmp_path, **env)
     assert done.returncode != 0
     assert "ImproperlyConfigured" in done.stderr and message in done.stderr
+
+
+def test_a_missing_ca_file_is_refused_at_start(tmp_path):
+    done = load(tmp_path, PUREBOOT_CONFIGMGMT_CA_FILE=str(tmp_path / "missing.pem"))
+    assert done.returncode != 0
+    assert "PUREBOOT_CONFIGMGMT_CA_FILE names" in done.stderr
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert load(tmp_path, PUREBOOT_CONFIGMGMT_CA_FILE=str(tmp_path / "ca.pem")).returncode == 0
