@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -179,8 +181,10 @@ def test_inventory_script_marks_strings_unsafe(monkeypatch, capsys):
 
 @pytest.mark.django_db(transaction=True)
 def test_real_ansible_playbook_does_not_template_node_facts(live_server, site_a, tmp_path):
-    mark = tmp_path / "templated"
+    # A short path: the payload must fit the model column (100 characters on PostgreSQL).
+    mark = Path(tempfile.mkdtemp(prefix="pb")) / "t"
     payload = HOSTILE % mark
+    assert len(payload) <= 100
     make_node(
         "installed",
         site=site_a,

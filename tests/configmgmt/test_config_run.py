@@ -3,6 +3,7 @@
 import getpass
 import re
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,8 +121,10 @@ def test_ansible_playbook_runs_over_real_ssh(db, tmp_path, site_a, settings):
     folder.mkdir()
     private_key, public_key = keypair(folder, "user_key")
     server = Sshd(folder, public_key)
-    hostile = tmp_path / "templated-by-ansible"
+    # A short path: the payload must fit the model column (100 characters on PostgreSQL).
+    hostile = Path(tempfile.mkdtemp(prefix="pb")) / "t"
     payload = f"{{{{ lookup('pipe','touch {hostile}') }}}}"
+    assert len(payload) <= 100
     try:
         books = tmp_path / "playbooks"
         books.mkdir()
