@@ -11,7 +11,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from nodes.models import NetworkInterface, Node, Site
-from workflows.models import Workflow
+from workflows.models import BootImage, Workflow
 
 _mac = itertools.count(1)
 
@@ -118,3 +118,32 @@ def sealed_credential(action: str, pk: int):
 
     with transaction.atomic():
         return sealed(action, f"credential:{pk}", credentials.binding(pk))
+
+
+def make_windows_images(name: str) -> BootImage:
+    """A Windows boot image ``name`` as ``import_iso`` records it (one edition), and wimboot."""
+    files = {
+        role: {"name": file_name, "sha256": "0" * 64, "size": 1}
+        for role, file_name in (
+            ("bootmgr", "bootmgr"),
+            ("bootmgr_efi", "bootx64.efi"),
+            ("bcd", "BCD"),
+            ("boot_sdi", "boot.sdi"),
+            ("boot_wim", "boot.wim"),
+        )
+    }
+    files["install_wim"] = {
+        "name": "install.wim",
+        "sha256": "0" * 64,
+        "size": 1,
+        "images": [{"index": 1, "name": "Windows 11 Pro"}],
+    }
+    BootImage.objects.create(
+        name="wimboot",
+        family="wimboot",
+        arch="x86_64",
+        files={"wimboot": {"name": "wimboot", "sha256": "0" * 64, "size": 1}},
+    )
+    return BootImage.objects.create(
+        name=name, family="windows", version="22621", arch="x86_64", files=files
+    )

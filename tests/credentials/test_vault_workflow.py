@@ -18,8 +18,7 @@ import yaml
 from audit.models import AuditEvent
 from credentials import services as credentials
 from nodes import services as node_services
-from tests.factories import make_node, sealed
-from workflows.models import BootImage
+from tests.factories import make_node, make_windows_images, sealed
 from workflows.services import save_workflow
 
 from .conftest import STORED
@@ -38,31 +37,7 @@ def encoded(password: str) -> str:
 def windows_node(vault, settings):
     settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.test\\pureboot-boot"
     settings.PUREBOOT_PUBLIC_URL = "http://pb.test"
-    files = {
-        role: {"name": name, "sha256": "0" * 64, "size": 1}
-        for role, name in (
-            ("bootmgr", "bootmgr"),
-            ("bootmgr_efi", "bootx64.efi"),
-            ("bcd", "BCD"),
-            ("boot_sdi", "boot.sdi"),
-            ("boot_wim", "boot.wim"),
-        )
-    }
-    files["install_wim"] = {
-        "name": "install.wim",
-        "sha256": "0" * 64,
-        "size": 1,
-        "images": [{"index": 1, "name": "Windows 11 Pro"}],
-    }
-    BootImage.objects.create(
-        name=IMAGE, family="windows", version="22621", arch="x86_64", files=files
-    )
-    BootImage.objects.create(
-        name="wimboot",
-        family="wimboot",
-        arch="x86_64",
-        files={"wimboot": {"name": "wimboot", "sha256": "0" * 64, "size": 1}},
-    )
+    make_windows_images(IMAGE)
     credentials.create_credential(
         "user:setup",
         {

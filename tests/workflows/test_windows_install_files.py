@@ -21,8 +21,8 @@ from audit.models import AuditEvent
 from credentials import services as credentials
 from nodes import services as node_services
 from nodes.models import Node
-from tests.factories import make_node, make_user, sealed
-from workflows.models import BootImage, WorkflowRun
+from tests.factories import make_node, make_user, make_windows_images, sealed
+from workflows.models import WorkflowRun
 from workflows.services import save_workflow
 from workflows.unattend import check_unattend
 
@@ -39,31 +39,7 @@ def windows(settings):
     settings.PUREBOOT_FERNET_KEYS = [Fernet.generate_key().decode()]
     settings.PUREBOOT_WINDOWS_SHARE = "\\\\pureboot.test\\pureboot-boot"
     settings.PUREBOOT_PUBLIC_URL = "http://pb.test"
-    files = {
-        role: {"name": name, "sha256": "0" * 64, "size": 1}
-        for role, name in (
-            ("bootmgr", "bootmgr"),
-            ("bootmgr_efi", "bootx64.efi"),
-            ("bcd", "BCD"),
-            ("boot_sdi", "boot.sdi"),
-            ("boot_wim", "boot.wim"),
-        )
-    }
-    files["install_wim"] = {
-        "name": "install.wim",
-        "sha256": "0" * 64,
-        "size": 1,
-        "images": [{"index": 1, "name": "Windows 11 Pro"}],
-    }
-    BootImage.objects.create(
-        name=IMAGE, family="windows", version="22621", arch="x86_64", files=files
-    )
-    BootImage.objects.create(
-        name="wimboot",
-        family="wimboot",
-        arch="x86_64",
-        files={"wimboot": {"name": "wimboot", "sha256": "0" * 64, "size": 1}},
-    )
+    make_windows_images(IMAGE)
     for name, kind, user, password in (
         ("win-admin", "windows_admin", "Administrator", ADMIN_PASSWORD),
         ("corp-join", "domain_join", "CORP\\svc-join", JOIN_PASSWORD),
